@@ -1,0 +1,160 @@
+//! The actions a table commit is made of. See `docs/format.md` for the on-disk form.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stratalake_crypto::WrappedKey;
+
+use crate::schema::TableSchema;
+
+/// Partition values of a file: partition field name to value (`None` = null).
+pub type PartitionValues = BTreeMap<String, Option<String>>;
+
+/// One group of columns sharing a data key (the columns of one classification in one file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroup {
+    /// The classification whose master key wraps this group's data key.
+    pub classification: String,
+    /// Top-level columns encrypted with this key (all their leaf columns).
+    pub columns: Vec<String>,
+    /// The wrapped data key.
+    pub key: WrappedKey,
+}
+
+/// The keys of one data file, wrapped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileKeys {
+    /// The footer key, wrapped under the lowest classification's master key.
+    pub footer: WrappedKey,
+    /// One group per classification present in the file.
+    pub groups: Vec<KeyGroup>,
+}
+
+/// A data file added to the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddFile {
+    /// Path relative to the table's root, e.g. `data/region=north/<uuid>.parquet`.
+    pub path: String,
+    /// The tier holding the file.
+    pub tier: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Number of rows.
+    pub rows: u64,
+    /// crc32 (IEEE) of the whole file.
+    pub crc32: u32,
+    /// Partition values.
+    #[serde(default)]
+    pub partition: PartitionValues,
+    /// Wrapped data keys.
+    pub keys: FileKeys,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// A data file removed from the table (its object stays until vacuum).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveFile {
+    /// Path relative to the table's root.
+    pub path: String,
+    /// The tier that held it.
+    pub tier: String,
+    /// Removal time, milliseconds since the Unix epoch.
+    pub removed_ms: i64,
+}
+
+/// Table metadata: identity, schema, properties. The first commit holds one; later ones replace it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The table's id (a UUID), bound into every file's encryption.
+    pub table_id: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Table name.
+    pub name: String,
+    /// Schema and partitioning.
+    pub schema: TableSchema,
+    /// Free-form properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// Who did what, when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitInfo {
+    /// Commit time, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The principal that committed.
+    pub principal: String,
+    /// Operation: `CREATE TABLE`, `APPEND`, `OVERWRITE`, `CLASSIFY`, ...
+    pub operation: String,
+    /// Unique token of this logical commit: a retried commit that already landed is found by it.
+    pub token: String,
+    /// Operation parameters shown in history (never secrets).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// One action of a commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Set the table's metadata.
+    Metadata(Metadata),
+    /// Add a data file.
+    Add(AddFile),
+    /// Remove a data file.
+    Remove(RemoveFile),
+}
+
+/// A commit: the content of one `_log/<version>.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The version this commit creates.
+    pub version: u64,
+    /// Commit information.
+    pub info: CommitInfo,
+    /// Actions, applied in order.
+    pub actions: Vec<Action>,
+}
+
+impl Commit {
+    /// Rows added and removed, files added and removed.
+    pub fn counts(&self, removed_rows: impl Fn(&str) -> u64) -> CommitCounts {
+        let mut c = CommitCounts::default();
+        for a in &self.actions {
+            match a {
+                Action::Add(f) => {
+                    c.files_added += 1;
+                    c.rows_added += f.rows;
+                    c.bytes_added += f.size;
+                }
+                Action::Remove(r) => {
+                    c.files_removed += 1;
+                    c.rows_removed += removed_rows(&r.path);
+                }
+                Action::Metadata(_) => c.metadata = true,
+            }
+        }
+        c
+    }
+}
+
+/// Summary counts of a commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CommitCounts {
+    /// Files added.
+    pub files_added: u64,
+    /// Files removed.
+    pub files_removed: u64,
+    /// Rows added.
+    pub rows_added: u64,
+    /// Rows removed.
+    pub rows_removed: u64,
+    /// Bytes added.
+    pub bytes_added: u64,
+    /// Whether the commit changed metadata.
+    pub metadata: bool,
+}

@@ -1,0 +1,288 @@
+//! The catalog: namespaces and tables, committed as a log under `_catalog/_log/` on the
+//! metadata tier, with the same create-if-absent protocol as table logs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::action::{CommitInfo, Metadata};
+use crate::log;
+use crate::names::validate_ident;
+use crate::schema::TableSchema;
+use crate::table::{StorageContext, Table, TableIdent, info};
+use crate::write::now_ms;
+use crate::{Error, Result};
+
+const CATALOG_LOG: &str = "_catalog/_log";
+
+/// One catalog change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CatalogAction {
+    /// A namespace appears.
+    CreateNamespace {
+        /// Name.
+        name: String,
+    },
+    /// A namespace disappears.
+    DropNamespace {
+        /// Name.
+        name: String,
+    },
+    /// A table appears.
+    CreateTable {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Id.
+        table_id: String,
+    },
+    /// A table disappears.
+    DropTable {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Id.
+        table_id: String,
+    },
+}
+
+/// A catalog commit.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CatalogCommit {
+    /// Version.
+    pub version: u64,
+    /// Who and when.
+    pub info: CommitInfo,
+    /// Changes.
+    pub actions: Vec<CatalogAction>,
+}
+
+/// A table's catalog entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// Id.
+    pub table_id: String,
+    /// Creation time.
+    pub created_ms: i64,
+}
+
+/// The catalog at one version.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CatalogState {
+    /// Version, or `None` before the first commit.
+    pub version: Option<u64>,
+    /// Namespaces and their tables.
+    pub namespaces: BTreeMap<String, BTreeMap<String, TableEntry>>,
+}
+
+impl CatalogState {
+    fn apply(&mut self, c: &CatalogCommit, path: &str) -> Result<()> {
+        let expected = self.version.map_or(0, |v| v + 1);
+        if c.version != expected {
+            return Err(Error::CorruptLog { path: path.into(), reason: format!("holds version {}, expected {expected}", c.version) });
+        }
+        for a in &c.actions {
+            match a {
+                CatalogAction::CreateNamespace { name } => {
+                    self.namespaces.entry(name.clone()).or_default();
+                }
+                CatalogAction::DropNamespace { name } => {
+                    self.namespaces.remove(name);
+                }
+                CatalogAction::CreateTable { namespace, name, table_id } => {
+                    self.namespaces
+                        .entry(namespace.clone())
+                        .or_default()
+                        .insert(name.clone(), TableEntry { table_id: table_id.clone(), created_ms: c.info.timestamp_ms });
+                }
+                CatalogAction::DropTable { namespace, name, .. } => {
+                    if let Some(ns) = self.namespaces.get_mut(namespace) {
+                        ns.remove(name);
+                    }
+                }
+            }
+        }
+        self.version = Some(c.version);
+        Ok(())
+    }
+
+    /// A table's entry.
+    pub fn table(&self, ident: &TableIdent) -> Option<&TableEntry> {
+        self.namespaces.get(&ident.namespace)?.get(&ident.name)
+    }
+}
+
+/// The lake's catalog. Keeps the last state read and reads only newer commits.
+#[derive(Debug)]
+pub struct Catalog {
+    ctx: Arc<StorageContext>,
+    cached: Mutex<CatalogState>,
+}
+
+impl Catalog {
+    /// The catalog of a lake.
+    pub fn new(ctx: Arc<StorageContext>) -> Self {
+        Self { ctx, cached: Mutex::new(CatalogState::default()) }
+    }
+
+    /// The storage context.
+    pub fn context(&self) -> &Arc<StorageContext> {
+        &self.ctx
+    }
+
+    /// The current catalog state.
+    pub async fn state(&self) -> Result<CatalogState> {
+        let mut cached = self.cached.lock().await;
+        let store = self.ctx.tiers.metadata();
+        let l = log::list(store, CATALOG_LOG, cached.version).await?;
+        for v in l.commits {
+            let c: CatalogCommit = log::read(store, CATALOG_LOG, v).await?;
+            cached.apply(&c, &log::commit_path(CATALOG_LOG, v))?;
+        }
+        Ok(cached.clone())
+    }
+
+    /// Apply a change computed from the current state, retrying if another writer got there first.
+    async fn mutate<F>(&self, principal: &str, operation: &str, f: F) -> Result<CatalogState>
+    where
+        F: Fn(&CatalogState) -> Result<Vec<CatalogAction>>,
+    {
+        let store = self.ctx.tiers.metadata();
+        for _ in 0..64 {
+            let state = self.state().await?;
+            let actions = f(&state)?;
+            let version = state.version.map_or(0, |v| v + 1);
+            let commit = CatalogCommit { version, info: info(principal, operation, BTreeMap::new()), actions };
+            if log::try_write(store, CATALOG_LOG, version, &commit).await? {
+                return self.state().await;
+            }
+        }
+        Err(Error::Conflict { table: "_catalog".into(), version: 0, reason: "too much contention on the catalog".into() })
+    }
+
+    /// Create a namespace. `if_not_exists` turns an existing one into success.
+    pub async fn create_namespace(&self, name: &str, if_not_exists: bool, principal: &str) -> Result<()> {
+        validate_ident("namespace", name)?;
+        let exists = self.state().await?.namespaces.contains_key(name);
+        if exists {
+            return if if_not_exists { Ok(()) } else { Err(Error::NamespaceExists(name.into())) };
+        }
+        self.mutate(principal, "CREATE NAMESPACE", |s| {
+            if s.namespaces.contains_key(name) {
+                return Err(Error::NamespaceExists(name.into()));
+            }
+            Ok(vec![CatalogAction::CreateNamespace { name: name.into() }])
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Drop an empty namespace.
+    pub async fn drop_namespace(&self, name: &str, principal: &str) -> Result<()> {
+        self.mutate(principal, "DROP NAMESPACE", |s| match s.namespaces.get(name) {
+            None => Err(Error::NamespaceNotFound(name.into())),
+            Some(t) if !t.is_empty() => Err(Error::NamespaceNotEmpty { name: name.into(), tables: t.len() }),
+            Some(_) => Ok(vec![CatalogAction::DropNamespace { name: name.into() }]),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Namespaces.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(self.state().await?.namespaces.keys().cloned().collect())
+    }
+
+    /// Tables of a namespace.
+    pub async fn tables(&self, namespace: &str) -> Result<Vec<String>> {
+        let s = self.state().await?;
+        let ns = s.namespaces.get(namespace).ok_or_else(|| Error::NamespaceNotFound(namespace.into()))?;
+        Ok(ns.keys().cloned().collect())
+    }
+
+    /// Create a table: a catalog entry, then its log's version 0.
+    pub async fn create_table(
+        &self,
+        ident: &TableIdent,
+        schema: TableSchema,
+        properties: BTreeMap<String, String>,
+        principal: &str,
+    ) -> Result<Table> {
+        validate_ident("namespace", &ident.namespace)?;
+        validate_ident("table", &ident.name)?;
+        schema.validate(&ident.to_string(), self.ctx.keyring.classifications())?;
+        let table_id = uuid::Uuid::new_v4().to_string();
+        self.mutate(principal, "CREATE TABLE", |s| {
+            let ns = s.namespaces.get(&ident.namespace).ok_or_else(|| Error::NamespaceNotFound(ident.namespace.clone()))?;
+            if ns.contains_key(&ident.name) {
+                return Err(Error::TableExists(ident.to_string()));
+            }
+            Ok(vec![CatalogAction::CreateTable {
+                namespace: ident.namespace.clone(),
+                name: ident.name.clone(),
+                table_id: table_id.clone(),
+            }])
+        })
+        .await?;
+        let metadata = Metadata {
+            table_id: table_id.clone(),
+            namespace: ident.namespace.clone(),
+            name: ident.name.clone(),
+            schema,
+            properties,
+            created_ms: now_ms(),
+        };
+        match Table::create_log(self.ctx.clone(), ident.clone(), metadata, principal).await {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                // Undo the catalog entry so the name is free again.
+                let _ = self
+                    .mutate(principal, "DROP TABLE", |_| {
+                        Ok(vec![CatalogAction::DropTable {
+                            namespace: ident.namespace.clone(),
+                            name: ident.name.clone(),
+                            table_id: table_id.clone(),
+                        }])
+                    })
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A handle on an existing table.
+    pub async fn table(&self, ident: &TableIdent) -> Result<Table> {
+        let s = self.state().await?;
+        if !s.namespaces.contains_key(&ident.namespace) {
+            return Err(Error::NamespaceNotFound(ident.namespace.clone()));
+        }
+        let e = s.table(ident).ok_or_else(|| Error::TableNotFound(ident.to_string()))?;
+        Ok(Table::new(self.ctx.clone(), ident.clone(), e.table_id.clone()))
+    }
+
+    /// Drop a table: remove it from the catalog, then delete its log and data on every tier.
+    /// Returns the number of objects deleted.
+    pub async fn drop_table(&self, ident: &TableIdent, principal: &str) -> Result<usize> {
+        let t = self.table(ident).await?;
+        let id = t.id().to_string();
+        self.mutate(principal, "DROP TABLE", |s| match s.table(ident) {
+            Some(e) if e.table_id == id => Ok(vec![CatalogAction::DropTable {
+                namespace: ident.namespace.clone(),
+                name: ident.name.clone(),
+                table_id: id.clone(),
+            }]),
+            _ => Err(Error::TableNotFound(ident.to_string())),
+        })
+        .await?;
+        let mut n = 0;
+        for (_, store) in self.ctx.tiers.iter() {
+            n += store.delete_prefix(&format!("{}/", ident.root())).await?;
+        }
+        Ok(n)
+    }
+}

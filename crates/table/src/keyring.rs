@@ -1,0 +1,148 @@
+//! Per-file data keys: generated, wrapped under master keys, and unwrapped for readers.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::encryption::decrypt::FileDecryptionProperties;
+use parquet::encryption::encrypt::FileEncryptionProperties;
+use stratalake_crypto::parquet_props::{aad_prefix, decryption_properties, encryption_properties};
+use stratalake_crypto::{DataKey, KeyContext, KeyProvider, unwrap_key, wrap_key};
+
+use crate::action::{AddFile, FileKeys, KeyGroup};
+use crate::schema::{Classifications, TableSchema};
+use crate::{Error, Result};
+
+/// Which classifications a reader may decrypt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Every classification (administrative reads, verify, maintenance).
+    All,
+    /// Only these classifications; other columns' keys are never requested.
+    Levels(BTreeSet<String>),
+}
+
+impl Access {
+    /// Whether `level` may be decrypted.
+    pub fn allows(&self, level: &str) -> bool {
+        match self {
+            Access::All => true,
+            Access::Levels(l) => l.contains(level),
+        }
+    }
+}
+
+/// The lake's key provider and classification levels.
+#[derive(Clone)]
+pub struct Keyring {
+    provider: Arc<dyn KeyProvider>,
+    classes: Classifications,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("provider", &self.provider.describe())
+            .field("levels", &self.classes.levels)
+            .finish()
+    }
+}
+
+/// Leaf column paths (as parquet names them) of each top-level column, in schema order.
+pub fn leaf_columns(schema: &Schema) -> Result<Vec<(String, String)>> {
+    let descr = ArrowSchemaConverter::new().convert(schema)?;
+    Ok((0..descr.num_columns())
+        .map(|i| (descr.get_column_root(i).name().to_string(), descr.column(i).path().string()))
+        .collect())
+}
+
+impl Keyring {
+    /// A keyring over a provider and the lake's levels.
+    pub fn new(provider: Arc<dyn KeyProvider>, classes: Classifications) -> Self {
+        Self { provider, classes }
+    }
+
+    /// The classification levels.
+    pub fn classifications(&self) -> &Classifications {
+        &self.classes
+    }
+
+    /// The key provider.
+    pub fn provider(&self) -> &Arc<dyn KeyProvider> {
+        &self.provider
+    }
+
+    /// Fresh keys for a new file: a footer key and one key per classification present, wrapped;
+    /// plus the parquet encryption properties that use them.
+    pub async fn seal_file(
+        &self,
+        table_id: &str,
+        file: &str,
+        schema: &TableSchema,
+    ) -> Result<(FileKeys, Arc<FileEncryptionProperties>)> {
+        let arrow = schema.arrow_schema();
+        let leaves = leaf_columns(&arrow)?;
+        let footer_level = self.classes.lowest().to_string();
+        let ctx = |role: &str| KeyContext { table_id: table_id.into(), file: file.into(), role: role.into() };
+        let footer = DataKey::generate()?;
+        let (fid, fmaster) = self.provider.current(&footer_level).await?;
+        let footer_wrapped = wrap_key(&fmaster, &fid, &footer, &ctx("footer"))?;
+
+        let mut groups = Vec::new();
+        let mut keys: Vec<(String, DataKey)> = Vec::new();
+        for level in &self.classes.levels {
+            let cols: Vec<String> =
+                schema.columns.iter().filter(|c| &c.classification == level).map(|c| c.name.clone()).collect();
+            if cols.is_empty() {
+                continue;
+            }
+            let dk = DataKey::generate()?;
+            let (id, master) = self.provider.current(level).await?;
+            groups.push(KeyGroup { classification: level.clone(), columns: cols, key: wrap_key(&master, &id, &dk, &ctx(level))? });
+            keys.push((level.clone(), dk));
+        }
+        let mut column_keys: Vec<(String, &DataKey)> = Vec::with_capacity(leaves.len());
+        for (root, leaf) in &leaves {
+            let level = &schema.column(root).ok_or_else(|| Error::Internal(format!("leaf {leaf} has no column")))?.classification;
+            let dk = &keys.iter().find(|(l, _)| l == level).expect("a key per level present").1;
+            column_keys.push((leaf.clone(), dk));
+        }
+        let props = encryption_properties(&footer, &column_keys, aad_prefix(table_id, file))?;
+        Ok((FileKeys { footer: footer_wrapped, groups }, props))
+    }
+
+    /// Decryption properties for `add` holding only the keys `access` allows. Returns also the
+    /// top-level columns that cannot be decrypted.
+    pub async fn open_file(
+        &self,
+        table_id: &str,
+        add: &AddFile,
+        file_schema: &Schema,
+        access: &Access,
+    ) -> Result<(Arc<FileDecryptionProperties>, Vec<String>)> {
+        let ctx = |role: &str| KeyContext { table_id: table_id.into(), file: add.path.clone(), role: role.into() };
+        let fmaster = self.provider.get(&add.keys.footer.key).await?;
+        let footer = unwrap_key(&fmaster, &add.keys.footer, &ctx("footer"))?;
+        let leaves = leaf_columns(file_schema)?;
+        let mut granted: Vec<(Vec<String>, DataKey)> = Vec::new();
+        let mut hidden = Vec::new();
+        for g in &add.keys.groups {
+            if access.allows(&g.classification) {
+                let master = self.provider.get(&g.key.key).await?;
+                granted.push((g.columns.clone(), unwrap_key(&master, &g.key, &ctx(&g.classification))?));
+            } else {
+                hidden.extend(g.columns.iter().cloned());
+            }
+        }
+        let mut column_keys: Vec<(String, &DataKey)> = Vec::new();
+        for (root, leaf) in &leaves {
+            if let Some((_, k)) = granted.iter().find(|(cols, _)| cols.iter().any(|c| c == root)) {
+                column_keys.push((leaf.clone(), k));
+            }
+        }
+        let props = decryption_properties(&footer, &column_keys, aad_prefix(table_id, &add.path))?;
+        Ok((props, hidden))
+    }
+}

@@ -1,0 +1,98 @@
+//! Validation of names and encoding of partition values, so that nothing a user types can
+//! resolve outside a table's prefix.
+
+use crate::{Error, Result};
+
+/// Longest namespace or table name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest column name, in bytes.
+pub const MAX_COLUMN_NAME_LEN: usize = 255;
+
+/// Validate a namespace or table name: `[a-z_][a-z0-9_]*`, at most 64 characters. Lower case
+/// keeps SQL identifiers unquoted; the restricted alphabet keeps paths safe.
+pub fn validate_ident(kind: &'static str, name: &str) -> Result<()> {
+    let err = |reason: &str| Error::InvalidName { kind, name: name.to_string(), reason: reason.to_string() };
+    if name.is_empty() {
+        return Err(err("empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(err(&format!("longer than {MAX_NAME_LEN} characters")));
+    }
+    let mut chars = name.chars();
+    let first = chars.next().expect("not empty");
+    if !(first.is_ascii_lowercase() || first == '_') {
+        return Err(err("must start with a lower-case letter or '_'"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
+        return Err(err(&format!("character {c:?} not allowed; use lower-case letters, digits and '_'")));
+    }
+    Ok(())
+}
+
+/// Validate a column name: 1 to 255 bytes of UTF-8 without control characters.
+pub fn validate_column(name: &str) -> Result<()> {
+    let err = |reason: &str| Error::InvalidName { kind: "column", name: name.to_string(), reason: reason.to_string() };
+    if name.is_empty() {
+        return Err(err("empty"));
+    }
+    if name.len() > MAX_COLUMN_NAME_LEN {
+        return Err(err(&format!("longer than {MAX_COLUMN_NAME_LEN} bytes")));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(err("control characters (including NUL) are not allowed"));
+    }
+    Ok(())
+}
+
+/// Encode one path segment (a partition column name or value): every byte outside
+/// `[A-Za-z0-9_-]` becomes `%XX`, so `.`, `..`, `/`, `%` and NUL can never form a path step.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The path segment standing for a null partition value.
+pub const NULL_SEGMENT: &str = "__null__";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idents() {
+        for ok in ["a", "permits", "_x1", "a_b_c"] {
+            validate_ident("table", ok).unwrap();
+        }
+        for bad in ["", "A", "1a", "a-b", "a.b", "..", "%2E%2E", "/etc", "a\0b", &"x".repeat(65)] {
+            assert!(validate_ident("table", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn columns() {
+        validate_column("Issued At").unwrap();
+        assert!(validate_column("").is_err());
+        assert!(validate_column("a\0").is_err());
+        assert!(validate_column(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn segments_cannot_escape() {
+        assert_eq!(encode_segment(".."), "%2E%2E");
+        assert_eq!(encode_segment("%2E%2E"), "%252E%252E");
+        assert_eq!(encode_segment("a/b"), "a%2Fb");
+        assert_eq!(encode_segment("a\0"), "a%00");
+        assert_eq!(encode_segment("north-1"), "north-1");
+        for s in ["..", ".", "/", "a/../b", "\\.."] {
+            let e = encode_segment(s);
+            assert!(!e.contains('/') && !e.contains('.') && !e.contains('\\'), "{e}");
+        }
+    }
+}

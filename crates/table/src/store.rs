@@ -1,0 +1,212 @@
+//! Stores: a tier's object store and the prefix under which the lake lives in it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::{Error, Result};
+
+/// One object store and the lake's root inside it. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    url: String,
+    inner: Arc<dyn ObjectStore>,
+    root: Path,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL holds no credentials: those live in options, which are not kept here.
+        f.debug_struct("Store").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+impl Store {
+    /// Open a store from a URL:
+    /// * `file:///abs/path` or a plain path: a local folder (created if missing);
+    /// * `memory://NAME`: an in-process store, shared by every `Store` of the same NAME;
+    /// * `s3://bucket/prefix`: any S3-compatible store. `options` are object_store's S3 keys
+    ///   (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`, ...); the
+    ///   usual `AWS_*` environment variables fill in what they do not give.
+    pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let cfg = |reason: String| Error::StoreConfig { url: url.to_string(), reason };
+        if let Some(name) = url.strip_prefix("memory://") {
+            let name = name.trim_end_matches('/').to_string();
+            let mut stores = memory_stores().lock().expect("memory store registry");
+            let inner = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
+            return Ok(Self { url: url.to_string(), inner, root: Path::default() });
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(cfg("no bucket name".into()));
+            }
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (k, v) in options {
+                let key: AmazonS3ConfigKey =
+                    k.parse().map_err(|_| cfg(format!("unknown S3 option {k:?}")))?;
+                b = b.with_config(key, v);
+            }
+            let inner = b.build().map_err(|e| cfg(e.to_string()))?;
+            let root = Path::parse(prefix.trim_matches('/')).map_err(|e| cfg(e.to_string()))?;
+            return Ok(Self { url: url.to_string(), inner: Arc::new(inner), root });
+        }
+        let dir = match url.strip_prefix("file://") {
+            Some(p) => std::path::PathBuf::from(p),
+            None if url.contains("://") => {
+                return Err(cfg("unsupported scheme: use file://, memory:// or s3://".into()));
+            }
+            None => std::path::PathBuf::from(url),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| cfg(e.to_string()))?;
+        let dir = dir.canonicalize().map_err(|e| cfg(e.to_string()))?;
+        let inner = LocalFileSystem::new_with_prefix(&dir).map_err(|e| cfg(e.to_string()))?;
+        Ok(Self { url: format!("file://{}", dir.display()), inner: Arc::new(inner), root: Path::default() })
+    }
+
+    /// Wrap an existing object store (for example a fault-injecting one in tests).
+    pub fn from_object_store(url: impl Into<String>, inner: Arc<dyn ObjectStore>, root: Path) -> Self {
+        Self { url: url.into(), inner, root }
+    }
+
+    /// The store's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    /// Absolute location of `rel` (a `/`-separated path relative to the lake root).
+    pub fn path(&self, rel: &str) -> Path {
+        let mut p = self.root.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// Read a whole object.
+    pub async fn get(&self, rel: &str) -> Result<Bytes> {
+        let p = self.path(rel);
+        let r = self.inner.get(&p).await.map_err(|e| Error::store(&p, e))?;
+        r.bytes().await.map_err(|e| Error::store(&p, e))
+    }
+
+    /// Read an object if it exists.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.get(rel).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::Store { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write (or replace) an object.
+    pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
+        let p = self.path(rel);
+        self.inner.put(&p, PutPayload::from(data)).await.map_err(|e| Error::store(&p, e))?;
+        Ok(())
+    }
+
+    /// Create an object only if it does not exist. `Ok(false)` when it already existed.
+    pub async fn put_create(&self, rel: &str, data: Bytes) -> Result<bool> {
+        let p = self.path(rel);
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.inner.put_opts(&p, PutPayload::from(data), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsafeStore { store: self.url.clone() }),
+            Err(e) => Err(Error::store(&p, e)),
+        }
+    }
+
+    /// Delete an object; a missing object is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        let p = self.path(rel);
+        match self.inner.delete(&p).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::store(&p, e)),
+        }
+    }
+
+    /// List objects below a prefix, returning paths relative to the lake root.
+    pub async fn list(&self, rel_prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let p = self.path(rel_prefix);
+        let metas: Vec<ObjectMeta> =
+            self.inner.list(Some(&p)).try_collect().await.map_err(|e| Error::store(&p, e))?;
+        Ok(metas.into_iter().map(|m| (self.relative(&m.location), m)).collect())
+    }
+
+    /// List objects below a prefix whose location sorts after `rel_offset`.
+    pub async fn list_after(&self, rel_prefix: &str, rel_offset: &str) -> Result<Vec<(String, ObjectMeta)>> {
+        let p = self.path(rel_prefix);
+        let off = self.path(rel_offset);
+        let metas: Vec<ObjectMeta> = self
+            .inner
+            .list_with_offset(Some(&p), &off)
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(&p, e))?;
+        Ok(metas.into_iter().map(|m| (self.relative(&m.location), m)).collect())
+    }
+
+    /// Delete everything below a prefix. Returns the number of objects deleted.
+    pub async fn delete_prefix(&self, rel_prefix: &str) -> Result<usize> {
+        let objs = self.list(rel_prefix).await?;
+        for (rel, _) in &objs {
+            self.delete(rel).await?;
+        }
+        Ok(objs.len())
+    }
+
+    fn relative(&self, p: &Path) -> String {
+        let s = p.as_ref();
+        let root = self.root.as_ref();
+        if root.is_empty() {
+            s.to_string()
+        } else {
+            s.strip_prefix(root).map(|r| r.trim_start_matches('/').to_string()).unwrap_or_else(|| s.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_stores_are_shared_by_name() {
+        let a = Store::open("memory://shared-test", &BTreeMap::new()).unwrap();
+        let b = Store::open("memory://shared-test", &BTreeMap::new()).unwrap();
+        a.put("x/y", Bytes::from_static(b"1")).await.unwrap();
+        assert_eq!(b.get("x/y").await.unwrap(), Bytes::from_static(b"1"));
+        assert!(!b.put_create("x/y", Bytes::from_static(b"2")).await.unwrap());
+        assert_eq!(a.get("x/y").await.unwrap(), Bytes::from_static(b"1"));
+    }
+
+    #[tokio::test]
+    async fn local_create_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path().to_str().unwrap(), &BTreeMap::new()).unwrap();
+        assert!(s.put_create("a/b.json", Bytes::from_static(b"1")).await.unwrap());
+        assert!(!s.put_create("a/b.json", Bytes::from_static(b"2")).await.unwrap());
+        assert_eq!(s.list("a").await.unwrap().len(), 1);
+        assert!(Store::open("ftp://x", &BTreeMap::new()).is_err());
+    }
+}

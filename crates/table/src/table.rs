@@ -1,0 +1,599 @@
+//! Tables: snapshots from the log, the commit protocol, appends and overwrites.
+//!
+//! Commit lifecycle:
+//! 1. read a snapshot at version `v`;
+//! 2. stage data files (uploaded, durable, not yet referenced);
+//! 3. create `_log/<v+1>.json` with create-if-absent;
+//! 4. if another writer won `v+1`: read the winning commits; if one carries our token, our
+//!    commit already landed; if one conflicts with what we read, fail with [`Error::Conflict`]
+//!    (and delete staged files); otherwise retry at the next version with backoff.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, AddFile, Commit, CommitCounts, CommitInfo, Metadata, PartitionValues, RemoveFile};
+use crate::keyring::Keyring;
+use crate::log;
+use crate::store::Store;
+use crate::write::{DataWriter, WriteOptions, WriteTarget, conform_batch, delete_files, now_ms};
+use crate::{Error, Result};
+
+/// The lake's tiers: name to store, which one holds metadata, which one receives new files.
+#[derive(Clone, Debug)]
+pub struct Tiers {
+    stores: BTreeMap<String, Store>,
+    metadata: String,
+    write: String,
+}
+
+impl Tiers {
+    /// Tiers from stores; `metadata` holds logs and catalog, `write` receives new data files.
+    pub fn new(stores: BTreeMap<String, Store>, metadata: &str, write: &str) -> Result<Self> {
+        for t in [metadata, write] {
+            if !stores.contains_key(t) {
+                return Err(Error::StoreConfig { url: t.to_string(), reason: format!("no tier named {t:?}") });
+            }
+        }
+        Ok(Self { stores, metadata: metadata.into(), write: write.into() })
+    }
+
+    /// A single-tier lake.
+    pub fn single(name: &str, store: Store) -> Self {
+        Self { stores: BTreeMap::from([(name.to_string(), store)]), metadata: name.into(), write: name.into() }
+    }
+
+    /// The store of a tier.
+    pub fn get(&self, tier: &str) -> Result<&Store> {
+        self.stores
+            .get(tier)
+            .ok_or_else(|| Error::StoreConfig { url: tier.to_string(), reason: format!("no tier named {tier:?} in this lake") })
+    }
+
+    /// The metadata tier's store.
+    pub fn metadata(&self) -> &Store {
+        &self.stores[&self.metadata]
+    }
+
+    /// Name of the tier receiving new files.
+    pub fn write_tier(&self) -> &str {
+        &self.write
+    }
+
+    /// All tiers.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Store)> {
+        self.stores.iter()
+    }
+}
+
+/// Everything a table needs from its lake.
+#[derive(Clone, Debug)]
+pub struct StorageContext {
+    /// Tiers.
+    pub tiers: Tiers,
+    /// Keys.
+    pub keyring: Keyring,
+    /// Write a checkpoint every this many commits.
+    pub checkpoint_interval: u64,
+    /// Data writer options.
+    pub write: WriteOptions,
+}
+
+/// A table's identity in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TableIdent {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl TableIdent {
+    /// An identifier.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+
+    /// Parse `table` (in namespace `default_ns`) or `namespace.table`.
+    pub fn parse(s: &str, default_ns: &str) -> Result<Self> {
+        let (ns, name) = match s.split_once('.') {
+            Some((ns, n)) => (ns, n),
+            None => (default_ns, s),
+        };
+        crate::names::validate_ident("namespace", ns)?;
+        crate::names::validate_ident("table", name)?;
+        Ok(Self::new(ns, name))
+    }
+
+    /// `namespace/name`, the table's root in every tier.
+    pub fn root(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::fmt::Display for TableIdent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.namespace, self.name)
+    }
+}
+
+/// The state of a table at one version: metadata and live files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Version.
+    pub version: u64,
+    /// Time of the commit that made this version.
+    pub timestamp_ms: i64,
+    /// Metadata in force.
+    pub metadata: Metadata,
+    /// Live files by path.
+    pub files: BTreeMap<String, AddFile>,
+}
+
+impl Snapshot {
+    /// Total live rows.
+    pub fn rows(&self) -> u64 {
+        self.files.values().map(|f| f.rows).sum()
+    }
+
+    /// Total live bytes.
+    pub fn bytes(&self) -> u64 {
+        self.files.values().map(|f| f.size).sum()
+    }
+
+    fn apply(&mut self, c: &Commit, path: &str) -> Result<()> {
+        if c.version != self.version + 1 {
+            return Err(Error::CorruptLog { path: path.into(), reason: format!("holds version {}, expected {}", c.version, self.version + 1) });
+        }
+        self.apply_actions(c, path)
+    }
+
+    fn apply_actions(&mut self, c: &Commit, path: &str) -> Result<()> {
+        for a in &c.actions {
+            match a {
+                Action::Metadata(m) => {
+                    if m.table_id != self.metadata.table_id {
+                        return Err(Error::CorruptLog { path: path.into(), reason: "metadata of another table".into() });
+                    }
+                    self.metadata = m.clone();
+                }
+                Action::Add(f) => {
+                    self.files.insert(f.path.clone(), f.clone());
+                }
+                Action::Remove(r) => {
+                    self.files.remove(&r.path);
+                }
+            }
+        }
+        self.version = c.version;
+        self.timestamp_ms = c.info.timestamp_ms;
+        Ok(())
+    }
+
+    fn from_first(c: &Commit, path: &str) -> Result<Self> {
+        if c.version != 0 {
+            return Err(Error::CorruptLog { path: path.into(), reason: format!("holds version {}, expected 0", c.version) });
+        }
+        let meta = c
+            .actions
+            .iter()
+            .find_map(|a| if let Action::Metadata(m) = a { Some(m.clone()) } else { None })
+            .ok_or_else(|| Error::CorruptLog { path: path.into(), reason: "version 0 has no metadata".into() })?;
+        let mut s = Snapshot { version: 0, timestamp_ms: c.info.timestamp_ms, metadata: meta, files: BTreeMap::new() };
+        s.apply_actions(c, path)?;
+        Ok(s)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct LastCheckpoint {
+    version: u64,
+}
+
+/// One line of a table's history.
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryEntry {
+    /// Version.
+    pub version: u64,
+    /// Commit time, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// Operation.
+    pub operation: String,
+    /// Principal.
+    pub principal: String,
+    /// Counts.
+    #[serde(flatten)]
+    pub counts: CommitCounts,
+    /// Parameters.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// What a commit read, to decide whether a concurrent commit conflicts with it.
+#[derive(Clone, Debug, Default)]
+pub struct ReadScope {
+    /// The whole table was read (overwrite of everything, metadata change).
+    pub whole_table: bool,
+    /// Partitions read (partition overwrite).
+    pub partitions: BTreeSet<PartitionValues>,
+}
+
+/// A handle on one table. Cheap to clone; holds no snapshot.
+#[derive(Clone, Debug)]
+pub struct Table {
+    ctx: Arc<StorageContext>,
+    ident: TableIdent,
+    table_id: String,
+}
+
+const MAX_COMMIT_ATTEMPTS: u32 = 64;
+
+impl Table {
+    /// A handle on an existing table (the catalog resolves `table_id`).
+    pub fn new(ctx: Arc<StorageContext>, ident: TableIdent, table_id: String) -> Self {
+        Self { ctx, ident, table_id }
+    }
+
+    /// Create the table's log (version 0) from its metadata. Fails if a log exists.
+    pub async fn create_log(ctx: Arc<StorageContext>, ident: TableIdent, metadata: Metadata, principal: &str) -> Result<Self> {
+        metadata.schema.validate(&ident.to_string(), ctx.keyring.classifications())?;
+        let t = Self { ctx, ident, table_id: metadata.table_id.clone() };
+        let commit = Commit {
+            version: 0,
+            info: info(principal, "CREATE TABLE", BTreeMap::new()),
+            actions: vec![Action::Metadata(metadata)],
+        };
+        if !log::try_write(t.meta_store(), &t.log_dir(), 0, &commit).await? {
+            return Err(Error::TableExists(format!("{} (a log already exists at {})", t.ident, t.log_dir())));
+        }
+        Ok(t)
+    }
+
+    /// The table's identifier.
+    pub fn ident(&self) -> &TableIdent {
+        &self.ident
+    }
+
+    /// The table's id.
+    pub fn id(&self) -> &str {
+        &self.table_id
+    }
+
+    /// The lake context.
+    pub fn context(&self) -> &Arc<StorageContext> {
+        &self.ctx
+    }
+
+    fn meta_store(&self) -> &Store {
+        self.ctx.tiers.metadata()
+    }
+
+    /// The log directory relative to the metadata tier's root.
+    pub fn log_dir(&self) -> String {
+        format!("{}/_log", self.ident.root())
+    }
+
+    async fn read_commit(&self, v: u64) -> Result<Commit> {
+        let c: Commit = log::read(self.meta_store(), &self.log_dir(), v).await?;
+        if c.version != v {
+            return Err(Error::CorruptLog {
+                path: log::commit_path(&self.log_dir(), v),
+                reason: format!("holds version {}", c.version),
+            });
+        }
+        Ok(c)
+    }
+
+    async fn read_checkpoint(&self, v: u64) -> Result<Snapshot> {
+        let path = log::checkpoint_path(&self.log_dir(), v);
+        let data = self.meta_store().get(&path).await?;
+        let s: Snapshot = log::decode(&path, &data)?;
+        if s.version != v || s.metadata.table_id != self.table_id {
+            return Err(Error::CorruptLog { path, reason: "checkpoint of another version or table".into() });
+        }
+        Ok(s)
+    }
+
+    async fn replay(&self, mut snap: Option<Snapshot>, versions: &[u64]) -> Result<Snapshot> {
+        use futures::StreamExt;
+        let commits: Vec<Result<Commit>> =
+            futures::stream::iter(versions.iter().map(|v| self.read_commit(*v))).buffered(16).collect().await;
+        for (v, c) in versions.iter().zip(commits) {
+            let c = c?;
+            let path = log::commit_path(&self.log_dir(), *v);
+            match &mut snap {
+                None => snap = Some(Snapshot::from_first(&c, &path)?),
+                Some(s) => s.apply(&c, &path)?,
+            }
+        }
+        snap.ok_or_else(|| Error::CorruptLog { path: self.log_dir(), reason: "the log is empty".into() })
+    }
+
+    fn check_contiguous(&self, from: u64, versions: &[u64]) -> Result<()> {
+        for (i, v) in versions.iter().enumerate() {
+            if *v != from + i as u64 {
+                return Err(Error::CorruptLog {
+                    path: log::commit_path(&self.log_dir(), from + i as u64),
+                    reason: "missing: the log has a gap".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest snapshot: the newest checkpoint plus the commits after it.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let hint = match self.meta_store().get_opt(&format!("{}/_last_checkpoint", self.log_dir())).await? {
+            Some(b) => serde_json::from_slice::<LastCheckpoint>(&b).ok().map(|l| l.version),
+            None => None,
+        };
+        if let Some(cp) = hint {
+            if let Ok(base) = self.read_checkpoint(cp).await {
+                let l = log::list(self.meta_store(), &self.log_dir(), Some(cp)).await?;
+                self.check_contiguous(cp + 1, &l.commits)?;
+                return self.replay(Some(base), &l.commits).await;
+            }
+            tracing::warn!(table = %self.ident, checkpoint = cp, "checkpoint unreadable; replaying the log");
+        }
+        self.snapshot_at_opt(None).await
+    }
+
+    /// The snapshot at `version`.
+    pub async fn snapshot_at(&self, version: u64) -> Result<Snapshot> {
+        self.snapshot_at_opt(Some(version)).await
+    }
+
+    async fn snapshot_at_opt(&self, version: Option<u64>) -> Result<Snapshot> {
+        let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
+        if l.commits.is_empty() {
+            return Err(Error::CorruptLog { path: self.log_dir(), reason: "no commits: the table's creation did not finish".into() });
+        }
+        self.check_contiguous(0, &l.commits)?;
+        let latest = *l.commits.last().expect("non-empty");
+        let target = version.unwrap_or(latest);
+        if target > latest {
+            return Err(Error::VersionNotFound { table: self.ident.to_string(), version: target, latest });
+        }
+        // Newest readable checkpoint at or before the target.
+        for cp in l.checkpoints.iter().rev().filter(|c| **c <= target) {
+            match self.read_checkpoint(*cp).await {
+                Ok(base) => {
+                    let rest: Vec<u64> = (cp + 1..=target).collect();
+                    return self.replay(Some(base), &rest).await;
+                }
+                Err(e) => tracing::warn!(table = %self.ident, checkpoint = cp, error = %e, "skipping unreadable checkpoint"),
+            }
+        }
+        let all: Vec<u64> = (0..=target).collect();
+        self.replay(None, &all).await
+    }
+
+    /// The snapshot in force at `timestamp_ms`: the newest version committed at or before it.
+    pub async fn snapshot_as_of(&self, timestamp_ms: i64) -> Result<Snapshot> {
+        let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
+        for v in l.commits.iter().rev() {
+            let c = self.read_commit(*v).await?;
+            if c.info.timestamp_ms <= timestamp_ms {
+                return self.snapshot_at(*v).await;
+            }
+        }
+        Err(Error::TimestampBeforeHistory { table: self.ident.to_string(), timestamp: crate::write::fmt_ms(timestamp_ms) })
+    }
+
+    /// Every commit, newest first (at most `limit`).
+    pub async fn history(&self, limit: Option<usize>) -> Result<Vec<HistoryEntry>> {
+        let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
+        let versions: Vec<u64> = l.commits.iter().rev().take(limit.unwrap_or(usize::MAX)).rev().copied().collect();
+        // Rows of removed files need the files' add actions: replay from the start of the window.
+        let mut snap = match versions.first() {
+            Some(0) | None => None,
+            Some(v) => Some(self.snapshot_at(v - 1).await?),
+        };
+        let mut out = Vec::new();
+        for v in versions {
+            let c = self.read_commit(v).await?;
+            let counts = {
+                let s = &snap;
+                c.counts(|p| s.as_ref().and_then(|s| s.files.get(p)).map(|f| f.rows).unwrap_or(0))
+            };
+            let path = log::commit_path(&self.log_dir(), v);
+            match &mut snap {
+                None => snap = Some(Snapshot::from_first(&c, &path)?),
+                Some(s) => s.apply(&c, &path)?,
+            }
+            out.push(HistoryEntry {
+                version: v,
+                timestamp_ms: c.info.timestamp_ms,
+                operation: c.info.operation.clone(),
+                principal: c.info.principal.clone(),
+                counts,
+                parameters: c.info.parameters.clone(),
+            });
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// A writer for new data files under `snapshot`'s schema.
+    pub fn writer(&self, snapshot: &Snapshot) -> Result<DataWriter> {
+        let tier = self.ctx.tiers.write_tier().to_string();
+        Ok(DataWriter::new(WriteTarget {
+            store: self.ctx.tiers.get(&tier)?.clone(),
+            tier,
+            table_root: self.ident.root(),
+            table_id: self.table_id.clone(),
+            schema: snapshot.metadata.schema.clone(),
+            keyring: self.ctx.keyring.clone(),
+            options: self.ctx.write.clone(),
+        }))
+    }
+
+    /// Commit `actions` on top of `base`. Retries on concurrent commits that do not conflict.
+    /// On failure, the caller's staged files are left for it to delete.
+    pub async fn commit(&self, base: &Snapshot, actions: Vec<Action>, info: CommitInfo, scope: &ReadScope) -> Result<u64> {
+        let mut version = base.version + 1;
+        let mut attempt = 0u32;
+        let our_removes: BTreeSet<&str> =
+            actions.iter().filter_map(|a| if let Action::Remove(r) = a { Some(r.path.as_str()) } else { None }).collect();
+        let ours_changes_meta = actions.iter().any(|a| matches!(a, Action::Metadata(_)));
+        loop {
+            let commit = Commit { version, info: info.clone(), actions: actions.clone() };
+            if log::try_write(self.meta_store(), &self.log_dir(), version, &commit).await? {
+                tracing::info!(table = %self.ident, version, operation = %info.operation, "committed");
+                if self.ctx.checkpoint_interval > 0 && version % self.ctx.checkpoint_interval == 0 {
+                    if let Err(e) = self.write_checkpoint(version).await {
+                        tracing::warn!(table = %self.ident, version, error = %e, "checkpoint failed; the log stays complete");
+                    }
+                }
+                return Ok(version);
+            }
+            // Lost the race for `version`: look at the winner.
+            let theirs = self.read_commit(version).await?;
+            if theirs.info.token == info.token {
+                return Ok(version); // our own earlier attempt landed
+            }
+            let conflict = |reason: String| Error::Conflict { table: self.ident.to_string(), version, reason };
+            for a in &theirs.actions {
+                match a {
+                    Action::Metadata(_) => {
+                        return Err(conflict(format!("{} changed the table's metadata", theirs.info.operation)));
+                    }
+                    Action::Remove(r) if our_removes.contains(r.path.as_str()) || scope.whole_table || ours_changes_meta => {
+                        return Err(conflict(format!("{} removed file {} that this operation read", theirs.info.operation, r.path)));
+                    }
+                    Action::Add(f) if scope.whole_table || scope.partitions.contains(&f.partition) => {
+                        return Err(conflict(format!("{} added data to a partition this operation replaces", theirs.info.operation)));
+                    }
+                    _ => {}
+                }
+            }
+            attempt += 1;
+            if attempt >= MAX_COMMIT_ATTEMPTS {
+                return Err(conflict(format!("gave up after {attempt} attempts under heavy contention")));
+            }
+            let backoff = Duration::from_millis((5u64 << attempt.min(6)) + (rand_jitter() % 20));
+            tracing::debug!(table = %self.ident, version, attempt, "commit race lost; retrying");
+            tokio::time::sleep(backoff).await;
+            version += 1;
+        }
+    }
+
+    async fn write_checkpoint(&self, version: u64) -> Result<()> {
+        let snap = self.snapshot_at(version).await?;
+        let path = log::checkpoint_path(&self.log_dir(), version);
+        self.meta_store().put(&path, log::encode(&snap)?).await?;
+        let last = serde_json::to_vec(&LastCheckpoint { version }).map_err(|e| Error::Internal(e.to_string()))?;
+        self.meta_store().put(&format!("{}/_last_checkpoint", self.log_dir()), last.into()).await?;
+        Ok(())
+    }
+
+    /// Append batches as one commit. Returns the new version.
+    pub async fn append(&self, batches: &[RecordBatch], principal: &str) -> Result<u64> {
+        self.write_batches(batches, principal, WriteMode::Append).await
+    }
+
+    /// Replace the table's content (or, with [`WriteMode::OverwritePartitions`], the partitions
+    /// the batches touch) with the batches, in one commit.
+    pub async fn write_batches(&self, batches: &[RecordBatch], principal: &str, mode: WriteMode) -> Result<u64> {
+        let snap = self.snapshot().await?;
+        let mut w = self.writer(&snap)?;
+        let target = w.schema().clone();
+        let mut first = 0u64;
+        for b in batches {
+            let base = first;
+            let b = match conform_batch(b, &snap.metadata.schema, &target, "batch", &|r| format!("row {}", base + r + 1)) {
+                Ok(b) => b,
+                Err(e) => {
+                    w.abort().await;
+                    return Err(e);
+                }
+            };
+            first += b.num_rows() as u64;
+            if let Err(e) = w.write(b).await {
+                w.abort().await;
+                return Err(e);
+            }
+        }
+        let files = w.finish().await?;
+        self.commit_files(&snap, files, principal, mode, BTreeMap::new()).await
+    }
+
+    /// Commit staged files with the given mode; deletes them if the commit fails.
+    pub async fn commit_files(
+        &self,
+        snap: &Snapshot,
+        files: Vec<AddFile>,
+        principal: &str,
+        mode: WriteMode,
+        mut parameters: BTreeMap<String, String>,
+    ) -> Result<u64> {
+        let mut actions = Vec::new();
+        let mut scope = ReadScope::default();
+        let now = now_ms();
+        match mode {
+            WriteMode::Append => {}
+            WriteMode::Overwrite => {
+                scope.whole_table = true;
+                for f in snap.files.values() {
+                    actions.push(Action::Remove(RemoveFile { path: f.path.clone(), tier: f.tier.clone(), removed_ms: now }));
+                }
+            }
+            WriteMode::OverwritePartitions => {
+                scope.partitions = files.iter().map(|f| f.partition.clone()).collect();
+                for f in snap.files.values().filter(|f| scope.partitions.contains(&f.partition)) {
+                    actions.push(Action::Remove(RemoveFile { path: f.path.clone(), tier: f.tier.clone(), removed_ms: now }));
+                }
+            }
+        }
+        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        parameters.insert("rows".into(), rows.to_string());
+        actions.extend(files.iter().cloned().map(Action::Add));
+        let result = self.commit(snap, actions, info(principal, mode.operation(), parameters), &scope).await;
+        if result.is_err() {
+            delete_files(self.ctx.tiers.get(self.ctx.tiers.write_tier())?, &self.ident.root(), &files).await;
+        }
+        result
+    }
+}
+
+/// How a write relates to existing data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Add rows.
+    Append,
+    /// Replace the whole table.
+    Overwrite,
+    /// Replace the partitions the new data touches.
+    OverwritePartitions,
+}
+
+impl WriteMode {
+    /// The operation name in history.
+    pub fn operation(self) -> &'static str {
+        match self {
+            WriteMode::Append => "APPEND",
+            WriteMode::Overwrite => "OVERWRITE",
+            WriteMode::OverwritePartitions => "OVERWRITE PARTITIONS",
+        }
+    }
+}
+
+/// A commit info for `principal` doing `operation` now, with a fresh token.
+pub fn info(principal: &str, operation: &str, parameters: BTreeMap<String, String>) -> CommitInfo {
+    CommitInfo {
+        timestamp_ms: now_ms(),
+        principal: principal.to_string(),
+        operation: operation.to_string(),
+        token: uuid::Uuid::new_v4().to_string(),
+        parameters,
+    }
+}
+
+fn rand_jitter() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}

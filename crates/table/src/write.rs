@@ -1,0 +1,339 @@
+//! Writing encrypted Parquet data files: batches are checked against the table schema, split by
+//! partition, and rolled into files of a target size. Files are uploaded before any commit
+//! refers to them; an aborted write deletes what it uploaded.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::{CastOptions, cast_with_options, take_record_batch};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use bytes::Bytes;
+use chrono::{DateTime, Datelike, NaiveDate};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::action::{AddFile, FileKeys, PartitionValues};
+use crate::keyring::Keyring;
+use crate::names::{NULL_SEGMENT, encode_segment};
+use crate::schema::{TableSchema, Transform};
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// Knobs of the data writer.
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    /// Roll to a new file once a file reaches this many bytes.
+    pub target_file_size: usize,
+    /// Rows per row group at most.
+    pub row_group_rows: usize,
+    /// Open partition files at most; beyond it the largest is finished early.
+    pub max_open_files: usize,
+    /// zstd level.
+    pub zstd_level: i32,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self { target_file_size: 128 << 20, row_group_rows: 256 * 1024, max_open_files: 64, zstd_level: 1 }
+    }
+}
+
+/// Where and how to write: the table's identity and the tier receiving files.
+#[derive(Clone, Debug)]
+pub struct WriteTarget {
+    /// Store of the tier receiving new files.
+    pub store: Store,
+    /// That tier's name.
+    pub tier: String,
+    /// The table's root relative to the store root, e.g. `default/permits`.
+    pub table_root: String,
+    /// The table's id.
+    pub table_id: String,
+    /// The table's schema.
+    pub schema: TableSchema,
+    /// Keys.
+    pub keyring: Keyring,
+    /// Options.
+    pub options: WriteOptions,
+}
+
+struct OpenFile {
+    partition: PartitionValues,
+    rel_path: String,
+    keys: FileKeys,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+}
+
+/// Streams batches into encrypted data files.
+pub struct DataWriter {
+    target: WriteTarget,
+    arrow: SchemaRef,
+    open: HashMap<String, OpenFile>,
+    done: Vec<AddFile>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for DataWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataWriter").field("table_root", &self.target.table_root).field("rows", &self.rows).finish()
+    }
+}
+
+/// Fit a batch to the table schema: columns by name, types cast where lossless casting works,
+/// NOT NULL checked. `source` names the input in errors; `position` names a row of the batch
+/// (e.g. `line 12`).
+pub fn conform_batch(
+    batch: &RecordBatch,
+    schema: &TableSchema,
+    target: &SchemaRef,
+    source: &str,
+    position: &dyn Fn(u64) -> String,
+) -> Result<RecordBatch> {
+    let bad = |reason: String| Error::BadData { source_name: source.to_string(), reason };
+    let in_schema = batch.schema();
+    for f in in_schema.fields() {
+        if schema.column(f.name()).is_none() {
+            return Err(bad(format!("column {:?} is not in the table (columns: {})", f.name(), col_list(schema))));
+        }
+    }
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
+    for (field, def) in target.fields().iter().zip(&schema.columns) {
+        let idx = in_schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == &def.name)
+            .or_else(|| in_schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(&def.name)));
+        let col = match idx {
+            Some(i) => batch.column(i).clone(),
+            None => return Err(bad(format!("column {:?} is missing", def.name))),
+        };
+        let col = if col.data_type() == field.data_type() {
+            col
+        } else {
+            let opts = CastOptions { safe: false, ..Default::default() };
+            cast_with_options(&col, field.data_type(), &opts).map_err(|e| {
+                bad(format!("column {:?}: cannot store {} as {}: {e}", def.name, col.data_type(), field.data_type()))
+            })?
+        };
+        if !def.nullable && col.null_count() > 0 {
+            let row = (0..col.len()).find(|i| col.is_null(*i)).unwrap_or(0) as u64;
+            return Err(bad(format!("{}: column {:?} is NOT NULL but the value is null", position(row), def.name)));
+        }
+        cols.push(col);
+    }
+    RecordBatch::try_new(target.clone(), cols).map_err(|e| bad(e.to_string()))
+}
+
+fn col_list(schema: &TableSchema) -> String {
+    schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn partition_strings(col: &ArrayRef, transform: Transform) -> Result<Vec<Option<String>>> {
+    let n = col.len();
+    let mut out = Vec::with_capacity(n);
+    match transform {
+        Transform::Identity => {
+            let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+            for i in 0..n {
+                out.push(if col.is_null(i) { None } else { Some(fmt.value(i).to_string()) });
+            }
+        }
+        t => {
+            // Day numbers since the epoch, in UTC.
+            let days: Vec<Option<i64>> = match col.data_type() {
+                DataType::Date32 | DataType::Date64 => {
+                    let d = cast_with_options(col, &DataType::Date32, &CastOptions::default())?;
+                    let d = d.as_any().downcast_ref::<arrow::array::Date32Array>().expect("date32");
+                    (0..n).map(|i| d.is_valid(i).then(|| d.value(i) as i64)).collect()
+                }
+                DataType::Timestamp(_, _) => {
+                    let ms = cast_with_options(col, &DataType::Timestamp(TimeUnit::Millisecond, None), &CastOptions::default())?;
+                    let ms = ms.as_any().downcast_ref::<arrow::array::TimestampMillisecondArray>().expect("ts ms");
+                    (0..n).map(|i| ms.is_valid(i).then(|| ms.value(i).div_euclid(86_400_000))).collect()
+                }
+                other => return Err(Error::Internal(format!("{t} partition of {other}"))),
+            };
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+            for d in days {
+                out.push(d.map(|d| {
+                    let date = epoch + chrono::Duration::days(d);
+                    match t {
+                        Transform::Day => date.format("%Y-%m-%d").to_string(),
+                        Transform::Month => format!("{:04}-{:02}", date.year(), date.month()),
+                        _ => format!("{:04}", date.year()),
+                    }
+                }));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Render a millisecond timestamp as RFC 3339.
+pub fn fmt_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_else(|| ms.to_string())
+}
+
+impl DataWriter {
+    /// A writer into `target`.
+    pub fn new(target: WriteTarget) -> Self {
+        let arrow = target.schema.arrow_schema();
+        Self { target, arrow, open: HashMap::new(), done: Vec::new(), rows: 0 }
+    }
+
+    /// The Arrow schema batches are conformed to.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.arrow
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Write a batch already conformed to [`DataWriter::schema`] (see [`conform_batch`]).
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let parts = self.target.schema.partition_by.clone();
+        if parts.is_empty() {
+            self.write_part(String::new(), PartitionValues::new(), batch).await?;
+        } else {
+            let mut per_field = Vec::with_capacity(parts.len());
+            for p in &parts {
+                let idx = self.arrow.index_of(&self.target.schema.column(&p.column).expect("validated").name)?;
+                per_field.push(partition_strings(batch.column(idx), p.transform)?);
+            }
+            let mut groups: HashMap<Vec<Option<String>>, Vec<u32>> = HashMap::new();
+            for row in 0..batch.num_rows() {
+                let key: Vec<Option<String>> = per_field.iter().map(|v| v[row].clone()).collect();
+                groups.entry(key).or_default().push(row as u32);
+            }
+            let mut groups: Vec<_> = groups.into_iter().collect();
+            groups.sort();
+            for (key, rows) in groups {
+                let sub = if rows.len() == batch.num_rows() {
+                    batch.clone()
+                } else {
+                    take_record_batch(&batch, &UInt32Array::from(rows))?
+                };
+                let values: PartitionValues = parts.iter().map(|p| p.name()).zip(key.iter().cloned()).collect();
+                let k = partition_dir(&values);
+                self.write_part(k, values, sub).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_part(&mut self, key: String, values: PartitionValues, batch: RecordBatch) -> Result<()> {
+        let rows = batch.num_rows() as u64;
+        if !self.open.contains_key(&key) {
+            if self.open.len() >= self.target.options.max_open_files {
+                let largest = self
+                    .open
+                    .iter()
+                    .max_by_key(|(_, f)| f.writer.in_progress_size() + f.writer.bytes_written())
+                    .map(|(k, _)| k.clone())
+                    .expect("non-empty");
+                self.finish_file(&largest).await?;
+            }
+            let f = self.start_file(&key, values).await?;
+            self.open.insert(key.clone(), f);
+        }
+        let f = self.open.get_mut(&key).expect("just opened");
+        f.writer.write(&batch)?;
+        f.rows += rows;
+        self.rows += rows;
+        if f.writer.bytes_written() + f.writer.in_progress_size() >= self.target.options.target_file_size {
+            self.finish_file(&key).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_file(&self, dir: &str, partition: PartitionValues) -> Result<OpenFile> {
+        let name = format!("{}.parquet", uuid::Uuid::new_v4());
+        let rel_path = if dir.is_empty() { format!("data/{name}") } else { format!("data/{dir}/{name}") };
+        let (keys, enc) = self.target.keyring.seal_file(&self.target.table_id, &rel_path, &self.target.schema).await?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.target.options.zstd_level)?))
+            .set_max_row_group_row_count(Some(self.target.options.row_group_rows))
+            .with_file_encryption_properties(enc)
+            .build();
+        let writer = ArrowWriter::try_new(Vec::with_capacity(1 << 20), self.arrow.clone(), Some(props))?;
+        Ok(OpenFile { partition, rel_path, keys, writer, rows: 0 })
+    }
+
+    async fn finish_file(&mut self, key: &str) -> Result<()> {
+        let f = self.open.remove(key).expect("open file");
+        let buf = f.writer.into_inner()?;
+        let crc32 = crc32fast::hash(&buf);
+        let size = buf.len() as u64;
+        let rel = format!("{}/{}", self.target.table_root, f.rel_path);
+        self.target.store.put(&rel, Bytes::from(buf)).await?;
+        tracing::debug!(file = %rel, size, rows = f.rows, "data file written");
+        self.done.push(AddFile {
+            path: f.rel_path,
+            tier: self.target.tier.clone(),
+            size,
+            rows: f.rows,
+            crc32,
+            partition: f.partition,
+            keys: f.keys,
+            created_ms: now_ms(),
+        });
+        Ok(())
+    }
+
+    /// Finish every open file and return the files to commit. They are uploaded and durable.
+    pub async fn finish(mut self) -> Result<Vec<AddFile>> {
+        let mut keys: Vec<String> = self.open.keys().cloned().collect();
+        keys.sort();
+        for k in keys {
+            if let Err(e) = self.finish_file(&k).await {
+                self.abort().await;
+                return Err(e);
+            }
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Delete every file this writer uploaded (best effort) and drop open ones.
+    pub async fn abort(mut self) {
+        self.open.clear();
+        delete_files(&self.target.store, &self.target.table_root, &self.done).await;
+        self.done.clear();
+    }
+}
+
+/// Best-effort deletion of uploaded but uncommitted files.
+pub async fn delete_files(store: &Store, table_root: &str, files: &[AddFile]) {
+    for f in files {
+        let rel = format!("{table_root}/{}", f.path);
+        if let Err(e) = store.delete(&rel).await {
+            tracing::warn!(file = %rel, error = %e, "could not delete uncommitted data file");
+        }
+    }
+}
+
+/// The directory of a partition: `field=value/...`, both encoded.
+pub fn partition_dir(values: &PartitionValues) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode_segment(k), v.as_deref().map(encode_segment).unwrap_or_else(|| NULL_SEGMENT.to_string())))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A batch of the given schema, for tests and callers building data by hand.
+pub fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
