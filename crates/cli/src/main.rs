@@ -1,1 +1,526 @@
-fn main() {}
+//! `stratalake`: the command-line tool.
+
+mod demo;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use stratalake::{AsOf, Format, InitOptions, Lake, Output, TableIdent, TableSchema, WriteMode};
+
+use crate::output::{OutFormat, print_batches, print_rows};
+
+/// Stratalake: an encrypted, embeddable data lake.
+#[derive(Parser, Debug)]
+#[command(name = "stratalake", version, about, long_about = None)]
+struct Cli {
+    /// The lake folder (holding stratalake.toml).
+    #[arg(long, global = true, env = "STRATALAKE_LAKE", default_value = "lake")]
+    lake: PathBuf,
+    /// Output format of commands that print data.
+    #[arg(long, global = true, value_enum, default_value_t = OutFormat::Table)]
+    format: OutFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a lake: stratalake.toml, a 0600 master key file, the `hot` tier, namespace `default`.
+    Init {
+        /// Folder of the new lake (default: --lake).
+        dir: Option<PathBuf>,
+        /// Put the hot tier on this store: a path, file:///abs, memory://name or s3://bucket/prefix.
+        #[arg(long)]
+        store: Option<String>,
+        /// Store option KEY=VALUE (S3: endpoint, region, allow_http); repeatable.
+        #[arg(long = "store-option", value_name = "KEY=VALUE")]
+        store_options: Vec<String>,
+    },
+    /// Namespaces.
+    #[command(subcommand)]
+    Namespace(NamespaceCmd),
+    /// Tables.
+    #[command(subcommand)]
+    Table(TableCmd),
+    /// Load CSV, JSON lines or Parquet files into a table as one atomic commit.
+    Ingest(IngestArgs),
+    /// Run SQL: an interactive shell, or -c / -f.
+    Sql(SqlArgs),
+    /// Re-read the log and every live file: checksums, decryption, row counts.
+    Verify {
+        /// Tables to verify (default: all).
+        tables: Vec<String>,
+    },
+    /// Generate a realistic public-sector dataset, ingest it encrypted, and query it.
+    Demo {
+        /// Rows of building permits to generate.
+        #[arg(long, default_value_t = 50_000)]
+        rows: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NamespaceCmd {
+    /// Create a namespace.
+    Create { name: String },
+    /// List namespaces.
+    List,
+    /// Drop an empty namespace.
+    Drop { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum TableCmd {
+    /// Create a table.
+    Create {
+        /// `table` or `namespace.table`.
+        name: String,
+        /// Columns in SQL: "id BIGINT NOT NULL CLASSIFICATION public, name VARCHAR, ...".
+        #[arg(long)]
+        columns: Option<String>,
+        /// Take the columns from a data file instead (every column gets the default classification).
+        #[arg(long, conflicts_with = "columns")]
+        from_file: Option<PathBuf>,
+        /// Partition fields: "region, day(issued_at)".
+        #[arg(long)]
+        partition_by: Option<String>,
+    },
+    /// List tables of a namespace (default: all namespaces).
+    List { namespace: Option<String> },
+    /// Show a table's columns, classifications, partitioning and size.
+    Describe {
+        name: String,
+        /// Describe the table as of a version or timestamp.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Drop a table and delete its files.
+    Drop { name: String },
+    /// Show the table's commits, newest first.
+    History {
+        name: String,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Set a column's classification (a metadata commit).
+    Classify { name: String, column: String, level: String },
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// `table` or `namespace.table`.
+    table: String,
+    /// Files to load.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Input format (default: from each file's extension).
+    #[arg(long = "input-format")]
+    input_format: Option<String>,
+    /// What to do with existing rows.
+    #[arg(long, value_enum, default_value_t = ModeArg::Append)]
+    mode: ModeArg,
+    /// Create the table from the first file's columns if it does not exist.
+    #[arg(long)]
+    create: bool,
+    /// With --create: partition fields, e.g. "region".
+    #[arg(long)]
+    partition_by: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Append,
+    Overwrite,
+    OverwritePartitions,
+}
+
+#[derive(Args, Debug)]
+struct SqlArgs {
+    /// Run one or more statements and exit.
+    #[arg(short = 'c', long = "command")]
+    command: Option<String>,
+    /// Run the statements of a file and exit.
+    #[arg(short = 'f', long = "file", conflicts_with = "command")]
+    file: Option<PathBuf>,
+    /// Read every table as of a version number or a timestamp (read-only).
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRATALAKE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let mut msg = chain[0].clone();
+            for c in &chain[1..] {
+                if !msg.contains(c.as_str()) {
+                    msg.push_str(": ");
+                    msg.push_str(c);
+                }
+            }
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn open(cli: &Cli) -> Result<Lake> {
+    Lake::open(&cli.lake).await.with_context(|| format!("cannot open the lake at {}", cli.lake.display()))
+}
+
+fn ident(name: &str) -> Result<TableIdent> {
+    Ok(TableIdent::parse(name, stratalake::DEFAULT_NAMESPACE)?)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let fmt = cli.format;
+    match &cli.command {
+        Command::Init { dir, store, store_options } => {
+            let dir = dir.clone().unwrap_or_else(|| cli.lake.clone());
+            let mut opts = InitOptions { store: store.clone(), ..Default::default() };
+            for kv in store_options {
+                let (k, v) = kv.split_once('=').with_context(|| format!("--store-option {kv:?}: expected KEY=VALUE"))?;
+                opts.store_options.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            let lake = Lake::init(&dir, opts).await?;
+            println!("created lake at {}", dir.display());
+            println!("  config:  {}", dir.join(stratalake::CONFIG_FILE).display());
+            println!("  keys:    {} (mode 0600; back it up separately from the data)", dir.join("master.keys").display());
+            for t in &lake.config().tiers {
+                println!("  tier:    {} -> {}", t.name, t.url);
+            }
+        }
+        Command::Namespace(c) => {
+            let lake = open(&cli).await?;
+            match c {
+                NamespaceCmd::Create { name } => {
+                    lake.create_namespace(name).await?;
+                    println!("namespace {name} created");
+                }
+                NamespaceCmd::List => {
+                    let rows = lake.namespaces().await?.into_iter().map(|n| vec![n]).collect();
+                    print_rows(&["namespace"], rows, fmt)?;
+                }
+                NamespaceCmd::Drop { name } => {
+                    lake.catalog().drop_namespace(name, &stratalake::default_principal()).await?;
+                    println!("namespace {name} dropped");
+                }
+            }
+        }
+        Command::Table(c) => table_cmd(&cli, c, fmt).await?,
+        Command::Ingest(a) => ingest(&cli, a, fmt).await?,
+        Command::Sql(a) => return sql(&cli, a, fmt).await,
+        Command::Verify { tables } => {
+            let lake = open(&cli).await?;
+            let bar = output::progress_bar("verifying", None);
+            let b2 = bar.clone();
+            let report = lake
+                .verify(tables, &move |i, n| {
+                    b2.set_length(n as u64);
+                    b2.set_position(i as u64);
+                })
+                .await?;
+            bar.finish_and_clear();
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "checked {} table(s), {} log version(s), {} file(s), {} row(s), {} byte(s)",
+                    report.tables, report.versions, report.files, report.rows, report.bytes
+                );
+                if !report.problems.is_empty() {
+                    let rows = report.problems.iter().map(|p| vec![p.table.clone(), p.path.clone(), p.problem.clone()]).collect();
+                    print_rows(&["table", "object", "problem"], rows, fmt)?;
+                }
+            }
+            if !report.problems.is_empty() {
+                eprintln!("error: verify found {} problem(s)", report.problems.len());
+                return Ok(ExitCode::from(3));
+            }
+            if fmt != OutFormat::Json {
+                println!("no problems found");
+            }
+        }
+        Command::Demo { rows } => demo::run(&cli.lake, *rows).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_partitions(spec: &Option<String>) -> Result<Vec<stratalake::PartitionField>> {
+    let Some(spec) = spec else { return Ok(vec![]) };
+    // split on commas outside parentheses
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for ch in spec.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    parts.push(cur);
+    parts.iter().filter(|p| !p.trim().is_empty()).map(|p| Ok(stratalake::PartitionField::parse(p)?)).collect()
+}
+
+async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
+    let lake = open(cli).await?;
+    let principal = stratalake::default_principal();
+    match c {
+        TableCmd::Create { name, columns, from_file, partition_by } => {
+            let id = ident(name)?;
+            if let Some(cols) = columns {
+                let parts = partition_by.as_ref().map(|p| format!(" PARTITIONED BY ({p})")).unwrap_or_default();
+                let sql = format!("CREATE TABLE {id} ({cols}){parts}");
+                lake.session(&principal).execute(&sql).await?;
+            } else if let Some(f) = from_file {
+                let mut schema = stratalake::table::ingest::infer_schema(f, None, &lake.config().classifications.default)?;
+                schema.partition_by = parse_partitions(partition_by)?;
+                lake.create_table(&id.to_string(), schema).await?;
+            } else {
+                bail!("give the table's columns with --columns \"...\" or --from-file FILE");
+            }
+            println!("table {id} created");
+        }
+        TableCmd::List { namespace } => {
+            let namespaces = match namespace {
+                Some(n) => vec![n.clone()],
+                None => lake.namespaces().await?,
+            };
+            let mut rows = Vec::new();
+            for ns in namespaces {
+                for t in lake.tables(&ns).await? {
+                    let table = lake.table(&format!("{ns}.{t}")).await?;
+                    let s = table.snapshot().await?;
+                    rows.push(vec![ns.clone(), t, s.version.to_string(), s.files.len().to_string(), s.rows().to_string(), s.bytes().to_string()]);
+                }
+            }
+            print_rows(&["namespace", "table", "version", "files", "rows", "bytes"], rows, fmt)?;
+        }
+        TableCmd::Describe { name, as_of } => {
+            let t = lake.table(name).await?;
+            let s = match as_of.as_deref().map(AsOf::parse).transpose().map_err(anyhow::Error::msg)? {
+                None => t.snapshot().await?,
+                Some(AsOf::Version(v)) => t.snapshot_at(v).await?,
+                Some(AsOf::Timestamp(ts)) => t.snapshot_as_of(ts).await?,
+            };
+            describe(&s, fmt)?;
+        }
+        TableCmd::Drop { name } => {
+            let n = lake.drop_table(name).await?;
+            println!("table {} dropped ({n} objects deleted)", ident(name)?);
+        }
+        TableCmd::History { name, limit } => {
+            let t = lake.table(name).await?;
+            let h = t.history(*limit).await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+                return Ok(());
+            }
+            let rows = h
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.version.to_string(),
+                        stratalake::table::write::fmt_ms(e.timestamp_ms),
+                        e.operation.clone(),
+                        e.principal.clone(),
+                        e.counts.rows_added.to_string(),
+                        e.counts.rows_removed.to_string(),
+                        e.counts.files_added.to_string(),
+                        e.counts.files_removed.to_string(),
+                    ]
+                })
+                .collect();
+            print_rows(&["version", "time", "operation", "principal", "rows_added", "rows_removed", "files_added", "files_removed"], rows, fmt)?;
+        }
+        TableCmd::Classify { name, column, level } => {
+            let t = lake.table(name).await?;
+            let v = t.classify(column, level, &principal).await?;
+            println!("{}.{column} classified {level} (version {v}); files written before keep their keys until rewritten", t.ident());
+        }
+    }
+    Ok(())
+}
+
+fn describe(s: &stratalake::Snapshot, fmt: OutFormat) -> Result<()> {
+    let schema: &TableSchema = &s.metadata.schema;
+    let rows = schema
+        .columns
+        .iter()
+        .map(|c| {
+            let part: Vec<String> = schema.partition_by.iter().filter(|p| p.column == c.name).map(|p| p.to_string()).collect();
+            vec![
+                c.name.clone(),
+                c.data_type.to_string(),
+                if c.nullable { "yes".into() } else { "no".into() },
+                c.classification.clone(),
+                part.join(", "),
+            ]
+        })
+        .collect();
+    if fmt == OutFormat::Table {
+        println!(
+            "table {}.{} (id {}) version {}: {} file(s), {} row(s), {} byte(s)",
+            s.metadata.namespace,
+            s.metadata.name,
+            s.metadata.table_id,
+            s.version,
+            s.files.len(),
+            s.rows(),
+            s.bytes()
+        );
+    }
+    print_rows(&["column", "type", "nullable", "classification", "partition"], rows, fmt)
+}
+
+async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
+    let lake = open(cli).await?;
+    let format = a.input_format.as_deref().map(Format::parse).transpose()?;
+    let id = ident(&a.table)?;
+    if a.create && lake.table(&id.to_string()).await.is_err() {
+        let mut schema = stratalake::table::ingest::infer_schema(&a.files[0], format, &lake.config().classifications.default)?;
+        schema.partition_by = parse_partitions(&a.partition_by)?;
+        lake.create_table(&id.to_string(), schema).await?;
+        eprintln!("created table {id} from {}", a.files[0].display());
+    }
+    let mode = match a.mode {
+        ModeArg::Append => WriteMode::Append,
+        ModeArg::Overwrite => WriteMode::Overwrite,
+        ModeArg::OverwritePartitions => WriteMode::OverwritePartitions,
+    };
+    let paths: Vec<&Path> = a.files.iter().map(|p| p.as_path()).collect();
+    let bar = output::progress_bar("ingesting", Some(0));
+    let b2 = bar.clone();
+    let started = std::time::Instant::now();
+    let r = lake
+        .ingest(&id.to_string(), &paths, format, mode, &move |p| {
+            b2.set_length(p.total_bytes);
+            b2.set_position(p.bytes);
+            b2.set_message(format!("{} rows", p.rows));
+        })
+        .await;
+    bar.finish_and_clear();
+    let r = r.with_context(|| format!("nothing was committed to {id}"))?;
+    if fmt == OutFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "committed version {} of {id}: {} rows in {} encrypted file(s), {} bytes ({:.0} rows/s)",
+            r.version,
+            r.rows,
+            r.files,
+            r.bytes,
+            r.rows as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+async fn sql(cli: &Cli, a: &SqlArgs, fmt: OutFormat) -> Result<ExitCode> {
+    let lake = open(cli).await?;
+    let as_of = a.as_of.as_deref().map(AsOf::parse).transpose().map_err(anyhow::Error::msg)?;
+    let engine = lake.session(&stratalake::default_principal()).with_as_of(as_of);
+    let text = match (&a.command, &a.file) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?),
+        (None, None) => None,
+    };
+    if let Some(text) = text {
+        for stmt in stratalake::query::split_statements(&text)? {
+            let s: String = stmt.iter().map(|t| t.to_string()).collect();
+            for out in engine.execute(&s).await? {
+                show(out, fmt)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    shell(&lake, engine, fmt).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(out: Output, fmt: OutFormat) -> Result<()> {
+    match out {
+        Output::Rows { schema, batches } => print_batches(&schema, &batches, fmt),
+        Output::Done(msg) => {
+            if fmt == OutFormat::Table {
+                println!("{msg}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shell(lake: &Lake, engine: stratalake::QueryEngine, fmt: OutFormat) -> Result<()> {
+    use rustyline::error::ReadlineError;
+    let mut rl = rustyline::DefaultEditor::new()?;
+    let history = lake.dir().map(|d| d.join(".sql_history"));
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    println!("stratalake SQL shell: end statements with ';', \\q to quit, \\d to list tables");
+    let mut buf = String::new();
+    loop {
+        let prompt = if buf.is_empty() { "stratalake> " } else { "        ...> " };
+        match rl.readline(prompt) {
+            Ok(line) => {
+                let t = line.trim();
+                if buf.is_empty() && (t == "\\q" || t == "quit" || t == "exit") {
+                    break;
+                }
+                if buf.is_empty() && t == "\\d" {
+                    buf = "SHOW TABLES;".into();
+                } else {
+                    buf.push_str(&line);
+                    buf.push('\n');
+                }
+                if !buf.trim_end().ends_with(';') {
+                    continue;
+                }
+                let _ = rl.add_history_entry(buf.trim());
+                let started = std::time::Instant::now();
+                match engine.execute(&buf).await {
+                    Ok(outs) => {
+                        for o in outs {
+                            if let Err(e) = show(o, fmt) {
+                                eprintln!("error: {e}");
+                            }
+                        }
+                        eprintln!("({:.3} s)", started.elapsed().as_secs_f64());
+                    }
+                    Err(e) => eprintln!("error: {e}"),
+                }
+                buf.clear();
+            }
+            Err(ReadlineError::Interrupted) => buf.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(h) = &history {
+        let _ = rl.save_history(h);
+    }
+    Ok(())
+}

@@ -60,13 +60,13 @@ impl KeyFileBody {
         versions.push(KeyEntry {
             version,
             key: Some(B64.encode(key.expose())),
-            created: now_rfc3339(),
+            created: now_unix(),
         });
         Ok(version)
     }
 }
 
-fn now_rfc3339() -> String {
+fn now_unix() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -258,7 +258,6 @@ impl KeyProvider for EnvKeyProvider {
             let id = KeyId::new(classification, version);
             match Self::read(&id)? {
                 Some(k) => best = Some((id, k)),
-                None if version > 1 => break,
                 None => {}
             }
         }

@@ -1,1 +1,25 @@
-//! placeholder
+//! # stratalake-query
+//!
+//! SQL over Stratalake tables through Apache DataFusion.
+//!
+//! ```text
+//!  SQL text ─► split into statements ─► Stratalake DDL? ─► catalog / table log
+//!                                   └─► time travel rewrite ─► DataFusion plan
+//!                                                                 │
+//!  LakeCatalogProvider (one schema per namespace) ─► LakeTableProvider::scan
+//!      partition pruning from the log, one Parquet scan per tier, per-file keys
+//!      unwrapped from the log and handed to parquet-rs through an EncryptionFactory
+//! ```
+//!
+//! Every statement reads the catalog and logs afresh: no plan or data is cached across
+//! statements. `INSERT INTO` commits an append (or an overwrite) through the table log.
+
+mod catalog;
+pub mod ddl;
+mod engine;
+mod error;
+pub mod provider;
+
+pub use catalog::AsOf;
+pub use engine::{CATALOG_NAME, Output, QueryEngine, split_statements};
+pub use error::{Error, Result};

@@ -1,1 +1,337 @@
-//! placeholder
+//! # Stratalake
+//!
+//! An embeddable data lake engine for regulated data: tables are Parquet files encrypted with
+//! Parquet Modular Encryption (a key per classification, fresh keys per file, wrapped under
+//! master keys), committed atomically through a table log on local disk, in memory, or on any
+//! S3-compatible object store, and queried with SQL through Apache DataFusion.
+//!
+//! ```text
+//!   Lake ── config (stratalake.toml) ── tiers (object stores) ── key provider
+//!    ├── Catalog: namespaces and tables           (stratalake-table)
+//!    ├── Table: log, snapshots, append/overwrite  (stratalake-table)
+//!    └── QueryEngine: SQL as a principal          (stratalake-query, DataFusion)
+//! ```
+//!
+//! ## Quick tour
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+//! use stratalake::Lake;
+//! use stratalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+//! use std::sync::Arc;
+//!
+//! let lake = Lake::in_memory().await?;
+//! lake.sql("CREATE TABLE permits (id BIGINT NOT NULL CLASSIFICATION public, \
+//!           owner VARCHAR CLASSIFICATION confidential, region VARCHAR CLASSIFICATION public) \
+//!           PARTITIONED BY (region)").await?;
+//!
+//! // Append Arrow batches from Rust ...
+//! let table = lake.table("permits").await?;
+//! let schema = table.snapshot().await?.metadata.schema.arrow_schema();
+//! let batch = RecordBatch::try_new(schema, vec![
+//!     Arc::new(Int64Array::from(vec![1, 2])),
+//!     Arc::new(StringArray::from(vec!["Ada", "Grace"])),
+//!     Arc::new(StringArray::from(vec!["north", "south"])),
+//! ])?;
+//! table.append(&[batch], "etl").await?;
+//!
+//! // ... or with SQL, and query.
+//! lake.sql("INSERT INTO permits VALUES (3, 'Alan', 'north')").await?;
+//! let rows = lake.sql("SELECT region, count(*) AS n FROM permits GROUP BY region ORDER BY region").await?;
+//! let text = stratalake::arrow::util::pretty::pretty_format_batches(&rows)?.to_string();
+//! assert!(text.contains("| north  | 2 |"));
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use config::{KeysSection, LakeConfig, LakeSection, TierConfig};
+pub use error::{Error, Result};
+pub use stratalake_crypto as crypto;
+pub use stratalake_query::{AsOf, Output, QueryEngine};
+pub use stratalake_table::ingest::{Format, IngestReport, Progress};
+pub use stratalake_table::verify::{Problem, VerifyReport};
+pub use stratalake_table::{
+    Classifications, ColumnDef, PartitionField, Snapshot, Table, TableIdent, TableSchema, Transform, WriteMode,
+};
+pub use {arrow, datafusion, stratalake_query as query, stratalake_table as table};
+
+use arrow::array::RecordBatch;
+use stratalake_crypto::{EnvKeyProvider, KeyFileProvider, KeyProvider, MemoryKeyProvider};
+use stratalake_table::catalog::Catalog;
+use stratalake_table::write::WriteOptions;
+use stratalake_table::{Keyring, StorageContext, Store, Tiers};
+
+/// Name of the configuration file in a lake folder.
+pub const CONFIG_FILE: &str = "stratalake.toml";
+/// The namespace every lake starts with; unqualified table names live there.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Options of [`Lake::init`].
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    /// Store URL of the single `hot` tier; default: the folder `data` inside the lake folder.
+    pub store: Option<String>,
+    /// Store options (S3 endpoint, region, `allow_http`).
+    pub store_options: std::collections::BTreeMap<String, String>,
+}
+
+/// An open lake.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    dir: Option<PathBuf>,
+    config: LakeConfig,
+    catalog: Arc<Catalog>,
+}
+
+/// The principal used when none is given: `$USER`, else `local`.
+pub fn default_principal() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "local".into())
+}
+
+impl Lake {
+    /// Create a lake in folder `dir`: `stratalake.toml`, a `master.keys` file (mode 0600) with
+    /// a master key per classification, the `hot` tier, and the `default` namespace.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let lake = stratalake::Lake::init(dir.path(), Default::default()).await?;
+    /// assert!(dir.path().join("stratalake.toml").exists());
+    /// assert_eq!(lake.namespaces().await?, vec!["default"]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn init(dir: impl AsRef<Path>, opts: InitOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let cfg_path = dir.join(CONFIG_FILE);
+        if cfg_path.exists() {
+            return Err(Error::LakeExists(dir.display().to_string()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::Config { path: dir.display().to_string(), reason: e.to_string() })?;
+        let mut config = LakeConfig::single_tier(opts.store.as_deref().unwrap_or("data"));
+        config.tiers[0].options = opts.store_options;
+        let key_path = dir.join(config.keys.file.as_deref().unwrap_or("master.keys"));
+        KeyFileProvider::create(&key_path, &config.classifications.levels)?;
+        std::fs::write(&cfg_path, config.to_toml())
+            .map_err(|e| Error::Config { path: cfg_path.display().to_string(), reason: e.to_string() })?;
+        let lake = Self::open(dir).await?;
+        lake.catalog.create_namespace(DEFAULT_NAMESPACE, true, &default_principal()).await?;
+        Ok(lake)
+    }
+
+    /// Open the lake in folder `dir` (the folder holding `stratalake.toml`).
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let cfg_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::Config {
+            path: cfg_path.display().to_string(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "not found: create a lake with `stratalake init` or pass --lake".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        let config = LakeConfig::parse(&text).map_err(|reason| Error::Config { path: cfg_path.display().to_string(), reason })?;
+        let provider: Arc<dyn KeyProvider> = match config.keys.provider.as_str() {
+            "file" => {
+                let f = config.keys.file.as_deref().unwrap_or("master.keys");
+                Arc::new(KeyFileProvider::open(dir.join(f))?)
+            }
+            "env" => Arc::new(EnvKeyProvider::new()),
+            other => {
+                return Err(Error::Config {
+                    path: cfg_path.display().to_string(),
+                    reason: format!("[keys] provider {other:?} is not known: use \"file\" or \"env\""),
+                });
+            }
+        };
+        Self::open_with(config, Some(dir), provider)
+    }
+
+    /// Open a lake from a configuration and a key provider (for embedding, e.g. with a KMS).
+    /// Relative tier URLs resolve against `base_dir`.
+    pub fn open_with(config: LakeConfig, base_dir: Option<&Path>, provider: Arc<dyn KeyProvider>) -> Result<Self> {
+        config.classifications.validate()?;
+        let mut stores = std::collections::BTreeMap::new();
+        for t in &config.tiers {
+            stratalake_table::names::validate_ident("tier", &t.name)?;
+            let url = if t.url.contains("://") || Path::new(&t.url).is_absolute() {
+                t.url.clone()
+            } else {
+                match base_dir {
+                    Some(b) => b.join(&t.url).display().to_string(),
+                    None => t.url.clone(),
+                }
+            };
+            if stores.insert(t.name.clone(), Store::open(&url, &t.options)?).is_some() {
+                return Err(Error::Config { path: CONFIG_FILE.into(), reason: format!("tier {:?} declared twice", t.name) });
+            }
+        }
+        if stores.is_empty() {
+            return Err(Error::Config { path: CONFIG_FILE.into(), reason: "no [[tier]] declared".into() });
+        }
+        let tiers = Tiers::new(stores, &config.lake.metadata_tier, &config.lake.write_tier)?;
+        let ctx = Arc::new(StorageContext {
+            tiers,
+            keyring: Keyring::new(provider, config.classifications.clone()),
+            checkpoint_interval: config.lake.checkpoint_interval,
+            write: WriteOptions { target_file_size: (config.lake.target_file_size_mib.max(1) << 20) as usize, ..Default::default() },
+        });
+        Ok(Self { dir: base_dir.map(Path::to_path_buf), config, catalog: Arc::new(Catalog::new(ctx)) })
+    }
+
+    /// A fresh lake in process memory with in-memory keys: for tests and experiments.
+    pub async fn in_memory() -> Result<Self> {
+        let name = format!("memory://lake-{}", uuid_like());
+        let lake = Self::open_with(LakeConfig::single_tier(&name), None, Arc::new(MemoryKeyProvider::new()))?;
+        lake.catalog.create_namespace(DEFAULT_NAMESPACE, true, &default_principal()).await?;
+        Ok(lake)
+    }
+
+    /// The lake's folder, if it has one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LakeConfig {
+        &self.config
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Namespaces.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(self.catalog.namespaces().await?)
+    }
+
+    /// Create a namespace.
+    pub async fn create_namespace(&self, name: &str) -> Result<()> {
+        Ok(self.catalog.create_namespace(name, false, &default_principal()).await?)
+    }
+
+    /// Tables of a namespace.
+    pub async fn tables(&self, namespace: &str) -> Result<Vec<String>> {
+        Ok(self.catalog.tables(namespace).await?)
+    }
+
+    /// Create a table (`name` or `namespace.name`).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// use stratalake::{ColumnDef, Lake, PartitionField, TableSchema};
+    /// use stratalake::arrow::datatypes::{DataType, TimeUnit};
+    /// let lake = Lake::in_memory().await?;
+    /// let schema = TableSchema {
+    ///     columns: vec![
+    ///         ColumnDef::new("case_id", DataType::Int64, "public").not_null(),
+    ///         ColumnDef::new("opened", DataType::Timestamp(TimeUnit::Microsecond, None), "internal"),
+    ///         ColumnDef::new("citizen", DataType::Utf8, "secret"),
+    ///     ],
+    ///     partition_by: vec![PartitionField::parse("month(opened)")?],
+    /// };
+    /// let t = lake.create_table("cases", schema).await?;
+    /// assert_eq!(t.snapshot().await?.version, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_table(&self, name: &str, schema: TableSchema) -> Result<Table> {
+        let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
+        Ok(self.catalog.create_table(&ident, schema, Default::default(), &default_principal()).await?)
+    }
+
+    /// A table by name (`name` or `namespace.name`).
+    pub async fn table(&self, name: &str) -> Result<Table> {
+        let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
+        Ok(self.catalog.table(&ident).await?)
+    }
+
+    /// Drop a table and delete its files.
+    pub async fn drop_table(&self, name: &str) -> Result<usize> {
+        let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
+        Ok(self.catalog.drop_table(&ident, &default_principal()).await?)
+    }
+
+    /// A SQL session acting as `principal`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let s = lake.session("alice");
+    /// s.execute("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
+    /// let df = s.sql("SELECT sum(x) AS s FROM t").await?;
+    /// assert_eq!(df.collect().await?[0].num_rows(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn session(&self, principal: &str) -> QueryEngine {
+        QueryEngine::new(self.catalog.clone(), principal).with_default_namespace(DEFAULT_NAMESPACE)
+    }
+
+    /// Run SQL (one or more statements) as the default principal and return the last
+    /// statement's rows.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let out = self.session(&default_principal()).execute(sql).await?;
+        Ok(match out.into_iter().last() {
+            Some(Output::Rows { batches, .. }) => batches,
+            _ => Vec::new(),
+        })
+    }
+
+    /// Ingest files into a table in one commit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let csv = dir.path().join("people.csv");
+    /// std::fs::write(&csv, "id,name\n1,Ada\n2,Grace\n").unwrap();
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE people (id INT NOT NULL, name VARCHAR)").await?;
+    /// let r = lake.ingest("people", &[csv.as_path()], None, stratalake::WriteMode::Append, &|_| {}).await?;
+    /// assert_eq!(r.rows, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ingest(
+        &self,
+        table: &str,
+        files: &[&Path],
+        format: Option<Format>,
+        mode: WriteMode,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<IngestReport> {
+        let t = self.table(table).await?;
+        Ok(stratalake_table::ingest::ingest_files(&t, files, format, mode, &default_principal(), progress).await?)
+    }
+
+    /// Verify every table (or the named ones): the whole log, and every live file's checksum,
+    /// decryption and row count. Problems are listed in the report, not returned as errors.
+    pub async fn verify(&self, tables: &[String], on_file: &(dyn Fn(usize, usize) + Send + Sync)) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let idents: Vec<TableIdent> = if tables.is_empty() {
+            let state = self.catalog.state().await?;
+            state
+                .namespaces
+                .iter()
+                .flat_map(|(ns, ts)| ts.keys().map(move |t| TableIdent::new(ns, t)))
+                .collect()
+        } else {
+            tables.iter().map(|t| TableIdent::parse(t, DEFAULT_NAMESPACE)).collect::<Result<_, _>>()?
+        };
+        for ident in idents {
+            let t = self.catalog.table(&ident).await?;
+            stratalake_table::verify::verify_table(&t, &mut report, on_file).await?;
+        }
+        Ok(report)
+    }
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 8];
+    let _ = stratalake_crypto::random_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -169,8 +169,13 @@ impl Store {
     /// Delete everything below a prefix. Returns the number of objects deleted.
     pub async fn delete_prefix(&self, rel_prefix: &str) -> Result<usize> {
         let objs = self.list(rel_prefix).await?;
-        for (rel, _) in &objs {
-            self.delete(rel).await?;
+        for (_, meta) in &objs {
+            // Delete by the listed location itself: re-deriving it from the relative path
+            // would escape already-escaped characters a second time.
+            match self.inner.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::store(&meta.location, e)),
+            }
         }
         Ok(objs.len())
     }

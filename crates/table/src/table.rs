@@ -299,7 +299,7 @@ impl Table {
     async fn replay(&self, mut snap: Option<Snapshot>, versions: &[u64]) -> Result<Snapshot> {
         use futures::StreamExt;
         let commits: Vec<Result<Commit>> =
-            futures::stream::iter(versions.iter().map(|v| self.read_commit(*v))).buffered(16).collect().await;
+            futures::stream::iter(versions.to_vec().into_iter().map(|v| self.read_commit(v))).buffered(16).collect().await;
         for (v, c) in versions.iter().zip(commits) {
             let c = c?;
             let path = log::commit_path(&self.log_dir(), *v);
@@ -440,7 +440,17 @@ impl Table {
         let ours_changes_meta = actions.iter().any(|a| matches!(a, Action::Metadata(_)));
         loop {
             let commit = Commit { version, info: info.clone(), actions: actions.clone() };
-            if log::try_write(self.meta_store(), &self.log_dir(), version, &commit).await? {
+            let written = match log::try_write(self.meta_store(), &self.log_dir(), version, &commit).await {
+                Ok(w) => w,
+                Err(e) => {
+                    // The store may have applied the write before failing: look before reporting.
+                    return match self.read_commit(version).await {
+                        Ok(c) if c.info.token == info.token => Ok(version),
+                        _ => Err(e),
+                    };
+                }
+            };
+            if written {
                 tracing::info!(table = %self.ident, version, operation = %info.operation, "committed");
                 if self.ctx.checkpoint_interval > 0 && version % self.ctx.checkpoint_interval == 0 {
                     if let Err(e) = self.write_checkpoint(version).await {
@@ -463,7 +473,7 @@ impl Table {
                     Action::Remove(r) if our_removes.contains(r.path.as_str()) || scope.whole_table || ours_changes_meta => {
                         return Err(conflict(format!("{} removed file {} that this operation read", theirs.info.operation, r.path)));
                     }
-                    Action::Add(f) if scope.whole_table || scope.partitions.contains(&f.partition) => {
+                    Action::Add(f) if scope.whole_table || ours_changes_meta || scope.partitions.contains(&f.partition) => {
                         return Err(conflict(format!("{} added data to a partition this operation replaces", theirs.info.operation)));
                     }
                     _ => {}
@@ -551,10 +561,47 @@ impl Table {
         parameters.insert("rows".into(), rows.to_string());
         actions.extend(files.iter().cloned().map(Action::Add));
         let result = self.commit(snap, actions, info(principal, mode.operation(), parameters), &scope).await;
-        if result.is_err() {
+        // Only a conflict proves the commit did not land; after any other failure the staged
+        // files stay (a later vacuum removes them if nothing references them).
+        if let Err(Error::Conflict { .. }) = &result {
             delete_files(self.ctx.tiers.get(self.ctx.tiers.write_tier())?, &self.ident.root(), &files).await;
         }
         result
+    }
+}
+
+impl Table {
+    /// Change the schema's metadata (e.g. a column's classification) in a metadata-only commit.
+    /// Data files are not rewritten: each keeps the keys it was written with.
+    pub async fn update_schema(
+        &self,
+        operation: &str,
+        parameters: BTreeMap<String, String>,
+        principal: &str,
+        change: impl FnOnce(&mut crate::schema::TableSchema) -> Result<()>,
+    ) -> Result<u64> {
+        let snap = self.snapshot().await?;
+        let mut meta = snap.metadata.clone();
+        change(&mut meta.schema)?;
+        meta.schema.validate(&self.ident.to_string(), self.ctx.keyring.classifications())?;
+        let scope = ReadScope { whole_table: true, ..Default::default() };
+        self.commit(&snap, vec![Action::Metadata(meta)], info(principal, operation, parameters), &scope).await
+    }
+
+    /// Set a column's classification.
+    pub async fn classify(&self, column: &str, level: &str, principal: &str) -> Result<u64> {
+        self.ctx.keyring.classifications().rank(level)?;
+        let params = BTreeMap::from([("column".to_string(), column.to_string()), ("classification".to_string(), level.to_string())]);
+        self.update_schema("CLASSIFY", params, principal, |s| {
+            let name = s.column(column).map(|c| c.name.clone()).ok_or_else(|| Error::InvalidSchema {
+                table: self.ident.to_string(),
+                reason: format!("no column {column:?}"),
+            })?;
+            let c = s.columns.iter_mut().find(|c| c.name == name).expect("found above");
+            c.classification = level.to_string();
+            Ok(())
+        })
+        .await
     }
 }
 

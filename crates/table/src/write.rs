@@ -226,8 +226,9 @@ impl DataWriter {
                 } else {
                     take_record_batch(&batch, &UInt32Array::from(rows))?
                 };
-                let values: PartitionValues = parts.iter().map(|p| p.name()).zip(key.iter().cloned()).collect();
-                let k = partition_dir(&values);
+                let ordered: Vec<(String, Option<String>)> = parts.iter().map(|p| p.name()).zip(key.iter().cloned()).collect();
+                let k = partition_dir(&ordered);
+                let values: PartitionValues = ordered.into_iter().collect();
                 self.write_part(k, values, sub).await?;
             }
         }
@@ -246,7 +247,7 @@ impl DataWriter {
                     .expect("non-empty");
                 self.finish_file(&largest).await?;
             }
-            let f = self.start_file(&key, values).await?;
+            let f = start_file(&self.target, &self.arrow, &key, values).await?;
             self.open.insert(key.clone(), f);
         }
         let f = self.open.get_mut(&key).expect("just opened");
@@ -257,19 +258,6 @@ impl DataWriter {
             self.finish_file(&key).await?;
         }
         Ok(())
-    }
-
-    async fn start_file(&self, dir: &str, partition: PartitionValues) -> Result<OpenFile> {
-        let name = format!("{}.parquet", uuid::Uuid::new_v4());
-        let rel_path = if dir.is_empty() { format!("data/{name}") } else { format!("data/{dir}/{name}") };
-        let (keys, enc) = self.target.keyring.seal_file(&self.target.table_id, &rel_path, &self.target.schema).await?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(self.target.options.zstd_level)?))
-            .set_max_row_group_row_count(Some(self.target.options.row_group_rows))
-            .with_file_encryption_properties(enc)
-            .build();
-        let writer = ArrowWriter::try_new(Vec::with_capacity(1 << 20), self.arrow.clone(), Some(props))?;
-        Ok(OpenFile { partition, rel_path, keys, writer, rows: 0 })
     }
 
     async fn finish_file(&mut self, key: &str) -> Result<()> {
@@ -314,6 +302,19 @@ impl DataWriter {
     }
 }
 
+async fn start_file(target: &WriteTarget, arrow: &SchemaRef, dir: &str, partition: PartitionValues) -> Result<OpenFile> {
+    let name = format!("{}.parquet", uuid::Uuid::new_v4());
+    let rel_path = if dir.is_empty() { format!("data/{name}") } else { format!("data/{dir}/{name}") };
+    let (keys, enc) = target.keyring.seal_file(&target.table_id, &rel_path, &target.schema).await?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(target.options.zstd_level)?))
+        .set_max_row_group_row_count(Some(target.options.row_group_rows))
+        .with_file_encryption_properties(enc)
+        .build();
+    let writer = ArrowWriter::try_new(Vec::with_capacity(1 << 20), arrow.clone(), Some(props))?;
+    Ok(OpenFile { partition, rel_path, keys, writer, rows: 0 })
+}
+
 /// Best-effort deletion of uploaded but uncommitted files.
 pub async fn delete_files(store: &Store, table_root: &str, files: &[AddFile]) {
     for f in files {
@@ -324,8 +325,8 @@ pub async fn delete_files(store: &Store, table_root: &str, files: &[AddFile]) {
     }
 }
 
-/// The directory of a partition: `field=value/...`, both encoded.
-pub fn partition_dir(values: &PartitionValues) -> String {
+/// The directory of a partition: `field=value/...` in partition order, both encoded.
+pub fn partition_dir(values: &[(String, Option<String>)]) -> String {
     values
         .iter()
         .map(|(k, v)| format!("{}={}", encode_segment(k), v.as_deref().map(encode_segment).unwrap_or_else(|| NULL_SEGMENT.to_string())))

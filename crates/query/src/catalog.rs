@@ -1,0 +1,123 @@
+//! DataFusion catalog and schema providers over the lake's catalog: one schema per namespace.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::Result as DFResult;
+use datafusion::error::DataFusionError;
+use stratalake_table::catalog::{Catalog, CatalogState};
+use stratalake_table::{Access, TableIdent};
+
+use crate::error::external;
+use crate::provider::LakeTableProvider;
+
+/// Which version of each table a session reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// A version number (applies to every table read).
+    Version(u64),
+    /// A point in time, milliseconds since the epoch.
+    Timestamp(i64),
+}
+
+/// Shared by the providers of one statement.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub catalog: Arc<Catalog>,
+    pub access: Access,
+    pub principal: String,
+    pub as_of: Option<AsOf>,
+}
+
+impl fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx").field("principal", &self.principal).field("as_of", &self.as_of).finish()
+    }
+}
+
+impl Ctx {
+    pub(crate) async fn provider(&self, ident: &TableIdent, as_of: Option<AsOf>) -> stratalake_table::Result<LakeTableProvider> {
+        let table = self.catalog.table(ident).await?;
+        let (snap, writable) = match as_of {
+            None => (table.snapshot().await?, true),
+            Some(AsOf::Version(v)) => (table.snapshot_at(v).await?, false),
+            Some(AsOf::Timestamp(ts)) => (table.snapshot_as_of(ts).await?, false),
+        };
+        Ok(LakeTableProvider::new(table, snap, self.access.clone(), self.principal.clone(), writable))
+    }
+}
+
+/// The lake as a DataFusion catalog, frozen at one catalog state for one statement.
+#[derive(Debug)]
+pub struct LakeCatalogProvider {
+    ctx: Ctx,
+    state: CatalogState,
+    extra: BTreeMap<String, Arc<dyn SchemaProvider>>,
+}
+
+impl LakeCatalogProvider {
+    pub(crate) fn new(ctx: Ctx, state: CatalogState) -> Self {
+        Self { ctx, state, extra: BTreeMap::new() }
+    }
+
+    pub(crate) fn with_schema(mut self, name: &str, schema: Arc<dyn SchemaProvider>) -> Self {
+        self.extra.insert(name.to_string(), schema);
+        self
+    }
+}
+
+impl CatalogProvider for LakeCatalogProvider {
+    fn schema_names(&self) -> Vec<String> {
+        self.state.namespaces.keys().cloned().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(s) = self.extra.get(name) {
+            return Some(s.clone());
+        }
+        let tables = self.state.namespaces.get(name)?;
+        Some(Arc::new(LakeSchemaProvider { ctx: self.ctx.clone(), namespace: name.to_string(), tables: tables.keys().cloned().collect() }))
+    }
+}
+
+/// One namespace.
+#[derive(Debug)]
+pub struct LakeSchemaProvider {
+    ctx: Ctx,
+    namespace: String,
+    tables: Vec<String>,
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        self.tables.clone()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if !self.tables.iter().any(|t| t == name) {
+            return Ok(None);
+        }
+        let ident = TableIdent::new(&self.namespace, name);
+        let p = self.ctx.provider(&ident, self.ctx.as_of).await.map_err(external)?;
+        Ok(Some(Arc::new(p)))
+    }
+
+    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        Err(DataFusionError::Plan(format!(
+            "cannot register {name:?} in namespace {:?}: create lake tables with CREATE TABLE; views are not supported yet",
+            self.namespace
+        )))
+    }
+
+    fn deregister_table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        Err(DataFusionError::Plan(format!("use DROP TABLE {}.{name}", self.namespace)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.iter().any(|t| t == name)
+    }
+}

@@ -1,0 +1,219 @@
+//! Stratalake's own DDL, parsed before DataFusion sees the statement:
+//!
+//! ```sql
+//! CREATE TABLE [IF NOT EXISTS] [ns.]name (
+//!     col TYPE [NOT NULL] [CLASSIFICATION level], ...
+//! ) [PARTITIONED BY (col | day(col) | month(col) | year(col), ...)]
+//! CREATE NAMESPACE|SCHEMA [IF NOT EXISTS] name
+//! DROP TABLE [IF EXISTS] [ns.]name
+//! DROP NAMESPACE|SCHEMA [IF EXISTS] name
+//! ```
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use stratalake_table::PartitionField;
+
+use crate::{Error, Result};
+
+/// A column as written in CREATE TABLE; the type is SQL text, resolved by DataFusion later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnSpec {
+    /// Name.
+    pub name: String,
+    /// SQL type text.
+    pub sql_type: String,
+    /// NOT NULL given.
+    pub not_null: bool,
+    /// CLASSIFICATION given.
+    pub classification: Option<String>,
+}
+
+/// A parsed DDL statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ddl {
+    /// CREATE TABLE.
+    CreateTable {
+        /// Name parts (`[ns, table]` or `[table]`).
+        name: Vec<String>,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+        /// Columns.
+        columns: Vec<ColumnSpec>,
+        /// Partitioning.
+        partition_by: Vec<PartitionField>,
+    },
+    /// CREATE NAMESPACE.
+    CreateNamespace {
+        /// Name.
+        name: String,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+    },
+    /// DROP TABLE.
+    DropTable {
+        /// Name parts.
+        name: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// DROP NAMESPACE.
+    DropNamespace {
+        /// Name.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+}
+
+fn word_is(t: &Token, w: &str) -> bool {
+    matches!(t, Token::Word(x) if x.value.eq_ignore_ascii_case(w) && x.quote_style.is_none())
+}
+
+/// If `tokens` (without whitespace) start a Stratalake DDL statement, parse it.
+pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
+    let words: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).take(3).collect();
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|t| word_is(t, w));
+    let ns_word = |i: usize| is(i, "namespace") || is(i, "schema");
+    if !((is(0, "create") && (is(1, "table") || ns_word(1))) || (is(0, "drop") && (is(1, "table") || ns_word(1)))) {
+        return Ok(None);
+    }
+    let dialect = GenericDialect {};
+    let mut p = Parser::new(&dialect).with_tokens(tokens.to_vec());
+    let create = p.parse_keyword(Keyword::CREATE);
+    if !create {
+        p.expect_keyword(Keyword::DROP)?;
+    }
+    let is_table = p.parse_keyword(Keyword::TABLE);
+    if !is_table {
+        // NAMESPACE is not a SQL keyword: take the word.
+        p.next_token();
+    }
+    let ddl = if create {
+        let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let name: Vec<String> = p.parse_object_name(false)?.0.iter().map(|i| i.to_string().trim_matches('"').to_string()).collect();
+        if !is_table {
+            end(&mut p)?;
+            let [name] = <[String; 1]>::try_from(name).map_err(|_| Error::Sql("a namespace name has one part".into()))?;
+            return Ok(Some(Ddl::CreateNamespace { name, if_not_exists }));
+        }
+        if p.parse_keyword(Keyword::AS) {
+            return Err(Error::Unsupported(
+                "CREATE TABLE ... AS SELECT: create the table with its columns, then INSERT INTO ... SELECT".into(),
+            ));
+        }
+        p.expect_token(&Token::LParen)?;
+        let mut columns = Vec::new();
+        loop {
+            let col = p.parse_identifier()?.value;
+            let ty = p.parse_data_type()?;
+            let mut spec = ColumnSpec { name: col, sql_type: ty.to_string(), not_null: false, classification: None };
+            loop {
+                let t = p.peek_token().token;
+                if p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
+                    spec.not_null = true;
+                } else if p.parse_keyword(Keyword::NULL) {
+                    spec.not_null = false;
+                } else if word_is(&t, "classification") || word_is(&t, "classified") {
+                    p.next_token();
+                    let _ = p.parse_keyword(Keyword::AS);
+                    let level = match p.next_token().token {
+                        Token::Word(w) => w.value.to_lowercase(),
+                        Token::SingleQuotedString(s) => s.to_lowercase(),
+                        other => return Err(Error::Sql(format!("CLASSIFICATION needs a level name, found {other}"))),
+                    };
+                    spec.classification = Some(level);
+                } else if matches!(t, Token::Comma | Token::RParen) {
+                    break;
+                } else {
+                    return Err(Error::Sql(format!(
+                        "column {:?}: unexpected {t}; column options are NOT NULL, NULL and CLASSIFICATION <level>",
+                        spec.name
+                    )));
+                }
+            }
+            columns.push(spec);
+            if p.consume_token(&Token::Comma) {
+                continue;
+            }
+            p.expect_token(&Token::RParen)?;
+            break;
+        }
+        let mut partition_by = Vec::new();
+        let t = p.peek_token().token;
+        if word_is(&t, "partitioned") || matches!(&t, Token::Word(w) if w.keyword == Keyword::PARTITION) {
+            p.next_token();
+            p.expect_keyword(Keyword::BY)?;
+            p.expect_token(&Token::LParen)?;
+            loop {
+                let first = p.parse_identifier()?.value;
+                let spec = if p.consume_token(&Token::LParen) {
+                    let col = p.parse_identifier()?.value;
+                    p.expect_token(&Token::RParen)?;
+                    format!("{first}({col})")
+                } else {
+                    first
+                };
+                partition_by.push(PartitionField::parse(&spec)?);
+                if p.consume_token(&Token::Comma) {
+                    continue;
+                }
+                p.expect_token(&Token::RParen)?;
+                break;
+            }
+        }
+        end(&mut p)?;
+        Ddl::CreateTable { name, if_not_exists, columns, partition_by }
+    } else {
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name: Vec<String> = p.parse_object_name(false)?.0.iter().map(|i| i.to_string().trim_matches('"').to_string()).collect();
+        end(&mut p)?;
+        if is_table {
+            Ddl::DropTable { name, if_exists }
+        } else {
+            let [name] = <[String; 1]>::try_from(name).map_err(|_| Error::Sql("a namespace name has one part".into()))?;
+            Ddl::DropNamespace { name, if_exists }
+        }
+    };
+    Ok(Some(ddl))
+}
+
+fn end(p: &mut Parser<'_>) -> Result<()> {
+    let _ = p.consume_token(&Token::SemiColon);
+    match p.peek_token().token {
+        Token::EOF => Ok(()),
+        t => Err(Error::Sql(format!("unexpected {t} after the statement"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+
+    fn p(sql: &str) -> Result<Option<Ddl>> {
+        let toks = Tokenizer::new(&GenericDialect {}, sql).tokenize().unwrap();
+        parse(&toks)
+    }
+
+    #[test]
+    fn create_table() {
+        let d = p("CREATE TABLE IF NOT EXISTS gov.permits (id BIGINT NOT NULL CLASSIFICATION public, owner VARCHAR CLASSIFICATION 'confidential', fee DECIMAL(10,2), issued TIMESTAMP) PARTITIONED BY (region, day(issued))")
+            .unwrap()
+            .unwrap();
+        let Ddl::CreateTable { name, if_not_exists, columns, partition_by } = d else { panic!() };
+        assert_eq!(name, vec!["gov", "permits"]);
+        assert!(if_not_exists);
+        assert_eq!(columns.len(), 4);
+        assert!(columns[0].not_null);
+        assert_eq!(columns[1].classification.as_deref(), Some("confidential"));
+        assert_eq!(columns[2].sql_type, "DECIMAL(10,2)");
+        assert_eq!(partition_by.len(), 2);
+        assert!(p("SELECT 1").unwrap().is_none());
+        assert!(p("CREATE TABLE t (a INT PRIMARY KEY)").is_err());
+        assert!(p("CREATE TABLE t (a INT) extra").is_err());
+        assert_eq!(p("DROP SCHEMA IF EXISTS x").unwrap(), Some(Ddl::DropNamespace { name: "x".into(), if_exists: true }));
+        assert_eq!(p("create namespace gov").unwrap(), Some(Ddl::CreateNamespace { name: "gov".into(), if_not_exists: false }));
+    }
+}

@@ -1,0 +1,372 @@
+//! Running SQL against the lake as one principal.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
+use stratalake_table::catalog::Catalog;
+use stratalake_table::{Access, ColumnDef, TableIdent, TableSchema};
+
+use crate::catalog::{AsOf, Ctx, LakeCatalogProvider};
+use crate::ddl::{self, Ddl};
+use crate::{Error, Result};
+
+/// Name of the DataFusion catalog the lake is registered as.
+pub const CATALOG_NAME: &str = "lake";
+const ASOF_SCHEMA: &str = "__asof";
+
+/// What one statement produced.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Rows (a query, or the count of an INSERT).
+    Rows {
+        /// Schema of the rows.
+        schema: SchemaRef,
+        /// The rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// A statement without rows (DDL).
+    Done(String),
+}
+
+/// Runs SQL as one principal. Every statement reads the catalog and table logs afresh, so a
+/// change committed by anyone is visible to the next statement; nothing is cached across
+/// statements or principals.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    catalog: Arc<Catalog>,
+    principal: String,
+    access: Access,
+    as_of: Option<AsOf>,
+    default_namespace: String,
+    target_partitions: usize,
+}
+
+impl QueryEngine {
+    /// An engine over `catalog` acting as `principal`, reading every classification.
+    pub fn new(catalog: Arc<Catalog>, principal: impl Into<String>) -> Self {
+        Self {
+            catalog,
+            principal: principal.into(),
+            access: Access::All,
+            as_of: None,
+            default_namespace: "default".into(),
+            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        }
+    }
+
+    /// Read every table as of a version or time (read-only).
+    pub fn with_as_of(mut self, as_of: Option<AsOf>) -> Self {
+        self.as_of = as_of;
+        self
+    }
+
+    /// The namespace of unqualified table names.
+    pub fn with_default_namespace(mut self, ns: impl Into<String>) -> Self {
+        self.default_namespace = ns.into();
+        self
+    }
+
+    /// Restrict the classifications this engine can decrypt.
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// The principal.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx { catalog: self.catalog.clone(), access: self.access.clone(), principal: self.principal.clone(), as_of: self.as_of }
+    }
+
+    /// Run every statement of `sql` in order, collecting each one's output.
+    pub async fn execute(&self, sql: &str) -> Result<Vec<Output>> {
+        let mut out = Vec::new();
+        for stmt in split_statements(sql)? {
+            out.push(self.run(stmt).await?);
+        }
+        Ok(out)
+    }
+
+    /// Plan exactly one statement. Queries come back unexecuted; DDL runs now and returns an
+    /// empty frame; INSERT runs when the frame is collected.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let mut stmts = split_statements(sql)?;
+        if stmts.len() != 1 {
+            return Err(Error::Sql(format!("expected one statement, found {}", stmts.len())));
+        }
+        let tokens = stmts.pop().expect("one");
+        if let Some(d) = ddl::parse(&tokens)? {
+            self.run_ddl(d).await?;
+            return Ok(SessionContext::new().read_empty()?);
+        }
+        self.plan(tokens).await
+    }
+
+    async fn run(&self, tokens: Vec<Token>) -> Result<Output> {
+        if let Some(d) = ddl::parse(&tokens)? {
+            return Ok(Output::Done(self.run_ddl(d).await?));
+        }
+        let df = self.plan(tokens).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok(Output::Rows { schema, batches })
+    }
+
+    fn session(&self) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, &self.default_namespace)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(self.target_partitions);
+        Ok(SessionContext::new_with_config(config))
+    }
+
+    async fn plan(&self, tokens: Vec<Token>) -> Result<DataFrame> {
+        let state = self.catalog.state().await?;
+        let ctx = self.session()?;
+        let (tokens, travels) = rewrite_time_travel(tokens)?;
+        let asof = Arc::new(MemorySchemaProvider::new());
+        let c = self.ctx();
+        for (temp, parts, as_of) in travels {
+            if self.as_of.is_some() {
+                return Err(Error::Sql("a table's AS OF cannot be combined with a session-wide --as-of".into()));
+            }
+            let ident = self.resolve(&parts)?;
+            let p = c.provider(&ident, Some(as_of)).await?;
+            asof.register_table(temp, Arc::new(p))?;
+        }
+        ctx.register_catalog(CATALOG_NAME, Arc::new(LakeCatalogProvider::new(c, state).with_schema(ASOF_SCHEMA, asof)));
+        let text: String = tokens.iter().map(|t| t.to_string()).collect();
+        let mut stmts = DFParser::parse_sql_with_dialect(&text, &GenericDialect {})?;
+        if stmts.len() != 1 {
+            return Err(Error::Sql(format!("expected one statement, found {}", stmts.len())));
+        }
+        let stmt = stmts.pop_front().expect("one");
+        refuse_unsafe(&stmt)?;
+        let plan = ctx.state().statement_to_plan(stmt).await?;
+        Ok(ctx.execute_logical_plan(plan).await?)
+    }
+
+    fn resolve(&self, parts: &[String]) -> Result<TableIdent> {
+        match parts {
+            [t] => Ok(TableIdent::parse(t, &self.default_namespace)?),
+            [ns, t] => Ok(TableIdent::parse(&format!("{ns}.{t}"), &self.default_namespace)?),
+            [cat, ns, t] if cat == CATALOG_NAME => Ok(TableIdent::parse(&format!("{ns}.{t}"), &self.default_namespace)?),
+            _ => Err(Error::Sql(format!("not a table name: {}", parts.join(".")))),
+        }
+    }
+
+    async fn run_ddl(&self, d: Ddl) -> Result<String> {
+        let p = &self.principal;
+        if self.as_of.is_some() {
+            return Err(Error::Sql("DDL is not allowed in a read-only --as-of session".into()));
+        }
+        match d {
+            Ddl::CreateNamespace { name, if_not_exists } => {
+                self.catalog.create_namespace(&name, if_not_exists, p).await?;
+                Ok(format!("namespace {name} created"))
+            }
+            Ddl::DropNamespace { name, if_exists } => match self.catalog.drop_namespace(&name, p).await {
+                Err(stratalake_table::Error::NamespaceNotFound(_)) if if_exists => Ok(format!("namespace {name} does not exist")),
+                r => r.map(|_| format!("namespace {name} dropped")).map_err(Into::into),
+            },
+            Ddl::DropTable { name, if_exists } => {
+                let ident = self.resolve(&name)?;
+                match self.catalog.drop_table(&ident, p).await {
+                    Err(stratalake_table::Error::TableNotFound(_)) if if_exists => Ok(format!("table {ident} does not exist")),
+                    r => r.map(|n| format!("table {ident} dropped ({n} objects deleted)")).map_err(Into::into),
+                }
+            }
+            Ddl::CreateTable { name, if_not_exists, columns, partition_by } => {
+                let ident = self.resolve(&name)?;
+                let types = self.resolve_types(&columns.iter().map(|c| c.sql_type.clone()).collect::<Vec<_>>()).await?;
+                let default_level = self.catalog.context().keyring.classifications().default.clone();
+                let schema = TableSchema {
+                    columns: columns
+                        .into_iter()
+                        .zip(types)
+                        .map(|(c, t)| ColumnDef {
+                            name: c.name,
+                            data_type: t,
+                            nullable: !c.not_null,
+                            classification: c.classification.unwrap_or_else(|| default_level.clone()),
+                        })
+                        .collect(),
+                    partition_by,
+                };
+                match self.catalog.create_table(&ident, schema, Default::default(), p).await {
+                    Err(stratalake_table::Error::TableExists(_)) if if_not_exists => Ok(format!("table {ident} already exists")),
+                    r => r.map(|_| format!("table {ident} created")).map_err(Into::into),
+                }
+            }
+        }
+    }
+
+    /// Turn SQL type names into Arrow types exactly as DataFusion's SQL planner does.
+    async fn resolve_types(&self, sql_types: &[String]) -> Result<Vec<arrow::datatypes::DataType>> {
+        // Tables store plain Utf8/Binary; DataFusion's view types are a query-time choice.
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new().set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false),
+        );
+        let mut out = Vec::with_capacity(sql_types.len());
+        for t in sql_types {
+            let df = ctx
+                .sql(&format!("SELECT CAST(NULL AS {t}) AS c"))
+                .await
+                .map_err(|e| Error::Sql(format!("unknown column type {t}: {e}")))?;
+            out.push(df.schema().field(0).data_type().clone());
+        }
+        Ok(out)
+    }
+}
+
+fn refuse_unsafe(stmt: &DFStatement) -> Result<()> {
+    match stmt {
+        DFStatement::CreateExternalTable(_) => Err(Error::Unsupported(
+            "CREATE EXTERNAL TABLE reads files outside the lake's keys and log; load them with `stratalake ingest`".into(),
+        )),
+        DFStatement::CopyTo(_) => Err(Error::Unsupported(
+            "COPY ... TO writes unencrypted files outside the lake; query with --format csv|json instead".into(),
+        )),
+        DFStatement::Explain(e) => refuse_unsafe(&e.statement),
+        _ => Ok(()),
+    }
+}
+
+/// Split SQL text into statements at top-level semicolons (strings and comments respected).
+pub fn split_statements(sql: &str) -> Result<Vec<Vec<Token>>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().map_err(|e| Error::Sql(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    for t in tokens {
+        if t == Token::SemiColon {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(t);
+        }
+    }
+    out.push(cur);
+    out.retain(|s| s.iter().any(|t| !matches!(t, Token::Whitespace(_) | Token::EOF)));
+    if out.is_empty() {
+        return Err(Error::Sql("no statement given".into()));
+    }
+    Ok(out)
+}
+
+fn is_kw(t: &Token, k: Keyword) -> bool {
+    matches!(t, Token::Word(w) if w.keyword == k && w.quote_style.is_none())
+}
+
+fn word(value: &str) -> Token {
+    Token::Word(Word { value: value.to_string(), quote_style: None, keyword: Keyword::NoKeyword })
+}
+
+/// Find `name VERSION AS OF n`, `name TIMESTAMP AS OF 'ts'` and `name FOR SYSTEM_TIME AS OF 'ts'`,
+/// replace each with a temporary table name (aliased to the original name), and return them.
+#[allow(clippy::type_complexity)]
+fn rewrite_time_travel(tokens: Vec<Token>) -> Result<(Vec<Token>, Vec<(String, Vec<String>, AsOf)>)> {
+    let sig: Vec<usize> = (0..tokens.len()).filter(|i| !matches!(tokens[*i], Token::Whitespace(_))).collect();
+    let mut travels = Vec::new();
+    let mut replace: Vec<(usize, usize, Vec<Token>)> = Vec::new(); // token range [a, b) -> new tokens
+    let mut k = 0;
+    while k < sig.len() {
+        let t = &tokens[sig[k]];
+        let clause_len = if (is_kw(t, Keyword::VERSION) || is_kw(t, Keyword::TIMESTAMP))
+            && sig.get(k + 2).is_some_and(|i| is_kw(&tokens[*i], Keyword::OF))
+            && sig.get(k + 1).is_some_and(|i| is_kw(&tokens[*i], Keyword::AS))
+        {
+            3
+        } else if is_kw(t, Keyword::FOR)
+            && sig.get(k + 1).is_some_and(|i| is_kw(&tokens[*i], Keyword::SYSTEM_TIME))
+            && sig.get(k + 2).is_some_and(|i| is_kw(&tokens[*i], Keyword::AS))
+            && sig.get(k + 3).is_some_and(|i| is_kw(&tokens[*i], Keyword::OF))
+        {
+            4
+        } else {
+            0
+        };
+        // The clause must follow a table name: Word (. Word)*
+        let follows_name = k > 0 && matches!(tokens[sig[k - 1]], Token::Word(_));
+        if clause_len == 0 || !follows_name {
+            k += 1;
+            continue;
+        }
+        // Walk back over the name.
+        let mut start = k - 1;
+        while start >= 2 && tokens[sig[start - 1]] == Token::Period && matches!(tokens[sig[start - 2]], Token::Word(_)) {
+            start -= 2;
+        }
+        let parts: Vec<String> = (start..k)
+            .step_by(2)
+            .map(|j| match &tokens[sig[j]] {
+                Token::Word(w) => w.value.clone(),
+                _ => unreachable!("checked above"),
+            })
+            .collect();
+        let lit_idx = k + clause_len;
+        let lit = sig.get(lit_idx).map(|i| tokens[*i].clone()).ok_or_else(|| Error::Sql("AS OF needs a value".into()))?;
+        let as_of = match (&lit, is_kw(t, Keyword::VERSION)) {
+            (Token::Number(n, _), true) => AsOf::Version(n.parse().map_err(|_| Error::Sql(format!("bad version {n}")))?),
+            (Token::SingleQuotedString(s), false) => AsOf::parse(s).map_err(Error::Sql)?,
+            (other, true) => return Err(Error::Sql(format!("VERSION AS OF needs a version number, found {other}"))),
+            (other, false) => return Err(Error::Sql(format!("TIMESTAMP AS OF needs a quoted timestamp, found {other}"))),
+        };
+        let temp = format!("t{}", travels.len());
+        let mut new = vec![word(CATALOG_NAME), Token::Period, word(ASOF_SCHEMA), Token::Period, word(&temp)];
+        // Keep the original name usable as a qualifier unless an alias follows.
+        let next = sig.get(lit_idx + 1).map(|i| &tokens[*i]);
+        let has_alias = matches!(next, Some(Token::Word(w)) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword);
+        if !has_alias {
+            new.push(Token::Whitespace(Whitespace::Space));
+            new.push(word("AS"));
+            new.push(Token::Whitespace(Whitespace::Space));
+            new.push(Token::Word(Word { value: parts.last().cloned().unwrap_or_default(), quote_style: Some('"'), keyword: Keyword::NoKeyword }));
+        }
+        replace.push((sig[start], sig[lit_idx] + 1, new));
+        travels.push((temp, parts, as_of));
+        k = lit_idx + 1;
+    }
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    for (a, b, new) in replace {
+        out.extend_from_slice(&tokens[i..a]);
+        out.extend(new);
+        i = b;
+    }
+    out.extend_from_slice(&tokens[i..]);
+    Ok((out, travels))
+}
+
+impl AsOf {
+    /// Parse a version number or a timestamp (`2026-11-25T10:00:00Z`, `2026-11-25 10:00:00`
+    /// taken as UTC, or a date `2026-11-25` meaning its midnight UTC).
+    pub fn parse(s: &str) -> std::result::Result<AsOf, String> {
+        let s = s.trim();
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().map(AsOf::Version).map_err(|_| format!("bad version {s:?}"));
+        }
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+            return Ok(AsOf::Timestamp(t.timestamp_millis()));
+        }
+        for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"] {
+            if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+                return Ok(AsOf::Timestamp(t.and_utc().timestamp_millis()));
+            }
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(AsOf::Timestamp(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis()));
+        }
+        Err(format!("{s:?} is neither a version number nor a timestamp like 2026-11-25T10:00:00Z"))
+    }
+}

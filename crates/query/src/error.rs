@@ -1,0 +1,52 @@
+use datafusion::error::DataFusionError;
+
+/// Errors of the SQL layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The storage core failed.
+    #[error(transparent)]
+    Table(#[from] stratalake_table::Error),
+    /// The statement is not valid Stratalake SQL.
+    #[error("SQL: {0}")]
+    Sql(String),
+    /// The statement is valid SQL but not supported here.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// DataFusion failed.
+    #[error("{0}")]
+    DataFusion(Box<DataFusionError>),
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        // Surface our own errors carried through DataFusion as themselves.
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<stratalake_table::Error>() {
+                Ok(t) => Error::Table(*t),
+                Err(other) => match other.downcast::<Error>() {
+                    Ok(q) => *q,
+                    Err(other) => Error::DataFusion(Box::new(DataFusionError::External(other))),
+                },
+            },
+            DataFusionError::Context(ctx, inner) => match Error::from(*inner) {
+                Error::DataFusion(d) => Error::DataFusion(Box::new(DataFusionError::Context(ctx, d))),
+                other => other,
+            },
+            other => Error::DataFusion(Box::new(other)),
+        }
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        Error::Sql(e.to_string())
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn external(e: stratalake_table::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}

@@ -1,0 +1,321 @@
+//! The DataFusion table provider over a Stratalake table snapshot.
+//!
+//! `scan` prunes files by partition values from the log, groups the remaining files by tier,
+//! and builds one Parquet scan per tier whose decryption properties come, per file, from the
+//! wrapped keys in the log (through an [`EncryptionFactory`] that owns only this scan's keys).
+//! The AAD prefix is supplied from the log, so a file moved or swapped fails to decrypt.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, Result as DFResult};
+use datafusion::config::{EncryptionFactoryOptions, TableParquetOptions};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::TaskContext;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::parquet_encryption::EncryptionFactory;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::parquet::encryption::decrypt::FileDecryptionProperties;
+use datafusion::parquet::encryption::encrypt::FileEncryptionProperties;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::StreamExt;
+use object_store::path::Path;
+use stratalake_table::action::AddFile;
+use stratalake_table::write::conform_batch;
+use stratalake_table::{Access, Snapshot, Table, Transform, WriteMode};
+
+use crate::error::external;
+
+/// URL under which a tier's object store is registered with DataFusion.
+pub fn tier_url(tier: &str) -> ObjectStoreUrl {
+    ObjectStoreUrl::parse(format!("stratalake-{}://lake/", tier.replace('_', "-"))).expect("valid tier URL")
+}
+
+/// A table at one snapshot, read with the keys `access` allows.
+pub struct LakeTableProvider {
+    table: Table,
+    snapshot: Arc<Snapshot>,
+    schema: SchemaRef,
+    access: Access,
+    principal: String,
+    writable: bool,
+}
+
+impl fmt::Debug for LakeTableProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LakeTableProvider")
+            .field("table", &self.table.ident().to_string())
+            .field("version", &self.snapshot.version)
+            .finish()
+    }
+}
+
+impl LakeTableProvider {
+    /// A provider over `snapshot` of `table`. `writable` is false for time-travel snapshots.
+    pub fn new(table: Table, snapshot: Snapshot, access: Access, principal: String, writable: bool) -> Self {
+        let schema = snapshot.metadata.schema.arrow_schema();
+        Self { table, snapshot: Arc::new(snapshot), schema, access, principal, writable }
+    }
+
+    /// The snapshot read.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Files whose partition values can satisfy every filter that only uses identity
+    /// partition columns. Other filters are left to the scan.
+    fn prune(&self, state: &dyn Session, filters: &[Expr]) -> DFResult<Vec<&AddFile>> {
+        let files: Vec<&AddFile> = self.snapshot.files.values().collect();
+        let schema = &self.snapshot.metadata.schema;
+        let ident: Vec<_> = schema.partition_by.iter().filter(|p| p.transform == Transform::Identity).collect();
+        if ident.is_empty() || files.is_empty() {
+            return Ok(files);
+        }
+        let pcols: Vec<String> = ident.iter().map(|p| p.column.clone()).collect();
+        let usable: Vec<&Expr> = filters
+            .iter()
+            .filter(|f| {
+                let cols = f.column_refs();
+                !cols.is_empty() && cols.iter().all(|c| pcols.contains(&c.name))
+            })
+            .collect();
+        if usable.is_empty() {
+            return Ok(files);
+        }
+        let mut fields = Vec::new();
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for p in &ident {
+            let col = schema.column(&p.column).expect("validated");
+            let strings: StringArray = files.iter().map(|f| f.partition.get(&p.name()).cloned().flatten()).collect();
+            let typed = cast(&strings, &col.data_type)?;
+            fields.push(Field::new(&col.name, col.data_type.clone(), true));
+            arrays.push(typed);
+        }
+        let pschema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(pschema.clone(), arrays)?;
+        let df_schema = DFSchema::try_from(pschema.as_ref().clone())?;
+        let mut keep = vec![true; files.len()];
+        for f in usable {
+            let phys = state.create_physical_expr(f.clone(), &df_schema)?;
+            let v = phys.evaluate(&batch)?.into_array(files.len())?;
+            let b = v.as_any().downcast_ref::<BooleanArray>().cloned().unwrap_or_else(|| BooleanArray::from(vec![true; files.len()]));
+            for (i, k) in keep.iter_mut().enumerate() {
+                // null (unknown) keeps nothing: the filter would reject the rows anyway
+                *k &= b.is_valid(i) && b.value(i);
+            }
+        }
+        Ok(files.into_iter().zip(keep).filter(|(_, k)| *k).map(|(f, _)| f).collect())
+    }
+}
+
+/// Decryption properties for the files of one scan, keyed by object path.
+#[derive(Default)]
+struct ScanKeys {
+    files: HashMap<String, Arc<FileDecryptionProperties>>,
+}
+
+impl fmt::Debug for ScanKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ScanKeys({} files, <redacted>)", self.files.len())
+    }
+}
+
+#[async_trait]
+impl EncryptionFactory for ScanKeys {
+    async fn get_file_encryption_properties(
+        &self,
+        _config: &EncryptionFactoryOptions,
+        _schema: &SchemaRef,
+        file_path: &Path,
+    ) -> DFResult<Option<Arc<FileEncryptionProperties>>> {
+        Err(datafusion::error::DataFusionError::Plan(format!("scan keys cannot write {file_path}")))
+    }
+
+    async fn get_file_decryption_properties(
+        &self,
+        _config: &EncryptionFactoryOptions,
+        file_path: &Path,
+    ) -> DFResult<Option<Arc<FileDecryptionProperties>>> {
+        match self.files.get(file_path.as_ref()) {
+            Some(p) => Ok(Some(p.clone())),
+            None => Err(datafusion::error::DataFusionError::Execution(format!(
+                "no keys for {file_path}: it is not a live file of the scanned snapshot"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LakeTableProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let files = self.prune(state, filters)?;
+        if files.is_empty() {
+            let s = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(s)));
+        }
+        let ctx = self.table.context();
+        let root = self.table.ident().root();
+        let keyring = &ctx.keyring;
+        let mut by_tier: BTreeMap<&str, Vec<&AddFile>> = BTreeMap::new();
+        for f in files {
+            by_tier.entry(f.tier.as_str()).or_default().push(f);
+        }
+        let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        let mut withheld = false;
+        let mut per_tier = Vec::new();
+        for (tier, files) in by_tier {
+            let store = ctx.tiers.get(tier).map_err(external)?;
+            let url = tier_url(tier);
+            state.runtime_env().register_object_store(url.as_ref(), store.object_store().clone());
+            let mut keys = ScanKeys::default();
+            let mut pfiles = Vec::with_capacity(files.len());
+            for f in files {
+                let loc = store.path(&format!("{root}/{}", f.path));
+                let (props, hidden) = keyring
+                    .open_file(self.table.id(), f, &self.schema, &self.access)
+                    .await
+                    .map_err(external)?;
+                withheld |= !hidden.is_empty();
+                keys.files.insert(loc.to_string(), props);
+                pfiles.push(PartitionedFile::new(loc.to_string(), f.size));
+            }
+            per_tier.push((url, keys, pfiles));
+        }
+        let target = state.config().target_partitions().max(1);
+        for (url, keys, pfiles) in per_tier {
+            let mut opts = TableParquetOptions::default();
+            opts.global.enable_page_index = !withheld;
+            opts.global.pushdown_filters = false;
+            let source = ParquetSource::new(self.schema.clone())
+                .with_table_parquet_options(opts)
+                .with_encryption_factory(Arc::new(keys));
+            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(pfiles.len())];
+            for (i, f) in pfiles.into_iter().enumerate() {
+                let n = groups.len();
+                groups[i % n].push(f);
+            }
+            let conf = FileScanConfigBuilder::new(url, Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            plans.push(DataSourceExec::from_data_source(conf));
+        }
+        UnionExec::try_new(plans)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if !self.writable {
+            return Err(datafusion::error::DataFusionError::Plan(format!(
+                "cannot write to {} as of an earlier version",
+                self.table.ident()
+            )));
+        }
+        let mode = match insert_op {
+            InsertOp::Append => WriteMode::Append,
+            InsertOp::Overwrite => WriteMode::Overwrite,
+            InsertOp::Replace => {
+                return Err(datafusion::error::DataFusionError::NotImplemented("REPLACE INTO is not supported".into()));
+            }
+        };
+        let sink = LakeSink { table: self.table.clone(), snapshot: self.snapshot.clone(), schema: self.schema.clone(), mode, principal: self.principal.clone() };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// Writes an INSERT's rows as encrypted files and commits them.
+struct LakeSink {
+    table: Table,
+    snapshot: Arc<Snapshot>,
+    schema: SchemaRef,
+    mode: WriteMode,
+    principal: String,
+}
+
+impl fmt::Debug for LakeSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LakeSink({})", self.table.ident())
+    }
+}
+
+impl DisplayAs for LakeSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StratalakeSink: table={} mode={}", self.table.ident(), self.mode.operation())
+    }
+}
+
+#[async_trait]
+impl DataSink for LakeSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(&self, mut data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> DFResult<u64> {
+        let mut w = self.table.writer(&self.snapshot).map_err(external)?;
+        let target = w.schema().clone();
+        let schema = &self.snapshot.metadata.schema;
+        let mut rows = 0u64;
+        while let Some(b) = data.next().await {
+            let r = async {
+                let b = b?;
+                let base = rows;
+                let b = conform_batch(&b, schema, &target, "INSERT", &|r| format!("row {}", base + r + 1)).map_err(external)?;
+                rows += b.num_rows() as u64;
+                w.write(b).await.map_err(external)
+            }
+            .await;
+            if let Err(e) = r {
+                w.abort().await;
+                return Err(e);
+            }
+        }
+        let files = w.finish().await.map_err(external)?;
+        let mut params = BTreeMap::new();
+        params.insert("source".into(), "SQL INSERT".into());
+        self.table
+            .commit_files(&self.snapshot, files, &self.principal, self.mode, params)
+            .await
+            .map_err(external)?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,103 @@
+//! `stratalake.toml`: the lake's configuration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stratalake_table::Classifications;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Lake-wide settings.
+    #[serde(default)]
+    pub lake: LakeSection,
+    /// Classification levels.
+    #[serde(default)]
+    pub classifications: Classifications,
+    /// Where master keys come from.
+    #[serde(default)]
+    pub keys: KeysSection,
+    /// Storage tiers, hottest first.
+    #[serde(rename = "tier")]
+    pub tiers: Vec<TierConfig>,
+}
+
+/// `[lake]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSection {
+    /// Tier holding the catalog and table logs.
+    pub metadata_tier: String,
+    /// Tier receiving newly written data files.
+    pub write_tier: String,
+    /// Write a log checkpoint every N commits.
+    pub checkpoint_interval: u64,
+    /// Roll data files at about this many MiB.
+    pub target_file_size_mib: u64,
+}
+
+impl Default for LakeSection {
+    fn default() -> Self {
+        Self { metadata_tier: "hot".into(), write_tier: "hot".into(), checkpoint_interval: 10, target_file_size_mib: 128 }
+    }
+}
+
+/// `[keys]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// `file` (a 0600 key file) or `env` (`STRATALAKE_KEY_<LEVEL>` variables).
+    pub provider: String,
+    /// Key file path, relative to the lake folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl Default for KeysSection {
+    fn default() -> Self {
+        Self { provider: "file".into(), file: Some("master.keys".into()) }
+    }
+}
+
+/// `[[tier]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Name (`hot`, `cold`, ...).
+    pub name: String,
+    /// Store URL: a path relative to the lake folder, `file:///abs`, `memory://name`, `s3://bucket/prefix`.
+    pub url: String,
+    /// Store options (S3: `endpoint`, `region`, `allow_http`, ...). Credentials belong in the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), not here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl LakeConfig {
+    /// The default: one `hot` tier at `url`, key file `master.keys`.
+    pub fn single_tier(url: &str) -> Self {
+        Self {
+            lake: LakeSection::default(),
+            classifications: Classifications::default(),
+            keys: KeysSection::default(),
+            tiers: vec![TierConfig { name: "hot".into(), url: url.into(), options: BTreeMap::new() }],
+        }
+    }
+
+    /// Parse TOML text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Render as TOML with explanatory comments.
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).expect("config serializes");
+        format!(
+            "# Stratalake lake configuration. Edit with care; see docs/operations.md.\n\
+             # Tier URLs: a path relative to this folder, file:///abs/path, memory://name, or\n\
+             # s3://bucket/prefix with [tier.options] endpoint/region/allow_http; S3 credentials\n\
+             # come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment.\n\n{body}"
+        )
+    }
+}

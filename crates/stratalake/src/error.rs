@@ -1,0 +1,34 @@
+/// Errors of the Stratalake facade.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lake's configuration is missing or wrong.
+    #[error("lake configuration {path}: {reason}")]
+    Config {
+        /// The file or setting.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The lake exists already.
+    #[error("a lake already exists at {0}")]
+    LakeExists(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Table(#[from] stratalake_table::Error),
+    /// SQL failed.
+    #[error(transparent)]
+    Query(#[from] stratalake_query::Error),
+    /// Keys failed.
+    #[error(transparent)]
+    Crypto(#[from] stratalake_crypto::Error),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Query(e.into())
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
