@@ -45,14 +45,15 @@ pub fn validate_column(name: &str) -> Result<()> {
 }
 
 /// Encode one path segment (a partition column name or value): every byte outside
-/// `[A-Za-z0-9_-]` becomes `%XX`, so `.`, `..`, `/`, `%` and NUL can never form a path step.
+/// `[A-Za-z0-9_-]` becomes `+XX` (hex), so `.`, `..`, `/`, `%` and NUL can never form a path
+/// step. `+` is used rather than `%` because object stores escape `%` themselves.
 pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push_str(&format!("+{b:02X}"));
         }
     }
     out
@@ -85,10 +86,11 @@ mod tests {
 
     #[test]
     fn segments_cannot_escape() {
-        assert_eq!(encode_segment(".."), "%2E%2E");
-        assert_eq!(encode_segment("%2E%2E"), "%252E%252E");
-        assert_eq!(encode_segment("a/b"), "a%2Fb");
-        assert_eq!(encode_segment("a\0"), "a%00");
+        assert_eq!(encode_segment(".."), "+2E+2E");
+        assert_eq!(encode_segment("%2E%2E"), "+252E+252E");
+        assert_eq!(encode_segment("+2E"), "+2B2E");
+        assert_eq!(encode_segment("a/b"), "a+2Fb");
+        assert_eq!(encode_segment("a\0"), "a+00");
         assert_eq!(encode_segment("north-1"), "north-1");
         for s in ["..", ".", "/", "a/../b", "\\.."] {
             let e = encode_segment(s);

@@ -1,0 +1,168 @@
+//! The same commit-protocol tests against every store: memory, local folder, and a real
+//! S3-compatible server (started by scripts/test.sh; its endpoint in STRATALAKE_TEST_S3_ENDPOINT).
+
+use std::collections::HashSet;
+
+use stratalake::Lake;
+use stratalake::arrow::array::Int64Array;
+use stratalake::table::Error as TableError;
+use stratalake::{Error, WriteMode};
+
+use super::*;
+
+async fn suite(lake: Lake) {
+    lake.create_namespace("conf").await.unwrap();
+    let t = lake.create_table("conf.events", events_schema()).await.unwrap();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+
+    // commit and read back
+    let v1 = t.append(&[events(&schema, 0..100, "north")], "w").await.unwrap();
+    assert_eq!(v1, 1);
+    let v2 = t.append(&[events(&schema, 100..150, "south")], "w").await.unwrap();
+    assert_eq!(v2, 2);
+    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events").await, 150);
+    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events WHERE region = 'south'").await, 50);
+
+    // time travel
+    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events VERSION AS OF 1").await, 100);
+    let s1 = t.snapshot_at(1).await.unwrap();
+    let ts = s1.timestamp_ms;
+    assert_eq!(t.snapshot_as_of(ts).await.unwrap().version, 1);
+    assert!(matches!(t.snapshot_at(99).await, Err(TableError::VersionNotFound { .. })));
+
+    // overwrite of one partition
+    t.write_batches(&[events(&schema, 1000..1010, "north")], "w", WriteMode::OverwritePartitions).await.unwrap();
+    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events").await, 60);
+
+    // conflicting commits: two overwrites of the whole table from the same snapshot
+    let base = t.snapshot().await.unwrap();
+    let mut w1 = t.writer(&base).unwrap();
+    w1.write(events(&schema, 0..5, "east")).await.unwrap();
+    let f1 = w1.finish().await.unwrap();
+    let mut w2 = t.writer(&base).unwrap();
+    w2.write(events(&schema, 0..7, "west")).await.unwrap();
+    let f2 = w2.finish().await.unwrap();
+    t.commit_files(&base, f1, "a", WriteMode::Overwrite, Default::default()).await.unwrap();
+    let e = t.commit_files(&base, f2, "b", WriteMode::Overwrite, Default::default()).await.unwrap_err();
+    assert!(matches!(e, TableError::Conflict { .. }), "{e}");
+    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events").await, 5);
+
+    // 8 concurrent appenders: every row exactly once
+    let mut handles = Vec::new();
+    for w in 0..8i64 {
+        let t = t.clone();
+        let schema = schema.clone();
+        handles.push(tokio::spawn(async move {
+            for k in 0..3i64 {
+                let start = 10_000 + w * 1000 + k * 100;
+                t.append(&[events(&schema, start..start + 100, "conc")], &format!("writer{w}")).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events WHERE region = 'conc'").await, 2400);
+    let ids = lake.sql("SELECT id FROM conf.events WHERE region = 'conc'").await.unwrap();
+    let mut seen = HashSet::new();
+    for b in &ids {
+        for v in b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values() {
+            assert!(seen.insert(*v), "duplicate id {v}");
+        }
+    }
+    assert_eq!(seen.len(), 2400);
+
+    // checkpoints (interval 5 in these lakes): a fresh handle opens from one and agrees
+    let snap = t.snapshot().await.unwrap();
+    assert!(snap.version >= 25, "{}", snap.version);
+    let again = lake.table("conf.events").await.unwrap().snapshot().await.unwrap();
+    assert_eq!(again, snap);
+    let hist = t.history(None).await.unwrap();
+    assert_eq!(hist.len() as u64, snap.version + 1);
+
+    // verify is clean
+    let r = lake.verify(&[], &|_, _| {}).await.unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.rows, snap.rows());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store() {
+    suite(lake_on(&format!("memory://conf-{}", std::process::id()), &[], 5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(lake_on(dir.path().to_str().unwrap(), &[], 5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_store() {
+    let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
+        assert!(std::env::var("CI").is_err(), "CI must run the S3 tests: run them through scripts/test.sh");
+        eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: run through scripts/test.sh for the S3 conformance test");
+        return;
+    };
+    let bucket = std::env::var("STRATALAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "stratalake-test".into());
+    let url = format!("s3://{bucket}/conf-{}", std::process::id());
+    let lake = lake_on(
+        &url,
+        &[("endpoint", &endpoint), ("region", "us-east-1"), ("allow_http", "true"), ("access_key_id", "test"), ("secret_access_key", "test")],
+        5,
+    );
+    suite(lake).await;
+}
+
+#[tokio::test]
+async fn bad_batches_commit_nothing() {
+    let lake = Lake::in_memory().await.unwrap();
+    let t = lake.create_table("ev", events_schema()).await.unwrap();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    t.append(&[events(&schema, 0..10, "north")], "w").await.unwrap();
+    // a null in the NOT NULL column
+    let bad = stratalake::arrow::array::RecordBatch::try_new(
+        std::sync::Arc::new(stratalake::arrow::datatypes::Schema::new(vec![
+            stratalake::arrow::datatypes::Field::new("id", stratalake::arrow::datatypes::DataType::Int64, true),
+            stratalake::arrow::datatypes::Field::new("region", stratalake::arrow::datatypes::DataType::Utf8, true),
+            stratalake::arrow::datatypes::Field::new("secret_note", stratalake::arrow::datatypes::DataType::Utf8, true),
+        ])),
+        vec![
+            std::sync::Arc::new(Int64Array::from(vec![Some(1), None])),
+            std::sync::Arc::new(stratalake::arrow::array::StringArray::from(vec!["a", "b"])),
+            std::sync::Arc::new(stratalake::arrow::array::StringArray::from(vec!["x", "y"])),
+        ],
+    )
+    .unwrap();
+    let e = t.append(&[events(&schema, 10..20, "south"), bad], "w").await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("row 12") && msg.contains("\"id\""), "{msg}");
+    assert_eq!(t.snapshot().await.unwrap().version, 1);
+    assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 10);
+    // the files of the rejected batch were deleted
+    let store = t.context().tiers.metadata().clone();
+    let data = store.list("default/ev/data").await.unwrap();
+    assert_eq!(data.len(), t.snapshot().await.unwrap().files.len());
+}
+
+#[tokio::test]
+async fn hostile_names_are_refused() {
+    let lake = Lake::in_memory().await.unwrap();
+    for name in ["../x", "a/b", "%2E%2E", "_catalog", "A", "x\0y", "/etc/passwd"] {
+        let e = lake.create_table(name, events_schema()).await.unwrap_err();
+        assert!(matches!(e, Error::Table(TableError::InvalidName { .. })), "{name}: {e}");
+    }
+    // partition values are encoded, never path steps
+    let t = lake.create_table("p", events_schema()).await.unwrap();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    t.append(&[events(&schema, 0..3, "../../escape")], "w").await.unwrap();
+    let snap = t.snapshot().await.unwrap();
+    for f in snap.files.values() {
+        assert!(f.path.starts_with("data/region=+2E+2E+2F+2E+2E+2Fescape/"), "{}", f.path);
+    }
+    assert_eq!(count(&lake, "SELECT count(*) FROM p WHERE region = '../../escape'").await, 3);
+    // drop deletes everything, including files under encoded partition names
+    lake.drop_table("p").await.unwrap();
+    let left = t.context().tiers.metadata().list("default/p").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
