@@ -195,6 +195,7 @@ async fn ingest_one(
     match format {
         Format::Csv => {
             let file_schema = csv_file_schema(path, schema)?;
+            let fields: Vec<String> = file_schema.fields().iter().map(|f| f.name().clone()).collect();
             let reader = open_counting(path, counter)?;
             let csv = arrow::csv::ReaderBuilder::new(file_schema)
                 .with_header(true)
@@ -203,7 +204,7 @@ async fn ingest_one(
                 .map_err(|e| Error::BadData { source_name: name.clone(), reason: e.to_string() })?;
             let mut in_file = 0u64;
             for b in csv {
-                let b = b.map_err(|e| Error::BadData { source_name: name.clone(), reason: e.to_string() })?;
+                let b = b.map_err(|e| Error::BadData { source_name: name.clone(), reason: csv_error(&e.to_string(), &fields) })?;
                 let base = in_file;
                 // line 1 is the header
                 let b = conform_batch(&b, schema, &target, &name, &|r| format!("line {}", base + r + 2))?;
@@ -253,6 +254,24 @@ async fn ingest_one(
         }
     }
     Ok(())
+}
+
+/// arrow-csv numbers data records from 1 (without the header) and columns from 0; say it as a
+/// person reading the file would: file line and column name.
+fn csv_error(msg: &str, fields: &[String]) -> String {
+    let num_after = |key: &str| -> Option<(usize, usize, u64)> {
+        let i = msg.find(key)? + key.len();
+        let digits: String = msg[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        Some((i - key.len(), i + digits.len(), digits.parse().ok()?))
+    };
+    let mut out = msg.to_string();
+    if let Some((a, b, line)) = num_after(" at line ") {
+        out = format!("{} at line {}{}", &msg[..a], line + 1, &msg[b..]);
+    }
+    if let Some(col) = num_after(" for column ").and_then(|(_, _, c)| fields.get(c as usize)) {
+        out = format!("column {col:?}: {out}");
+    }
+    out
 }
 
 fn nullable(schema: &SchemaRef) -> SchemaRef {
