@@ -1,1 +1,98 @@
-fn main() {}
+//! Encrypted ingest of TPC-H lineitem through Stratalake against plain parquet-rs writing the
+//! same batches (zstd level 1, same row-group size), measured in one run.
+//!
+//! `cargo bench -p stratalake-benches --bench ingest` (scale factor: STRATALAKE_BENCH_SF, default 0.1;
+//! runs per side: STRATALAKE_BENCH_RUNS, default 3). Prints rows/s of both and their ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use stratalake::{Lake, LakeConfig, TableSchema};
+use tpchgen::generators::LineItemGenerator;
+use tpchgen_arrow::LineItemArrow;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let sf: f64 = std::env::var("STRATALAKE_BENCH_SF")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.1);
+    let runs: usize = std::env::var("STRATALAKE_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let batches: Vec<RecordBatch> = LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))
+        .with_batch_size(8192)
+        .collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let schema = batches[0].schema();
+    println!(
+        "TPC-H lineitem SF {sf}: {rows} rows, {} batches; {runs} runs per side",
+        batches.len()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let mut plain = Vec::new();
+    let mut lake_t = Vec::new();
+    for run in 0..runs {
+        // baseline: parquet-rs, same codec and row-group size, one local file
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let f = std::fs::File::create(dir.path().join("lineitem.parquet")).unwrap();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
+            .set_max_row_group_row_count(Some(256 * 1024))
+            .build();
+        let mut w = ArrowWriter::try_new(f, schema.clone(), Some(props)).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        plain.push(started.elapsed());
+
+        // Stratalake: encrypted files, keys wrapped, committed through the log
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_with(
+            LakeConfig::single_tier(dir.path().to_str().unwrap()),
+            None,
+            Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
+        )
+        .unwrap();
+        let elapsed = rt.block_on(async {
+            lake.catalog().create_namespace("default", true, "bench").await.unwrap();
+            let mut ts = TableSchema::from_arrow(&schema, "internal");
+            for c in ts.columns.iter_mut().filter(|c| c.name.ends_with("comment")) {
+                c.classification = "confidential".into();
+            }
+            let t = lake.create_table(&format!("lineitem_{run}"), ts).await.unwrap();
+            let started = Instant::now();
+            t.append(&batches, "bench").await.unwrap();
+            started.elapsed()
+        });
+        lake_t.push(elapsed);
+    }
+    let (p, s) = (median(plain), median(lake_t));
+    let rps = |d: Duration| rows as f64 / d.as_secs_f64();
+    println!(
+        "plain parquet-rs:      {:>12.0} rows/s ({:.3} s)",
+        rps(p),
+        p.as_secs_f64()
+    );
+    println!(
+        "stratalake encrypted:  {:>12.0} rows/s ({:.3} s)",
+        rps(s),
+        s.as_secs_f64()
+    );
+    println!("ratio (stratalake / plain): {:.2}x  (target >= 0.90x)", rps(s) / rps(p));
+}

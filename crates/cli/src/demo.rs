@@ -6,16 +6,47 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use stratalake::arrow::array::{ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use stratalake::arrow::array::{
+    ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
 use stratalake::arrow::datatypes::SchemaRef;
 use stratalake::{Lake, Output};
 
-const DISTRICTS: [&str; 8] = ["altstadt", "hafen", "nordend", "ostpark", "suedhang", "westfeld", "muehlbach", "seeufer"];
-const TYPES: [&str; 6] = ["new_building", "renovation", "demolition", "extension", "change_of_use", "signage"];
+const DISTRICTS: [&str; 8] = [
+    "altstadt",
+    "hafen",
+    "nordend",
+    "ostpark",
+    "suedhang",
+    "westfeld",
+    "muehlbach",
+    "seeufer",
+];
+const TYPES: [&str; 6] = [
+    "new_building",
+    "renovation",
+    "demolition",
+    "extension",
+    "change_of_use",
+    "signage",
+];
 const STATUS: [&str; 4] = ["submitted", "under_review", "approved", "rejected"];
-const FIRST: [&str; 12] = ["Anna", "Ben", "Clara", "David", "Elif", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Luca"];
-const LAST: [&str; 10] = ["Schmidt", "Yilmaz", "Novak", "Rossi", "Berg", "Kowalski", "Haas", "Dubois", "Jensen", "Weber"];
-const STREETS: [&str; 8] = ["Lindenweg", "Hafenstrasse", "Marktplatz", "Bergstrasse", "Am Ufer", "Ringstrasse", "Schulgasse", "Parkallee"];
+const FIRST: [&str; 12] = [
+    "Anna", "Ben", "Clara", "David", "Elif", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Luca",
+];
+const LAST: [&str; 10] = [
+    "Schmidt", "Yilmaz", "Novak", "Rossi", "Berg", "Kowalski", "Haas", "Dubois", "Jensen", "Weber",
+];
+const STREETS: [&str; 8] = [
+    "Lindenweg",
+    "Hafenstrasse",
+    "Marktplatz",
+    "Bergstrasse",
+    "Am Ufer",
+    "Ringstrasse",
+    "Schulgasse",
+    "Parkallee",
+];
 
 struct Rng(u64);
 impl Rng {
@@ -63,7 +94,9 @@ fn permits(schema: &SchemaRef, rng: &mut Rng, first_id: i64, n: usize) -> Result
         schema.clone(),
         vec![
             Arc::new(Int64Array::from(ids)) as ArrayRef,
-            Arc::new(TimestampNanosecondArray::from(issued.iter().map(|us| us * 1000).collect::<Vec<i64>>())),
+            Arc::new(TimestampNanosecondArray::from(
+                issued.iter().map(|us| us * 1000).collect::<Vec<i64>>(),
+            )),
             Arc::new(StringArray::from(district)),
             Arc::new(StringArray::from(ptype)),
             Arc::new(StringArray::from(status)),
@@ -79,7 +112,12 @@ fn permits(schema: &SchemaRef, rng: &mut Rng, first_id: i64, n: usize) -> Result
 async fn query(lake: &Lake, title: &str, sql: &str) -> Result<()> {
     println!("\n-- {title}\n{sql}");
     let started = Instant::now();
-    for out in lake.session("demo").execute(sql).await.with_context(|| format!("demo query failed: {sql}"))? {
+    for out in lake
+        .session("demo")
+        .execute(sql)
+        .await
+        .with_context(|| format!("demo query failed: {sql}"))?
+    {
         if let Output::Rows { batches, .. } = out {
             println!("{}", stratalake::arrow::util::pretty::pretty_format_batches(&batches)?);
         }
@@ -94,11 +132,15 @@ pub async fn run(dir: &Path, rows: usize) -> Result<()> {
         println!("using the lake at {}", dir.display());
         Lake::open(dir).await?
     } else {
-        println!("creating a lake at {} (one local `hot` tier, master keys in master.keys, mode 0600)", dir.display());
+        println!(
+            "creating a lake at {} (one local `hot` tier, master keys in master.keys, mode 0600)",
+            dir.display()
+        );
         Lake::init(dir, Default::default()).await?
     };
     let s = lake.session("demo");
-    s.execute("CREATE NAMESPACE IF NOT EXISTS city; DROP TABLE IF EXISTS city.building_permits").await?;
+    s.execute("CREATE NAMESPACE IF NOT EXISTS city; DROP TABLE IF EXISTS city.building_permits")
+        .await?;
     let ddl = "CREATE TABLE city.building_permits (
     permit_id      BIGINT NOT NULL    CLASSIFICATION public,
     issued_at      TIMESTAMP NOT NULL CLASSIFICATION public,
@@ -142,19 +184,33 @@ pub async fn run(dir: &Path, rows: usize) -> Result<()> {
 
     let snap = table.snapshot().await?;
     let one = snap.files.values().next().context("no files were written")?;
-    let path = lake.dir().unwrap_or(dir).join("data").join("city/building_permits").join(&one.path);
+    let path = lake
+        .dir()
+        .unwrap_or(dir)
+        .join("data")
+        .join("city/building_permits")
+        .join(&one.path);
     let plain = std::fs::File::open(&path)
         .map_err(anyhow::Error::from)
         .and_then(|f| Ok(stratalake::table::read::plain_parquet_check(f)));
-    println!("\nA data file read without keys ({}):\n  {}", one.path, match plain {
-        Ok(msg) => msg,
-        Err(e) => format!("cannot open: {e}"),
-    });
+    println!(
+        "\nA data file read without keys ({}):\n  {}",
+        one.path,
+        match plain {
+            Ok(msg) => msg,
+            Err(e) => format!("cannot open: {e}"),
+        }
+    );
 
     query(&lake, "permits per district (partition columns, public)", "SELECT district, count(*) AS permits, sum(fee) AS fees FROM city.building_permits GROUP BY district ORDER BY permits DESC").await?;
     query(&lake, "approval rate by permit type", "SELECT permit_type, round(avg(CASE WHEN status = 'approved' THEN 1.0 ELSE 0.0 END) * 100, 1) AS approved_pct, CAST(avg(estimated_cost) AS DECIMAL(14,2)) AS avg_cost FROM city.building_permits GROUP BY permit_type ORDER BY approved_pct DESC").await?;
     query(&lake, "partition pruning: one district, one year", "SELECT count(*) AS n, min(issued_at) AS first, max(issued_at) AS last FROM city.building_permits WHERE district = 'hafen' AND issued_at >= TIMESTAMP '2025-01-01 00:00:00'").await?;
-    query(&lake, "time travel: the table after the first load", "SELECT count(*) AS rows_at_version_1 FROM city.building_permits VERSION AS OF 1").await?;
+    query(
+        &lake,
+        "time travel: the table after the first load",
+        "SELECT count(*) AS rows_at_version_1 FROM city.building_permits VERSION AS OF 1",
+    )
+    .await?;
     query(&lake, "SQL writes commit like ingest", "INSERT INTO city.building_permits VALUES (999999, TIMESTAMP '2025-06-01 09:30:00', 'hafen', 'signage', 'submitted', 'Test Person', 'L000000000', 'Hafenstrasse 1', 1500.00, 57.50)").await?;
 
     println!("\n-- history");
@@ -177,6 +233,10 @@ pub async fn run(dir: &Path, rows: usize) -> Result<()> {
         report.rows,
         report.problems.len()
     );
-    println!("\ndemo finished in {:.1} s. Try: stratalake --lake {} sql", total.elapsed().as_secs_f64(), dir.display());
+    println!(
+        "\ndemo finished in {:.1} s. Try: stratalake --lake {} sql",
+        total.elapsed().as_secs_f64(),
+        dir.display()
+    );
     Ok(())
 }

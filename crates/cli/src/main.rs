@@ -106,7 +106,11 @@ enum TableCmd {
         limit: Option<usize>,
     },
     /// Set a column's classification (a metadata commit).
-    Classify { name: String, column: String, level: String },
+    Classify {
+        name: String,
+        column: String,
+        level: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -153,7 +157,9 @@ struct SqlArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("STRATALAKE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATALAKE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -181,7 +187,9 @@ fn main() -> ExitCode {
 }
 
 async fn open(cli: &Cli) -> Result<Lake> {
-    Lake::open(&cli.lake).await.with_context(|| format!("cannot open the lake at {}", cli.lake.display()))
+    Lake::open(&cli.lake)
+        .await
+        .with_context(|| format!("cannot open the lake at {}", cli.lake.display()))
 }
 
 fn ident(name: &str) -> Result<TableIdent> {
@@ -191,17 +199,29 @@ fn ident(name: &str) -> Result<TableIdent> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let fmt = cli.format;
     match &cli.command {
-        Command::Init { dir, store, store_options } => {
+        Command::Init {
+            dir,
+            store,
+            store_options,
+        } => {
             let dir = dir.clone().unwrap_or_else(|| cli.lake.clone());
-            let mut opts = InitOptions { store: store.clone(), ..Default::default() };
+            let mut opts = InitOptions {
+                store: store.clone(),
+                ..Default::default()
+            };
             for kv in store_options {
-                let (k, v) = kv.split_once('=').with_context(|| format!("--store-option {kv:?}: expected KEY=VALUE"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--store-option {kv:?}: expected KEY=VALUE"))?;
                 opts.store_options.insert(k.trim().to_string(), v.trim().to_string());
             }
             let lake = Lake::init(&dir, opts).await?;
             println!("created lake at {}", dir.display());
             println!("  config:  {}", dir.join(stratalake::CONFIG_FILE).display());
-            println!("  keys:    {} (mode 0600; back it up separately from the data)", dir.join("master.keys").display());
+            println!(
+                "  keys:    {} (mode 0600; back it up separately from the data)",
+                dir.join("master.keys").display()
+            );
             for t in &lake.config().tiers {
                 println!("  tier:    {} -> {}", t.name, t.url);
             }
@@ -218,7 +238,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     print_rows(&["namespace"], rows, fmt)?;
                 }
                 NamespaceCmd::Drop { name } => {
-                    lake.catalog().drop_namespace(name, &stratalake::default_principal()).await?;
+                    lake.catalog()
+                        .drop_namespace(name, &stratalake::default_principal())
+                        .await?;
                     println!("namespace {name} dropped");
                 }
             }
@@ -245,7 +267,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     report.tables, report.versions, report.files, report.rows, report.bytes
                 );
                 if !report.problems.is_empty() {
-                    let rows = report.problems.iter().map(|p| vec![p.table.clone(), p.path.clone(), p.problem.clone()]).collect();
+                    let rows = report
+                        .problems
+                        .iter()
+                        .map(|p| vec![p.table.clone(), p.path.clone(), p.problem.clone()])
+                        .collect();
                     print_rows(&["table", "object", "problem"], rows, fmt)?;
                 }
             }
@@ -281,21 +307,34 @@ fn parse_partitions(spec: &Option<String>) -> Result<Vec<stratalake::PartitionFi
         cur.push(ch);
     }
     parts.push(cur);
-    parts.iter().filter(|p| !p.trim().is_empty()).map(|p| Ok(stratalake::PartitionField::parse(p)?)).collect()
+    parts
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| Ok(stratalake::PartitionField::parse(p)?))
+        .collect()
 }
 
 async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
     let lake = open(cli).await?;
     let principal = stratalake::default_principal();
     match c {
-        TableCmd::Create { name, columns, from_file, partition_by } => {
+        TableCmd::Create {
+            name,
+            columns,
+            from_file,
+            partition_by,
+        } => {
             let id = ident(name)?;
             if let Some(cols) = columns {
-                let parts = partition_by.as_ref().map(|p| format!(" PARTITIONED BY ({p})")).unwrap_or_default();
+                let parts = partition_by
+                    .as_ref()
+                    .map(|p| format!(" PARTITIONED BY ({p})"))
+                    .unwrap_or_default();
                 let sql = format!("CREATE TABLE {id} ({cols}){parts}");
                 lake.session(&principal).execute(&sql).await?;
             } else if let Some(f) = from_file {
-                let mut schema = stratalake::table::ingest::infer_schema(f, None, &lake.config().classifications.default)?;
+                let mut schema =
+                    stratalake::table::ingest::infer_schema(f, None, &lake.config().classifications.default)?;
                 schema.partition_by = parse_partitions(partition_by)?;
                 lake.create_table(&id.to_string(), schema).await?;
             } else {
@@ -313,14 +352,26 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                 for t in lake.tables(&ns).await? {
                     let table = lake.table(&format!("{ns}.{t}")).await?;
                     let s = table.snapshot().await?;
-                    rows.push(vec![ns.clone(), t, s.version.to_string(), s.files.len().to_string(), s.rows().to_string(), s.bytes().to_string()]);
+                    rows.push(vec![
+                        ns.clone(),
+                        t,
+                        s.version.to_string(),
+                        s.files.len().to_string(),
+                        s.rows().to_string(),
+                        s.bytes().to_string(),
+                    ]);
                 }
             }
             print_rows(&["namespace", "table", "version", "files", "rows", "bytes"], rows, fmt)?;
         }
         TableCmd::Describe { name, as_of } => {
             let t = lake.table(name).await?;
-            let s = match as_of.as_deref().map(AsOf::parse).transpose().map_err(anyhow::Error::msg)? {
+            let s = match as_of
+                .as_deref()
+                .map(AsOf::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?
+            {
                 None => t.snapshot().await?,
                 Some(AsOf::Version(v)) => t.snapshot_at(v).await?,
                 Some(AsOf::Timestamp(ts)) => t.snapshot_as_of(ts).await?,
@@ -353,12 +404,28 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                     ]
                 })
                 .collect();
-            print_rows(&["version", "time", "operation", "principal", "rows_added", "rows_removed", "files_added", "files_removed"], rows, fmt)?;
+            print_rows(
+                &[
+                    "version",
+                    "time",
+                    "operation",
+                    "principal",
+                    "rows_added",
+                    "rows_removed",
+                    "files_added",
+                    "files_removed",
+                ],
+                rows,
+                fmt,
+            )?;
         }
         TableCmd::Classify { name, column, level } => {
             let t = lake.table(name).await?;
             let v = t.classify(column, level, &principal).await?;
-            println!("{}.{column} classified {level} (version {v}); files written before keep their keys until rewritten", t.ident());
+            println!(
+                "{}.{column} classified {level} (version {v}); files written before keep their keys until rewritten",
+                t.ident()
+            );
         }
     }
     Ok(())
@@ -370,7 +437,12 @@ fn describe(s: &stratalake::Snapshot, fmt: OutFormat) -> Result<()> {
         .columns
         .iter()
         .map(|c| {
-            let part: Vec<String> = schema.partition_by.iter().filter(|p| p.column == c.name).map(|p| p.to_string()).collect();
+            let part: Vec<String> = schema
+                .partition_by
+                .iter()
+                .filter(|p| p.column == c.name)
+                .map(|p| p.to_string())
+                .collect();
             vec![
                 c.name.clone(),
                 c.data_type.to_string(),
@@ -392,7 +464,11 @@ fn describe(s: &stratalake::Snapshot, fmt: OutFormat) -> Result<()> {
             s.bytes()
         );
     }
-    print_rows(&["column", "type", "nullable", "classification", "partition"], rows, fmt)
+    print_rows(
+        &["column", "type", "nullable", "classification", "partition"],
+        rows,
+        fmt,
+    )
 }
 
 async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
@@ -400,7 +476,8 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
     let format = a.input_format.as_deref().map(Format::parse).transpose()?;
     let id = ident(&a.table)?;
     if a.create && lake.table(&id.to_string()).await.is_err() {
-        let mut schema = stratalake::table::ingest::infer_schema(&a.files[0], format, &lake.config().classifications.default)?;
+        let mut schema =
+            stratalake::table::ingest::infer_schema(&a.files[0], format, &lake.config().classifications.default)?;
         schema.partition_by = parse_partitions(&a.partition_by)?;
         lake.create_table(&id.to_string(), schema).await?;
         eprintln!("created table {id} from {}", a.files[0].display());
@@ -441,7 +518,12 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
 
 async fn sql(cli: &Cli, a: &SqlArgs, fmt: OutFormat) -> Result<ExitCode> {
     let lake = open(cli).await?;
-    let as_of = a.as_of.as_deref().map(AsOf::parse).transpose().map_err(anyhow::Error::msg)?;
+    let as_of = a
+        .as_of
+        .as_deref()
+        .map(AsOf::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let engine = lake.session(&stratalake::default_principal()).with_as_of(as_of);
     let text = match (&a.command, &a.file) {
         (Some(c), _) => Some(c.clone()),
@@ -483,7 +565,11 @@ async fn shell(lake: &Lake, engine: stratalake::QueryEngine, fmt: OutFormat) -> 
     println!("stratalake SQL shell: end statements with ';', \\q to quit, \\d to list tables");
     let mut buf = String::new();
     loop {
-        let prompt = if buf.is_empty() { "stratalake> " } else { "        ...> " };
+        let prompt = if buf.is_empty() {
+            "stratalake> "
+        } else {
+            "        ...> "
+        };
         match rl.readline(prompt) {
             Ok(line) => {
                 let t = line.trim();

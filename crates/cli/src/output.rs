@@ -23,7 +23,10 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], fmt: OutFormat
         OutFormat::Table => {
             if batches.iter().all(|b| b.num_rows() == 0) {
                 let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                println!("{}", stratalake::arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(schema.clone())])?);
+                println!(
+                    "{}",
+                    stratalake::arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(schema.clone())])?
+                );
                 if header.is_empty() {
                     return Ok(());
                 }
@@ -35,7 +38,9 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], fmt: OutFormat
             }
         }
         OutFormat::Csv => {
-            let mut w = stratalake::arrow::csv::WriterBuilder::new().with_header(true).build(std::io::stdout());
+            let mut w = stratalake::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(std::io::stdout());
             if batches.is_empty() {
                 w.write(&RecordBatch::new_empty(schema.clone()))?;
             }
@@ -63,7 +68,12 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], fmt: OutFormat
 
 /// Print string rows under headers in the chosen format.
 pub fn print_rows(headers: &[&str], rows: Vec<Vec<String>>, fmt: OutFormat) -> Result<()> {
-    let schema: SchemaRef = Arc::new(Schema::new(headers.iter().map(|h| Field::new(*h, DataType::Utf8, false)).collect::<Vec<_>>()));
+    let schema: SchemaRef = Arc::new(Schema::new(
+        headers
+            .iter()
+            .map(|h| Field::new(*h, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
     let cols: Vec<ArrayRef> = (0..headers.len())
         .map(|i| Arc::new(StringArray::from(rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>())) as ArrayRef)
         .collect();
@@ -79,8 +89,10 @@ pub fn progress_bar(what: &str, len: Option<u64>) -> indicatif::ProgressBar {
     };
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!("{what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{msg}} {{elapsed}}"))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{msg}} {{elapsed}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }

@@ -20,13 +20,22 @@ fn run(lake: &Path, args: &[&str]) -> Output {
 
 fn ok(lake: &Path, args: &[&str]) -> String {
     let o = run(lake, args);
-    assert!(o.status.success(), "{args:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
 fn fails(lake: &Path, args: &[&str]) -> String {
     let o = run(lake, args);
-    assert!(!o.status.success(), "{args:?} should fail: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success(),
+        "{args:?} should fail: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let e = String::from_utf8(o.stderr).unwrap();
     assert!(e.starts_with("error: "), "{e}");
     e
@@ -49,7 +58,9 @@ fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
 fn version(lake: &Path, table: &str) -> String {
     let out = ok(lake, &["--format", "json", "table", "list"]);
     let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    v.iter().find(|r| format!("{}.{}", r["namespace"].as_str().unwrap(), r["table"].as_str().unwrap()) == table).unwrap()["version"]
+    v.iter()
+        .find(|r| format!("{}.{}", r["namespace"].as_str().unwrap(), r["table"].as_str().unwrap()) == table)
+        .unwrap()["version"]
         .as_str()
         .unwrap()
         .to_string()
@@ -62,7 +73,11 @@ fn init_creates_config_and_private_key_file() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(l.path.join("master.keys")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(l.path.join("master.keys"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         // a key file others can read is refused
         std::fs::set_permissions(l.path.join("master.keys"), std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -84,31 +99,82 @@ fn tables_ingest_sql_history_verify() {
     ok(
         &l.path,
         &[
-            "table", "create", "gov.permits",
-            "--columns", "id BIGINT NOT NULL CLASSIFICATION public, region VARCHAR CLASSIFICATION public, owner VARCHAR CLASSIFICATION confidential, fee DOUBLE",
-            "--partition-by", "region",
+            "table",
+            "create",
+            "gov.permits",
+            "--columns",
+            "id BIGINT NOT NULL CLASSIFICATION public, region VARCHAR CLASSIFICATION public, owner VARCHAR CLASSIFICATION confidential, fee DOUBLE",
+            "--partition-by",
+            "region",
         ],
     );
     let d = ok(&l.path, &["table", "describe", "gov.permits"]);
-    assert!(d.contains("confidential") && d.contains("internal") && d.contains("region"), "{d}");
+    assert!(
+        d.contains("confidential") && d.contains("internal") && d.contains("region"),
+        "{d}"
+    );
 
-    let csv = write(dir, "p.csv", b"id,region,owner,fee\n1,north,Ada,10.5\n2,south,Grace,20\n3,north,,5\n");
+    let csv = write(
+        dir,
+        "p.csv",
+        b"id,region,owner,fee\n1,north,Ada,10.5\n2,south,Grace,20\n3,north,,5\n",
+    );
     let out = ok(&l.path, &["ingest", "gov.permits", csv.to_str().unwrap()]);
     assert!(out.contains("3 rows"), "{out}");
-    let json = write(dir, "p.jsonl", b"{\"id\": 4, \"region\": \"east\", \"owner\": \"Alan\", \"fee\": 1.0}\n\n{\"id\": 5, \"region\": \"east\"}\n");
+    let json = write(
+        dir,
+        "p.jsonl",
+        b"{\"id\": 4, \"region\": \"east\", \"owner\": \"Alan\", \"fee\": 1.0}\n\n{\"id\": 5, \"region\": \"east\"}\n",
+    );
     ok(&l.path, &["ingest", "gov.permits", json.to_str().unwrap()]);
 
-    let out = ok(&l.path, &["--format", "csv", "sql", "-c", "SELECT region, count(*) AS n FROM gov.permits GROUP BY region ORDER BY region"]);
+    let out = ok(
+        &l.path,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT region, count(*) AS n FROM gov.permits GROUP BY region ORDER BY region",
+        ],
+    );
     assert_eq!(out, "region,n\neast,2\nnorth,2\nsouth,1\n");
-    let out = ok(&l.path, &["--format", "json", "sql", "-c", "SELECT count(*) AS n FROM gov.permits"]);
+    let out = ok(
+        &l.path,
+        &["--format", "json", "sql", "-c", "SELECT count(*) AS n FROM gov.permits"],
+    );
     assert_eq!(out.trim(), "[{\"n\":5}]");
     // time travel, both forms
-    let out = ok(&l.path, &["--format", "csv", "sql", "--as-of", "1", "-c", "SELECT count(*) AS n FROM gov.permits"]);
+    let out = ok(
+        &l.path,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "--as-of",
+            "1",
+            "-c",
+            "SELECT count(*) AS n FROM gov.permits",
+        ],
+    );
     assert_eq!(out, "n\n3\n");
-    let out = ok(&l.path, &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM gov.permits VERSION AS OF 1"]);
+    let out = ok(
+        &l.path,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT count(*) AS n FROM gov.permits VERSION AS OF 1",
+        ],
+    );
     assert_eq!(out, "n\n3\n");
     // -f and INSERT
-    let f = write(dir, "s.sql", b"INSERT INTO gov.permits VALUES (6, 'west', 'Kim', 2.5);\nSELECT count(*) AS n FROM gov.permits;\n");
+    let f = write(
+        dir,
+        "s.sql",
+        b"INSERT INTO gov.permits VALUES (6, 'west', 'Kim', 2.5);\nSELECT count(*) AS n FROM gov.permits;\n",
+    );
     let out = ok(&l.path, &["--format", "csv", "sql", "-f", f.to_str().unwrap()]);
     assert!(out.ends_with("n\n6\n"), "{out}");
 
@@ -134,21 +200,58 @@ fn tables_ingest_sql_history_verify() {
 fn bad_input_is_rejected_whole_with_file_line_and_column() {
     let l = new_lake();
     let dir = l.path.parent().unwrap();
-    ok(&l.path, &["table", "create", "t", "--columns", "id INT NOT NULL, name VARCHAR, amount DOUBLE"]);
+    ok(
+        &l.path,
+        &[
+            "table",
+            "create",
+            "t",
+            "--columns",
+            "id INT NOT NULL, name VARCHAR, amount DOUBLE",
+        ],
+    );
     let good = write(dir, "good.csv", b"id,name,amount\n1,a,1.5\n");
     ok(&l.path, &["ingest", "t", good.to_str().unwrap()]);
     let before = version(&l.path, "default.t");
 
     let cases: Vec<(&str, &[u8], &[&str])> = vec![
-        ("wrong_type.csv", b"id,name,amount\n2,b,2.0\n3,c,lots\n", &["wrong_type.csv", "line 3", "lots"]),
-        ("null.csv", b"id,name,amount\n2,b,2.0\n,c,3.0\n", &["null.csv", "line 3", "\"id\"", "NOT NULL"]),
-        ("extra.csv", b"id,name,amount,extra\n2,b,2.0,x\n", &["extra.csv", "line 1", "\"extra\""]),
-        ("missing.csv", b"id,name\n2,b\n", &["missing.csv", "line 1", "\"amount\"", "missing"]),
+        (
+            "wrong_type.csv",
+            b"id,name,amount\n2,b,2.0\n3,c,lots\n",
+            &["wrong_type.csv", "line 3", "lots"],
+        ),
+        (
+            "null.csv",
+            b"id,name,amount\n2,b,2.0\n,c,3.0\n",
+            &["null.csv", "line 3", "\"id\"", "NOT NULL"],
+        ),
+        (
+            "extra.csv",
+            b"id,name,amount,extra\n2,b,2.0,x\n",
+            &["extra.csv", "line 1", "\"extra\""],
+        ),
+        (
+            "missing.csv",
+            b"id,name\n2,b\n",
+            &["missing.csv", "line 1", "\"amount\"", "missing"],
+        ),
         ("utf8.csv", b"id,name,amount\n2,b\xff\xfe,2.0\n", &["utf8.csv", "UTF-8"]),
         ("ragged.csv", b"id,name,amount\n2,b,2.0,9\n", &["ragged.csv", "line"]),
-        ("bad.jsonl", b"{\"id\": 2, \"name\": \"b\"}\n{\"id\": \"x\"}\n", &["bad.jsonl", "line 2"]),
-        ("extra.jsonl", b"{\"id\": 2, \"nope\": 1}\n", &["extra.jsonl", "line 1", "nope"]),
-        ("nulls.jsonl", b"{\"id\": 2}\n{\"name\": \"z\"}\n", &["nulls.jsonl", "line 2", "\"id\""]),
+        (
+            "bad.jsonl",
+            b"{\"id\": 2, \"name\": \"b\"}\n{\"id\": \"x\"}\n",
+            &["bad.jsonl", "line 2"],
+        ),
+        (
+            "extra.jsonl",
+            b"{\"id\": 2, \"nope\": 1}\n",
+            &["extra.jsonl", "line 1", "nope"],
+        ),
+        (
+            "nulls.jsonl",
+            b"{\"id\": 2}\n{\"name\": \"z\"}\n",
+            &["nulls.jsonl", "line 2", "\"id\""],
+        ),
     ];
     for (name, content, expect) in cases {
         let f = write(dir, name, content);
@@ -160,7 +263,10 @@ fn bad_input_is_rejected_whole_with_file_line_and_column() {
         assert!(e.contains("nothing was committed"), "{e}");
         assert_eq!(version(&l.path, "default.t"), before, "{name}");
     }
-    let out = ok(&l.path, &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"]);
+    let out = ok(
+        &l.path,
+        &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"],
+    );
     assert_eq!(out, "n\n1\n");
     // no data files of rejected ingests remain
     let files = walk(&l.path.join("data/default/t/data"));
@@ -190,13 +296,32 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 fn damage_and_swaps_are_detected() {
     let l = new_lake();
     let dir = l.path.parent().unwrap();
-    ok(&l.path, &["table", "create", "t", "--columns", "id INT NOT NULL, region VARCHAR CLASSIFICATION public, v VARCHAR", "--partition-by", "region"]);
+    ok(
+        &l.path,
+        &[
+            "table",
+            "create",
+            "t",
+            "--columns",
+            "id INT NOT NULL, region VARCHAR CLASSIFICATION public, v VARCHAR",
+            "--partition-by",
+            "region",
+        ],
+    );
     let csv = write(dir, "a.csv", b"id,region,v\n1,north,a\n2,south,b\n3,south,c\n");
     ok(&l.path, &["ingest", "t", csv.to_str().unwrap()]);
     let files = walk(&l.path.join("data/default/t/data"));
     assert_eq!(files.len(), 2);
-    let north = files.iter().find(|p| p.to_str().unwrap().contains("region=north")).unwrap().clone();
-    let south = files.iter().find(|p| p.to_str().unwrap().contains("region=south")).unwrap().clone();
+    let north = files
+        .iter()
+        .find(|p| p.to_str().unwrap().contains("region=north"))
+        .unwrap()
+        .clone();
+    let south = files
+        .iter()
+        .find(|p| p.to_str().unwrap().contains("region=south"))
+        .unwrap()
+        .clone();
 
     // two encrypted files swapped between partitions: the crc32 differs, and even with the
     // log's crc matched the AAD (bound to the path) would refuse
@@ -208,7 +333,10 @@ fn damage_and_swaps_are_detected() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("region=north") && out.contains("region=south"), "{out}");
     let e = fails(&l.path, &["sql", "-c", "SELECT * FROM t"]);
-    assert!(e.contains("parquet") || e.contains("decrypt") || e.contains("checksum"), "{e}");
+    assert!(
+        e.contains("parquet") || e.contains("decrypt") || e.contains("checksum"),
+        "{e}"
+    );
     std::fs::write(&north, &a).unwrap();
     std::fs::write(&south, &b).unwrap();
     ok(&l.path, &["verify"]);
@@ -247,6 +375,15 @@ fn demo_runs_on_a_fresh_default_lake() {
     assert!(out.contains("0 problem(s)"), "{out}");
     assert!(out.contains("rows_at_version_1"), "{out}");
     // the lake stays usable
-    let n = ok(&lake, &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM city.building_permits"]);
+    let n = ok(
+        &lake,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT count(*) AS n FROM city.building_permits",
+        ],
+    );
     assert_eq!(n, "n\n2001\n");
 }

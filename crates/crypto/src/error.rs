@@ -12,7 +12,9 @@ pub enum Error {
     KeyDestroyed { id: KeyId },
     /// A wrapped key failed authentication: wrong master key, or it was moved to another
     /// file, table or classification, or it was altered.
-    #[error("wrapped data key for {context} failed to unwrap under master key {id}: wrong key, altered, or moved from another file")]
+    #[error(
+        "wrapped data key for {context} failed to unwrap under master key {id}: wrong key, altered, or moved from another file"
+    )]
     UnwrapFailed { id: KeyId, context: String },
     /// A wrapped key's stored form is malformed.
     #[error("malformed wrapped key: {reason}")]

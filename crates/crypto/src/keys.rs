@@ -24,7 +24,10 @@ pub struct KeyId {
 impl KeyId {
     /// A key id.
     pub fn new(classification: impl Into<String>, version: u32) -> Self {
-        Self { classification: classification.into(), version }
+        Self {
+            classification: classification.into(),
+            version,
+        }
     }
 }
 
@@ -77,5 +80,11 @@ macro_rules! secret_key {
     };
 }
 
-secret_key!(MasterKey, "A 256-bit master key of one classification version. Wraps data keys.");
-secret_key!(DataKey, "A 256-bit data key: the footer key or a column-group key of one Parquet file.");
+secret_key!(
+    MasterKey,
+    "A 256-bit master key of one classification version. Wraps data keys."
+);
+secret_key!(
+    DataKey,
+    "A 256-bit data key: the footer key or a column-group key of one Parquet file."
+);

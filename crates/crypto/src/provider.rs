@@ -50,7 +50,11 @@ const KEY_FILE_FORMAT: &str = "stratalake-keys/v1";
 
 impl KeyFileBody {
     fn current(&self, classification: &str) -> Option<&KeyEntry> {
-        self.keys.get(classification)?.iter().filter(|e| e.key.is_some()).max_by_key(|e| e.version)
+        self.keys
+            .get(classification)?
+            .iter()
+            .filter(|e| e.key.is_some())
+            .max_by_key(|e| e.version)
     }
 
     fn add(&mut self, classification: &str) -> Result<u32> {
@@ -83,7 +87,9 @@ pub struct KeyFileProvider {
 
 impl fmt::Debug for KeyFileProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyFileProvider").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("KeyFileProvider")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,12 +100,18 @@ impl KeyFileProvider {
         if path.exists() {
             return Err(key_file_err(&path, "already exists; refusing to overwrite master keys"));
         }
-        let mut body = KeyFileBody { format: KEY_FILE_FORMAT.into(), keys: BTreeMap::new() };
+        let mut body = KeyFileBody {
+            format: KEY_FILE_FORMAT.into(),
+            keys: BTreeMap::new(),
+        };
         for c in classifications {
             body.add(c)?;
         }
         write_key_file(&path, &body)?;
-        Ok(Self { path, body: Mutex::new(body) })
+        Ok(Self {
+            path,
+            body: Mutex::new(body),
+        })
     }
 
     /// Open an existing key file.
@@ -107,12 +119,19 @@ impl KeyFileProvider {
         let path = path.as_ref().to_path_buf();
         check_permissions(&path)?;
         let text = std::fs::read(&path).map_err(|e| key_file_err(&path, &e.to_string()))?;
-        let body: KeyFileBody = serde_json::from_slice(&text)
-            .map_err(|e| key_file_err(&path, &format!("not a Stratalake key file (line {}, column {})", e.line(), e.column())))?;
+        let body: KeyFileBody = serde_json::from_slice(&text).map_err(|e| {
+            key_file_err(
+                &path,
+                &format!("not a Stratalake key file (line {}, column {})", e.line(), e.column()),
+            )
+        })?;
         if body.format != KEY_FILE_FORMAT {
             return Err(key_file_err(&path, &format!("unknown format {:?}", body.format)));
         }
-        Ok(Self { path, body: Mutex::new(body) })
+        Ok(Self {
+            path,
+            body: Mutex::new(body),
+        })
     }
 
     /// The file's path.
@@ -122,7 +141,10 @@ impl KeyFileProvider {
 }
 
 fn key_file_err(path: &Path, reason: &str) -> Error {
-    Error::KeyFile { path: path.display().to_string(), reason: reason.to_string() }
+    Error::KeyFile {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 #[cfg(unix)]
@@ -188,7 +210,9 @@ impl KeyProvider for KeyFileProvider {
         }
         let e = body.current(classification).expect("just added");
         let id = KeyId::new(classification, e.version);
-        let key = decode_key(e.key.as_deref().unwrap_or_default(), |r| key_file_err(&self.path, &format!("key {id}: {r}")))?;
+        let key = decode_key(e.key.as_deref().unwrap_or_default(), |r| {
+            key_file_err(&self.path, &format!("key {id}: {r}"))
+        })?;
         Ok((id, key))
     }
 
@@ -198,7 +222,10 @@ impl KeyProvider for KeyFileProvider {
             .keys
             .get(&id.classification)
             .and_then(|v| v.iter().find(|e| e.version == id.version))
-            .ok_or_else(|| Error::KeyNotFound { id: id.clone(), provider: self.describe() })?;
+            .ok_or_else(|| Error::KeyNotFound {
+                id: id.clone(),
+                provider: self.describe(),
+            })?;
         match &entry.key {
             Some(k) => decode_key(k, |r| key_file_err(&self.path, &format!("key {id}: {r}"))),
             None => Err(Error::KeyDestroyed { id: id.clone() }),
@@ -222,26 +249,39 @@ impl EnvKeyProvider {
 
     fn var_name(id: &KeyId) -> String {
         let base = format!("STRATALAKE_KEY_{}", id.classification.to_ascii_uppercase());
-        if id.version == 1 { base } else { format!("{base}_V{}", id.version) }
+        if id.version == 1 {
+            base
+        } else {
+            format!("{base}_V{}", id.version)
+        }
     }
 
     fn read(id: &KeyId) -> Result<Option<MasterKey>> {
         let var = Self::var_name(id);
         match std::env::var(&var) {
-            Ok(v) => decode_key(&v, |r| Error::Env { var: var.clone(), reason: r.to_string() }).map(Some),
+            Ok(v) => decode_key(&v, |r| Error::Env {
+                var: var.clone(),
+                reason: r.to_string(),
+            })
+            .map(Some),
             Err(std::env::VarError::NotPresent) => {
                 // version 1 may also be written with an explicit _V1 suffix
                 if id.version == 1 {
                     let v1 = format!("{var}_V1");
                     if let Ok(v) = std::env::var(&v1) {
-                        return decode_key(&v, |r| Error::Env { var: v1.clone(), reason: r.to_string() }).map(Some);
+                        return decode_key(&v, |r| Error::Env {
+                            var: v1.clone(),
+                            reason: r.to_string(),
+                        })
+                        .map(Some);
                     }
                 }
                 Ok(None)
             }
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(Error::Env { var, reason: "not valid UTF-8".into() })
-            }
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Env {
+                var,
+                reason: "not valid UTF-8".into(),
+            }),
         }
     }
 }
@@ -261,11 +301,17 @@ impl KeyProvider for EnvKeyProvider {
                 None => {}
             }
         }
-        best.ok_or_else(|| Error::KeyNotFound { id: KeyId::new(classification, 1), provider: self.describe() })
+        best.ok_or_else(|| Error::KeyNotFound {
+            id: KeyId::new(classification, 1),
+            provider: self.describe(),
+        })
     }
 
     async fn get(&self, id: &KeyId) -> Result<MasterKey> {
-        Self::read(id)?.ok_or_else(|| Error::KeyNotFound { id: id.clone(), provider: self.describe() })
+        Self::read(id)?.ok_or_else(|| Error::KeyNotFound {
+            id: id.clone(),
+            provider: self.describe(),
+        })
     }
 }
 
@@ -306,16 +352,24 @@ impl KeyProvider for MemoryKeyProvider {
             .enumerate()
             .rev()
             .find_map(|(i, k)| k.as_ref().map(|k| (i, k.clone())))
-            .ok_or_else(|| Error::KeyDestroyed { id: KeyId::new(classification, versions.len() as u32) })?;
+            .ok_or_else(|| Error::KeyDestroyed {
+                id: KeyId::new(classification, versions.len() as u32),
+            })?;
         Ok((KeyId::new(classification, i as u32 + 1), k))
     }
 
     async fn get(&self, id: &KeyId) -> Result<MasterKey> {
         let keys = self.keys.lock().expect("memory keys lock");
-        match keys.get(&id.classification).and_then(|v| v.get((id.version as usize).wrapping_sub(1))) {
+        match keys
+            .get(&id.classification)
+            .and_then(|v| v.get((id.version as usize).wrapping_sub(1)))
+        {
             Some(Some(k)) => Ok(k.clone()),
             Some(None) => Err(Error::KeyDestroyed { id: id.clone() }),
-            None => Err(Error::KeyNotFound { id: id.clone(), provider: self.describe() }),
+            None => Err(Error::KeyNotFound {
+                id: id.clone(),
+                provider: self.describe(),
+            }),
         }
     }
 }

@@ -56,22 +56,35 @@ pub fn wrap_key(master: &MasterKey, id: &KeyId, data: &DataKey, ctx: &KeyContext
     random_bytes(&mut nonce)?;
     let aad = ctx.aad(id);
     let ct = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg: data.expose(), aad: &aad })
-        .map_err(|_| Error::Malformed { reason: "AES-GCM encryption failed".into() })?;
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: data.expose(),
+                aad: &aad,
+            },
+        )
+        .map_err(|_| Error::Malformed {
+            reason: "AES-GCM encryption failed".into(),
+        })?;
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
-    Ok(WrappedKey { key: id.clone(), sealed: B64.encode(out) })
+    Ok(WrappedKey {
+        key: id.clone(),
+        sealed: B64.encode(out),
+    })
 }
 
 /// Open a wrapped key with its master key. Fails if the master key is wrong or if the wrapped key
 /// was altered or moved to another context.
 pub fn unwrap_key(master: &MasterKey, wrapped: &WrappedKey, ctx: &KeyContext) -> Result<DataKey> {
-    let raw = B64
-        .decode(wrapped.sealed.as_bytes())
-        .map_err(|_| Error::Malformed { reason: format!("{ctx}: sealed key is not base64") })?;
+    let raw = B64.decode(wrapped.sealed.as_bytes()).map_err(|_| Error::Malformed {
+        reason: format!("{ctx}: sealed key is not base64"),
+    })?;
     if raw.len() < NONCE_LEN + 16 {
-        return Err(Error::Malformed { reason: format!("{ctx}: sealed key is too short") });
+        return Err(Error::Malformed {
+            reason: format!("{ctx}: sealed key is too short"),
+        });
     }
     let (nonce, ct) = raw.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at nonce length");
@@ -81,7 +94,10 @@ pub fn unwrap_key(master: &MasterKey, wrapped: &WrappedKey, ctx: &KeyContext) ->
     let aad = ctx.aad(&wrapped.key);
     let mut plain = cipher
         .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-        .map_err(|_| Error::UnwrapFailed { id: wrapped.key.clone(), context: ctx.to_string() })?;
+        .map_err(|_| Error::UnwrapFailed {
+            id: wrapped.key.clone(),
+            context: ctx.to_string(),
+        })?;
     let key = DataKey::from_bytes(&plain);
     plain.fill(0);
     key
@@ -92,7 +108,11 @@ mod tests {
     use super::*;
 
     fn ctx(file: &str) -> KeyContext {
-        KeyContext { table_id: "t1".into(), file: file.into(), role: "secret".into() }
+        KeyContext {
+            table_id: "t1".into(),
+            file: file.into(),
+            role: "secret".into(),
+        }
     }
 
     #[test]
@@ -115,7 +135,10 @@ mod tests {
         // flipped byte
         let mut raw = B64.decode(&w.sealed).unwrap();
         raw[20] ^= 1;
-        let w3 = WrappedKey { key: id, sealed: B64.encode(raw) };
+        let w3 = WrappedKey {
+            key: id,
+            sealed: B64.encode(raw),
+        };
         assert!(unwrap_key(&m, &w3, &ctx("a.parquet")).is_err());
     }
 
@@ -124,7 +147,9 @@ mod tests {
         let m = MasterKey::generate().unwrap();
         let d = DataKey::generate().unwrap();
         let w = wrap_key(&m, &KeyId::new("secret", 1), &d, &ctx("a")).unwrap();
-        let e = unwrap_key(&MasterKey::generate().unwrap(), &w, &ctx("a")).unwrap_err().to_string();
+        let e = unwrap_key(&MasterKey::generate().unwrap(), &w, &ctx("a"))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains(&w.sealed));
         assert!(!e.contains(&B64.encode(m.expose())));
     }

@@ -34,19 +34,32 @@ pub(crate) struct Ctx {
 
 impl fmt::Debug for Ctx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ctx").field("principal", &self.principal).field("as_of", &self.as_of).finish()
+        f.debug_struct("Ctx")
+            .field("principal", &self.principal)
+            .field("as_of", &self.as_of)
+            .finish()
     }
 }
 
 impl Ctx {
-    pub(crate) async fn provider(&self, ident: &TableIdent, as_of: Option<AsOf>) -> stratalake_table::Result<LakeTableProvider> {
+    pub(crate) async fn provider(
+        &self,
+        ident: &TableIdent,
+        as_of: Option<AsOf>,
+    ) -> stratalake_table::Result<LakeTableProvider> {
         let table = self.catalog.table(ident).await?;
         let (snap, writable) = match as_of {
             None => (table.snapshot().await?, true),
             Some(AsOf::Version(v)) => (table.snapshot_at(v).await?, false),
             Some(AsOf::Timestamp(ts)) => (table.snapshot_as_of(ts).await?, false),
         };
-        Ok(LakeTableProvider::new(table, snap, self.access.clone(), self.principal.clone(), writable))
+        Ok(LakeTableProvider::new(
+            table,
+            snap,
+            self.access.clone(),
+            self.principal.clone(),
+            writable,
+        ))
     }
 }
 
@@ -60,7 +73,11 @@ pub struct LakeCatalogProvider {
 
 impl LakeCatalogProvider {
     pub(crate) fn new(ctx: Ctx, state: CatalogState) -> Self {
-        Self { ctx, state, extra: BTreeMap::new() }
+        Self {
+            ctx,
+            state,
+            extra: BTreeMap::new(),
+        }
     }
 
     pub(crate) fn with_schema(mut self, name: &str, schema: Arc<dyn SchemaProvider>) -> Self {
@@ -79,7 +96,11 @@ impl CatalogProvider for LakeCatalogProvider {
             return Some(s.clone());
         }
         let tables = self.state.namespaces.get(name)?;
-        Some(Arc::new(LakeSchemaProvider { ctx: self.ctx.clone(), namespace: name.to_string(), tables: tables.keys().cloned().collect() }))
+        Some(Arc::new(LakeSchemaProvider {
+            ctx: self.ctx.clone(),
+            namespace: name.to_string(),
+            tables: tables.keys().cloned().collect(),
+        }))
     }
 }
 
@@ -114,7 +135,10 @@ impl SchemaProvider for LakeSchemaProvider {
     }
 
     fn deregister_table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        Err(DataFusionError::Plan(format!("use DROP TABLE {}.{name}", self.namespace)))
+        Err(DataFusionError::Plan(format!(
+            "use DROP TABLE {}.{name}",
+            self.namespace
+        )))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -73,7 +73,11 @@ fn word_is(t: &Token, w: &str) -> bool {
 
 /// If `tokens` (without whitespace) start a Stratalake DDL statement, parse it.
 pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
-    let words: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).take(3).collect();
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(3)
+        .collect();
     let is = |i: usize, w: &str| words.get(i).is_some_and(|t| word_is(t, w));
     let ns_word = |i: usize| is(i, "namespace") || is(i, "schema");
     if !((is(0, "create") && (is(1, "table") || ns_word(1))) || (is(0, "drop") && (is(1, "table") || ns_word(1)))) {
@@ -92,10 +96,16 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
     }
     let ddl = if create {
         let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-        let name: Vec<String> = p.parse_object_name(false)?.0.iter().map(|i| i.to_string().trim_matches('"').to_string()).collect();
+        let name: Vec<String> = p
+            .parse_object_name(false)?
+            .0
+            .iter()
+            .map(|i| i.to_string().trim_matches('"').to_string())
+            .collect();
         if !is_table {
             end(&mut p)?;
-            let [name] = <[String; 1]>::try_from(name).map_err(|_| Error::Sql("a namespace name has one part".into()))?;
+            let [name] =
+                <[String; 1]>::try_from(name).map_err(|_| Error::Sql("a namespace name has one part".into()))?;
             return Ok(Some(Ddl::CreateNamespace { name, if_not_exists }));
         }
         if p.parse_keyword(Keyword::AS) {
@@ -108,7 +118,12 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
         loop {
             let col = p.parse_identifier()?.value;
             let ty = p.parse_data_type()?;
-            let mut spec = ColumnSpec { name: col, sql_type: ty.to_string(), not_null: false, classification: None };
+            let mut spec = ColumnSpec {
+                name: col,
+                sql_type: ty.to_string(),
+                not_null: false,
+                classification: None,
+            };
             loop {
                 let t = p.peek_token().token;
                 if p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
@@ -164,15 +179,26 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
             }
         }
         end(&mut p)?;
-        Ddl::CreateTable { name, if_not_exists, columns, partition_by }
+        Ddl::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            partition_by,
+        }
     } else {
         let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-        let name: Vec<String> = p.parse_object_name(false)?.0.iter().map(|i| i.to_string().trim_matches('"').to_string()).collect();
+        let name: Vec<String> = p
+            .parse_object_name(false)?
+            .0
+            .iter()
+            .map(|i| i.to_string().trim_matches('"').to_string())
+            .collect();
         end(&mut p)?;
         if is_table {
             Ddl::DropTable { name, if_exists }
         } else {
-            let [name] = <[String; 1]>::try_from(name).map_err(|_| Error::Sql("a namespace name has one part".into()))?;
+            let [name] =
+                <[String; 1]>::try_from(name).map_err(|_| Error::Sql("a namespace name has one part".into()))?;
             Ddl::DropNamespace { name, if_exists }
         }
     };
@@ -202,7 +228,15 @@ mod tests {
         let d = p("CREATE TABLE IF NOT EXISTS gov.permits (id BIGINT NOT NULL CLASSIFICATION public, owner VARCHAR CLASSIFICATION 'confidential', fee DECIMAL(10,2), issued TIMESTAMP) PARTITIONED BY (region, day(issued))")
             .unwrap()
             .unwrap();
-        let Ddl::CreateTable { name, if_not_exists, columns, partition_by } = d else { panic!() };
+        let Ddl::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            partition_by,
+        } = d
+        else {
+            panic!()
+        };
         assert_eq!(name, vec!["gov", "permits"]);
         assert!(if_not_exists);
         assert_eq!(columns.len(), 4);
@@ -213,7 +247,19 @@ mod tests {
         assert!(p("SELECT 1").unwrap().is_none());
         assert!(p("CREATE TABLE t (a INT PRIMARY KEY)").is_err());
         assert!(p("CREATE TABLE t (a INT) extra").is_err());
-        assert_eq!(p("DROP SCHEMA IF EXISTS x").unwrap(), Some(Ddl::DropNamespace { name: "x".into(), if_exists: true }));
-        assert_eq!(p("create namespace gov").unwrap(), Some(Ddl::CreateNamespace { name: "gov".into(), if_not_exists: false }));
+        assert_eq!(
+            p("DROP SCHEMA IF EXISTS x").unwrap(),
+            Some(Ddl::DropNamespace {
+                name: "x".into(),
+                if_exists: true
+            })
+        );
+        assert_eq!(
+            p("create namespace gov").unwrap(),
+            Some(Ddl::CreateNamespace {
+                name: "gov".into(),
+                if_not_exists: false
+            })
+        );
     }
 }

@@ -86,7 +86,12 @@ impl QueryEngine {
     }
 
     fn ctx(&self) -> Ctx {
-        Ctx { catalog: self.catalog.clone(), access: self.access.clone(), principal: self.principal.clone(), as_of: self.as_of }
+        Ctx {
+            catalog: self.catalog.clone(),
+            access: self.access.clone(),
+            principal: self.principal.clone(),
+            as_of: self.as_of,
+        }
     }
 
     /// Run every statement of `sql` in order, collecting each one's output.
@@ -140,13 +145,18 @@ impl QueryEngine {
         let c = self.ctx();
         for (temp, parts, as_of) in travels {
             if self.as_of.is_some() {
-                return Err(Error::Sql("a table's AS OF cannot be combined with a session-wide --as-of".into()));
+                return Err(Error::Sql(
+                    "a table's AS OF cannot be combined with a session-wide --as-of".into(),
+                ));
             }
             let ident = self.resolve(&parts)?;
             let p = c.provider(&ident, Some(as_of)).await?;
             asof.register_table(temp, Arc::new(p))?;
         }
-        ctx.register_catalog(CATALOG_NAME, Arc::new(LakeCatalogProvider::new(c, state).with_schema(ASOF_SCHEMA, asof)));
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(LakeCatalogProvider::new(c, state).with_schema(ASOF_SCHEMA, asof)),
+        );
         let text: String = tokens.iter().map(|t| t.to_string()).collect();
         let mut stmts = DFParser::parse_sql_with_dialect(&text, &GenericDialect {})?;
         if stmts.len() != 1 {
@@ -162,7 +172,9 @@ impl QueryEngine {
         match parts {
             [t] => Ok(TableIdent::parse(t, &self.default_namespace)?),
             [ns, t] => Ok(TableIdent::parse(&format!("{ns}.{t}"), &self.default_namespace)?),
-            [cat, ns, t] if cat == CATALOG_NAME => Ok(TableIdent::parse(&format!("{ns}.{t}"), &self.default_namespace)?),
+            [cat, ns, t] if cat == CATALOG_NAME => {
+                Ok(TableIdent::parse(&format!("{ns}.{t}"), &self.default_namespace)?)
+            }
             _ => Err(Error::Sql(format!("not a table name: {}", parts.join(".")))),
         }
     }
@@ -178,19 +190,32 @@ impl QueryEngine {
                 Ok(format!("namespace {name} created"))
             }
             Ddl::DropNamespace { name, if_exists } => match self.catalog.drop_namespace(&name, p).await {
-                Err(stratalake_table::Error::NamespaceNotFound(_)) if if_exists => Ok(format!("namespace {name} does not exist")),
+                Err(stratalake_table::Error::NamespaceNotFound(_)) if if_exists => {
+                    Ok(format!("namespace {name} does not exist"))
+                }
                 r => r.map(|_| format!("namespace {name} dropped")).map_err(Into::into),
             },
             Ddl::DropTable { name, if_exists } => {
                 let ident = self.resolve(&name)?;
                 match self.catalog.drop_table(&ident, p).await {
-                    Err(stratalake_table::Error::TableNotFound(_)) if if_exists => Ok(format!("table {ident} does not exist")),
-                    r => r.map(|n| format!("table {ident} dropped ({n} objects deleted)")).map_err(Into::into),
+                    Err(stratalake_table::Error::TableNotFound(_)) if if_exists => {
+                        Ok(format!("table {ident} does not exist"))
+                    }
+                    r => r
+                        .map(|n| format!("table {ident} dropped ({n} objects deleted)"))
+                        .map_err(Into::into),
                 }
             }
-            Ddl::CreateTable { name, if_not_exists, columns, partition_by } => {
+            Ddl::CreateTable {
+                name,
+                if_not_exists,
+                columns,
+                partition_by,
+            } => {
                 let ident = self.resolve(&name)?;
-                let types = self.resolve_types(&columns.iter().map(|c| c.sql_type.clone()).collect::<Vec<_>>()).await?;
+                let types = self
+                    .resolve_types(&columns.iter().map(|c| c.sql_type.clone()).collect::<Vec<_>>())
+                    .await?;
                 let default_level = self.catalog.context().keyring.classifications().default.clone();
                 let schema = TableSchema {
                     columns: columns
@@ -206,7 +231,9 @@ impl QueryEngine {
                     partition_by,
                 };
                 match self.catalog.create_table(&ident, schema, Default::default(), p).await {
-                    Err(stratalake_table::Error::TableExists(_)) if if_not_exists => Ok(format!("table {ident} already exists")),
+                    Err(stratalake_table::Error::TableExists(_)) if if_not_exists => {
+                        Ok(format!("table {ident} already exists"))
+                    }
                     r => r.map(|_| format!("table {ident} created")).map_err(Into::into),
                 }
             }
@@ -234,7 +261,8 @@ impl QueryEngine {
 fn refuse_unsafe(stmt: &DFStatement) -> Result<()> {
     match stmt {
         DFStatement::CreateExternalTable(_) => Err(Error::Unsupported(
-            "CREATE EXTERNAL TABLE reads files outside the lake's keys and log; load them with `stratalake ingest`".into(),
+            "CREATE EXTERNAL TABLE reads files outside the lake's keys and log; load them with `stratalake ingest`"
+                .into(),
         )),
         DFStatement::CopyTo(_) => Err(Error::Unsupported(
             "COPY ... TO writes unencrypted files outside the lake; query with --format csv|json instead".into(),
@@ -246,7 +274,9 @@ fn refuse_unsafe(stmt: &DFStatement) -> Result<()> {
 
 /// Split SQL text into statements at top-level semicolons (strings and comments respected).
 pub fn split_statements(sql: &str) -> Result<Vec<Vec<Token>>> {
-    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().map_err(|e| Error::Sql(e.to_string()))?;
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| Error::Sql(e.to_string()))?;
     let mut out = Vec::new();
     let mut cur = Vec::new();
     for t in tokens {
@@ -269,14 +299,20 @@ fn is_kw(t: &Token, k: Keyword) -> bool {
 }
 
 fn word(value: &str) -> Token {
-    Token::Word(Word { value: value.to_string(), quote_style: None, keyword: Keyword::NoKeyword })
+    Token::Word(Word {
+        value: value.to_string(),
+        quote_style: None,
+        keyword: Keyword::NoKeyword,
+    })
 }
 
 /// Find `name VERSION AS OF n`, `name TIMESTAMP AS OF 'ts'` and `name FOR SYSTEM_TIME AS OF 'ts'`,
 /// replace each with a temporary table name (aliased to the original name), and return them.
 #[allow(clippy::type_complexity)]
 fn rewrite_time_travel(tokens: Vec<Token>) -> Result<(Vec<Token>, Vec<(String, Vec<String>, AsOf)>)> {
-    let sig: Vec<usize> = (0..tokens.len()).filter(|i| !matches!(tokens[*i], Token::Whitespace(_))).collect();
+    let sig: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
+        .collect();
     let mut travels = Vec::new();
     let mut replace: Vec<(usize, usize, Vec<Token>)> = Vec::new(); // token range [a, b) -> new tokens
     let mut k = 0;
@@ -304,7 +340,8 @@ fn rewrite_time_travel(tokens: Vec<Token>) -> Result<(Vec<Token>, Vec<(String, V
         }
         // Walk back over the name.
         let mut start = k - 1;
-        while start >= 2 && tokens[sig[start - 1]] == Token::Period && matches!(tokens[sig[start - 2]], Token::Word(_)) {
+        while start >= 2 && tokens[sig[start - 1]] == Token::Period && matches!(tokens[sig[start - 2]], Token::Word(_))
+        {
             start -= 2;
         }
         let parts: Vec<String> = (start..k)
@@ -315,23 +352,47 @@ fn rewrite_time_travel(tokens: Vec<Token>) -> Result<(Vec<Token>, Vec<(String, V
             })
             .collect();
         let lit_idx = k + clause_len;
-        let lit = sig.get(lit_idx).map(|i| tokens[*i].clone()).ok_or_else(|| Error::Sql("AS OF needs a value".into()))?;
+        let lit = sig
+            .get(lit_idx)
+            .map(|i| tokens[*i].clone())
+            .ok_or_else(|| Error::Sql("AS OF needs a value".into()))?;
         let as_of = match (&lit, is_kw(t, Keyword::VERSION)) {
-            (Token::Number(n, _), true) => AsOf::Version(n.parse().map_err(|_| Error::Sql(format!("bad version {n}")))?),
+            (Token::Number(n, _), true) => {
+                AsOf::Version(n.parse().map_err(|_| Error::Sql(format!("bad version {n}")))?)
+            }
             (Token::SingleQuotedString(s), false) => AsOf::parse(s).map_err(Error::Sql)?,
-            (other, true) => return Err(Error::Sql(format!("VERSION AS OF needs a version number, found {other}"))),
-            (other, false) => return Err(Error::Sql(format!("TIMESTAMP AS OF needs a quoted timestamp, found {other}"))),
+            (other, true) => {
+                return Err(Error::Sql(format!(
+                    "VERSION AS OF needs a version number, found {other}"
+                )));
+            }
+            (other, false) => {
+                return Err(Error::Sql(format!(
+                    "TIMESTAMP AS OF needs a quoted timestamp, found {other}"
+                )));
+            }
         };
         let temp = format!("t{}", travels.len());
-        let mut new = vec![word(CATALOG_NAME), Token::Period, word(ASOF_SCHEMA), Token::Period, word(&temp)];
+        let mut new = vec![
+            word(CATALOG_NAME),
+            Token::Period,
+            word(ASOF_SCHEMA),
+            Token::Period,
+            word(&temp),
+        ];
         // Keep the original name usable as a qualifier unless an alias follows.
         let next = sig.get(lit_idx + 1).map(|i| &tokens[*i]);
-        let has_alias = matches!(next, Some(Token::Word(w)) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword);
+        let has_alias =
+            matches!(next, Some(Token::Word(w)) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword);
         if !has_alias {
             new.push(Token::Whitespace(Whitespace::Space));
             new.push(word("AS"));
             new.push(Token::Whitespace(Whitespace::Space));
-            new.push(Token::Word(Word { value: parts.last().cloned().unwrap_or_default(), quote_style: Some('"'), keyword: Keyword::NoKeyword }));
+            new.push(Token::Word(Word {
+                value: parts.last().cloned().unwrap_or_default(),
+                quote_style: Some('"'),
+                keyword: Keyword::NoKeyword,
+            }));
         }
         replace.push((sig[start], sig[lit_idx] + 1, new));
         travels.push((temp, parts, as_of));
@@ -359,14 +420,23 @@ impl AsOf {
         if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
             return Ok(AsOf::Timestamp(t.timestamp_millis()));
         }
-        for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"] {
+        for f in [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+            "%Y-%m-%d %H:%M:%S",
+        ] {
             if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
                 return Ok(AsOf::Timestamp(t.and_utc().timestamp_millis()));
             }
         }
         if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            return Ok(AsOf::Timestamp(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis()));
+            return Ok(AsOf::Timestamp(
+                d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis(),
+            ));
         }
-        Err(format!("{s:?} is neither a version number nor a timestamp like 2026-11-25T10:00:00Z"))
+        Err(format!(
+            "{s:?} is neither a version number nor a timestamp like 2026-11-25T10:00:00Z"
+        ))
     }
 }

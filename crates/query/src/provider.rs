@@ -21,8 +21,8 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::execution::TaskContext;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::parquet_encryption::EncryptionFactory;
 use datafusion::logical_expr::dml::InsertOp;
@@ -68,7 +68,14 @@ impl LakeTableProvider {
     /// A provider over `snapshot` of `table`. `writable` is false for time-travel snapshots.
     pub fn new(table: Table, snapshot: Snapshot, access: Access, principal: String, writable: bool) -> Self {
         let schema = snapshot.metadata.schema.arrow_schema();
-        Self { table, snapshot: Arc::new(snapshot), schema, access, principal, writable }
+        Self {
+            table,
+            snapshot: Arc::new(snapshot),
+            schema,
+            access,
+            principal,
+            writable,
+        }
     }
 
     /// The snapshot read.
@@ -81,7 +88,11 @@ impl LakeTableProvider {
     fn prune(&self, state: &dyn Session, filters: &[Expr]) -> DFResult<Vec<&AddFile>> {
         let files: Vec<&AddFile> = self.snapshot.files.values().collect();
         let schema = &self.snapshot.metadata.schema;
-        let ident: Vec<_> = schema.partition_by.iter().filter(|p| p.transform == Transform::Identity).collect();
+        let ident: Vec<_> = schema
+            .partition_by
+            .iter()
+            .filter(|p| p.transform == Transform::Identity)
+            .collect();
         if ident.is_empty() || files.is_empty() {
             return Ok(files);
         }
@@ -100,7 +111,10 @@ impl LakeTableProvider {
         let mut arrays: Vec<ArrayRef> = Vec::new();
         for p in &ident {
             let col = schema.column(&p.column).expect("validated");
-            let strings: StringArray = files.iter().map(|f| f.partition.get(&p.name()).cloned().flatten()).collect();
+            let strings: StringArray = files
+                .iter()
+                .map(|f| f.partition.get(&p.name()).cloned().flatten())
+                .collect();
             let typed = cast(&strings, &col.data_type)?;
             fields.push(Field::new(&col.name, col.data_type.clone(), true));
             arrays.push(typed);
@@ -112,13 +126,22 @@ impl LakeTableProvider {
         for f in usable {
             let phys = state.create_physical_expr(f.clone(), &df_schema)?;
             let v = phys.evaluate(&batch)?.into_array(files.len())?;
-            let b = v.as_any().downcast_ref::<BooleanArray>().cloned().unwrap_or_else(|| BooleanArray::from(vec![true; files.len()]));
+            let b = v
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .cloned()
+                .unwrap_or_else(|| BooleanArray::from(vec![true; files.len()]));
             for (i, k) in keep.iter_mut().enumerate() {
                 // null (unknown) keeps nothing: the filter would reject the rows anyway
                 *k &= b.is_valid(i) && b.value(i);
             }
         }
-        Ok(files.into_iter().zip(keep).filter(|(_, k)| *k).map(|(f, _)| f).collect())
+        Ok(files
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(f, _)| f)
+            .collect())
     }
 }
 
@@ -142,7 +165,9 @@ impl EncryptionFactory for ScanKeys {
         _schema: &SchemaRef,
         file_path: &Path,
     ) -> DFResult<Option<Arc<FileEncryptionProperties>>> {
-        Err(datafusion::error::DataFusionError::Plan(format!("scan keys cannot write {file_path}")))
+        Err(datafusion::error::DataFusionError::Plan(format!(
+            "scan keys cannot write {file_path}"
+        )))
     }
 
     async fn get_file_decryption_properties(
@@ -201,7 +226,9 @@ impl TableProvider for LakeTableProvider {
         for (tier, files) in by_tier {
             let store = ctx.tiers.get(tier).map_err(external)?;
             let url = tier_url(tier);
-            state.runtime_env().register_object_store(url.as_ref(), store.object_store().clone());
+            state
+                .runtime_env()
+                .register_object_store(url.as_ref(), store.object_store().clone());
             let mut keys = ScanKeys::default();
             let mut pfiles = Vec::with_capacity(files.len());
             for f in files {
@@ -255,10 +282,18 @@ impl TableProvider for LakeTableProvider {
             InsertOp::Append => WriteMode::Append,
             InsertOp::Overwrite => WriteMode::Overwrite,
             InsertOp::Replace => {
-                return Err(datafusion::error::DataFusionError::NotImplemented("REPLACE INTO is not supported".into()));
+                return Err(datafusion::error::DataFusionError::NotImplemented(
+                    "REPLACE INTO is not supported".into(),
+                ));
             }
         };
-        let sink = LakeSink { table: self.table.clone(), snapshot: self.snapshot.clone(), schema: self.schema.clone(), mode, principal: self.principal.clone() };
+        let sink = LakeSink {
+            table: self.table.clone(),
+            snapshot: self.snapshot.clone(),
+            schema: self.schema.clone(),
+            mode,
+            principal: self.principal.clone(),
+        };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }
@@ -280,7 +315,12 @@ impl fmt::Debug for LakeSink {
 
 impl DisplayAs for LakeSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StratalakeSink: table={} mode={}", self.table.ident(), self.mode.operation())
+        write!(
+            f,
+            "StratalakeSink: table={} mode={}",
+            self.table.ident(),
+            self.mode.operation()
+        )
     }
 }
 
@@ -299,7 +339,8 @@ impl DataSink for LakeSink {
             let r = async {
                 let b = b?;
                 let base = rows;
-                let b = conform_batch(&b, schema, &target, "INSERT", &|r| format!("row {}", base + r + 1)).map_err(external)?;
+                let b = conform_batch(&b, schema, &target, "INSERT", &|r| format!("row {}", base + r + 1))
+                    .map_err(external)?;
                 rows += b.num_rows() as u64;
                 w.write(b).await.map_err(external)
             }

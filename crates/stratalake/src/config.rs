@@ -39,7 +39,12 @@ pub struct LakeSection {
 
 impl Default for LakeSection {
     fn default() -> Self {
-        Self { metadata_tier: "hot".into(), write_tier: "hot".into(), checkpoint_interval: 10, target_file_size_mib: 128 }
+        Self {
+            metadata_tier: "hot".into(),
+            write_tier: "hot".into(),
+            checkpoint_interval: 10,
+            target_file_size_mib: 128,
+        }
     }
 }
 
@@ -56,7 +61,10 @@ pub struct KeysSection {
 
 impl Default for KeysSection {
     fn default() -> Self {
-        Self { provider: "file".into(), file: Some("master.keys".into()) }
+        Self {
+            provider: "file".into(),
+            file: Some("master.keys".into()),
+        }
     }
 }
 
@@ -81,7 +89,11 @@ impl LakeConfig {
             lake: LakeSection::default(),
             classifications: Classifications::default(),
             keys: KeysSection::default(),
-            tiers: vec![TierConfig { name: "hot".into(), url: url.into(), options: BTreeMap::new() }],
+            tiers: vec![TierConfig {
+                name: "hot".into(),
+                url: url.into(),
+                options: BTreeMap::new(),
+            }],
         }
     }
 

@@ -22,6 +22,9 @@ pub enum Error {
     /// Keys failed.
     #[error(transparent)]
     Crypto(#[from] stratalake_crypto::Error),
+    /// Arrow failed (building or printing batches).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
 }
 
 impl From<datafusion::error::DataFusionError> for Error {

@@ -90,7 +90,10 @@ pub struct Lake {
 
 /// The principal used when none is given: `$USER`, else `local`.
 pub fn default_principal() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "local".into())
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "local".into())
 }
 
 impl Lake {
@@ -111,15 +114,22 @@ impl Lake {
         if cfg_path.exists() {
             return Err(Error::LakeExists(dir.display().to_string()));
         }
-        std::fs::create_dir_all(dir).map_err(|e| Error::Config { path: dir.display().to_string(), reason: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Config {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let mut config = LakeConfig::single_tier(opts.store.as_deref().unwrap_or("data"));
         config.tiers[0].options = opts.store_options;
         let key_path = dir.join(config.keys.file.as_deref().unwrap_or("master.keys"));
         KeyFileProvider::create(&key_path, &config.classifications.levels)?;
-        std::fs::write(&cfg_path, config.to_toml())
-            .map_err(|e| Error::Config { path: cfg_path.display().to_string(), reason: e.to_string() })?;
+        std::fs::write(&cfg_path, config.to_toml()).map_err(|e| Error::Config {
+            path: cfg_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let lake = Self::open(dir).await?;
-        lake.catalog.create_namespace(DEFAULT_NAMESPACE, true, &default_principal()).await?;
+        lake.catalog
+            .create_namespace(DEFAULT_NAMESPACE, true, &default_principal())
+            .await?;
         Ok(lake)
     }
 
@@ -135,7 +145,10 @@ impl Lake {
                 e.to_string()
             },
         })?;
-        let config = LakeConfig::parse(&text).map_err(|reason| Error::Config { path: cfg_path.display().to_string(), reason })?;
+        let config = LakeConfig::parse(&text).map_err(|reason| Error::Config {
+            path: cfg_path.display().to_string(),
+            reason,
+        })?;
         let provider: Arc<dyn KeyProvider> = match config.keys.provider.as_str() {
             "file" => {
                 let f = config.keys.file.as_deref().unwrap_or("master.keys");
@@ -168,27 +181,42 @@ impl Lake {
                 }
             };
             if stores.insert(t.name.clone(), Store::open(&url, &t.options)?).is_some() {
-                return Err(Error::Config { path: CONFIG_FILE.into(), reason: format!("tier {:?} declared twice", t.name) });
+                return Err(Error::Config {
+                    path: CONFIG_FILE.into(),
+                    reason: format!("tier {:?} declared twice", t.name),
+                });
             }
         }
         if stores.is_empty() {
-            return Err(Error::Config { path: CONFIG_FILE.into(), reason: "no [[tier]] declared".into() });
+            return Err(Error::Config {
+                path: CONFIG_FILE.into(),
+                reason: "no [[tier]] declared".into(),
+            });
         }
         let tiers = Tiers::new(stores, &config.lake.metadata_tier, &config.lake.write_tier)?;
         let ctx = Arc::new(StorageContext {
             tiers,
             keyring: Keyring::new(provider, config.classifications.clone()),
             checkpoint_interval: config.lake.checkpoint_interval,
-            write: WriteOptions { target_file_size: (config.lake.target_file_size_mib.max(1) << 20) as usize, ..Default::default() },
+            write: WriteOptions {
+                target_file_size: (config.lake.target_file_size_mib.max(1) << 20) as usize,
+                ..Default::default()
+            },
         });
-        Ok(Self { dir: base_dir.map(Path::to_path_buf), config, catalog: Arc::new(Catalog::new(ctx)) })
+        Ok(Self {
+            dir: base_dir.map(Path::to_path_buf),
+            config,
+            catalog: Arc::new(Catalog::new(ctx)),
+        })
     }
 
     /// A fresh lake in process memory with in-memory keys: for tests and experiments.
     pub async fn in_memory() -> Result<Self> {
         let name = format!("memory://lake-{}", uuid_like());
         let lake = Self::open_with(LakeConfig::single_tier(&name), None, Arc::new(MemoryKeyProvider::new()))?;
-        lake.catalog.create_namespace(DEFAULT_NAMESPACE, true, &default_principal()).await?;
+        lake.catalog
+            .create_namespace(DEFAULT_NAMESPACE, true, &default_principal())
+            .await?;
         Ok(lake)
     }
 
@@ -243,7 +271,10 @@ impl Lake {
     /// ```
     pub async fn create_table(&self, name: &str, schema: TableSchema) -> Result<Table> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
-        Ok(self.catalog.create_table(&ident, schema, Default::default(), &default_principal()).await?)
+        Ok(self
+            .catalog
+            .create_table(&ident, schema, Default::default(), &default_principal())
+            .await?)
     }
 
     /// A table by name (`name` or `namespace.name`).
@@ -310,7 +341,11 @@ impl Lake {
 
     /// Verify every table (or the named ones): the whole log, and every live file's checksum,
     /// decryption and row count. Problems are listed in the report, not returned as errors.
-    pub async fn verify(&self, tables: &[String], on_file: &(dyn Fn(usize, usize) + Send + Sync)) -> Result<VerifyReport> {
+    pub async fn verify(
+        &self,
+        tables: &[String],
+        on_file: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         let idents: Vec<TableIdent> = if tables.is_empty() {
             let state = self.catalog.state().await?;
@@ -320,7 +355,10 @@ impl Lake {
                 .flat_map(|(ns, ts)| ts.keys().map(move |t| TableIdent::new(ns, t)))
                 .collect()
         } else {
-            tables.iter().map(|t| TableIdent::parse(t, DEFAULT_NAMESPACE)).collect::<Result<_, _>>()?
+            tables
+                .iter()
+                .map(|t| TableIdent::parse(t, DEFAULT_NAMESPACE))
+                .collect::<Result<_, _>>()?
         };
         for ident in idents {
             let t = self.catalog.table(&ident).await?;

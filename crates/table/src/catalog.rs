@@ -84,7 +84,10 @@ impl CatalogState {
     fn apply(&mut self, c: &CatalogCommit, path: &str) -> Result<()> {
         let expected = self.version.map_or(0, |v| v + 1);
         if c.version != expected {
-            return Err(Error::CorruptLog { path: path.into(), reason: format!("holds version {}, expected {expected}", c.version) });
+            return Err(Error::CorruptLog {
+                path: path.into(),
+                reason: format!("holds version {}, expected {expected}", c.version),
+            });
         }
         for a in &c.actions {
             match a {
@@ -94,11 +97,18 @@ impl CatalogState {
                 CatalogAction::DropNamespace { name } => {
                     self.namespaces.remove(name);
                 }
-                CatalogAction::CreateTable { namespace, name, table_id } => {
-                    self.namespaces
-                        .entry(namespace.clone())
-                        .or_default()
-                        .insert(name.clone(), TableEntry { table_id: table_id.clone(), created_ms: c.info.timestamp_ms });
+                CatalogAction::CreateTable {
+                    namespace,
+                    name,
+                    table_id,
+                } => {
+                    self.namespaces.entry(namespace.clone()).or_default().insert(
+                        name.clone(),
+                        TableEntry {
+                            table_id: table_id.clone(),
+                            created_ms: c.info.timestamp_ms,
+                        },
+                    );
                 }
                 CatalogAction::DropTable { namespace, name, .. } => {
                     if let Some(ns) = self.namespaces.get_mut(namespace) {
@@ -127,7 +137,10 @@ pub struct Catalog {
 impl Catalog {
     /// The catalog of a lake.
     pub fn new(ctx: Arc<StorageContext>) -> Self {
-        Self { ctx, cached: Mutex::new(CatalogState::default()) }
+        Self {
+            ctx,
+            cached: Mutex::new(CatalogState::default()),
+        }
     }
 
     /// The storage context.
@@ -157,12 +170,20 @@ impl Catalog {
             let state = self.state().await?;
             let actions = f(&state)?;
             let version = state.version.map_or(0, |v| v + 1);
-            let commit = CatalogCommit { version, info: info(principal, operation, BTreeMap::new()), actions };
+            let commit = CatalogCommit {
+                version,
+                info: info(principal, operation, BTreeMap::new()),
+                actions,
+            };
             if log::try_write(store, CATALOG_LOG, version, &commit).await? {
                 return self.state().await;
             }
         }
-        Err(Error::Conflict { table: "_catalog".into(), version: 0, reason: "too much contention on the catalog".into() })
+        Err(Error::Conflict {
+            table: "_catalog".into(),
+            version: 0,
+            reason: "too much contention on the catalog".into(),
+        })
     }
 
     /// Create a namespace. `if_not_exists` turns an existing one into success.
@@ -170,7 +191,11 @@ impl Catalog {
         validate_ident("namespace", name)?;
         let exists = self.state().await?.namespaces.contains_key(name);
         if exists {
-            return if if_not_exists { Ok(()) } else { Err(Error::NamespaceExists(name.into())) };
+            return if if_not_exists {
+                Ok(())
+            } else {
+                Err(Error::NamespaceExists(name.into()))
+            };
         }
         self.mutate(principal, "CREATE NAMESPACE", |s| {
             if s.namespaces.contains_key(name) {
@@ -186,7 +211,10 @@ impl Catalog {
     pub async fn drop_namespace(&self, name: &str, principal: &str) -> Result<()> {
         self.mutate(principal, "DROP NAMESPACE", |s| match s.namespaces.get(name) {
             None => Err(Error::NamespaceNotFound(name.into())),
-            Some(t) if !t.is_empty() => Err(Error::NamespaceNotEmpty { name: name.into(), tables: t.len() }),
+            Some(t) if !t.is_empty() => Err(Error::NamespaceNotEmpty {
+                name: name.into(),
+                tables: t.len(),
+            }),
             Some(_) => Ok(vec![CatalogAction::DropNamespace { name: name.into() }]),
         })
         .await
@@ -201,7 +229,10 @@ impl Catalog {
     /// Tables of a namespace.
     pub async fn tables(&self, namespace: &str) -> Result<Vec<String>> {
         let s = self.state().await?;
-        let ns = s.namespaces.get(namespace).ok_or_else(|| Error::NamespaceNotFound(namespace.into()))?;
+        let ns = s
+            .namespaces
+            .get(namespace)
+            .ok_or_else(|| Error::NamespaceNotFound(namespace.into()))?;
         Ok(ns.keys().cloned().collect())
     }
 
@@ -218,7 +249,10 @@ impl Catalog {
         schema.validate(&ident.to_string(), self.ctx.keyring.classifications())?;
         let table_id = uuid::Uuid::new_v4().to_string();
         self.mutate(principal, "CREATE TABLE", |s| {
-            let ns = s.namespaces.get(&ident.namespace).ok_or_else(|| Error::NamespaceNotFound(ident.namespace.clone()))?;
+            let ns = s
+                .namespaces
+                .get(&ident.namespace)
+                .ok_or_else(|| Error::NamespaceNotFound(ident.namespace.clone()))?;
             if ns.contains_key(&ident.name) {
                 return Err(Error::TableExists(ident.to_string()));
             }

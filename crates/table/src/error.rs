@@ -5,7 +5,11 @@
 pub enum Error {
     /// A name (namespace, table, column, tier) is not allowed.
     #[error("invalid {kind} name {name:?}: {reason}")]
-    InvalidName { kind: &'static str, name: String, reason: String },
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
     /// The namespace does not exist.
     #[error("namespace {0:?} does not exist")]
     NamespaceNotFound(String),
@@ -35,7 +39,11 @@ pub enum Error {
     TimestampBeforeHistory { table: String, timestamp: String },
     /// Another writer committed a conflicting change first. Nothing of this write was committed.
     #[error("commit conflict on {table} at version {version}: {reason}; nothing was committed, retry the operation")]
-    Conflict { table: String, version: u64, reason: String },
+    Conflict {
+        table: String,
+        version: u64,
+        reason: String,
+    },
     /// A log or checkpoint file is damaged or malformed.
     #[error("corrupt log file {path}: {reason}")]
     CorruptLog { path: String, reason: String },
@@ -50,7 +58,11 @@ pub enum Error {
     StoreConfig { url: String, reason: String },
     /// An object store call failed.
     #[error("object store error on {path}: {source}")]
-    Store { path: String, #[source] source: object_store::Error },
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
     /// Key handling failed.
     #[error(transparent)]
     Crypto(#[from] stratalake_crypto::Error),
@@ -62,7 +74,11 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     /// Local I/O failed.
     #[error("{path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A bug: an invariant of the engine does not hold.
     #[error("internal error (please report): {0}")]
     Internal(String),
@@ -73,6 +89,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn store(path: impl std::fmt::Display, source: object_store::Error) -> Self {
-        Error::Store { path: path.to_string(), source }
+        Error::Store {
+            path: path.to_string(),
+            source,
+        }
     }
 }

@@ -39,7 +39,11 @@ pub enum Format {
 impl Format {
     /// Guess from the file extension.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match ext.as_str() {
             "csv" | "tsv" => Ok(Format::Csv),
             "json" | "jsonl" | "ndjson" => Ok(Format::Json),
@@ -57,7 +61,10 @@ impl Format {
             "csv" => Ok(Format::Csv),
             "json" | "jsonl" | "ndjson" => Ok(Format::Json),
             "parquet" => Ok(Format::Parquet),
-            other => Err(Error::BadData { source_name: "--format".into(), reason: format!("unknown format {other:?}: use csv, json or parquet") }),
+            other => Err(Error::BadData {
+                source_name: "--format".into(),
+                reason: format!("unknown format {other:?}: use csv, json or parquet"),
+            }),
         }
     }
 }
@@ -102,7 +109,10 @@ impl<R: Read> Read for Counting<R> {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Io { path: path.display().to_string(), source: e }
+    Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
 }
 
 fn open_counting(path: &Path, n: &Arc<AtomicU64>) -> Result<BufReader<Counting<File>>> {
@@ -117,11 +127,18 @@ pub fn infer_schema(path: &Path, format: Option<Format>, level: &str) -> Result<
         None => Format::from_path(path)?,
     };
     let name = path.display().to_string();
-    let bad = |e: arrow::error::ArrowError| Error::BadData { source_name: name.clone(), reason: e.to_string() };
+    let bad = |e: arrow::error::ArrowError| Error::BadData {
+        source_name: name.clone(),
+        reason: e.to_string(),
+    };
     let schema = match format {
         Format::Csv => {
             let f = File::open(path).map_err(|e| io_err(path, e))?;
-            arrow::csv::reader::Format::default().with_header(true).infer_schema(f, Some(10_000)).map_err(bad)?.0
+            arrow::csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(f, Some(10_000))
+                .map_err(bad)?
+                .0
         }
         Format::Json => {
             let f = BufReader::new(File::open(path).map_err(|e| io_err(path, e))?);
@@ -163,7 +180,17 @@ pub async fn ingest_files(
             Some(f) => f,
             None => Format::from_path(p)?,
         };
-        let r = ingest_one(&mut w, &snap.metadata.schema, p, fmt, &counter, total, &mut rows, progress).await;
+        let r = ingest_one(
+            &mut w,
+            &snap.metadata.schema,
+            p,
+            fmt,
+            &counter,
+            total,
+            &mut rows,
+            progress,
+        )
+        .await;
         if let Err(e) = r {
             w.abort().await;
             return Err(e);
@@ -173,9 +200,22 @@ pub async fn ingest_files(
     let nfiles = files.len();
     let bytes = files.iter().map(|f| f.size).sum();
     let mut params = BTreeMap::new();
-    params.insert("source".into(), paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    params.insert(
+        "source".into(),
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     let version = table.commit_files(&snap, files, principal, mode, params).await?;
-    Ok(IngestReport { version, rows, files: nfiles, bytes, input_bytes: counter.load(Ordering::Relaxed) })
+    Ok(IngestReport {
+        version,
+        rows,
+        files: nfiles,
+        bytes,
+        input_bytes: counter.load(Ordering::Relaxed),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -191,7 +231,13 @@ async fn ingest_one(
 ) -> Result<()> {
     let name = path.display().to_string();
     let target = w.schema().clone();
-    let report = |rows: u64| progress(Progress { bytes: counter.load(Ordering::Relaxed), total_bytes: total, rows });
+    let report = |rows: u64| {
+        progress(Progress {
+            bytes: counter.load(Ordering::Relaxed),
+            total_bytes: total,
+            rows,
+        })
+    };
     match format {
         Format::Csv => {
             let file_schema = csv_file_schema(path, schema)?;
@@ -201,10 +247,16 @@ async fn ingest_one(
                 .with_header(true)
                 .with_batch_size(BATCH_ROWS)
                 .build(reader)
-                .map_err(|e| Error::BadData { source_name: name.clone(), reason: e.to_string() })?;
+                .map_err(|e| Error::BadData {
+                    source_name: name.clone(),
+                    reason: e.to_string(),
+                })?;
             let mut in_file = 0u64;
             for b in csv {
-                let b = b.map_err(|e| Error::BadData { source_name: name.clone(), reason: csv_error(&e.to_string(), &fields) })?;
+                let b = b.map_err(|e| Error::BadData {
+                    source_name: name.clone(),
+                    reason: csv_error(&e.to_string(), &fields),
+                })?;
                 let base = in_file;
                 // line 1 is the header
                 let b = conform_batch(&b, schema, &target, &name, &|r| format!("line {}", base + r + 2))?;
@@ -236,12 +288,18 @@ async fn ingest_one(
             let f = File::open(path).map_err(|e| io_err(path, e))?;
             let len = f.metadata().map_err(|e| io_err(path, e))?.len();
             let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                .map_err(|e| Error::BadData { source_name: name.clone(), reason: format!("not a readable Parquet file: {e}") })?
+                .map_err(|e| Error::BadData {
+                    source_name: name.clone(),
+                    reason: format!("not a readable Parquet file: {e}"),
+                })?
                 .with_batch_size(BATCH_ROWS)
                 .build()?;
             let mut in_file = 0u64;
             for b in reader {
-                let b = b.map_err(|e| Error::BadData { source_name: name.clone(), reason: e.to_string() })?;
+                let b = b.map_err(|e| Error::BadData {
+                    source_name: name.clone(),
+                    reason: e.to_string(),
+                })?;
                 let base = in_file;
                 let b = conform_batch(&b, schema, &target, &name, &|r| format!("row {}", base + r + 1))?;
                 in_file += b.num_rows() as u64;
@@ -276,7 +334,11 @@ fn csv_error(msg: &str, fields: &[String]) -> String {
 
 fn nullable(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(
-        schema.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -288,7 +350,10 @@ fn csv_file_schema(path: &Path, schema: &TableSchema) -> Result<SchemaRef> {
     let (header, _) = arrow::csv::reader::Format::default()
         .with_header(true)
         .infer_schema(&mut f, Some(0))
-        .map_err(|e| Error::BadData { source_name: name.clone(), reason: format!("line 1 (header): {e}") })?;
+        .map_err(|e| Error::BadData {
+            source_name: name.clone(),
+            reason: format!("line 1 (header): {e}"),
+        })?;
     f.seek(SeekFrom::Start(0)).map_err(|e| io_err(path, e))?;
     let mut fields = Vec::new();
     for h in header.fields() {
@@ -297,14 +362,22 @@ fn csv_file_schema(path: &Path, schema: &TableSchema) -> Result<SchemaRef> {
             reason: format!(
                 "line 1 (header): column {:?} is not in the table (columns: {})",
                 h.name(),
-                schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                schema
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })?;
         fields.push(Field::new(col.name.clone(), col.data_type.clone(), true));
     }
     for c in &schema.columns {
         if !fields.iter().any(|f| f.name() == &c.name) {
-            return Err(Error::BadData { source_name: name, reason: format!("line 1 (header): column {:?} is missing", c.name) });
+            return Err(Error::BadData {
+                source_name: name,
+                reason: format!("line 1 (header): column {:?} is missing", c.name),
+            });
         }
     }
     Ok(Arc::new(Schema::new(fields)))
@@ -318,7 +391,10 @@ fn read_lines(reader: &mut impl BufRead, line_no: &mut u64, max: usize, name: &s
     let mut line = Vec::new();
     while n < max {
         line.clear();
-        let k = reader.read_until(b'\n', &mut line).map_err(|e| Error::Io { path: name.to_string(), source: e })?;
+        let k = reader.read_until(b'\n', &mut line).map_err(|e| Error::Io {
+            path: name.to_string(),
+            source: e,
+        })?;
         if k == 0 {
             break;
         }
@@ -379,10 +455,16 @@ fn decode_json(schema: &SchemaRef, chunk: &[u8], first_line: u64, name: &str) ->
                     d.flush()
                 })();
                 if let Err(e) = r {
-                    return Err(Error::BadData { source_name: name.into(), reason: format!("line {}: {e}", first_line + i as u64) });
+                    return Err(Error::BadData {
+                        source_name: name.into(),
+                        reason: format!("line {}: {e}", first_line + i as u64),
+                    });
                 }
             }
-            Err(Error::BadData { source_name: name.into(), reason: format!("lines {first_line}..: {whole_err}") })
+            Err(Error::BadData {
+                source_name: name.into(),
+                reason: format!("lines {first_line}..: {whole_err}"),
+            })
         }
     }
 }

@@ -54,7 +54,12 @@ impl fmt::Debug for Keyring {
 pub fn leaf_columns(schema: &Schema) -> Result<Vec<(String, String)>> {
     let descr = ArrowSchemaConverter::new().convert(schema)?;
     Ok((0..descr.num_columns())
-        .map(|i| (descr.get_column_root(i).name().to_string(), descr.column(i).path().string()))
+        .map(|i| {
+            (
+                descr.get_column_root(i).name().to_string(),
+                descr.column(i).path().string(),
+            )
+        })
         .collect())
 }
 
@@ -85,7 +90,11 @@ impl Keyring {
         let arrow = schema.arrow_schema();
         let leaves = leaf_columns(&arrow)?;
         let footer_level = self.classes.lowest().to_string();
-        let ctx = |role: &str| KeyContext { table_id: table_id.into(), file: file.into(), role: role.into() };
+        let ctx = |role: &str| KeyContext {
+            table_id: table_id.into(),
+            file: file.into(),
+            role: role.into(),
+        };
         let footer = DataKey::generate()?;
         let (fid, fmaster) = self.provider.current(&footer_level).await?;
         let footer_wrapped = wrap_key(&fmaster, &fid, &footer, &ctx("footer"))?;
@@ -93,24 +102,45 @@ impl Keyring {
         let mut groups = Vec::new();
         let mut keys: Vec<(String, DataKey)> = Vec::new();
         for level in &self.classes.levels {
-            let cols: Vec<String> =
-                schema.columns.iter().filter(|c| &c.classification == level).map(|c| c.name.clone()).collect();
+            let cols: Vec<String> = schema
+                .columns
+                .iter()
+                .filter(|c| &c.classification == level)
+                .map(|c| c.name.clone())
+                .collect();
             if cols.is_empty() {
                 continue;
             }
             let dk = DataKey::generate()?;
             let (id, master) = self.provider.current(level).await?;
-            groups.push(KeyGroup { classification: level.clone(), columns: cols, key: wrap_key(&master, &id, &dk, &ctx(level))? });
+            groups.push(KeyGroup {
+                classification: level.clone(),
+                columns: cols,
+                key: wrap_key(&master, &id, &dk, &ctx(level))?,
+            });
             keys.push((level.clone(), dk));
         }
         let mut column_keys: Vec<(String, &DataKey)> = Vec::with_capacity(leaves.len());
         for (root, leaf) in &leaves {
-            let level = &schema.column(root).ok_or_else(|| Error::Internal(format!("leaf {leaf} has no column")))?.classification;
-            let dk = &keys.iter().find(|(l, _)| l == level).expect("a key per level present").1;
+            let level = &schema
+                .column(root)
+                .ok_or_else(|| Error::Internal(format!("leaf {leaf} has no column")))?
+                .classification;
+            let dk = &keys
+                .iter()
+                .find(|(l, _)| l == level)
+                .expect("a key per level present")
+                .1;
             column_keys.push((leaf.clone(), dk));
         }
         let props = encryption_properties(&footer, &column_keys, aad_prefix(table_id, file))?;
-        Ok((FileKeys { footer: footer_wrapped, groups }, props))
+        Ok((
+            FileKeys {
+                footer: footer_wrapped,
+                groups,
+            },
+            props,
+        ))
     }
 
     /// Decryption properties for `add` holding only the keys `access` allows. Returns also the
@@ -122,7 +152,11 @@ impl Keyring {
         file_schema: &Schema,
         access: &Access,
     ) -> Result<(Arc<FileDecryptionProperties>, Vec<String>)> {
-        let ctx = |role: &str| KeyContext { table_id: table_id.into(), file: add.path.clone(), role: role.into() };
+        let ctx = |role: &str| KeyContext {
+            table_id: table_id.into(),
+            file: add.path.clone(),
+            role: role.into(),
+        };
         let fmaster = self.provider.get(&add.keys.footer.key).await?;
         let footer = unwrap_key(&fmaster, &add.keys.footer, &ctx("footer"))?;
         let leaves = leaf_columns(file_schema)?;

@@ -35,8 +35,14 @@ pub fn encode<T: Serialize>(body: &T) -> Result<Bytes> {
 
 /// Decode and check a log file read from `path`.
 pub fn decode<T: DeserializeOwned>(path: &str, data: &[u8]) -> Result<T> {
-    let bad = |reason: String| Error::CorruptLog { path: path.to_string(), reason };
-    let nl = data.iter().position(|b| *b == b'\n').ok_or_else(|| bad("no header line".into()))?;
+    let bad = |reason: String| Error::CorruptLog {
+        path: path.to_string(),
+        reason,
+    };
+    let nl = data
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| bad("no header line".into()))?;
     let header = std::str::from_utf8(&data[..nl]).map_err(|_| bad("header is not UTF-8".into()))?;
     let crc_hex = header
         .strip_prefix(MAGIC)
@@ -49,21 +55,32 @@ pub fn decode<T: DeserializeOwned>(path: &str, data: &[u8]) -> Result<T> {
     }
     let actual = crc32fast::hash(body);
     if actual != expected {
-        return Err(bad(format!("checksum mismatch (header {expected:08x}, content {actual:08x}): the file is damaged")));
+        return Err(bad(format!(
+            "checksum mismatch (header {expected:08x}, content {actual:08x}): the file is damaged"
+        )));
     }
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column())))
+    serde_json::from_slice(body)
+        .map_err(|e| bad(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column())))
 }
 
 /// Parse a commit file name (`<20 digits>.json`) into its version.
 pub fn parse_commit_name(name: &str) -> Option<u64> {
     let v = name.strip_suffix(".json")?;
-    if v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()) { v.parse().ok() } else { None }
+    if v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()) {
+        v.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Parse a checkpoint file name into its version.
 pub fn parse_checkpoint_name(name: &str) -> Option<u64> {
     let v = name.strip_suffix(".checkpoint.json")?;
-    if v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()) { v.parse().ok() } else { None }
+    if v.len() == 20 && v.bytes().all(|b| b.is_ascii_digit()) {
+        v.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// What a log directory holds.

@@ -11,7 +11,11 @@ pub const MAX_COLUMN_NAME_LEN: usize = 255;
 /// Validate a namespace or table name: `[a-z][a-z0-9_]*`, at most 64 characters. Lower case
 /// keeps SQL identifiers unquoted; the restricted alphabet keeps paths safe.
 pub fn validate_ident(kind: &'static str, name: &str) -> Result<()> {
-    let err = |reason: &str| Error::InvalidName { kind, name: name.to_string(), reason: reason.to_string() };
+    let err = |reason: &str| Error::InvalidName {
+        kind,
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
     if name.is_empty() {
         return Err(err("empty"));
     }
@@ -21,17 +25,28 @@ pub fn validate_ident(kind: &'static str, name: &str) -> Result<()> {
     let mut chars = name.chars();
     let first = chars.next().expect("not empty");
     if !first.is_ascii_lowercase() {
-        return Err(err("must start with a lower-case letter (names starting with '_' are reserved)"));
+        return Err(err(
+            "must start with a lower-case letter (names starting with '_' are reserved)",
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')) {
-        return Err(err(&format!("character {c:?} not allowed; use lower-case letters, digits and '_'")));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        return Err(err(&format!(
+            "character {c:?} not allowed; use lower-case letters, digits and '_'"
+        )));
     }
     Ok(())
 }
 
 /// Validate a column name: 1 to 255 bytes of UTF-8 without control characters.
 pub fn validate_column(name: &str) -> Result<()> {
-    let err = |reason: &str| Error::InvalidName { kind: "column", name: name.to_string(), reason: reason.to_string() };
+    let err = |reason: &str| Error::InvalidName {
+        kind: "column",
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
     if name.is_empty() {
         return Err(err("empty"));
     }
@@ -71,7 +86,19 @@ mod tests {
         for ok in ["a", "permits", "x_1", "a_b_c"] {
             validate_ident("table", ok).unwrap();
         }
-        for bad in ["", "_catalog", "A", "1a", "a-b", "a.b", "..", "%2E%2E", "/etc", "a\0b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "_catalog",
+            "A",
+            "1a",
+            "a-b",
+            "a.b",
+            "..",
+            "%2E%2E",
+            "/etc",
+            "a\0b",
+            &"x".repeat(65),
+        ] {
             assert!(validate_ident("table", bad).is_err(), "{bad:?}");
         }
     }

@@ -16,8 +16,14 @@ pub async fn fetch_checked(store: &Store, table_root: &str, add: &AddFile) -> Re
     let rel = format!("{table_root}/{}", add.path);
     let data = match store.get(&rel).await {
         Ok(d) => d,
-        Err(Error::Store { source: object_store::Error::NotFound { .. }, .. }) => {
-            return Err(Error::CorruptData { path: store.path(&rel).to_string(), reason: format!("missing from tier {}", add.tier) });
+        Err(Error::Store {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => {
+            return Err(Error::CorruptData {
+                path: store.path(&rel).to_string(),
+                reason: format!("missing from tier {}", add.tier),
+            });
         }
         Err(e) => return Err(e),
     };
@@ -31,7 +37,10 @@ pub async fn fetch_checked(store: &Store, table_root: &str, add: &AddFile) -> Re
     if crc != add.crc32 {
         return Err(Error::CorruptData {
             path: store.path(&rel).to_string(),
-            reason: format!("checksum mismatch (log {:08x}, file {crc:08x}): the file is damaged or was replaced", add.crc32),
+            reason: format!(
+                "checksum mismatch (log {:08x}, file {crc:08x}): the file is damaged or was replaced",
+                add.crc32
+            ),
         });
     }
     Ok(data)
@@ -53,11 +62,16 @@ pub async fn read_file(
     if let Some(cols) = columns
         && let Some(h) = cols.iter().find(|c| hidden.contains(c))
     {
-        return Err(Error::CorruptData { path: display_path.into(), reason: format!("no key for column {h:?}") });
+        return Err(Error::CorruptData {
+            path: display_path.into(),
+            reason: format!("no key for column {h:?}"),
+        });
     }
     let undecryptable = |e: parquet::errors::ParquetError| Error::CorruptData {
         path: display_path.to_string(),
-        reason: format!("cannot decrypt or decode ({e}): wrong key, damaged file, or a file moved from another path or table"),
+        reason: format!(
+            "cannot decrypt or decode ({e}): wrong key, damaged file, or a file moved from another path or table"
+        ),
     };
     let opts = ArrowReaderOptions::new().with_file_decryption_properties(props);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, opts).map_err(undecryptable)?;
@@ -73,11 +87,17 @@ pub async fn read_file(
     let reader = builder.with_projection(mask).build().map_err(undecryptable)?;
     let mut out = Vec::new();
     for b in reader {
-        out.push(b.map_err(|e| Error::CorruptData { path: display_path.to_string(), reason: format!("cannot decode: {e}") })?);
+        out.push(b.map_err(|e| Error::CorruptData {
+            path: display_path.to_string(),
+            reason: format!("cannot decode: {e}"),
+        })?);
     }
     let rows: u64 = out.iter().map(|b| b.num_rows() as u64).sum();
     if rows != add.rows {
-        return Err(Error::CorruptData { path: display_path.into(), reason: format!("holds {rows} rows, the log says {}", add.rows) });
+        return Err(Error::CorruptData {
+            path: display_path.into(),
+            reason: format!("holds {rows} rows, the log says {}", add.rows),
+        });
     }
     Ok(out)
 }
@@ -85,7 +105,10 @@ pub async fn read_file(
 /// What a reader without keys gets from a data file: used to show that files are encrypted.
 pub fn plain_parquet_check(file: std::fs::File) -> String {
     match ParquetRecordBatchReaderBuilder::try_new(file) {
-        Ok(b) => format!("READABLE WITHOUT KEYS ({} rows) - this must not happen", b.metadata().file_metadata().num_rows()),
+        Ok(b) => format!(
+            "READABLE WITHOUT KEYS ({} rows) - this must not happen",
+            b.metadata().file_metadata().num_rows()
+        ),
         Err(e) => format!("refused: {e}"),
     }
 }

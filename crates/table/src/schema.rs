@@ -28,7 +28,12 @@ pub struct ColumnDef {
 impl ColumnDef {
     /// A nullable column with the given classification.
     pub fn new(name: impl Into<String>, data_type: DataType, classification: impl Into<String>) -> Self {
-        Self { name: name.into(), data_type, nullable: true, classification: classification.into() }
+        Self {
+            name: name.into(),
+            data_type,
+            nullable: true,
+            classification: classification.into(),
+        }
     }
 
     /// This column, NOT NULL.
@@ -112,9 +117,15 @@ impl PartitionField {
                     });
                 }
             };
-            Ok(Self { column: unquote(col.trim()).to_string(), transform })
+            Ok(Self {
+                column: unquote(col.trim()).to_string(),
+                transform,
+            })
         } else {
-            Ok(Self { column: unquote(spec).to_string(), transform: Transform::Identity })
+            Ok(Self {
+                column: unquote(spec).to_string(),
+                transform: Transform::Identity,
+            })
         }
     }
 }
@@ -154,7 +165,9 @@ pub struct Classifications {
 impl Default for Classifications {
     fn default() -> Self {
         Self {
-            levels: ["public", "internal", "confidential", "secret"].map(String::from).to_vec(),
+            levels: ["public", "internal", "confidential", "secret"]
+                .map(String::from)
+                .to_vec(),
             default: "internal".into(),
         }
     }
@@ -164,7 +177,11 @@ impl Classifications {
     /// Check the configuration itself.
     pub fn validate(&self) -> Result<()> {
         if self.levels.is_empty() {
-            return Err(Error::InvalidName { kind: "classification", name: String::new(), reason: "no levels configured".into() });
+            return Err(Error::InvalidName {
+                kind: "classification",
+                name: String::new(),
+                reason: "no levels configured".into(),
+            });
         }
         for l in &self.levels {
             crate::names::validate_ident("classification", l)?;
@@ -174,11 +191,14 @@ impl Classifications {
 
     /// Position of a level, 0 = least sensitive.
     pub fn rank(&self, level: &str) -> Result<usize> {
-        self.levels.iter().position(|l| l == level).ok_or_else(|| Error::InvalidName {
-            kind: "classification",
-            name: level.to_string(),
-            reason: format!("not one of the lake's levels ({})", self.levels.join(", ")),
-        })
+        self.levels
+            .iter()
+            .position(|l| l == level)
+            .ok_or_else(|| Error::InvalidName {
+                kind: "classification",
+                name: level.to_string(),
+                reason: format!("not one of the lake's levels ({})", self.levels.join(", ")),
+            })
     }
 
     /// The least sensitive level (wraps every file's footer key).
@@ -193,7 +213,10 @@ const MAX_PARTITION_RANK: usize = 1;
 impl TableSchema {
     /// Validate names, types, duplicates, classifications and partition fields.
     pub fn validate(&self, table: &str, classes: &Classifications) -> Result<()> {
-        let bad = |reason: String| Error::InvalidSchema { table: table.to_string(), reason };
+        let bad = |reason: String| Error::InvalidSchema {
+            table: table.to_string(),
+            reason,
+        };
         if self.columns.is_empty() {
             return Err(bad("a table needs at least one column".into()));
         }
@@ -225,15 +248,35 @@ impl TableSchema {
             }
             match p.transform {
                 Transform::Identity => match &c.data_type {
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean
-                    | DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
-                    | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64
-                    | DataType::Date32 | DataType::Date64 => {}
-                    t => return Err(bad(format!("cannot partition by {:?} of type {t}: use a string, integer, boolean or date column, or day/month/year of a timestamp", c.name))),
+                    DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Boolean
+                    | DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64
+                    | DataType::Date32
+                    | DataType::Date64 => {}
+                    t => {
+                        return Err(bad(format!(
+                            "cannot partition by {:?} of type {t}: use a string, integer, boolean or date column, or day/month/year of a timestamp",
+                            c.name
+                        )));
+                    }
                 },
                 _ => match &c.data_type {
                     DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _) => {}
-                    t => return Err(bad(format!("{}({}) needs a date or timestamp column, not {t}", p.transform, c.name))),
+                    t => {
+                        return Err(bad(format!(
+                            "{}({}) needs a date or timestamp column, not {t}",
+                            p.transform, c.name
+                        )));
+                    }
                 },
             }
         }
@@ -283,7 +326,10 @@ fn check_type(t: &DataType) -> std::result::Result<(), String> {
         DataType::Union(_, _) | DataType::Dictionary(_, _) | DataType::RunEndEncoded(_, _) => {
             Err(format!("type {t} is not supported; use its value type"))
         }
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::ListView(f)
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
         | DataType::LargeListView(f) => check_type(f.data_type()),
         DataType::Struct(fs) => fs.iter().try_for_each(|f| check_type(f.data_type())),
         DataType::Map(f, _) => check_type(f.data_type()),
@@ -302,11 +348,25 @@ mod tests {
                 ColumnDef::new("id", DataType::Int64, "public").not_null(),
                 ColumnDef::new("amount", DataType::Decimal128(12, 2), "internal"),
                 ColumnDef::new("d", DataType::Date32, "internal"),
-                ColumnDef::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), "internal"),
-                ColumnDef::new("tags", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), "internal"),
+                ColumnDef::new(
+                    "ts",
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    "internal",
+                ),
+                ColumnDef::new(
+                    "tags",
+                    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                    "internal",
+                ),
                 ColumnDef::new(
                     "addr",
-                    DataType::Struct(vec![Field::new("city", DataType::Utf8, true), Field::new("zip", DataType::Int32, false)].into()),
+                    DataType::Struct(
+                        vec![
+                            Field::new("city", DataType::Utf8, true),
+                            Field::new("zip", DataType::Int32, false),
+                        ]
+                        .into(),
+                    ),
                     "confidential",
                 ),
             ],
@@ -323,16 +383,43 @@ mod tests {
         let c = Classifications::default();
         let one = |col: ColumnDef, part: &str| TableSchema {
             columns: vec![col],
-            partition_by: if part.is_empty() { vec![] } else { vec![PartitionField::parse(part).unwrap()] },
+            partition_by: if part.is_empty() {
+                vec![]
+            } else {
+                vec![PartitionField::parse(part).unwrap()]
+            },
         };
-        assert!(one(ColumnDef::new("a", DataType::Utf8, "topsecret"), "").validate("t", &c).is_err());
-        assert!(one(ColumnDef::new("a", DataType::Utf8, "internal"), "b").validate("t", &c).is_err());
-        assert!(one(ColumnDef::new("a", DataType::Utf8, "secret"), "a").validate("t", &c).is_err());
-        assert!(one(ColumnDef::new("a", DataType::Utf8, "public"), "day(a)").validate("t", &c).is_err());
-        assert!(one(ColumnDef::new("a", DataType::Float64, "public"), "a").validate("t", &c).is_err());
+        assert!(
+            one(ColumnDef::new("a", DataType::Utf8, "topsecret"), "")
+                .validate("t", &c)
+                .is_err()
+        );
+        assert!(
+            one(ColumnDef::new("a", DataType::Utf8, "internal"), "b")
+                .validate("t", &c)
+                .is_err()
+        );
+        assert!(
+            one(ColumnDef::new("a", DataType::Utf8, "secret"), "a")
+                .validate("t", &c)
+                .is_err()
+        );
+        assert!(
+            one(ColumnDef::new("a", DataType::Utf8, "public"), "day(a)")
+                .validate("t", &c)
+                .is_err()
+        );
+        assert!(
+            one(ColumnDef::new("a", DataType::Float64, "public"), "a")
+                .validate("t", &c)
+                .is_err()
+        );
         assert!(PartitionField::parse("week(a)").is_err());
         let dup = TableSchema {
-            columns: vec![ColumnDef::new("a", DataType::Utf8, "public"), ColumnDef::new("A", DataType::Utf8, "public")],
+            columns: vec![
+                ColumnDef::new("a", DataType::Utf8, "public"),
+                ColumnDef::new("A", DataType::Utf8, "public"),
+            ],
             partition_by: vec![],
         };
         assert!(dup.validate("t", &c).is_err());

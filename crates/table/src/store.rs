@@ -42,12 +42,19 @@ impl Store {
     ///   (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`, ...); the
     ///   usual `AWS_*` environment variables fill in what they do not give.
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
-        let cfg = |reason: String| Error::StoreConfig { url: url.to_string(), reason };
+        let cfg = |reason: String| Error::StoreConfig {
+            url: url.to_string(),
+            reason,
+        };
         if let Some(name) = url.strip_prefix("memory://") {
             let name = name.trim_end_matches('/').to_string();
             let mut stores = memory_stores().lock().expect("memory store registry");
             let inner = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
-            return Ok(Self { url: url.to_string(), inner, root: Path::default() });
+            return Ok(Self {
+                url: url.to_string(),
+                inner,
+                root: Path::default(),
+            });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -56,13 +63,16 @@ impl Store {
             }
             let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
             for (k, v) in options {
-                let key: AmazonS3ConfigKey =
-                    k.parse().map_err(|_| cfg(format!("unknown S3 option {k:?}")))?;
+                let key: AmazonS3ConfigKey = k.parse().map_err(|_| cfg(format!("unknown S3 option {k:?}")))?;
                 b = b.with_config(key, v);
             }
             let inner = b.build().map_err(|e| cfg(e.to_string()))?;
             let root = Path::parse(prefix.trim_matches('/')).map_err(|e| cfg(e.to_string()))?;
-            return Ok(Self { url: url.to_string(), inner: Arc::new(inner), root });
+            return Ok(Self {
+                url: url.to_string(),
+                inner: Arc::new(inner),
+                root,
+            });
         }
         let dir = match url.strip_prefix("file://") {
             Some(p) => std::path::PathBuf::from(p),
@@ -74,12 +84,20 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| cfg(e.to_string()))?;
         let dir = dir.canonicalize().map_err(|e| cfg(e.to_string()))?;
         let inner = LocalFileSystem::new_with_prefix(&dir).map_err(|e| cfg(e.to_string()))?;
-        Ok(Self { url: format!("file://{}", dir.display()), inner: Arc::new(inner), root: Path::default() })
+        Ok(Self {
+            url: format!("file://{}", dir.display()),
+            inner: Arc::new(inner),
+            root: Path::default(),
+        })
     }
 
     /// Wrap an existing object store (for example a fault-injecting one in tests).
     pub fn from_object_store(url: impl Into<String>, inner: Arc<dyn ObjectStore>, root: Path) -> Self {
-        Self { url: url.into(), inner, root }
+        Self {
+            url: url.into(),
+            inner,
+            root,
+        }
     }
 
     /// The store's URL.
@@ -112,7 +130,10 @@ impl Store {
     pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
         match self.get(rel).await {
             Ok(b) => Ok(Some(b)),
-            Err(Error::Store { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
+            Err(Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -120,18 +141,26 @@ impl Store {
     /// Write (or replace) an object.
     pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
         let p = self.path(rel);
-        self.inner.put(&p, PutPayload::from(data)).await.map_err(|e| Error::store(&p, e))?;
+        self.inner
+            .put(&p, PutPayload::from(data))
+            .await
+            .map_err(|e| Error::store(&p, e))?;
         Ok(())
     }
 
     /// Create an object only if it does not exist. `Ok(false)` when it already existed.
     pub async fn put_create(&self, rel: &str, data: Bytes) -> Result<bool> {
         let p = self.path(rel);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
         match self.inner.put_opts(&p, PutPayload::from(data), opts).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsafeStore { store: self.url.clone() }),
+            Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsafeStore {
+                store: self.url.clone(),
+            }),
             Err(e) => Err(Error::store(&p, e)),
         }
     }
@@ -148,8 +177,12 @@ impl Store {
     /// List objects below a prefix, returning paths relative to the lake root.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<(String, ObjectMeta)>> {
         let p = self.path(rel_prefix);
-        let metas: Vec<ObjectMeta> =
-            self.inner.list(Some(&p)).try_collect().await.map_err(|e| Error::store(&p, e))?;
+        let metas: Vec<ObjectMeta> = self
+            .inner
+            .list(Some(&p))
+            .try_collect()
+            .await
+            .map_err(|e| Error::store(&p, e))?;
         Ok(metas.into_iter().map(|m| (self.relative(&m.location), m)).collect())
     }
 
@@ -186,7 +219,9 @@ impl Store {
         if root.is_empty() {
             s.to_string()
         } else {
-            s.strip_prefix(root).map(|r| r.trim_start_matches('/').to_string()).unwrap_or_else(|| s.to_string())
+            s.strip_prefix(root)
+                .map(|r| r.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| s.to_string())
         }
     }
 }

@@ -35,22 +35,34 @@ impl Tiers {
     pub fn new(stores: BTreeMap<String, Store>, metadata: &str, write: &str) -> Result<Self> {
         for t in [metadata, write] {
             if !stores.contains_key(t) {
-                return Err(Error::StoreConfig { url: t.to_string(), reason: format!("no tier named {t:?}") });
+                return Err(Error::StoreConfig {
+                    url: t.to_string(),
+                    reason: format!("no tier named {t:?}"),
+                });
             }
         }
-        Ok(Self { stores, metadata: metadata.into(), write: write.into() })
+        Ok(Self {
+            stores,
+            metadata: metadata.into(),
+            write: write.into(),
+        })
     }
 
     /// A single-tier lake.
     pub fn single(name: &str, store: Store) -> Self {
-        Self { stores: BTreeMap::from([(name.to_string(), store)]), metadata: name.into(), write: name.into() }
+        Self {
+            stores: BTreeMap::from([(name.to_string(), store)]),
+            metadata: name.into(),
+            write: name.into(),
+        }
     }
 
     /// The store of a tier.
     pub fn get(&self, tier: &str) -> Result<&Store> {
-        self.stores
-            .get(tier)
-            .ok_or_else(|| Error::StoreConfig { url: tier.to_string(), reason: format!("no tier named {tier:?} in this lake") })
+        self.stores.get(tier).ok_or_else(|| Error::StoreConfig {
+            url: tier.to_string(),
+            reason: format!("no tier named {tier:?} in this lake"),
+        })
     }
 
     /// The metadata tier's store.
@@ -94,7 +106,10 @@ pub struct TableIdent {
 impl TableIdent {
     /// An identifier.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// Parse `table` (in namespace `default_ns`) or `namespace.table`.
@@ -146,7 +161,10 @@ impl Snapshot {
 
     fn apply(&mut self, c: &Commit, path: &str) -> Result<()> {
         if c.version != self.version + 1 {
-            return Err(Error::CorruptLog { path: path.into(), reason: format!("holds version {}, expected {}", c.version, self.version + 1) });
+            return Err(Error::CorruptLog {
+                path: path.into(),
+                reason: format!("holds version {}, expected {}", c.version, self.version + 1),
+            });
         }
         self.apply_actions(c, path)
     }
@@ -156,7 +174,10 @@ impl Snapshot {
             match a {
                 Action::Metadata(m) => {
                     if m.table_id != self.metadata.table_id {
-                        return Err(Error::CorruptLog { path: path.into(), reason: "metadata of another table".into() });
+                        return Err(Error::CorruptLog {
+                            path: path.into(),
+                            reason: "metadata of another table".into(),
+                        });
                     }
                     self.metadata = m.clone();
                 }
@@ -175,14 +196,31 @@ impl Snapshot {
 
     fn from_first(c: &Commit, path: &str) -> Result<Self> {
         if c.version != 0 {
-            return Err(Error::CorruptLog { path: path.into(), reason: format!("holds version {}, expected 0", c.version) });
+            return Err(Error::CorruptLog {
+                path: path.into(),
+                reason: format!("holds version {}, expected 0", c.version),
+            });
         }
         let meta = c
             .actions
             .iter()
-            .find_map(|a| if let Action::Metadata(m) = a { Some(m.clone()) } else { None })
-            .ok_or_else(|| Error::CorruptLog { path: path.into(), reason: "version 0 has no metadata".into() })?;
-        let mut s = Snapshot { version: 0, timestamp_ms: c.info.timestamp_ms, metadata: meta, files: BTreeMap::new() };
+            .find_map(|a| {
+                if let Action::Metadata(m) = a {
+                    Some(m.clone())
+                } else {
+                    None
+                }
+            })
+            .ok_or_else(|| Error::CorruptLog {
+                path: path.into(),
+                reason: "version 0 has no metadata".into(),
+            })?;
+        let mut s = Snapshot {
+            version: 0,
+            timestamp_ms: c.info.timestamp_ms,
+            metadata: meta,
+            files: BTreeMap::new(),
+        };
         s.apply_actions(c, path)?;
         Ok(s)
     }
@@ -237,16 +275,31 @@ impl Table {
     }
 
     /// Create the table's log (version 0) from its metadata. Fails if a log exists.
-    pub async fn create_log(ctx: Arc<StorageContext>, ident: TableIdent, metadata: Metadata, principal: &str) -> Result<Self> {
-        metadata.schema.validate(&ident.to_string(), ctx.keyring.classifications())?;
-        let t = Self { ctx, ident, table_id: metadata.table_id.clone() };
+    pub async fn create_log(
+        ctx: Arc<StorageContext>,
+        ident: TableIdent,
+        metadata: Metadata,
+        principal: &str,
+    ) -> Result<Self> {
+        metadata
+            .schema
+            .validate(&ident.to_string(), ctx.keyring.classifications())?;
+        let t = Self {
+            ctx,
+            ident,
+            table_id: metadata.table_id.clone(),
+        };
         let commit = Commit {
             version: 0,
             info: info(principal, "CREATE TABLE", BTreeMap::new()),
             actions: vec![Action::Metadata(metadata)],
         };
         if !log::try_write(t.meta_store(), &t.log_dir(), 0, &commit).await? {
-            return Err(Error::TableExists(format!("{} (a log already exists at {})", t.ident, t.log_dir())));
+            return Err(Error::TableExists(format!(
+                "{} (a log already exists at {})",
+                t.ident,
+                t.log_dir()
+            )));
         }
         Ok(t)
     }
@@ -291,7 +344,10 @@ impl Table {
         let data = self.meta_store().get(&path).await?;
         let s: Snapshot = log::decode(&path, &data)?;
         if s.version != v || s.metadata.table_id != self.table_id {
-            return Err(Error::CorruptLog { path, reason: "checkpoint of another version or table".into() });
+            return Err(Error::CorruptLog {
+                path,
+                reason: "checkpoint of another version or table".into(),
+            });
         }
         Ok(s)
     }
@@ -299,7 +355,10 @@ impl Table {
     async fn replay(&self, mut snap: Option<Snapshot>, versions: &[u64]) -> Result<Snapshot> {
         use futures::StreamExt;
         let commits: Vec<Result<Commit>> =
-            futures::stream::iter(versions.to_vec().into_iter().map(|v| self.read_commit(v))).buffered(16).collect().await;
+            futures::stream::iter(versions.to_vec().into_iter().map(|v| self.read_commit(v)))
+                .buffered(16)
+                .collect()
+                .await;
         for (v, c) in versions.iter().zip(commits) {
             let c = c?;
             let path = log::commit_path(&self.log_dir(), *v);
@@ -308,7 +367,10 @@ impl Table {
                 Some(s) => s.apply(&c, &path)?,
             }
         }
-        snap.ok_or_else(|| Error::CorruptLog { path: self.log_dir(), reason: "the log is empty".into() })
+        snap.ok_or_else(|| Error::CorruptLog {
+            path: self.log_dir(),
+            reason: "the log is empty".into(),
+        })
     }
 
     fn check_contiguous(&self, from: u64, versions: &[u64]) -> Result<()> {
@@ -325,7 +387,11 @@ impl Table {
 
     /// The latest snapshot: the newest checkpoint plus the commits after it.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let hint = match self.meta_store().get_opt(&format!("{}/_last_checkpoint", self.log_dir())).await? {
+        let hint = match self
+            .meta_store()
+            .get_opt(&format!("{}/_last_checkpoint", self.log_dir()))
+            .await?
+        {
             Some(b) => serde_json::from_slice::<LastCheckpoint>(&b).ok().map(|l| l.version),
             None => None,
         };
@@ -348,13 +414,20 @@ impl Table {
     async fn snapshot_at_opt(&self, version: Option<u64>) -> Result<Snapshot> {
         let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
         if l.commits.is_empty() {
-            return Err(Error::CorruptLog { path: self.log_dir(), reason: "no commits: the table's creation did not finish".into() });
+            return Err(Error::CorruptLog {
+                path: self.log_dir(),
+                reason: "no commits: the table's creation did not finish".into(),
+            });
         }
         self.check_contiguous(0, &l.commits)?;
         let latest = *l.commits.last().expect("non-empty");
         let target = version.unwrap_or(latest);
         if target > latest {
-            return Err(Error::VersionNotFound { table: self.ident.to_string(), version: target, latest });
+            return Err(Error::VersionNotFound {
+                table: self.ident.to_string(),
+                version: target,
+                latest,
+            });
         }
         // Newest readable checkpoint at or before the target.
         for cp in l.checkpoints.iter().rev().filter(|c| **c <= target) {
@@ -363,7 +436,9 @@ impl Table {
                     let rest: Vec<u64> = (cp + 1..=target).collect();
                     return self.replay(Some(base), &rest).await;
                 }
-                Err(e) => tracing::warn!(table = %self.ident, checkpoint = cp, error = %e, "skipping unreadable checkpoint"),
+                Err(e) => {
+                    tracing::warn!(table = %self.ident, checkpoint = cp, error = %e, "skipping unreadable checkpoint")
+                }
             }
         }
         let all: Vec<u64> = (0..=target).collect();
@@ -379,13 +454,23 @@ impl Table {
                 return self.snapshot_at(*v).await;
             }
         }
-        Err(Error::TimestampBeforeHistory { table: self.ident.to_string(), timestamp: crate::write::fmt_ms(timestamp_ms) })
+        Err(Error::TimestampBeforeHistory {
+            table: self.ident.to_string(),
+            timestamp: crate::write::fmt_ms(timestamp_ms),
+        })
     }
 
     /// Every commit, newest first (at most `limit`).
     pub async fn history(&self, limit: Option<usize>) -> Result<Vec<HistoryEntry>> {
         let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
-        let versions: Vec<u64> = l.commits.iter().rev().take(limit.unwrap_or(usize::MAX)).rev().copied().collect();
+        let versions: Vec<u64> = l
+            .commits
+            .iter()
+            .rev()
+            .take(limit.unwrap_or(usize::MAX))
+            .rev()
+            .copied()
+            .collect();
         // Rows of removed files need the files' add actions: replay from the start of the window.
         let mut snap = match versions.first() {
             Some(0) | None => None,
@@ -432,14 +517,32 @@ impl Table {
 
     /// Commit `actions` on top of `base`. Retries on concurrent commits that do not conflict.
     /// On failure, the caller's staged files are left for it to delete.
-    pub async fn commit(&self, base: &Snapshot, actions: Vec<Action>, info: CommitInfo, scope: &ReadScope) -> Result<u64> {
+    pub async fn commit(
+        &self,
+        base: &Snapshot,
+        actions: Vec<Action>,
+        info: CommitInfo,
+        scope: &ReadScope,
+    ) -> Result<u64> {
         let mut version = base.version + 1;
         let mut attempt = 0u32;
-        let our_removes: BTreeSet<&str> =
-            actions.iter().filter_map(|a| if let Action::Remove(r) = a { Some(r.path.as_str()) } else { None }).collect();
+        let our_removes: BTreeSet<&str> = actions
+            .iter()
+            .filter_map(|a| {
+                if let Action::Remove(r) = a {
+                    Some(r.path.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
         let ours_changes_meta = actions.iter().any(|a| matches!(a, Action::Metadata(_)));
         loop {
-            let commit = Commit { version, info: info.clone(), actions: actions.clone() };
+            let commit = Commit {
+                version,
+                info: info.clone(),
+                actions: actions.clone(),
+            };
             let written = match log::try_write(self.meta_store(), &self.log_dir(), version, &commit).await {
                 Ok(w) => w,
                 Err(e) => {
@@ -464,24 +567,43 @@ impl Table {
             if theirs.info.token == info.token {
                 return Ok(version); // our own earlier attempt landed
             }
-            let conflict = |reason: String| Error::Conflict { table: self.ident.to_string(), version, reason };
+            let conflict = |reason: String| Error::Conflict {
+                table: self.ident.to_string(),
+                version,
+                reason,
+            };
             for a in &theirs.actions {
                 match a {
                     Action::Metadata(_) => {
-                        return Err(conflict(format!("{} changed the table's metadata", theirs.info.operation)));
+                        return Err(conflict(format!(
+                            "{} changed the table's metadata",
+                            theirs.info.operation
+                        )));
                     }
-                    Action::Remove(r) if our_removes.contains(r.path.as_str()) || scope.whole_table || ours_changes_meta => {
-                        return Err(conflict(format!("{} removed file {} that this operation read", theirs.info.operation, r.path)));
+                    Action::Remove(r)
+                        if our_removes.contains(r.path.as_str()) || scope.whole_table || ours_changes_meta =>
+                    {
+                        return Err(conflict(format!(
+                            "{} removed file {} that this operation read",
+                            theirs.info.operation, r.path
+                        )));
                     }
-                    Action::Add(f) if scope.whole_table || ours_changes_meta || scope.partitions.contains(&f.partition) => {
-                        return Err(conflict(format!("{} added data to a partition this operation replaces", theirs.info.operation)));
+                    Action::Add(f)
+                        if scope.whole_table || ours_changes_meta || scope.partitions.contains(&f.partition) =>
+                    {
+                        return Err(conflict(format!(
+                            "{} added data to a partition this operation replaces",
+                            theirs.info.operation
+                        )));
                     }
                     _ => {}
                 }
             }
             attempt += 1;
             if attempt >= MAX_COMMIT_ATTEMPTS {
-                return Err(conflict(format!("gave up after {attempt} attempts under heavy contention")));
+                return Err(conflict(format!(
+                    "gave up after {attempt} attempts under heavy contention"
+                )));
             }
             let backoff = Duration::from_millis((5u64 << attempt.min(6)) + (rand_jitter() % 20));
             tracing::debug!(table = %self.ident, version, attempt, "commit race lost; retrying");
@@ -495,7 +617,9 @@ impl Table {
         let path = log::checkpoint_path(&self.log_dir(), version);
         self.meta_store().put(&path, log::encode(&snap)?).await?;
         let last = serde_json::to_vec(&LastCheckpoint { version }).map_err(|e| Error::Internal(e.to_string()))?;
-        self.meta_store().put(&format!("{}/_last_checkpoint", self.log_dir()), last.into()).await?;
+        self.meta_store()
+            .put(&format!("{}/_last_checkpoint", self.log_dir()), last.into())
+            .await?;
         Ok(())
     }
 
@@ -513,7 +637,9 @@ impl Table {
         let mut first = 0u64;
         for b in batches {
             let base = first;
-            let b = match conform_batch(b, &snap.metadata.schema, &target, "batch", &|r| format!("row {}", base + r + 1)) {
+            let b = match conform_batch(b, &snap.metadata.schema, &target, "batch", &|r| {
+                format!("row {}", base + r + 1)
+            }) {
                 Ok(b) => b,
                 Err(e) => {
                     w.abort().await;
@@ -547,24 +673,39 @@ impl Table {
             WriteMode::Overwrite => {
                 scope.whole_table = true;
                 for f in snap.files.values() {
-                    actions.push(Action::Remove(RemoveFile { path: f.path.clone(), tier: f.tier.clone(), removed_ms: now }));
+                    actions.push(Action::Remove(RemoveFile {
+                        path: f.path.clone(),
+                        tier: f.tier.clone(),
+                        removed_ms: now,
+                    }));
                 }
             }
             WriteMode::OverwritePartitions => {
                 scope.partitions = files.iter().map(|f| f.partition.clone()).collect();
                 for f in snap.files.values().filter(|f| scope.partitions.contains(&f.partition)) {
-                    actions.push(Action::Remove(RemoveFile { path: f.path.clone(), tier: f.tier.clone(), removed_ms: now }));
+                    actions.push(Action::Remove(RemoveFile {
+                        path: f.path.clone(),
+                        tier: f.tier.clone(),
+                        removed_ms: now,
+                    }));
                 }
             }
         }
         let rows: u64 = files.iter().map(|f| f.rows).sum();
         parameters.insert("rows".into(), rows.to_string());
         actions.extend(files.iter().cloned().map(Action::Add));
-        let result = self.commit(snap, actions, info(principal, mode.operation(), parameters), &scope).await;
+        let result = self
+            .commit(snap, actions, info(principal, mode.operation(), parameters), &scope)
+            .await;
         // Only a conflict proves the commit did not land; after any other failure the staged
         // files stay (a later vacuum removes them if nothing references them).
         if let Err(Error::Conflict { .. }) = &result {
-            delete_files(self.ctx.tiers.get(self.ctx.tiers.write_tier())?, &self.ident.root(), &files).await;
+            delete_files(
+                self.ctx.tiers.get(self.ctx.tiers.write_tier())?,
+                &self.ident.root(),
+                &files,
+            )
+            .await;
         }
         result
     }
@@ -583,20 +724,36 @@ impl Table {
         let snap = self.snapshot().await?;
         let mut meta = snap.metadata.clone();
         change(&mut meta.schema)?;
-        meta.schema.validate(&self.ident.to_string(), self.ctx.keyring.classifications())?;
-        let scope = ReadScope { whole_table: true, ..Default::default() };
-        self.commit(&snap, vec![Action::Metadata(meta)], info(principal, operation, parameters), &scope).await
+        meta.schema
+            .validate(&self.ident.to_string(), self.ctx.keyring.classifications())?;
+        let scope = ReadScope {
+            whole_table: true,
+            ..Default::default()
+        };
+        self.commit(
+            &snap,
+            vec![Action::Metadata(meta)],
+            info(principal, operation, parameters),
+            &scope,
+        )
+        .await
     }
 
     /// Set a column's classification.
     pub async fn classify(&self, column: &str, level: &str, principal: &str) -> Result<u64> {
         self.ctx.keyring.classifications().rank(level)?;
-        let params = BTreeMap::from([("column".to_string(), column.to_string()), ("classification".to_string(), level.to_string())]);
+        let params = BTreeMap::from([
+            ("column".to_string(), column.to_string()),
+            ("classification".to_string(), level.to_string()),
+        ]);
         self.update_schema("CLASSIFY", params, principal, |s| {
-            let name = s.column(column).map(|c| c.name.clone()).ok_or_else(|| Error::InvalidSchema {
-                table: self.ident.to_string(),
-                reason: format!("no column {column:?}"),
-            })?;
+            let name = s
+                .column(column)
+                .map(|c| c.name.clone())
+                .ok_or_else(|| Error::InvalidSchema {
+                    table: self.ident.to_string(),
+                    reason: format!("no column {column:?}"),
+                })?;
             let c = s.columns.iter_mut().find(|c| c.name == name).expect("found above");
             c.classification = level.to_string();
             Ok(())

@@ -2,10 +2,10 @@
 
 use serde::Serialize;
 
+use crate::Result;
 use crate::keyring::Access;
 use crate::read::{fetch_checked, read_file};
 use crate::table::Table;
-use crate::Result;
 
 /// One problem found.
 #[derive(Clone, Debug, Serialize)]
@@ -37,10 +37,20 @@ pub struct VerifyReport {
 
 /// Verify one table: every commit from version 0 (checksums, order), then every live file
 /// (size, crc32, decryption of every column, row count). Adds to `report`.
-pub async fn verify_table(table: &Table, report: &mut VerifyReport, on_file: &(dyn Fn(usize, usize) + Send + Sync)) -> Result<()> {
+pub async fn verify_table(
+    table: &Table,
+    report: &mut VerifyReport,
+    on_file: &(dyn Fn(usize, usize) + Send + Sync),
+) -> Result<()> {
     report.tables += 1;
     let name = table.ident().to_string();
-    let mut problem = |path: String, p: String| report.problems.push(Problem { table: name.clone(), path, problem: p });
+    let mut problem = |path: String, p: String| {
+        report.problems.push(Problem {
+            table: name.clone(),
+            path,
+            problem: p,
+        })
+    };
     // Full replay from version 0: reads and checks every commit, ignoring checkpoints.
     let l = crate::log::list(table.context().tiers.metadata(), &table.log_dir(), None).await?;
     let latest = match l.commits.last() {
@@ -59,7 +69,8 @@ pub async fn verify_table(table: &Table, report: &mut VerifyReport, on_file: &(d
     };
     // The replay above started from a checkpoint if there was one: replay without them too.
     for v in 0..=latest {
-        let r: Result<crate::action::Commit> = crate::log::read(table.context().tiers.metadata(), &table.log_dir(), v).await;
+        let r: Result<crate::action::Commit> =
+            crate::log::read(table.context().tiers.metadata(), &table.log_dir(), v).await;
         if let Err(e) = r {
             problem(crate::log::commit_path(&table.log_dir(), v), e.to_string());
         }
@@ -74,7 +85,11 @@ pub async fn verify_table(table: &Table, report: &mut VerifyReport, on_file: &(d
         let store = match ctx.tiers.get(&add.tier) {
             Ok(s) => s,
             Err(e) => {
-                report.problems.push(Problem { table: name.clone(), path: add.path.clone(), problem: e.to_string() });
+                report.problems.push(Problem {
+                    table: name.clone(),
+                    path: add.path.clone(),
+                    problem: e.to_string(),
+                });
                 continue;
             }
         };
@@ -82,14 +97,33 @@ pub async fn verify_table(table: &Table, report: &mut VerifyReport, on_file: &(d
         let data = match fetch_checked(store, &root, add).await {
             Ok(d) => d,
             Err(e) => {
-                report.problems.push(Problem { table: name.clone(), path: display, problem: e.to_string() });
+                report.problems.push(Problem {
+                    table: name.clone(),
+                    path: display,
+                    problem: e.to_string(),
+                });
                 continue;
             }
         };
         report.bytes += data.len() as u64;
-        match read_file(data, &display, table.id(), add, &snap.metadata.schema, &ctx.keyring, &Access::All, None).await {
+        match read_file(
+            data,
+            &display,
+            table.id(),
+            add,
+            &snap.metadata.schema,
+            &ctx.keyring,
+            &Access::All,
+            None,
+        )
+        .await
+        {
             Ok(b) => report.rows += b.iter().map(|b| b.num_rows() as u64).sum::<u64>(),
-            Err(e) => report.problems.push(Problem { table: name.clone(), path: display, problem: e.to_string() }),
+            Err(e) => report.problems.push(Problem {
+                table: name.clone(),
+                path: display,
+                problem: e.to_string(),
+            }),
         }
     }
     on_file(n, n);

@@ -36,7 +36,12 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { target_file_size: 128 << 20, row_group_rows: 256 * 1024, max_open_files: 64, zstd_level: 1 }
+        Self {
+            target_file_size: 128 << 20,
+            row_group_rows: 256 * 1024,
+            max_open_files: 64,
+            zstd_level: 1,
+        }
     }
 }
 
@@ -78,7 +83,10 @@ pub struct DataWriter {
 
 impl std::fmt::Debug for DataWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataWriter").field("table_root", &self.target.table_root).field("rows", &self.rows).finish()
+        f.debug_struct("DataWriter")
+            .field("table_root", &self.target.table_root)
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 
@@ -92,11 +100,18 @@ pub fn conform_batch(
     source: &str,
     position: &dyn Fn(u64) -> String,
 ) -> Result<RecordBatch> {
-    let bad = |reason: String| Error::BadData { source_name: source.to_string(), reason };
+    let bad = |reason: String| Error::BadData {
+        source_name: source.to_string(),
+        reason,
+    };
     let in_schema = batch.schema();
     for f in in_schema.fields() {
         if schema.column(f.name()).is_none() {
-            return Err(bad(format!("column {:?} is not in the table (columns: {})", f.name(), col_list(schema))));
+            return Err(bad(format!(
+                "column {:?} is not in the table (columns: {})",
+                f.name(),
+                col_list(schema)
+            )));
         }
     }
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(target.fields().len());
@@ -105,7 +120,12 @@ pub fn conform_batch(
             .fields()
             .iter()
             .position(|f| f.name() == &def.name)
-            .or_else(|| in_schema.fields().iter().position(|f| f.name().eq_ignore_ascii_case(&def.name)));
+            .or_else(|| {
+                in_schema
+                    .fields()
+                    .iter()
+                    .position(|f| f.name().eq_ignore_ascii_case(&def.name))
+            });
         let col = match idx {
             Some(i) => batch.column(i).clone(),
             None => return Err(bad(format!("column {:?} is missing", def.name))),
@@ -113,14 +133,26 @@ pub fn conform_batch(
         let col = if col.data_type() == field.data_type() {
             col
         } else {
-            let opts = CastOptions { safe: false, ..Default::default() };
+            let opts = CastOptions {
+                safe: false,
+                ..Default::default()
+            };
             cast_with_options(&col, field.data_type(), &opts).map_err(|e| {
-                bad(format!("column {:?}: cannot store {} as {}: {e}", def.name, col.data_type(), field.data_type()))
+                bad(format!(
+                    "column {:?}: cannot store {} as {}: {e}",
+                    def.name,
+                    col.data_type(),
+                    field.data_type()
+                ))
             })?
         };
         if !def.nullable && col.null_count() > 0 {
             let row = (0..col.len()).find(|i| col.is_null(*i)).unwrap_or(0) as u64;
-            return Err(bad(format!("{}: column {:?} is NOT NULL but the value is null", position(row), def.name)));
+            return Err(bad(format!(
+                "{}: column {:?} is NOT NULL but the value is null",
+                position(row),
+                def.name
+            )));
         }
         cols.push(col);
     }
@@ -128,7 +160,12 @@ pub fn conform_batch(
 }
 
 fn col_list(schema: &TableSchema) -> String {
-    schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    schema
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn partition_strings(col: &ArrayRef, transform: Transform) -> Result<Vec<Option<String>>> {
@@ -138,7 +175,11 @@ fn partition_strings(col: &ArrayRef, transform: Transform) -> Result<Vec<Option<
         Transform::Identity => {
             let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
             for i in 0..n {
-                out.push(if col.is_null(i) { None } else { Some(fmt.value(i).to_string()) });
+                out.push(if col.is_null(i) {
+                    None
+                } else {
+                    Some(fmt.value(i).to_string())
+                });
             }
         }
         t => {
@@ -150,9 +191,18 @@ fn partition_strings(col: &ArrayRef, transform: Transform) -> Result<Vec<Option<
                     (0..n).map(|i| d.is_valid(i).then(|| d.value(i) as i64)).collect()
                 }
                 DataType::Timestamp(_, _) => {
-                    let ms = cast_with_options(col, &DataType::Timestamp(TimeUnit::Millisecond, None), &CastOptions::default())?;
-                    let ms = ms.as_any().downcast_ref::<arrow::array::TimestampMillisecondArray>().expect("ts ms");
-                    (0..n).map(|i| ms.is_valid(i).then(|| ms.value(i).div_euclid(86_400_000))).collect()
+                    let ms = cast_with_options(
+                        col,
+                        &DataType::Timestamp(TimeUnit::Millisecond, None),
+                        &CastOptions::default(),
+                    )?;
+                    let ms = ms
+                        .as_any()
+                        .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                        .expect("ts ms");
+                    (0..n)
+                        .map(|i| ms.is_valid(i).then(|| ms.value(i).div_euclid(86_400_000)))
+                        .collect()
                 }
                 other => return Err(Error::Internal(format!("{t} partition of {other}"))),
             };
@@ -179,14 +229,22 @@ pub fn now_ms() -> i64 {
 
 /// Render a millisecond timestamp as RFC 3339.
 pub fn fmt_ms(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339()).unwrap_or_else(|| ms.to_string())
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 impl DataWriter {
     /// A writer into `target`.
     pub fn new(target: WriteTarget) -> Self {
         let arrow = target.schema.arrow_schema();
-        Self { target, arrow, open: HashMap::new(), done: Vec::new(), rows: 0 }
+        Self {
+            target,
+            arrow,
+            open: HashMap::new(),
+            done: Vec::new(),
+            rows: 0,
+        }
     }
 
     /// The Arrow schema batches are conformed to.
@@ -210,7 +268,9 @@ impl DataWriter {
         } else {
             let mut per_field = Vec::with_capacity(parts.len());
             for p in &parts {
-                let idx = self.arrow.index_of(&self.target.schema.column(&p.column).expect("validated").name)?;
+                let idx = self
+                    .arrow
+                    .index_of(&self.target.schema.column(&p.column).expect("validated").name)?;
                 per_field.push(partition_strings(batch.column(idx), p.transform)?);
             }
             let mut groups: HashMap<Vec<Option<String>>, Vec<u32>> = HashMap::new();
@@ -226,7 +286,8 @@ impl DataWriter {
                 } else {
                     take_record_batch(&batch, &UInt32Array::from(rows))?
                 };
-                let ordered: Vec<(String, Option<String>)> = parts.iter().map(|p| p.name()).zip(key.iter().cloned()).collect();
+                let ordered: Vec<(String, Option<String>)> =
+                    parts.iter().map(|p| p.name()).zip(key.iter().cloned()).collect();
                 let k = partition_dir(&ordered);
                 let values: PartitionValues = ordered.into_iter().collect();
                 self.write_part(k, values, sub).await?;
@@ -302,17 +363,35 @@ impl DataWriter {
     }
 }
 
-async fn start_file(target: &WriteTarget, arrow: &SchemaRef, dir: &str, partition: PartitionValues) -> Result<OpenFile> {
+async fn start_file(
+    target: &WriteTarget,
+    arrow: &SchemaRef,
+    dir: &str,
+    partition: PartitionValues,
+) -> Result<OpenFile> {
     let name = format!("{}.parquet", uuid::Uuid::new_v4());
-    let rel_path = if dir.is_empty() { format!("data/{name}") } else { format!("data/{dir}/{name}") };
-    let (keys, enc) = target.keyring.seal_file(&target.table_id, &rel_path, &target.schema).await?;
+    let rel_path = if dir.is_empty() {
+        format!("data/{name}")
+    } else {
+        format!("data/{dir}/{name}")
+    };
+    let (keys, enc) = target
+        .keyring
+        .seal_file(&target.table_id, &rel_path, &target.schema)
+        .await?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(target.options.zstd_level)?))
         .set_max_row_group_row_count(Some(target.options.row_group_rows))
         .with_file_encryption_properties(enc)
         .build();
     let writer = ArrowWriter::try_new(Vec::with_capacity(1 << 20), arrow.clone(), Some(props))?;
-    Ok(OpenFile { partition, rel_path, keys, writer, rows: 0 })
+    Ok(OpenFile {
+        partition,
+        rel_path,
+        keys,
+        writer,
+        rows: 0,
+    })
 }
 
 /// Best-effort deletion of uploaded but uncommitted files.
@@ -329,7 +408,15 @@ pub async fn delete_files(store: &Store, table_root: &str, files: &[AddFile]) {
 pub fn partition_dir(values: &[(String, Option<String>)]) -> String {
     values
         .iter()
-        .map(|(k, v)| format!("{}={}", encode_segment(k), v.as_deref().map(encode_segment).unwrap_or_else(|| NULL_SEGMENT.to_string())))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                encode_segment(k),
+                v.as_deref()
+                    .map(encode_segment)
+                    .unwrap_or_else(|| NULL_SEGMENT.to_string())
+            )
+        })
         .collect::<Vec<_>>()
         .join("/")
 }

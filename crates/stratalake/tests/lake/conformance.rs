@@ -21,17 +21,32 @@ async fn suite(lake: Lake) {
     let v2 = t.append(&[events(&schema, 100..150, "south")], "w").await.unwrap();
     assert_eq!(v2, 2);
     assert_eq!(count(&lake, "SELECT count(*) FROM conf.events").await, 150);
-    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events WHERE region = 'south'").await, 50);
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM conf.events WHERE region = 'south'").await,
+        50
+    );
 
     // time travel
-    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events VERSION AS OF 1").await, 100);
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM conf.events VERSION AS OF 1").await,
+        100
+    );
     let s1 = t.snapshot_at(1).await.unwrap();
     let ts = s1.timestamp_ms;
     assert_eq!(t.snapshot_as_of(ts).await.unwrap().version, 1);
-    assert!(matches!(t.snapshot_at(99).await, Err(TableError::VersionNotFound { .. })));
+    assert!(matches!(
+        t.snapshot_at(99).await,
+        Err(TableError::VersionNotFound { .. })
+    ));
 
     // overwrite of one partition
-    t.write_batches(&[events(&schema, 1000..1010, "north")], "w", WriteMode::OverwritePartitions).await.unwrap();
+    t.write_batches(
+        &[events(&schema, 1000..1010, "north")],
+        "w",
+        WriteMode::OverwritePartitions,
+    )
+    .await
+    .unwrap();
     assert_eq!(count(&lake, "SELECT count(*) FROM conf.events").await, 60);
 
     // conflicting commits: two overwrites of the whole table from the same snapshot
@@ -42,8 +57,13 @@ async fn suite(lake: Lake) {
     let mut w2 = t.writer(&base).unwrap();
     w2.write(events(&schema, 0..7, "west")).await.unwrap();
     let f2 = w2.finish().await.unwrap();
-    t.commit_files(&base, f1, "a", WriteMode::Overwrite, Default::default()).await.unwrap();
-    let e = t.commit_files(&base, f2, "b", WriteMode::Overwrite, Default::default()).await.unwrap_err();
+    t.commit_files(&base, f1, "a", WriteMode::Overwrite, Default::default())
+        .await
+        .unwrap();
+    let e = t
+        .commit_files(&base, f2, "b", WriteMode::Overwrite, Default::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, TableError::Conflict { .. }), "{e}");
     assert_eq!(count(&lake, "SELECT count(*) FROM conf.events").await, 5);
 
@@ -55,15 +75,23 @@ async fn suite(lake: Lake) {
         handles.push(tokio::spawn(async move {
             for k in 0..3i64 {
                 let start = 10_000 + w * 1000 + k * 100;
-                t.append(&[events(&schema, start..start + 100, "conc")], &format!("writer{w}")).await.unwrap();
+                t.append(&[events(&schema, start..start + 100, "conc")], &format!("writer{w}"))
+                    .await
+                    .unwrap();
             }
         }));
     }
     for h in handles {
         h.await.unwrap();
     }
-    assert_eq!(count(&lake, "SELECT count(*) FROM conf.events WHERE region = 'conc'").await, 2400);
-    let ids = lake.sql("SELECT id FROM conf.events WHERE region = 'conc'").await.unwrap();
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM conf.events WHERE region = 'conc'").await,
+        2400
+    );
+    let ids = lake
+        .sql("SELECT id FROM conf.events WHERE region = 'conc'")
+        .await
+        .unwrap();
     let mut seen = HashSet::new();
     for b in &ids {
         for v in b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values() {
@@ -100,7 +128,10 @@ async fn local_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_store() {
     let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
-        assert!(std::env::var("CI").is_err(), "CI must run the S3 tests: run them through scripts/test.sh");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the S3 tests: run them through scripts/test.sh"
+        );
         eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: run through scripts/test.sh for the S3 conformance test");
         return;
     };
@@ -108,7 +139,13 @@ async fn s3_store() {
     let url = format!("s3://{bucket}/conf-{}", std::process::id());
     let lake = lake_on(
         &url,
-        &[("endpoint", &endpoint), ("region", "us-east-1"), ("allow_http", "true"), ("access_key_id", "test"), ("secret_access_key", "test")],
+        &[
+            ("endpoint", &endpoint),
+            ("region", "us-east-1"),
+            ("allow_http", "true"),
+            ("access_key_id", "test"),
+            ("secret_access_key", "test"),
+        ],
         5,
     );
     suite(lake).await;
@@ -134,7 +171,10 @@ async fn bad_batches_commit_nothing() {
         ],
     )
     .unwrap();
-    let e = t.append(&[events(&schema, 10..20, "south"), bad], "w").await.unwrap_err();
+    let e = t
+        .append(&[events(&schema, 10..20, "south"), bad], "w")
+        .await
+        .unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("row 12") && msg.contains("\"id\""), "{msg}");
     assert_eq!(t.snapshot().await.unwrap().version, 1);
@@ -158,9 +198,16 @@ async fn hostile_names_are_refused() {
     t.append(&[events(&schema, 0..3, "../../escape")], "w").await.unwrap();
     let snap = t.snapshot().await.unwrap();
     for f in snap.files.values() {
-        assert!(f.path.starts_with("data/region=+2E+2E+2F+2E+2E+2Fescape/"), "{}", f.path);
+        assert!(
+            f.path.starts_with("data/region=+2E+2E+2F+2E+2E+2Fescape/"),
+            "{}",
+            f.path
+        );
     }
-    assert_eq!(count(&lake, "SELECT count(*) FROM p WHERE region = '../../escape'").await, 3);
+    assert_eq!(
+        count(&lake, "SELECT count(*) FROM p WHERE region = '../../escape'").await,
+        3
+    );
     // drop deletes everything, including files under encoded partition names
     lake.drop_table("p").await.unwrap();
     let left = t.context().tiers.metadata().list("default/p").await.unwrap();

@@ -27,18 +27,30 @@ impl sqllogictest::AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
-        let out = self.lake.session("slt").execute(sql).await.map_err(|e| SltError(e.to_string()))?;
+        let out = self
+            .lake
+            .session("slt")
+            .execute(sql)
+            .await
+            .map_err(|e| SltError(e.to_string()))?;
         match out.into_iter().last() {
             Some(Output::Rows { schema, batches }) => {
                 let opts = FormatOptions::default().with_null("NULL");
                 let mut rows = Vec::new();
                 for b in &batches {
-                    let fmts: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+                    let fmts: Vec<_> = b
+                        .columns()
+                        .iter()
+                        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+                        .collect();
                     for r in 0..b.num_rows() {
                         rows.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
                     }
                 }
-                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Any; schema.fields().len()], rows })
+                Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Any; schema.fields().len()],
+                    rows,
+                })
             }
             _ => Ok(DBOutput::StatementComplete(0)),
         }
@@ -50,11 +62,22 @@ impl sqllogictest::AsyncDB for Db {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_files() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/slt");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "slt")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());
     for f in files {
-        let mut runner = sqllogictest::Runner::new(|| async { Ok(Db { lake: Lake::in_memory().await.map_err(|e| SltError(e.to_string()))? }) });
-        runner.run_file_async(&f).await.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let mut runner = sqllogictest::Runner::new(|| async {
+            Ok(Db {
+                lake: Lake::in_memory().await.map_err(|e| SltError(e.to_string()))?,
+            })
+        });
+        runner
+            .run_file_async(&f)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     }
 }
