@@ -31,7 +31,8 @@ fn main() {
         .unwrap_or(3);
     let batches: Vec<RecordBatch> = LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))
         .with_batch_size(8192)
-        .collect();
+        .collect::<Result<_, _>>()
+        .expect("generate lineitem");
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let schema = batches[0].schema();
     println!(

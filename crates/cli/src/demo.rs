@@ -192,7 +192,7 @@ pub async fn run(dir: &Path, rows: usize) -> Result<()> {
         .join(&one.path);
     let plain = std::fs::File::open(&path)
         .map_err(anyhow::Error::from)
-        .and_then(|f| Ok(stratalake::table::read::plain_parquet_check(f)));
+        .map(stratalake::table::read::plain_parquet_check);
     println!(
         "\nA data file read without keys ({}):\n  {}",
         one.path,

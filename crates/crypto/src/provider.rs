@@ -296,9 +296,8 @@ impl KeyProvider for EnvKeyProvider {
         let mut best = None;
         for version in 1..=1000u32 {
             let id = KeyId::new(classification, version);
-            match Self::read(&id)? {
-                Some(k) => best = Some((id, k)),
-                None => {}
+            if let Some(k) = Self::read(&id)? {
+                best = Some((id, k));
             }
         }
         best.ok_or_else(|| Error::KeyNotFound {

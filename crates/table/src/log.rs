@@ -125,7 +125,7 @@ pub async fn try_write<T: Serialize>(store: &Store, dir: &str, version: u64, bod
 pub async fn read<T: DeserializeOwned>(store: &Store, dir: &str, version: u64) -> Result<T> {
     let path = commit_path(dir, version);
     let data = store.get(&path).await?;
-    decode(&store.path(&path).to_string(), &data)
+    decode(store.path(&path).as_ref(), &data)
 }
 
 #[cfg(test)]

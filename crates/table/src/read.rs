@@ -47,6 +47,7 @@ pub async fn fetch_checked(store: &Store, table_root: &str, add: &AddFile) -> Re
 }
 
 /// Decrypt and decode a whole file (or the named columns) with the keys `access` allows.
+#[allow(clippy::too_many_arguments)]
 pub async fn read_file(
     data: Bytes,
     display_path: &str,

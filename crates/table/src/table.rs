@@ -354,11 +354,10 @@ impl Table {
 
     async fn replay(&self, mut snap: Option<Snapshot>, versions: &[u64]) -> Result<Snapshot> {
         use futures::StreamExt;
-        let commits: Vec<Result<Commit>> =
-            futures::stream::iter(versions.to_vec().into_iter().map(|v| self.read_commit(v)))
-                .buffered(16)
-                .collect()
-                .await;
+        let commits: Vec<Result<Commit>> = futures::stream::iter(versions.iter().copied().map(|v| self.read_commit(v)))
+            .buffered(16)
+            .collect()
+            .await;
         for (v, c) in versions.iter().zip(commits) {
             let c = c?;
             let path = log::commit_path(&self.log_dir(), *v);
@@ -555,10 +554,11 @@ impl Table {
             };
             if written {
                 tracing::info!(table = %self.ident, version, operation = %info.operation, "committed");
-                if self.ctx.checkpoint_interval > 0 && version % self.ctx.checkpoint_interval == 0 {
-                    if let Err(e) = self.write_checkpoint(version).await {
-                        tracing::warn!(table = %self.ident, version, error = %e, "checkpoint failed; the log stays complete");
-                    }
+                if self.ctx.checkpoint_interval > 0
+                    && version.is_multiple_of(self.ctx.checkpoint_interval)
+                    && let Err(e) = self.write_checkpoint(version).await
+                {
+                    tracing::warn!(table = %self.ident, version, error = %e, "checkpoint failed; the log stays complete");
                 }
                 return Ok(version);
             }
