@@ -387,3 +387,62 @@ fn demo_runs_on_a_fresh_default_lake() {
     );
     assert_eq!(n, "n\n2001\n");
 }
+
+#[test]
+fn sql_shell_reads_statements_from_stdin() {
+    use std::io::Write;
+    let l = new_lake();
+    let mut child = bin()
+        .arg("--lake")
+        .arg(&l.path)
+        .arg("sql")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"CREATE TABLE t (x INT);\nINSERT INTO t\n  VALUES (41), (1);\nSELECT sum(x) AS total FROM t;\nSELECT nope FROM t;\n\\q\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("table default.t created"), "{stdout}");
+    assert!(stdout.contains("| 42    |"), "{stdout}");
+    assert!(stderr.contains("error:") && stderr.contains("nope"), "{stderr}");
+}
+
+#[test]
+fn lake_on_an_s3_compatible_store() {
+    let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
+        assert!(std::env::var("CI").is_err(), "CI must run the S3 tests: run them through scripts/test.sh");
+        eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: run through scripts/test.sh");
+        return;
+    };
+    let bucket = std::env::var("STRATALAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "stratalake-test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let url = format!("s3://{bucket}/cli-{}", std::process::id());
+    let out = bin()
+        .arg("init")
+        .arg(&lake)
+        .args(["--store", &url, "--store-option", &format!("endpoint={endpoint}"), "--store-option", "allow_http=true"])
+        .args(["--store-option", "region=us-east-1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let toml = std::fs::read_to_string(lake.join("stratalake.toml")).unwrap();
+    assert!(toml.contains(&url) && !toml.contains("secret"), "{toml}");
+    let csv = write(dir.path(), "a.csv", b"id,name\n1,a\n2,b\n");
+    ok(&lake, &["ingest", "--create", "t", csv.to_str().unwrap()]);
+    ok(&lake, &["ingest", "t", csv.to_str().unwrap()]);
+    let n = ok(&lake, &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"]);
+    assert_eq!(n, "n\n4\n");
+    assert!(ok(&lake, &["verify"]).contains("no problems found"));
+    // nothing of the table is on local disk
+    assert!(!lake.join("data").exists());
+}
