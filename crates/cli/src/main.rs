@@ -16,9 +16,9 @@ use crate::output::{OutFormat, print_batches, print_rows};
 #[derive(Parser, Debug)]
 #[command(name = "stratalake", version, about, long_about = None)]
 struct Cli {
-    /// The lake folder (holding stratalake.toml).
+    /// The lake: a folder holding stratalake.toml, or a store URL such as s3://bucket/prefix.
     #[arg(long, global = true, env = "STRATALAKE_LAKE", default_value = "lake")]
-    lake: PathBuf,
+    lake: String,
     /// Output format of commands that print data.
     #[arg(long, global = true, value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
@@ -30,8 +30,12 @@ struct Cli {
 enum Command {
     /// Create a lake: stratalake.toml, a 0600 master key file, the `hot` tier, namespace `default`.
     Init {
-        /// Folder of the new lake (default: --lake).
-        dir: Option<PathBuf>,
+        /// Folder of the new lake, or a store URL (s3://bucket/prefix) to keep the whole lake
+        /// there (default: --lake).
+        dir: Option<String>,
+        /// For a lake at a URL: where to create the local master key file.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
         /// Put the hot tier on this store: a path, file:///abs, memory://name or s3://bucket/prefix.
         #[arg(long)]
         store: Option<String>,
@@ -187,9 +191,9 @@ fn main() -> ExitCode {
 }
 
 async fn open(cli: &Cli) -> Result<Lake> {
-    Lake::open(&cli.lake)
+    Lake::open_location(&cli.lake)
         .await
-        .with_context(|| format!("cannot open the lake at {}", cli.lake.display()))
+        .with_context(|| format!("cannot open the lake at {}", cli.lake))
 }
 
 fn ident(name: &str) -> Result<TableIdent> {
@@ -201,10 +205,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Init {
             dir,
+            key_file,
             store,
             store_options,
         } => {
             let dir = dir.clone().unwrap_or_else(|| cli.lake.clone());
+            if dir.contains("://") && !dir.starts_with("file://") {
+                let key_file = key_file
+                    .as_ref()
+                    .context("a lake at a URL needs --key-file PATH for its master keys")?;
+                if store.is_some() || !store_options.is_empty() {
+                    bail!(
+                        "--store and --store-option are for folder lakes; a URL lake's store settings come from AWS_* variables"
+                    );
+                }
+                Lake::init_url(&dir, key_file).await?;
+                println!("created lake at {dir}");
+                println!(
+                    "  keys:    {} (mode 0600; back it up separately from the data)",
+                    key_file.display()
+                );
+                println!(
+                    "  open it with --lake {dir} and STRATALAKE_KEY_FILE={}",
+                    key_file.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(&dir));
             let mut opts = InitOptions {
                 store: store.clone(),
                 ..Default::default()
@@ -250,15 +277,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql(a) => return sql(&cli, a, fmt).await,
         Command::Verify { tables } => {
             let lake = open(&cli).await?;
-            let bar = output::progress_bar("verifying", None);
+            let bar = output::Progress::new("verifying files", false);
             let b2 = bar.clone();
             let report = lake
-                .verify(tables, &move |i, n| {
-                    b2.set_length(n as u64);
-                    b2.set_position(i as u64);
-                })
+                .verify(tables, &move |i, n| b2.update(i as u64, n as u64, ""))
                 .await?;
-            bar.finish_and_clear();
+            bar.finish();
             if fmt == OutFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -283,7 +307,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("no problems found");
             }
         }
-        Command::Demo { rows } => demo::run(&cli.lake, *rows).await?,
+        Command::Demo { rows } => demo::run(Path::new(&cli.lake), *rows).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -488,17 +512,15 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         ModeArg::OverwritePartitions => WriteMode::OverwritePartitions,
     };
     let paths: Vec<&Path> = a.files.iter().map(|p| p.as_path()).collect();
-    let bar = output::progress_bar("ingesting", Some(0));
+    let bar = output::Progress::new("ingesting", true);
     let b2 = bar.clone();
     let started = std::time::Instant::now();
     let r = lake
         .ingest(&id.to_string(), &paths, format, mode, &move |p| {
-            b2.set_length(p.total_bytes);
-            b2.set_position(p.bytes);
-            b2.set_message(format!("{} rows", p.rows));
+            b2.update(p.bytes, p.total_bytes, &format!("{} rows", p.rows))
         })
         .await;
-    bar.finish_and_clear();
+    bar.finish();
     let r = r.with_context(|| format!("nothing was committed to {id}"))?;
     if fmt == OutFormat::Json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -81,18 +81,60 @@ pub fn print_rows(headers: &[&str], rows: Vec<Vec<String>>, fmt: OutFormat) -> R
     print_batches(&schema, &[batch], fmt)
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(what: &str, len: Option<u64>) -> indicatif::ProgressBar {
-    let bar = match len {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new(0),
-    };
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{msg}} {{elapsed}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
+/// Progress on stderr: a bar on a terminal, otherwise a plain line every few seconds, so that
+/// logs of scripted runs show long operations advancing.
+#[derive(Clone)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    what: String,
+    bytes: bool,
+    last: Arc<std::sync::Mutex<std::time::Instant>>,
+}
+
+impl Progress {
+    /// Progress of `what`, counted in bytes or in items.
+    pub fn new(what: &str, bytes: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            let counts = if bytes { "{bytes}/{total_bytes}" } else { "{pos}/{len}" };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(&format!("{what} [{{bar:30}}] {counts} {{msg}} {{elapsed}}"))
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self {
+            bar,
+            what: what.to_string(),
+            bytes,
+            last: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+        }
+    }
+
+    /// Report `done` of `total`, with a note.
+    pub fn update(&self, done: u64, total: u64, note: &str) {
+        match &self.bar {
+            Some(b) => {
+                b.set_length(total);
+                b.set_position(done);
+                b.set_message(note.to_string());
+            }
+            None => {
+                let mut last = self.last.lock().expect("progress lock");
+                if last.elapsed() >= std::time::Duration::from_secs(5) {
+                    *last = std::time::Instant::now();
+                    let unit = if self.bytes { " bytes" } else { "" };
+                    eprintln!("{}: {done}/{total}{unit} {note}", self.what);
+                }
+            }
+        }
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }

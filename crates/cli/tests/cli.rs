@@ -419,7 +419,10 @@ fn sql_shell_reads_statements_from_stdin() {
 #[test]
 fn lake_on_an_s3_compatible_store() {
     let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
-        assert!(std::env::var("CI").is_err(), "CI must run the S3 tests: run them through scripts/test.sh");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the S3 tests: run them through scripts/test.sh"
+        );
         eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: run through scripts/test.sh");
         return;
     };
@@ -430,13 +433,20 @@ fn lake_on_an_s3_compatible_store() {
     let out = bin()
         .arg("init")
         .arg(&lake)
-        .args(["--store", &url, "--store-option", &format!("endpoint={endpoint}"), "--store-option", "allow_http=true"])
+        .args([
+            "--store",
+            &url,
+            "--store-option",
+            &format!("endpoint={endpoint}"),
+            "--store-option",
+            "allow_http=true",
+        ])
         .args(["--store-option", "region=us-east-1"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let toml = std::fs::read_to_string(lake.join("stratalake.toml")).unwrap();
-    assert!(toml.contains(&url) && !toml.contains("secret"), "{toml}");
+    assert!(toml.contains(&url) && !toml.contains("secret_access_key"), "{toml}");
     let csv = write(dir.path(), "a.csv", b"id,name\n1,a\n2,b\n");
     ok(&lake, &["ingest", "--create", "t", csv.to_str().unwrap()]);
     ok(&lake, &["ingest", "t", csv.to_str().unwrap()]);
@@ -445,4 +455,51 @@ fn lake_on_an_s3_compatible_store() {
     assert!(ok(&lake, &["verify"]).contains("no problems found"));
     // nothing of the table is on local disk
     assert!(!lake.join("data").exists());
+}
+
+#[test]
+fn whole_lake_at_an_s3_url() {
+    let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the S3 tests: run them through scripts/test.sh"
+        );
+        eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: run through scripts/test.sh");
+        return;
+    };
+    let bucket = std::env::var("STRATALAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "stratalake-test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("s3://{bucket}/urllake-{}", std::process::id());
+    let keys = dir.path().join("lake.keys");
+    let s3 = |args: &[&str]| {
+        let o = bin()
+            .env("AWS_ENDPOINT", &endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("STRATALAKE_KEY_FILE", &keys)
+            .args(["--lake", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (okk, _, err) = s3(&["init"]);
+    assert!(!okk && err.contains("--key-file"), "{err}");
+    let (okk, out, err) = s3(&["init", "--key-file", keys.to_str().unwrap()]);
+    assert!(okk, "{err}");
+    assert!(out.contains("STRATALAKE_KEY_FILE"), "{out}");
+    let (okk, _, err) = s3(&[
+        "sql",
+        "-c",
+        "CREATE TABLE t (x INT NOT NULL); INSERT INTO t VALUES (1), (2), (3)",
+    ]);
+    assert!(okk, "{err}");
+    let (okk, out, err) = s3(&["--format", "csv", "sql", "-c", "SELECT sum(x) AS s FROM t"]);
+    assert!(okk, "{err}");
+    assert_eq!(out, "s\n6\n");
+    let (okk, _, err) = s3(&["init", "--key-file", dir.path().join("other.keys").to_str().unwrap()]);
+    assert!(!okk && err.contains("already exists"), "{err}");
 }

@@ -165,6 +165,96 @@ impl Lake {
         Self::open_with(config, Some(dir), provider)
     }
 
+    /// Open a lake given as a folder path or a URL: `file:///path` or a plain path opens the
+    /// folder; `s3://bucket/prefix` (or another store URL) opens the lake whose
+    /// `stratalake.toml` lies at that prefix (see [`Lake::open_url`]).
+    pub async fn open_location(location: &str) -> Result<Self> {
+        match location.strip_prefix("file://") {
+            Some(p) => Self::open(p).await,
+            None if location.contains("://") => Self::open_url(location).await,
+            None => Self::open(location).await,
+        }
+    }
+
+    /// Open the lake whose `stratalake.toml` is stored at `url` (e.g. `s3://bucket/prefix`; the
+    /// S3 endpoint, region and credentials come from the `AWS_*` environment variables).
+    /// Relative tier URLs resolve below `url`. Master keys come from the `env` provider, or from
+    /// the key file named by `STRATALAKE_KEY_FILE` (else the config's absolute `[keys] file`).
+    pub async fn open_url(url: &str) -> Result<Self> {
+        Self::open_url_inner(url, None).await
+    }
+
+    async fn open_url_inner(url: &str, key_file: Option<&Path>) -> Result<Self> {
+        let url = url.trim_end_matches('/');
+        let store = Store::open(url, &Default::default())?;
+        let cfg_name = format!("{url}/{CONFIG_FILE}");
+        let text = store.get_opt(CONFIG_FILE).await?.ok_or_else(|| Error::Config {
+            path: cfg_name.clone(),
+            reason: "not found: create the lake with `stratalake init URL --key-file PATH`".into(),
+        })?;
+        let text = String::from_utf8(text.to_vec()).map_err(|_| Error::Config {
+            path: cfg_name.clone(),
+            reason: "not UTF-8".into(),
+        })?;
+        let mut config = LakeConfig::parse(&text).map_err(|reason| Error::Config {
+            path: cfg_name.clone(),
+            reason,
+        })?;
+        for t in &mut config.tiers {
+            if !t.url.contains("://") && !Path::new(&t.url).is_absolute() {
+                t.url = format!("{url}/{}", t.url.trim_start_matches("./"));
+            }
+        }
+        let provider: Arc<dyn KeyProvider> = match config.keys.provider.as_str() {
+            "env" => Arc::new(EnvKeyProvider::new()),
+            "file" => {
+                let path = key_file
+                    .map(Path::to_path_buf)
+                    .or_else(|| std::env::var("STRATALAKE_KEY_FILE").ok().map(PathBuf::from))
+                    .or_else(|| config.keys.file.as_ref().map(PathBuf::from).filter(|p| p.is_absolute()))
+                    .ok_or_else(|| Error::Config {
+                        path: cfg_name.clone(),
+                        reason: "a lake at a URL needs its key file: set STRATALAKE_KEY_FILE".into(),
+                    })?;
+                Arc::new(KeyFileProvider::open(path)?)
+            }
+            other => {
+                return Err(Error::Config {
+                    path: cfg_name,
+                    reason: format!("[keys] provider {other:?} is not known: use \"file\" or \"env\""),
+                });
+            }
+        };
+        Self::open_with(config, None, provider)
+    }
+
+    /// Create a lake stored entirely at `url` (e.g. `s3://bucket/prefix`): its
+    /// `stratalake.toml` and its `hot` tier (`<url>/data`) live in the store; the master keys go
+    /// to the local `key_file` (mode 0600), whose absolute path the config records.
+    pub async fn init_url(url: &str, key_file: &Path) -> Result<Self> {
+        let url = url.trim_end_matches('/');
+        let store = Store::open(url, &Default::default())?;
+        if store.get_opt(CONFIG_FILE).await?.is_some() {
+            return Err(Error::LakeExists(url.to_string()));
+        }
+        let mut config = LakeConfig::single_tier("data");
+        let key_file = std::path::absolute(key_file).map_err(|e| Error::Config {
+            path: key_file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        KeyFileProvider::create(&key_file, &config.classifications.levels)?;
+        config.keys.file = Some(key_file.display().to_string());
+        if !store.put_create(CONFIG_FILE, config.to_toml().into()).await? {
+            return Err(Error::LakeExists(url.to_string()));
+        }
+        // The key file exists before the config that names it.
+        let lake = Self::open_url_inner(url, Some(&key_file)).await?;
+        lake.catalog
+            .create_namespace(DEFAULT_NAMESPACE, true, &default_principal())
+            .await?;
+        Ok(lake)
+    }
+
     /// Open a lake from a configuration and a key provider (for embedding, e.g. with a KMS).
     /// Relative tier URLs resolve against `base_dir`.
     pub fn open_with(config: LakeConfig, base_dir: Option<&Path>, provider: Arc<dyn KeyProvider>) -> Result<Self> {

@@ -20,6 +20,8 @@ pub struct Store {
     url: String,
     inner: Arc<dyn ObjectStore>,
     root: Path,
+    /// Set for local folders: writes are fsynced (file and directory) before they count.
+    local: Option<Arc<LocalFileSystem>>,
 }
 
 impl fmt::Debug for Store {
@@ -54,6 +56,7 @@ impl Store {
                 url: url.to_string(),
                 inner,
                 root: Path::default(),
+                local: None,
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -72,6 +75,7 @@ impl Store {
                 url: url.to_string(),
                 inner: Arc::new(inner),
                 root,
+                local: None,
             });
         }
         let dir = match url.strip_prefix("file://") {
@@ -83,11 +87,12 @@ impl Store {
         };
         std::fs::create_dir_all(&dir).map_err(|e| cfg(e.to_string()))?;
         let dir = dir.canonicalize().map_err(|e| cfg(e.to_string()))?;
-        let inner = LocalFileSystem::new_with_prefix(&dir).map_err(|e| cfg(e.to_string()))?;
+        let inner = Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| cfg(e.to_string()))?);
         Ok(Self {
             url: format!("file://{}", dir.display()),
-            inner: Arc::new(inner),
+            inner: inner.clone(),
             root: Path::default(),
+            local: Some(inner),
         })
     }
 
@@ -97,6 +102,7 @@ impl Store {
             url: url.into(),
             inner,
             root,
+            local: None,
         }
     }
 
@@ -145,7 +151,27 @@ impl Store {
             .put(&p, PutPayload::from(data))
             .await
             .map_err(|e| Error::store(&p, e))?;
-        Ok(())
+        self.sync(&p).await
+    }
+
+    /// On a local folder, flush a written file and its directory to disk: object_store's local
+    /// store does not, and a commit must never refer to data a power loss can take back.
+    async fn sync(&self, p: &Path) -> Result<()> {
+        let Some(local) = &self.local else { return Ok(()) };
+        let file = local.path_to_filesystem(p).map_err(|e| Error::store(p, e))?;
+        tokio::task::spawn_blocking(move || {
+            let io = |e: std::io::Error| Error::Io {
+                path: file.display().to_string(),
+                source: e,
+            };
+            std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(io)?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("fsync task: {e}")))?
     }
 
     /// Create an object only if it does not exist. `Ok(false)` when it already existed.
@@ -156,7 +182,7 @@ impl Store {
             ..Default::default()
         };
         match self.inner.put_opts(&p, PutPayload::from(data), opts).await {
-            Ok(_) => Ok(true),
+            Ok(_) => self.sync(&p).await.map(|_| true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsafeStore {
                 store: self.url.clone(),

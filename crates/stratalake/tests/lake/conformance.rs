@@ -220,16 +220,33 @@ async fn reading_without_some_keys_never_asks_for_them() {
     let lake = Lake::in_memory().await.unwrap();
     let t = lake.create_table("ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
-    t.append(&[events(&schema, 0..50, "north"), events(&schema, 50..80, "south")], "w").await.unwrap();
+    t.append(
+        &[events(&schema, 0..50, "north"), events(&schema, 50..80, "south")],
+        "w",
+    )
+    .await
+    .unwrap();
     let levels = ["public", "internal"].iter().map(|s| s.to_string()).collect();
     let s = lake.session("reader").with_access(Access::Levels(levels));
     // WHERE on a readable column works although the secret column's key is withheld
     // (the page index is off for such scans).
-    let b = s.sql("SELECT count(*) FROM ev WHERE id >= 40 AND region = 'north'").await.unwrap().collect().await.unwrap();
+    let b = s
+        .sql("SELECT count(*) FROM ev WHERE id >= 40 AND region = 'north'")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let n = b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
     assert_eq!(n, 10);
     // the secret column cannot be decrypted without its key
-    let e = s.sql("SELECT secret_note FROM ev").await.unwrap().collect().await.unwrap_err();
+    let e = s
+        .sql("SELECT secret_note FROM ev")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
     assert!(!e.to_string().contains("note 1"), "{e}");
     // with every key, it reads
     let all = lake.sql("SELECT secret_note FROM ev WHERE id = 7").await.unwrap();
@@ -257,12 +274,20 @@ async fn nested_decimal_and_temporal_types_round_trip() {
         .sql("SELECT id, born, income, tags, address['city'] AS city FROM citizens ORDER BY id")
         .await
         .unwrap();
-    let text = stratalake::arrow::util::pretty::pretty_format_batches(&b).unwrap().to_string();
+    let text = stratalake::arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
     assert!(text.contains("| 1  | 1980-02-03 | 1234.56 | [a, b] | Bern |"), "{text}");
     assert!(text.contains("| 2  |            |         | []     |      |"), "{text}");
     let t = lake.table("citizens").await.unwrap();
-    let parts: std::collections::BTreeSet<String> =
-        t.snapshot().await.unwrap().files.values().map(|f| f.partition["seen_year"].clone().unwrap()).collect();
+    let parts: std::collections::BTreeSet<String> = t
+        .snapshot()
+        .await
+        .unwrap()
+        .files
+        .values()
+        .map(|f| f.partition["seen_year"].clone().unwrap())
+        .collect();
     assert_eq!(parts.into_iter().collect::<Vec<_>>(), vec!["2024", "2025"]);
     let r = lake.verify(&[], &|_, _| {}).await.unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
