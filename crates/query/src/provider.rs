@@ -5,15 +5,18 @@
 //! wrapped keys in the log (through an [`EncryptionFactory`] that owns only this scan's keys).
 //! The AAD prefix is supplied from the log, so a file moved or swapped fails to decrypt.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, StringArray, UInt64Array};
 use arrow::compute::cast;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+use chrono::{Datelike, NaiveDate};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::pruning::PruningStatistics;
+use datafusion::common::{Column, ScalarValue};
 use datafusion::common::{DFSchema, Result as DFResult};
 use datafusion::config::{EncryptionFactoryOptions, TableParquetOptions};
 use datafusion::datasource::TableType;
@@ -26,9 +29,11 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::parquet_encryption::EncryptionFactory;
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::parquet::encryption::decrypt::FileDecryptionProperties;
 use datafusion::parquet::encryption::encrypt::FileEncryptionProperties;
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
@@ -83,65 +88,144 @@ impl LakeTableProvider {
         &self.snapshot
     }
 
-    /// Files whose partition values can satisfy every filter that only uses identity
-    /// partition columns. Other filters are left to the scan.
+    /// Files whose partition values can satisfy the filters. Each file's partition values give
+    /// a range for their source column (a single value for identity fields, the day, month or
+    /// year for transforms) that DataFusion's pruning predicate evaluates the filters against.
     fn prune(&self, state: &dyn Session, filters: &[Expr]) -> DFResult<Vec<&AddFile>> {
         let files: Vec<&AddFile> = self.snapshot.files.values().collect();
         let schema = &self.snapshot.metadata.schema;
-        let ident: Vec<_> = schema
-            .partition_by
-            .iter()
-            .filter(|p| p.transform == Transform::Identity)
-            .collect();
-        if ident.is_empty() || files.is_empty() {
+        if schema.partition_by.is_empty() || files.is_empty() || filters.is_empty() {
             return Ok(files);
         }
-        let pcols: Vec<String> = ident.iter().map(|p| p.column.clone()).collect();
-        let usable: Vec<&Expr> = filters
-            .iter()
-            .filter(|f| {
-                let cols = f.column_refs();
-                !cols.is_empty() && cols.iter().all(|c| pcols.contains(&c.name))
-            })
-            .collect();
-        if usable.is_empty() {
+        let Some(predicate) = conjunction(filters.iter().cloned()) else {
             return Ok(files);
-        }
-        let mut fields = Vec::new();
-        let mut arrays: Vec<ArrayRef> = Vec::new();
-        for p in &ident {
+        };
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let phys = state.create_physical_expr(predicate, &df_schema)?;
+        let Some(pruning) = PruningPredicateBuilder::new()
+            .with_file_schema(self.schema.clone())
+            .build(phys)
+        else {
+            return Ok(files); // nothing to prune with
+        };
+        let mut ranges: HashMap<String, (ArrayRef, ArrayRef, ArrayRef)> = HashMap::new();
+        for p in &schema.partition_by {
             let col = schema.column(&p.column).expect("validated");
-            let strings: StringArray = files
-                .iter()
-                .map(|f| f.partition.get(&p.name()).cloned().flatten())
-                .collect();
-            let typed = cast(&strings, &col.data_type)?;
-            fields.push(Field::new(&col.name, col.data_type.clone(), true));
-            arrays.push(typed);
-        }
-        let pschema = Arc::new(Schema::new(fields));
-        let batch = RecordBatch::try_new(pschema.clone(), arrays)?;
-        let df_schema = DFSchema::try_from(pschema.as_ref().clone())?;
-        let mut keep = vec![true; files.len()];
-        for f in usable {
-            let phys = state.create_physical_expr(f.clone(), &df_schema)?;
-            let v = phys.evaluate(&batch)?.into_array(files.len())?;
-            let b = v
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .cloned()
-                .unwrap_or_else(|| BooleanArray::from(vec![true; files.len()]));
-            for (i, k) in keep.iter_mut().enumerate() {
-                // null (unknown) keeps nothing: the filter would reject the rows anyway
-                *k &= b.is_valid(i) && b.value(i);
+            if ranges.contains_key(&col.name) {
+                continue; // the first field of a column bounds it
             }
+            let mut lo: Vec<Option<String>> = Vec::with_capacity(files.len());
+            let mut hi: Vec<Option<String>> = Vec::with_capacity(files.len());
+            let mut nulls: Vec<u64> = Vec::with_capacity(files.len());
+            for f in &files {
+                let v = f.partition.get(&p.name()).cloned().flatten();
+                nulls.push(if v.is_none() { f.rows } else { 0 });
+                match v.as_deref().and_then(|v| period(p.transform, v, &col.data_type)) {
+                    Some((a, b)) => {
+                        lo.push(Some(a));
+                        hi.push(Some(b));
+                    }
+                    None if p.transform == Transform::Identity => {
+                        lo.push(v.clone());
+                        hi.push(v);
+                    }
+                    None => {
+                        lo.push(None);
+                        hi.push(None);
+                    }
+                }
+            }
+            let as_type = |v: Vec<Option<String>>| -> DFResult<ArrayRef> {
+                let strings: ArrayRef = Arc::new(StringArray::from(v));
+                Ok(cast(&strings, &col.data_type)?)
+            };
+            ranges.insert(
+                col.name.clone(),
+                (as_type(lo)?, as_type(hi)?, Arc::new(UInt64Array::from(nulls))),
+            );
         }
+        let stats = PartitionRanges {
+            ranges,
+            rows: files.iter().map(|f| f.rows).collect(),
+        };
+        let keep = pruning.prune(&stats)?;
         Ok(files
             .into_iter()
             .zip(keep)
             .filter(|(_, k)| *k)
             .map(|(f, _)| f)
             .collect())
+    }
+}
+
+/// The first and last value (as text the column type parses) of a day, month or year.
+fn period(t: Transform, v: &str, ty: &arrow::datatypes::DataType) -> Option<(String, String)> {
+    let (start, end) = match t {
+        Transform::Identity => return None,
+        Transform::Day => {
+            let d = NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()?;
+            (d, d.succ_opt()?)
+        }
+        Transform::Month => {
+            let d = NaiveDate::parse_from_str(&format!("{v}-01"), "%Y-%m-%d").ok()?;
+            let next = if d.month() == 12 {
+                NaiveDate::from_ymd_opt(d.year() + 1, 1, 1)?
+            } else {
+                NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1)?
+            };
+            (d, next)
+        }
+        Transform::Year => {
+            let y: i32 = v.parse().ok()?;
+            (NaiveDate::from_ymd_opt(y, 1, 1)?, NaiveDate::from_ymd_opt(y + 1, 1, 1)?)
+        }
+    };
+    if matches!(
+        ty,
+        arrow::datatypes::DataType::Date32 | arrow::datatypes::DataType::Date64
+    ) {
+        return Some((
+            start.format("%Y-%m-%d").to_string(),
+            end.pred_opt()?.format("%Y-%m-%d").to_string(),
+        ));
+    }
+    // Timestamps: partition periods are UTC.
+    let last = end.and_hms_opt(0, 0, 0)? - chrono::Duration::nanoseconds(1);
+    Some((
+        format!("{}T00:00:00Z", start.format("%Y-%m-%d")),
+        format!("{}Z", last.format("%Y-%m-%dT%H:%M:%S%.9f")),
+    ))
+}
+
+/// Per-file ranges of partition source columns, for DataFusion's pruning predicate.
+struct PartitionRanges {
+    ranges: HashMap<String, (ArrayRef, ArrayRef, ArrayRef)>,
+    rows: Vec<u64>,
+}
+
+impl PruningStatistics for PartitionRanges {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.ranges.get(&column.name).map(|r| r.0.clone())
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.ranges.get(&column.name).map(|r| r.1.clone())
+    }
+
+    fn num_containers(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        self.ranges.get(&column.name).map(|r| r.2.clone())
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(Arc::new(UInt64Array::from(self.rows.clone())))
+    }
+
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
     }
 }
 
