@@ -351,6 +351,16 @@ fn rewrite_time_travel(tokens: Vec<Token>) -> Result<(Vec<Token>, Vec<(String, V
                 _ => unreachable!("checked above"),
             })
             .collect();
+        if start > 0
+            && [Keyword::INTO, Keyword::UPDATE, Keyword::TABLE]
+                .iter()
+                .any(|kw| is_kw(&tokens[sig[start - 1]], *kw))
+        {
+            return Err(Error::Sql(format!(
+                "cannot write to {} as of an earlier version: time travel is read-only",
+                parts.join(".")
+            )));
+        }
         let lit_idx = k + clause_len;
         let lit = sig
             .get(lit_idx)

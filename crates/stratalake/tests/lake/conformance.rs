@@ -310,17 +310,77 @@ async fn partition_pruning_uses_identity_and_time_transforms() {
     async fn files_and_count(s: &stratalake::QueryEngine, filter: &str) -> (usize, i64) {
         let df = s.sql(&format!("SELECT count(*) FROM ev WHERE {filter}")).await.unwrap();
         let plan = df.clone().create_physical_plan().await.unwrap();
-        let text = stratalake::datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+        let text = stratalake::datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
         let files = text.matches(".parquet").count();
         let b = df.collect().await.unwrap();
-        (files, b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0))
+        (
+            files,
+            b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+        )
     }
     assert_eq!(files_and_count(&s, "true").await, (6, 6));
-    assert_eq!(files_and_count(&s, "ts >= TIMESTAMP '2025-01-02 00:00:00'").await, (4, 4));
-    assert_eq!(files_and_count(&s, "ts < TIMESTAMP '2025-01-02 00:00:00'").await, (2, 2));
-    assert_eq!(files_and_count(&s, "region = 'a' AND ts < TIMESTAMP '2025-01-02 00:00:00'").await, (1, 1));
-    assert_eq!(files_and_count(&s, "region IN ('b') AND ts > TIMESTAMP '2025-01-03 08:30:00'").await, (1, 1));
+    assert_eq!(
+        files_and_count(&s, "ts >= TIMESTAMP '2025-01-02 00:00:00'").await,
+        (4, 4)
+    );
+    assert_eq!(
+        files_and_count(&s, "ts < TIMESTAMP '2025-01-02 00:00:00'").await,
+        (2, 2)
+    );
+    assert_eq!(
+        files_and_count(&s, "region = 'a' AND ts < TIMESTAMP '2025-01-02 00:00:00'").await,
+        (1, 1)
+    );
+    assert_eq!(
+        files_and_count(&s, "region IN ('b') AND ts > TIMESTAMP '2025-01-03 08:30:00'").await,
+        (1, 1)
+    );
     assert_eq!(files_and_count(&s, "region = 'zzz'").await, (0, 0));
     // a filter on a column that is not partitioned prunes nothing and stays correct
     assert_eq!(files_and_count(&s, "id > 4").await, (6, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_material_never_shows_in_debug_or_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::init(dir.path(), Default::default()).await.unwrap();
+    let keyfile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("master.keys")).unwrap()).unwrap();
+    let mut secrets = Vec::new();
+    for versions in keyfile["keys"].as_object().unwrap().values() {
+        for v in versions.as_array().unwrap() {
+            secrets.push(v["key"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(secrets.len(), 4);
+    let t = lake.create_table("ev", events_schema()).await.unwrap();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    t.append(&[events(&schema, 0..5, "north")], "w").await.unwrap();
+    let mut texts = vec![format!("{lake:?}"), format!("{t:?}"), format!("{:?}", t.context())];
+    // an error path that handles keys: a wrapped key moved to another file
+    let snap = t.snapshot().await.unwrap();
+    let mut files = snap.files.values();
+    let (a, b) = (files.next().unwrap().clone(), files.next().cloned());
+    let mut moved = a.clone();
+    moved.path = b.map(|b| b.path).unwrap_or_else(|| "data/other.parquet".into());
+    let e = t
+        .context()
+        .keyring
+        .open_file(t.id(), &moved, &schema, &stratalake::table::Access::All)
+        .await
+        .unwrap_err();
+    texts.push(e.to_string());
+    texts.push(format!("{e:?}"));
+    for text in &texts {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "key material in: {text}");
+        }
+    }
+    assert!(
+        texts[0].contains("KeyFileProvider") || texts[0].contains("key file"),
+        "{}",
+        texts[0]
+    );
 }
