@@ -307,7 +307,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("no problems found");
             }
         }
-        Command::Demo { rows } => demo::run(Path::new(&cli.lake), *rows).await?,
+        Command::Demo { rows } => {
+            if cli.lake.contains("://") {
+                bail!("demo runs on a local lake folder: pass --lake PATH");
+            }
+            demo::run(Path::new(&cli.lake), *rows).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -521,7 +526,16 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         })
         .await;
     bar.finish();
-    let r = r.with_context(|| format!("nothing was committed to {id}"))?;
+    let r = r.map_err(|e| {
+        // A failing store may have failed after accepting the commit (the commit is read back
+        // to check, but that read can fail too); every other failure happens before it.
+        let note = if matches!(&e, stratalake::Error::Table(stratalake::table::Error::Store { .. })) {
+            format!("the store failed: check `stratalake table history {id}` before retrying")
+        } else {
+            format!("nothing was committed to {id}")
+        };
+        anyhow::Error::from(e).context(note)
+    })?;
     if fmt == OutFormat::Json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -510,7 +510,10 @@ fn parquet_ingest_checks_columns_and_types() {
     use stratalake::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
     let l = new_lake();
     let dir = l.path.parent().unwrap();
-    ok(&l.path, &["table", "create", "t", "--columns", "id BIGINT NOT NULL, name VARCHAR"]);
+    ok(
+        &l.path,
+        &["table", "create", "t", "--columns", "id BIGINT NOT NULL, name VARCHAR"],
+    );
     let write_pq = |name: &str, cols: Vec<(&str, ArrayRef)>| {
         let b = RecordBatch::try_from_iter(cols).unwrap();
         let p = dir.join(name);
@@ -522,7 +525,10 @@ fn parquet_ingest_checks_columns_and_types() {
     // int32 ids widen to the table's int64
     let good = write_pq(
         "good.parquet",
-        vec![("id", Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef), ("name", Arc::new(StringArray::from(vec!["a", "b"])))],
+        vec![
+            ("id", Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef),
+            ("name", Arc::new(StringArray::from(vec!["a", "b"]))),
+        ],
     );
     ok(&l.path, &["ingest", "t", good.to_str().unwrap()]);
     let extra = write_pq(
@@ -537,11 +543,20 @@ fn parquet_ingest_checks_columns_and_types() {
     assert!(e.contains("extra.parquet") && e.contains("\"ssn\""), "{e}");
     let badtype = write_pq(
         "badtype.parquet",
-        vec![("id", Arc::new(StringArray::from(vec!["4", "four"])) as ArrayRef), ("name", Arc::new(StringArray::from(vec!["d", "e"])))],
+        vec![
+            ("id", Arc::new(StringArray::from(vec!["4", "four"])) as ArrayRef),
+            ("name", Arc::new(StringArray::from(vec!["d", "e"]))),
+        ],
     );
     let e = fails(&l.path, &["ingest", "t", badtype.to_str().unwrap()]);
-    assert!(e.contains("badtype.parquet") && e.contains("\"id\"") && e.contains("four"), "{e}");
-    let out = ok(&l.path, &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"]);
+    assert!(
+        e.contains("badtype.parquet") && e.contains("\"id\"") && e.contains("four"),
+        "{e}"
+    );
+    let out = ok(
+        &l.path,
+        &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"],
+    );
     assert_eq!(out, "n\n2\n");
     // --create infers the table from the file
     ok(&l.path, &["ingest", "--create", "inferred", good.to_str().unwrap()]);

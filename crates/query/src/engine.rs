@@ -370,7 +370,7 @@ fn rewrite_time_travel(tokens: Vec<Token>) -> Result<(Vec<Token>, Vec<(String, V
             (Token::Number(n, _), true) => {
                 AsOf::Version(n.parse().map_err(|_| Error::Sql(format!("bad version {n}")))?)
             }
-            (Token::SingleQuotedString(s), false) => AsOf::parse(s).map_err(Error::Sql)?,
+            (Token::SingleQuotedString(s), false) => AsOf::parse_timestamp(s).map_err(Error::Sql)?,
             (other, true) => {
                 return Err(Error::Sql(format!(
                     "VERSION AS OF needs a version number, found {other}"
@@ -427,6 +427,12 @@ impl AsOf {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
             return s.parse().map(AsOf::Version).map_err(|_| format!("bad version {s:?}"));
         }
+        Self::parse_timestamp(s)
+    }
+
+    /// Parse a timestamp only (see [`AsOf::parse`]).
+    pub fn parse_timestamp(s: &str) -> std::result::Result<AsOf, String> {
+        let s = s.trim();
         if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
             return Ok(AsOf::Timestamp(t.timestamp_millis()));
         }

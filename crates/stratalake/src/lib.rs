@@ -120,6 +120,20 @@ impl Lake {
         })?;
         let mut config = LakeConfig::single_tier(opts.store.as_deref().unwrap_or("data"));
         config.tiers[0].options = opts.store_options;
+        // Reach the store before writing anything, and never attach new keys to a store that
+        // already holds a lake.
+        let tier = &config.tiers[0];
+        let url = if tier.url.contains("://") {
+            tier.url.clone()
+        } else {
+            dir.join(&tier.url).display().to_string()
+        };
+        let store = Store::open(&url, &tier.options)?;
+        if !store.list("_catalog").await?.is_empty() {
+            return Err(Error::LakeExists(format!(
+                "{url} (the store already holds a lake's catalog)"
+            )));
+        }
         let key_path = dir.join(config.keys.file.as_deref().unwrap_or("master.keys"));
         KeyFileProvider::create(&key_path, &config.classifications.levels)?;
         std::fs::write(&cfg_path, config.to_toml()).map_err(|e| Error::Config {

@@ -45,7 +45,7 @@ impl Format {
             .unwrap_or("")
             .to_ascii_lowercase();
         match ext.as_str() {
-            "csv" | "tsv" => Ok(Format::Csv),
+            "csv" => Ok(Format::Csv),
             "json" | "jsonl" | "ndjson" => Ok(Format::Json),
             "parquet" | "pq" => Ok(Format::Parquet),
             _ => Err(Error::BadData {

@@ -129,7 +129,13 @@ impl Keyring {
             let dk = &keys
                 .iter()
                 .find(|(l, _)| l == level)
-                .expect("a key per level present")
+                .ok_or_else(|| Error::InvalidSchema {
+                    table: table_id.to_string(),
+                    reason: format!(
+                        "column {root:?} is classified {level:?}, which is not a level of this lake ({})",
+                        self.classes.levels.join(", ")
+                    ),
+                })?
                 .1;
             column_keys.push((leaf.clone(), dk));
         }

@@ -444,6 +444,12 @@ impl Table {
         self.replay(None, &all).await
     }
 
+    /// The snapshot at `version` replayed from version 0, ignoring checkpoints (for verify).
+    pub async fn snapshot_replayed(&self, version: u64) -> Result<Snapshot> {
+        let all: Vec<u64> = (0..=version).collect();
+        self.replay(None, &all).await
+    }
+
     /// The snapshot in force at `timestamp_ms`: the newest version committed at or before it.
     pub async fn snapshot_as_of(&self, timestamp_ms: i64) -> Result<Snapshot> {
         let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
