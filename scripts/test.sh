@@ -37,8 +37,9 @@ export STRATALAKE_TEST_S3_BUCKET="stratalake-test"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
+  # doctests first, so that the run closes with nextest's summary of every test
   cargo test --workspace --doc
+  cargo nextest run --workspace --no-fail-fast
 else
   cargo test --workspace --no-fail-fast
 fi
