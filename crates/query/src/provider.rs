@@ -307,6 +307,10 @@ impl TableProvider for LakeTableProvider {
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut withheld = false;
         let mut per_tier = Vec::new();
+        let needed: HashSet<&str> = match projection {
+            Some(p) => p.iter().map(|i| self.schema.field(*i).name().as_str()).collect(),
+            None => self.schema.fields().iter().map(|f| f.name().as_str()).collect(),
+        };
         for (tier, files) in by_tier {
             let store = ctx.tiers.get(tier).map_err(external)?;
             let url = tier_url(tier);
@@ -317,8 +321,18 @@ impl TableProvider for LakeTableProvider {
             let mut pfiles = Vec::with_capacity(files.len());
             for f in files {
                 let loc = store.path(&format!("{root}/{}", f.path));
+                // Least key: only the classifications of columns this scan reads (and the
+                // reader may decrypt) are unwrapped; `count(*)` needs just the footer key.
+                let levels = f
+                    .keys
+                    .groups
+                    .iter()
+                    .filter(|g| self.access.allows(&g.classification))
+                    .filter(|g| g.columns.iter().any(|c| needed.contains(c.as_str())))
+                    .map(|g| g.classification.clone())
+                    .collect();
                 let (props, hidden) = keyring
-                    .open_file(self.table.id(), f, &self.schema, &self.access)
+                    .open_file(self.table.id(), f, &self.schema, &Access::Levels(levels))
                     .await
                     .map_err(external)?;
                 withheld |= !hidden.is_empty();

@@ -166,18 +166,29 @@ impl Catalog {
         F: Fn(&CatalogState) -> Result<Vec<CatalogAction>>,
     {
         let store = self.ctx.tiers.metadata();
-        for _ in 0..64 {
+        let token = info(principal, operation, BTreeMap::new());
+        for attempt in 0..64u32 {
             let state = self.state().await?;
             let actions = f(&state)?;
             let version = state.version.map_or(0, |v| v + 1);
             let commit = CatalogCommit {
                 version,
-                info: info(principal, operation, BTreeMap::new()),
+                info: token.clone(),
                 actions,
             };
-            if log::try_write(store, CATALOG_LOG, version, &commit).await? {
-                return self.state().await;
+            match log::try_write(store, CATALOG_LOG, version, &commit).await {
+                Ok(true) => return self.state().await,
+                Ok(false) => {}
+                Err(e) => {
+                    // The store may have applied the write before failing: look before reporting.
+                    let landed: Result<CatalogCommit> = log::read(store, CATALOG_LOG, version).await;
+                    return match landed {
+                        Ok(c) if c.info.token == token.token => self.state().await,
+                        _ => Err(e),
+                    };
+                }
             }
+            tokio::time::sleep(std::time::Duration::from_millis(2u64 << attempt.min(6))).await;
         }
         Err(Error::Conflict {
             table: "_catalog".into(),

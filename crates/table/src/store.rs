@@ -21,7 +21,7 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     root: Path,
     /// Set for local folders: writes are fsynced (file and directory) before they count.
-    local: Option<Arc<LocalFileSystem>>,
+    local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
 }
 
 impl fmt::Debug for Store {
@@ -92,7 +92,7 @@ impl Store {
             url: format!("file://{}", dir.display()),
             inner: inner.clone(),
             root: Path::default(),
-            local: Some(inner),
+            local: Some((inner, dir.clone())),
         })
     }
 
@@ -157,18 +157,32 @@ impl Store {
     /// On a local folder, flush a written file and its directory to disk: object_store's local
     /// store does not, and a commit must never refer to data a power loss can take back.
     async fn sync(&self, p: &Path) -> Result<()> {
-        let Some(local) = &self.local else { return Ok(()) };
+        let Some((local, root)) = &self.local else {
+            return Ok(());
+        };
         let file = local.path_to_filesystem(p).map_err(|e| Error::store(p, e))?;
+        let root = root.clone();
         tokio::task::spawn_blocking(move || {
-            let io = |e: std::io::Error| Error::Io {
-                path: file.display().to_string(),
+            let io = |path: &std::path::Path, e: std::io::Error| Error::Io {
+                path: path.display().to_string(),
                 source: e,
             };
-            std::fs::File::open(&file).and_then(|f| f.sync_all()).map_err(io)?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
+            std::fs::File::open(&file)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&file, e))?;
+            // Every directory up to the store root: a new partition or log directory must be
+            // durable in its parent too.
+            let mut dir = file.parent();
+            while let Some(d) = dir {
+                std::fs::File::open(d)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io(d, e))?;
+                if d == root {
+                    break;
+                }
+                dir = d.parent().filter(|p| p.starts_with(&root));
             }
-            Ok(())
+            Ok::<(), Error>(())
         })
         .await
         .map_err(|e| Error::Internal(format!("fsync task: {e}")))?
