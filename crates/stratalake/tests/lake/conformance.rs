@@ -384,3 +384,77 @@ async fn key_material_never_shows_in_debug_or_errors() {
         texts[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_moved_with_a_matching_log_entry_still_fails_to_decrypt() {
+    // An attacker who can write the store and the log copies file A to another partition and
+    // writes a log entry whose size and crc32 match the copy: the AAD prefix (table id + path)
+    // and the wrapped keys (bound to the path) still refuse it.
+    use stratalake::table::action::Action;
+    use stratalake::table::table::{ReadScope, info};
+    let lake = Lake::in_memory().await.unwrap();
+    let t = lake.create_table("ev", events_schema()).await.unwrap();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    t.append(
+        &[events(&schema, 0..10, "north"), events(&schema, 10..20, "south")],
+        "w",
+    )
+    .await
+    .unwrap();
+    let snap = t.snapshot().await.unwrap();
+    let a = snap.files.values().find(|f| f.path.contains("north")).unwrap().clone();
+    let b = snap.files.values().find(|f| f.path.contains("south")).unwrap().clone();
+    let store = t.context().tiers.metadata().clone();
+    let bytes = store.get(&format!("default/ev/{}", a.path)).await.unwrap();
+    for keys_from in [&a, &b] {
+        let mut forged = b.clone();
+        forged.path = b
+            .path
+            .replace(".parquet", &format!("-{}.parquet", keys_from.rows + keys_from.size));
+        forged.size = a.size;
+        forged.crc32 = a.crc32;
+        forged.rows = a.rows;
+        forged.keys = keys_from.keys.clone();
+        store
+            .put(&format!("default/ev/{}", forged.path), bytes.clone())
+            .await
+            .unwrap();
+        let base = t.snapshot().await.unwrap();
+        t.commit(
+            &base,
+            vec![Action::Add(forged.clone())],
+            info("mallory", "APPEND", Default::default()),
+            &ReadScope::default(),
+        )
+        .await
+        .unwrap();
+        let e = lake
+            .sql("SELECT count(*), max(secret_note) FROM ev")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unwrap") || e.to_lowercase().contains("decrypt") || e.contains("Parquet"),
+            "{e}"
+        );
+        let r = lake.verify(&[], &|_, _| {}).await.unwrap();
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].path.contains(&forged.path), "{:?}", r.problems);
+        // remove the forged entry again
+        let base = t.snapshot().await.unwrap();
+        let rm = stratalake::table::action::RemoveFile {
+            path: forged.path.clone(),
+            tier: forged.tier.clone(),
+            removed_ms: 0,
+        };
+        t.commit(
+            &base,
+            vec![Action::Remove(rm)],
+            info("admin", "DELETE", Default::default()),
+            &ReadScope::default(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 20);
+}
