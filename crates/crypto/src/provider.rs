@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -117,17 +117,7 @@ impl KeyFileProvider {
     /// Open an existing key file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        check_permissions(&path)?;
-        let text = std::fs::read(&path).map_err(|e| key_file_err(&path, &e.to_string()))?;
-        let body: KeyFileBody = serde_json::from_slice(&text).map_err(|e| {
-            key_file_err(
-                &path,
-                &format!("not a Stratalake key file (line {}, column {})", e.line(), e.column()),
-            )
-        })?;
-        if body.format != KEY_FILE_FORMAT {
-            return Err(key_file_err(&path, &format!("unknown format {:?}", body.format)));
-        }
+        let body = read_key_file(&path)?;
         Ok(Self {
             path,
             body: Mutex::new(body),
@@ -169,12 +159,17 @@ fn check_permissions(_path: &Path) -> Result<()> {
 fn write_key_file(path: &Path, body: &KeyFileBody) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut nonce = [0u8; 8];
+    crate::random_bytes(&mut nonce)?;
     let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("keys")
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("keys"),
+        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
     ));
+    // A fresh name, created exclusively: never follows a planted symlink, never reuses a
+    // file with looser permissions.
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -182,11 +177,45 @@ fn write_key_file(path: &Path, body: &KeyFileBody) -> Result<()> {
     }
     let json = serde_json::to_vec_pretty(body).map_err(|e| key_file_err(path, &e.to_string()))?;
     let mut f = opts.open(&tmp).map_err(|e| key_file_err(&tmp, &e.to_string()))?;
-    f.write_all(&json).map_err(|e| key_file_err(&tmp, &e.to_string()))?;
-    f.sync_all().map_err(|e| key_file_err(&tmp, &e.to_string()))?;
+    let written = f.write_all(&json).and_then(|_| f.sync_all());
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| key_file_err(path, &e.to_string()))?;
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(key_file_err(path, &e.to_string()));
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
+}
+
+fn read_key_file(path: &Path) -> Result<KeyFileBody> {
+    check_permissions(path)?;
+    let text = std::fs::read(path).map_err(|e| key_file_err(path, &e.to_string()))?;
+    let body: KeyFileBody = serde_json::from_slice(&text).map_err(|e| {
+        key_file_err(
+            path,
+            &format!("not a Stratalake key file (line {}, column {})", e.line(), e.column()),
+        )
+    })?;
+    if body.format != KEY_FILE_FORMAT {
+        return Err(key_file_err(path, &format!("unknown format {:?}", body.format)));
+    }
+    Ok(body)
+}
+
+/// An exclusive lock on `<key file>.lock`, held while the key file is read and rewritten, so
+/// that processes sharing a key file never overwrite each other's new keys.
+fn lock_key_file(path: &Path) -> Result<std::fs::File> {
+    let lock_path = path.with_extension("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| key_file_err(&lock_path, &e.to_string()))?;
+    f.lock().map_err(|e| key_file_err(&lock_path, &e.to_string()))?;
+    Ok(f)
 }
 
 fn decode_key(b64: &str, what: impl Fn(&str) -> Error) -> Result<MasterKey> {
@@ -203,10 +232,15 @@ impl KeyProvider for KeyFileProvider {
     async fn current(&self, classification: &str) -> Result<(KeyId, MasterKey)> {
         let mut body = self.body.lock().expect("key file lock");
         if body.current(classification).is_none() {
-            // First use of a classification the file has no key for: create one, durably.
-            body.add(classification)?;
-            write_key_file(&self.path, &body)?;
-            tracing::info!(classification, path = %self.path.display(), "created master key");
+            // First use of a level the file has no key for: under the file lock, re-read the
+            // file (another process may have added it), then create one, durably.
+            let _lock = lock_key_file(&self.path)?;
+            *body = read_key_file(&self.path)?;
+            if body.current(classification).is_none() {
+                body.add(classification)?;
+                write_key_file(&self.path, &body)?;
+                tracing::info!(classification, path = %self.path.display(), "created master key");
+            }
         }
         let e = body.current(classification).expect("just added");
         let id = KeyId::new(classification, e.version);
@@ -217,7 +251,16 @@ impl KeyProvider for KeyFileProvider {
     }
 
     async fn get(&self, id: &KeyId) -> Result<MasterKey> {
-        let body = self.body.lock().expect("key file lock");
+        let mut body = self.body.lock().expect("key file lock");
+        let known = |b: &KeyFileBody| {
+            b.keys
+                .get(&id.classification)
+                .is_some_and(|v| v.iter().any(|e| e.version == id.version))
+        };
+        if !known(&body) {
+            // Another process may have added it since this provider read the file.
+            *body = read_key_file(&self.path)?;
+        }
         let entry = body
             .keys
             .get(&id.classification)
@@ -236,15 +279,31 @@ impl KeyProvider for KeyFileProvider {
 /// Master keys from environment variables: `STRATALAKE_KEY_<CLASSIFICATION>` holds version 1 and
 /// `STRATALAKE_KEY_<CLASSIFICATION>_V<N>` version N, each the base64 of 32 bytes. The current
 /// version is the highest one set. The classification is upper-cased in the variable name.
-#[derive(Debug, Default)]
+#[derive(Default, Clone)]
 pub struct EnvKeyProvider {
-    _priv: (),
+    lookup: Option<Lookup>,
+}
+
+type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+impl fmt::Debug for EnvKeyProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnvKeyProvider")
+    }
 }
 
 impl EnvKeyProvider {
     /// A provider reading the process environment at each request.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A provider reading variables through `lookup` instead of the process environment
+    /// (for a secrets manager that exposes variables, and for tests).
+    pub fn with_lookup(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            lookup: Some(Arc::new(lookup)),
+        }
     }
 
     fn var_name(id: &KeyId) -> String {
@@ -256,33 +315,37 @@ impl EnvKeyProvider {
         }
     }
 
-    fn read(id: &KeyId) -> Result<Option<MasterKey>> {
-        let var = Self::var_name(id);
-        match std::env::var(&var) {
-            Ok(v) => decode_key(&v, |r| Error::Env {
-                var: var.clone(),
-                reason: r.to_string(),
-            })
-            .map(Some),
-            Err(std::env::VarError::NotPresent) => {
-                // version 1 may also be written with an explicit _V1 suffix
-                if id.version == 1 {
-                    let v1 = format!("{var}_V1");
-                    if let Ok(v) = std::env::var(&v1) {
-                        return decode_key(&v, |r| Error::Env {
-                            var: v1.clone(),
-                            reason: r.to_string(),
-                        })
-                        .map(Some);
-                    }
-                }
-                Ok(None)
-            }
+    fn var(&self, name: &str) -> Result<Option<String>> {
+        if let Some(l) = &self.lookup {
+            return Ok(l(name));
+        }
+        match std::env::var(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => Err(Error::Env {
-                var,
+                var: name.to_string(),
                 reason: "not valid UTF-8".into(),
             }),
         }
+    }
+
+    fn read(&self, id: &KeyId) -> Result<Option<MasterKey>> {
+        let var = Self::var_name(id);
+        let mut names = vec![var.clone()];
+        if id.version == 1 {
+            // version 1 may also be written with an explicit _V1 suffix
+            names.push(format!("{var}_V1"));
+        }
+        for name in names {
+            if let Some(v) = self.var(&name)? {
+                return decode_key(&v, |r| Error::Env {
+                    var: name.clone(),
+                    reason: r.to_string(),
+                })
+                .map(Some);
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -296,7 +359,7 @@ impl KeyProvider for EnvKeyProvider {
         let mut best = None;
         for version in 1..=1000u32 {
             let id = KeyId::new(classification, version);
-            if let Some(k) = Self::read(&id)? {
+            if let Some(k) = self.read(&id)? {
                 best = Some((id, k));
             }
         }
@@ -307,7 +370,7 @@ impl KeyProvider for EnvKeyProvider {
     }
 
     async fn get(&self, id: &KeyId) -> Result<MasterKey> {
-        Self::read(id)?.ok_or_else(|| Error::KeyNotFound {
+        self.read(id)?.ok_or_else(|| Error::KeyNotFound {
             id: id.clone(),
             provider: self.describe(),
         })
@@ -370,5 +433,64 @@ impl KeyProvider for MemoryKeyProvider {
                 provider: self.describe(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn key_file_is_shared_safely_between_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.keys");
+        let a = KeyFileProvider::create(&path, &["public".to_string()]).unwrap();
+        let b = KeyFileProvider::open(&path).unwrap();
+        // a adds a level b has never seen; b must find it, not invent another v1
+        let (id_a, k_a) = a.current("restricted").await.unwrap();
+        let (id_b, k_b) = b.current("restricted").await.unwrap();
+        assert_eq!(id_a, id_b);
+        assert_eq!(k_a, k_b);
+        assert_eq!(b.get(&id_a).await.unwrap(), k_a);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // no temp files left behind
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        assert!(matches!(
+            a.get(&KeyId::new("public", 9)).await,
+            Err(Error::KeyNotFound { .. })
+        ));
+        assert!(KeyFileProvider::create(&path, &[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn env_provider_reads_versions() {
+        let level = "envtest";
+        let vars: BTreeMap<String, String> = [
+            ("STRATALAKE_KEY_ENVTEST".to_string(), B64.encode([1u8; 32])),
+            ("STRATALAKE_KEY_ENVTEST_V3".to_string(), B64.encode([3u8; 32])),
+            ("STRATALAKE_KEY_BROKEN".to_string(), "not base64!".to_string()),
+        ]
+        .into();
+        let p = EnvKeyProvider::with_lookup(move |k| vars.get(k).cloned());
+        let (id, k) = p.current(level).await.unwrap();
+        assert_eq!(id.version, 3);
+        assert_eq!(k.expose(), &[3u8; 32]);
+        assert_eq!(p.get(&KeyId::new(level, 1)).await.unwrap().expose(), &[1u8; 32]);
+        assert!(matches!(
+            p.get(&KeyId::new(level, 2)).await,
+            Err(Error::KeyNotFound { .. })
+        ));
+        let e = p.get(&KeyId::new("broken", 1)).await.unwrap_err().to_string();
+        assert!(e.contains("STRATALAKE_KEY_BROKEN") && !e.contains("not base64!"), "{e}");
+        assert!(matches!(p.current("absent").await, Err(Error::KeyNotFound { .. })));
     }
 }

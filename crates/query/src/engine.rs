@@ -275,6 +275,8 @@ fn refuse_unsafe(stmt: &DFStatement) -> Result<()> {
 /// Split SQL text into statements at top-level semicolons (strings and comments respected).
 pub fn split_statements(sql: &str) -> Result<Vec<Vec<Token>>> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        // keep escapes as written ('O''Brien'): the text is re-assembled from these tokens
+        .with_unescape(false)
         .tokenize()
         .map_err(|e| Error::Sql(e.to_string()))?;
     let mut out = Vec::new();
@@ -347,6 +349,7 @@ fn rewrite_time_travel(tokens: Vec<Token>) -> Result<(Vec<Token>, Vec<(String, V
         let parts: Vec<String> = (start..k)
             .step_by(2)
             .map(|j| match &tokens[sig[j]] {
+                Token::Word(w) if w.quote_style.is_none() => w.value.to_lowercase(),
                 Token::Word(w) => w.value.clone(),
                 _ => unreachable!("checked above"),
             })

@@ -178,7 +178,13 @@ impl Catalog {
             };
             match log::try_write(store, CATALOG_LOG, version, &commit).await {
                 Ok(true) => return self.state().await,
-                Ok(false) => {}
+                Ok(false) => {
+                    // An earlier attempt of ours (retried by the client) may be the winner.
+                    let winner: Result<CatalogCommit> = log::read(store, CATALOG_LOG, version).await;
+                    if matches!(&winner, Ok(c) if c.info.token == token.token) {
+                        return self.state().await;
+                    }
+                }
                 Err(e) => {
                     // The store may have applied the write before failing: look before reporting.
                     let landed: Result<CatalogCommit> = log::read(store, CATALOG_LOG, version).await;

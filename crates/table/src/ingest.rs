@@ -322,11 +322,20 @@ fn csv_error(msg: &str, fields: &[String]) -> String {
         let digits: String = msg[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
         Some((i - key.len(), i + digits.len(), digits.parse().ok()?))
     };
+    // arrow-csv appends the whole row ("Row data: '[...]'"): never echo values of other
+    // (possibly secret) columns into errors and logs.
+    let msg = match msg.find(". Row data:") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
     let mut out = msg.to_string();
     if let Some((a, b, line)) = num_after(" at line ") {
         out = format!("{} at line {}{}", &msg[..a], line + 1, &msg[b..]);
     }
-    if let Some(col) = num_after(" for column ").and_then(|(_, _, c)| fields.get(c as usize)) {
+    let col = num_after(" for column ")
+        .or_else(|| num_after(" field "))
+        .and_then(|(_, _, c)| fields.get(c as usize));
+    if let Some(col) = col {
         out = format!("column {col:?}: {out}");
     }
     out

@@ -74,8 +74,12 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-/// The path segment standing for a null partition value.
-pub const NULL_SEGMENT: &str = "__null__";
+/// The path segment standing for a null partition value. [`encode_segment`] only ever writes
+/// `+` followed by two upper-case hex digits, so no encoded value can equal it.
+pub const NULL_SEGMENT: &str = "+null";
+
+/// Longest encoded path segment: object stores and file systems refuse longer names.
+pub const MAX_SEGMENT_LEN: usize = 255;
 
 #[cfg(test)]
 mod tests {
@@ -109,6 +113,13 @@ mod tests {
         assert!(validate_column("").is_err());
         assert!(validate_column("a\0").is_err());
         assert!(validate_column(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn null_segment_is_unambiguous() {
+        for v in ["+null", "null", "__null__", "+NULL", ""] {
+            assert_ne!(encode_segment(v), NULL_SEGMENT, "{v}");
+        }
     }
 
     #[test]

@@ -366,10 +366,18 @@ impl Table {
                 Some(s) => s.apply(&c, &path)?,
             }
         }
-        snap.ok_or_else(|| Error::CorruptLog {
+        let snap = snap.ok_or_else(|| Error::CorruptLog {
             path: self.log_dir(),
             reason: "the log is empty".into(),
-        })
+        })?;
+        if snap.metadata.table_id != self.table_id {
+            // The name now belongs to another table: never read or commit across that.
+            return Err(Error::TableNotFound(format!(
+                "{} (dropped and created again since it was opened)",
+                self.ident
+            )));
+        }
+        Ok(snap)
     }
 
     fn check_contiguous(&self, from: u64, versions: &[u64]) -> Result<()> {
@@ -542,7 +550,11 @@ impl Table {
             })
             .collect();
         let ours_changes_meta = actions.iter().any(|a| matches!(a, Action::Metadata(_)));
+        // Commit times never go backwards along the log, so TIMESTAMP AS OF is exact.
+        let mut info = info;
+        let mut last_ts = base.timestamp_ms;
         loop {
+            info.timestamp_ms = now_ms().max(last_ts + 1);
             let commit = Commit {
                 version,
                 info: info.clone(),
@@ -614,6 +626,7 @@ impl Table {
             let backoff = Duration::from_millis((5u64 << attempt.min(6)) + (rand_jitter() % 20));
             tracing::debug!(table = %self.ident, version, attempt, "commit race lost; retrying");
             tokio::time::sleep(backoff).await;
+            last_ts = last_ts.max(theirs.info.timestamp_ms);
             version += 1;
         }
     }

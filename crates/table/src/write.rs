@@ -16,7 +16,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::action::{AddFile, FileKeys, PartitionValues};
 use crate::keyring::Keyring;
-use crate::names::{NULL_SEGMENT, encode_segment};
+use crate::names::{MAX_SEGMENT_LEN, NULL_SEGMENT, encode_segment};
 use crate::schema::{TableSchema, Transform};
 use crate::store::Store;
 use crate::{Error, Result};
@@ -39,7 +39,7 @@ impl Default for WriteOptions {
         Self {
             target_file_size: 128 << 20,
             row_group_rows: 256 * 1024,
-            max_open_files: 64,
+            max_open_files: 16,
             zstd_level: 1,
         }
     }
@@ -207,14 +207,24 @@ fn partition_strings(col: &ArrayRef, transform: Transform) -> Result<Vec<Option<
                 other => return Err(Error::Internal(format!("{t} partition of {other}"))),
             };
             let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-            for d in days {
-                out.push(d.map(|d| {
-                    let date = epoch + chrono::Duration::days(d);
-                    match t {
-                        Transform::Day => date.format("%Y-%m-%d").to_string(),
-                        Transform::Month => format!("{:04}-{:02}", date.year(), date.month()),
-                        _ => format!("{:04}", date.year()),
-                    }
+            for (row, d) in days.into_iter().enumerate() {
+                let Some(d) = d else {
+                    out.push(None);
+                    continue;
+                };
+                let date = chrono::Duration::try_days(d)
+                    .and_then(|dd| epoch.checked_add_signed(dd))
+                    .ok_or_else(|| Error::BadData {
+                        source_name: "partitioning".into(),
+                        reason: format!(
+                            "row {}: a date or timestamp outside the supported range (years -262143..262143)",
+                            row + 1
+                        ),
+                    })?;
+                out.push(Some(match t {
+                    Transform::Day => date.format("%Y-%m-%d").to_string(),
+                    Transform::Month => format!("{:04}-{:02}", date.year(), date.month()),
+                    _ => format!("{:04}", date.year()),
                 }));
             }
         }
@@ -288,7 +298,7 @@ impl DataWriter {
                 };
                 let ordered: Vec<(String, Option<String>)> =
                     parts.iter().map(|p| p.name()).zip(key.iter().cloned()).collect();
-                let k = partition_dir(&ordered);
+                let k = partition_dir(&ordered)?;
                 let values: PartitionValues = ordered.into_iter().collect();
                 self.write_part(k, values, sub).await?;
             }
@@ -299,7 +309,7 @@ impl DataWriter {
     async fn write_part(&mut self, key: String, values: PartitionValues, batch: RecordBatch) -> Result<()> {
         let rows = batch.num_rows() as u64;
         if !self.open.contains_key(&key) {
-            if self.open.len() >= self.target.options.max_open_files {
+            if self.open.len() >= self.target.options.max_open_files.max(1) {
                 let largest = self
                     .open
                     .iter()
@@ -405,20 +415,28 @@ pub async fn delete_files(store: &Store, table_root: &str, files: &[AddFile]) {
 }
 
 /// The directory of a partition: `field=value/...` in partition order, both encoded.
-pub fn partition_dir(values: &[(String, Option<String>)]) -> String {
-    values
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                encode_segment(k),
-                v.as_deref()
-                    .map(encode_segment)
-                    .unwrap_or_else(|| NULL_SEGMENT.to_string())
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+pub fn partition_dir(values: &[(String, Option<String>)]) -> Result<String> {
+    let mut parts = Vec::with_capacity(values.len());
+    for (k, v) in values {
+        let seg = format!(
+            "{}={}",
+            encode_segment(k),
+            v.as_deref()
+                .map(encode_segment)
+                .unwrap_or_else(|| NULL_SEGMENT.to_string())
+        );
+        if seg.len() > MAX_SEGMENT_LEN {
+            return Err(Error::BadData {
+                source_name: "partitioning".into(),
+                reason: format!(
+                    "partition value of {k:?} is too long for a path segment ({} bytes encoded, at most {MAX_SEGMENT_LEN})",
+                    seg.len()
+                ),
+            });
+        }
+        parts.push(seg);
+    }
+    Ok(parts.join("/"))
 }
 
 /// A batch of the given schema, for tests and callers building data by hand.
