@@ -642,7 +642,14 @@ async fn shell(lake: &Lake, engine: stratalake::QueryEngine, fmt: OutFormat) -> 
         }
     }
     if let Some(h) = &history {
-        let _ = rl.save_history(h);
+        // statements may hold literal values: keep the history private
+        if rl.save_history(h).is_ok() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o600));
+            }
+        }
     }
     Ok(())
 }

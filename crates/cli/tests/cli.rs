@@ -563,3 +563,123 @@ fn parquet_ingest_checks_columns_and_types() {
     let d = ok(&l.path, &["--format", "csv", "table", "describe", "inferred"]);
     assert!(d.contains("id,Int32,no,internal"), "{d}");
 }
+
+#[test]
+fn ingest_modes_namespaces_and_options() {
+    let l = new_lake();
+    let dir = l.path.parent().unwrap();
+    let csv = |name: &str, body: &str| write(dir, name, body.as_bytes());
+    let a = csv("a.csv", "id,region\n1,north\n2,south\n3,north\n");
+    ok(
+        &l.path,
+        &[
+            "table",
+            "create",
+            "t",
+            "--from-file",
+            a.to_str().unwrap(),
+            "--partition-by",
+            "region",
+        ],
+    );
+    let d = ok(&l.path, &["--format", "csv", "table", "describe", "t"]);
+    assert!(
+        d.contains("id,Int64,yes,internal,") && d.contains("region,Utf8,yes,internal,region"),
+        "{d}"
+    );
+    let out = ok(&l.path, &["--format", "json", "ingest", "t", a.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (r["version"].as_u64(), r["rows"].as_u64(), r["files"].as_u64()),
+        (Some(1), Some(3), Some(2))
+    );
+
+    // overwrite the partitions the data touches
+    let b = csv("b.csv", "id,region\n10,north\n");
+    ok(
+        &l.path,
+        &["ingest", "--mode", "overwrite-partitions", "t", b.to_str().unwrap()],
+    );
+    let q = |sql: &str| ok(&l.path, &["--format", "csv", "sql", "-c", sql]);
+    assert_eq!(
+        q("SELECT region, count(*) AS n FROM t GROUP BY region ORDER BY region"),
+        "region,n\nnorth,1\nsouth,1\n"
+    );
+    // a format named explicitly for a file without a known extension
+    let c = write(dir, "c.data", b"{\"id\": 20, \"region\": \"east\"}\n");
+    let e = fails(&l.path, &["ingest", "t", c.to_str().unwrap()]);
+    assert!(e.contains("c.data") && e.contains("--input-format"), "{e}");
+    ok(&l.path, &["ingest", "--input-format", "json", "t", c.to_str().unwrap()]);
+    // overwrite everything; a null partition value
+    let n = csv("n.csv", "id,region\n30,\n31,west\n");
+    ok(&l.path, &["ingest", "--mode", "overwrite", "t", n.to_str().unwrap()]);
+    assert_eq!(q("SELECT id FROM t WHERE region IS NULL"), "id\n30\n");
+    assert_eq!(q("SELECT count(*) AS n FROM t"), "n\n2\n");
+    // describe and history at earlier versions
+    let d = ok(&l.path, &["table", "describe", "t", "--as-of", "1"]);
+    assert!(d.contains("version 1: 2 file(s), 3 row(s)"), "{d}");
+    let h = ok(&l.path, &["--format", "json", "table", "history", "t", "--limit", "2"]);
+    let h: Vec<serde_json::Value> = serde_json::from_str(&h).unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["operation"], "OVERWRITE");
+    assert_eq!(h[0]["rows_removed"], 3);
+    // time travel by timestamp from the CLI
+    let ts = h[1]["timestamp_ms"].as_i64().unwrap();
+    let when = chrono_like(ts);
+    assert_eq!(
+        ok(
+            &l.path,
+            &[
+                "--format",
+                "csv",
+                "sql",
+                "--as-of",
+                &when,
+                "-c",
+                "SELECT count(*) AS n FROM t"
+            ]
+        ),
+        "n\n3\n"
+    );
+    let e = fails(
+        &l.path,
+        &["sql", "--as-of", "2000-01-01", "-c", "SELECT count(*) FROM t"],
+    );
+    assert!(e.contains("no version at or before"), "{e}");
+    // namespaces
+    ok(&l.path, &["namespace", "create", "archive"]);
+    let e = fails(&l.path, &["namespace", "create", "archive"]);
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(
+        ok(&l.path, &["--format", "csv", "namespace", "list"]),
+        "namespace\narchive\ndefault\n"
+    );
+    ok(&l.path, &["namespace", "drop", "archive"]);
+    let e = fails(&l.path, &["namespace", "drop", "default"]);
+    assert!(e.contains("not empty"), "{e}");
+}
+
+/// RFC 3339 UTC text of a millisecond timestamp, without a date library.
+fn chrono_like(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil-from-days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

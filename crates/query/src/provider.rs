@@ -101,7 +101,9 @@ impl LakeTableProvider {
             return Ok(files);
         };
         let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
-        let phys = state.create_physical_expr(predicate, &df_schema)?;
+        let Ok(phys) = state.create_physical_expr(predicate, &df_schema) else {
+            return Ok(files); // not expressible for pruning: read everything, filter above
+        };
         let Some(pruning) = PruningPredicateBuilder::new()
             .with_file_schema(self.schema.clone())
             .build(phys)

@@ -69,7 +69,7 @@ impl Default for KeysSection {
 }
 
 /// `[[tier]]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TierConfig {
     /// Name (`hot`, `cold`, ...).
@@ -80,6 +80,24 @@ pub struct TierConfig {
     /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), not here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for TierConfig {
+    /// Option values may hold credentials: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TierConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field(
+                "options",
+                &self
+                    .options
+                    .keys()
+                    .map(|k| format!("{k}=<redacted>"))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl LakeConfig {
@@ -99,7 +117,17 @@ impl LakeConfig {
 
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        // toml's own message quotes the offending line, which may hold a credential: report
+        // the position and the reason only.
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            }
+        })
     }
 
     /// Render as TOML with explanatory comments.

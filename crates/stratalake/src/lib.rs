@@ -136,7 +136,7 @@ impl Lake {
         }
         let key_path = dir.join(config.keys.file.as_deref().unwrap_or("master.keys"));
         KeyFileProvider::create(&key_path, &config.classifications.levels)?;
-        std::fs::write(&cfg_path, config.to_toml()).map_err(|e| Error::Config {
+        write_private(&cfg_path, config.to_toml().as_bytes()).map_err(|e| Error::Config {
             path: cfg_path.display().to_string(),
             reason: e.to_string(),
         })?;
@@ -470,6 +470,21 @@ impl Lake {
         }
         Ok(report)
     }
+}
+
+/// Write a new file readable only by its owner (the config may name credentials).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }
 
 fn uuid_like() -> String {

@@ -50,7 +50,8 @@ impl Format {
             "parquet" | "pq" => Ok(Format::Parquet),
             _ => Err(Error::BadData {
                 source_name: path.display().to_string(),
-                reason: "unknown file type: name it .csv, .jsonl or .parquet, or give the format".into(),
+                reason: "unknown file type: name it .csv, .jsonl or .parquet, or give the format (CLI: --input-format)"
+                    .into(),
             }),
         }
     }

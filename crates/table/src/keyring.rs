@@ -81,7 +81,7 @@ impl Keyring {
 
     /// Fresh keys for a new file: a footer key and one key per classification present, wrapped;
     /// plus the parquet encryption properties that use them.
-    pub async fn seal_file(
+    pub(crate) async fn seal_file(
         &self,
         table_id: &str,
         file: &str,
