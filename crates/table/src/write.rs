@@ -78,8 +78,13 @@ pub struct DataWriter {
     arrow: SchemaRef,
     open: HashMap<String, OpenFile>,
     done: Vec<AddFile>,
+    /// Finished files still being uploaded (and fsynced) while encoding goes on.
+    uploads: std::collections::VecDeque<tokio::task::JoinHandle<Result<()>>>,
     rows: u64,
 }
+
+/// Finished files uploading at once at most; bounds the memory held by finished files.
+const MAX_PENDING_UPLOADS: usize = 2;
 
 impl std::fmt::Debug for DataWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -253,6 +258,7 @@ impl DataWriter {
             arrow,
             open: HashMap::new(),
             done: Vec::new(),
+            uploads: Default::default(),
             rows: 0,
         }
     }
@@ -337,8 +343,14 @@ impl DataWriter {
         let crc32 = crc32fast::hash(&buf);
         let size = buf.len() as u64;
         let rel = format!("{}/{}", self.target.table_root, f.rel_path);
-        self.target.store.put(&rel, Bytes::from(buf)).await?;
-        tracing::debug!(file = %rel, size, rows = f.rows, "data file written");
+        let store = self.target.store.clone();
+        let rows = f.rows;
+        self.uploads.push_back(tokio::spawn(async move {
+            store.put(&rel, Bytes::from(buf)).await?;
+            tracing::debug!(file = %rel, size, rows, "data file written");
+            Ok(())
+        }));
+        // Listed before its upload ends, so that an abort deletes it whatever happens.
         self.done.push(AddFile {
             path: f.rel_path,
             tier: self.target.tier.clone(),
@@ -349,6 +361,10 @@ impl DataWriter {
             keys: f.keys,
             created_ms: now_ms(),
         });
+        while self.uploads.len() > MAX_PENDING_UPLOADS {
+            let h = self.uploads.pop_front().expect("non-empty");
+            join_upload(h).await?;
+        }
         Ok(())
     }
 
@@ -356,21 +372,42 @@ impl DataWriter {
     pub async fn finish(mut self) -> Result<Vec<AddFile>> {
         let mut keys: Vec<String> = self.open.keys().cloned().collect();
         keys.sort();
+        let mut result = Ok(());
         for k in keys {
-            if let Err(e) = self.finish_file(&k).await {
-                self.abort().await;
-                return Err(e);
+            result = self.finish_file(&k).await;
+            if result.is_err() {
+                break;
             }
         }
-        Ok(std::mem::take(&mut self.done))
+        while let Some(h) = self.uploads.pop_front() {
+            let r = join_upload(h).await;
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        match result {
+            Ok(()) => Ok(std::mem::take(&mut self.done)),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
     }
 
     /// Delete every file this writer uploaded (best effort) and drop open ones.
     pub async fn abort(mut self) {
         self.open.clear();
+        while let Some(h) = self.uploads.pop_front() {
+            let _ = join_upload(h).await;
+        }
         delete_files(&self.target.store, &self.target.table_root, &self.done).await;
         self.done.clear();
     }
+}
+
+async fn join_upload(h: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+    h.await
+        .map_err(|e| Error::Internal(format!("upload task failed: {e}")))?
 }
 
 async fn start_file(
