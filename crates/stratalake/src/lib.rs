@@ -129,6 +129,7 @@ impl Lake {
             dir.join(&tier.url).display().to_string()
         };
         let store = Store::open(&url, &tier.options)?;
+        store.check_conditional_create().await?;
         if !store.list("_catalog").await?.is_empty() {
             return Err(Error::LakeExists(format!(
                 "{url} (the store already holds a lake's catalog)"
@@ -148,6 +149,18 @@ impl Lake {
     }
 
     /// Open the lake in folder `dir` (the folder holding `stratalake.toml`).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// stratalake::Lake::init(dir.path(), Default::default()).await?;
+    /// let lake = stratalake::Lake::open(dir.path()).await?;
+    /// assert!(lake.tables("default").await?.is_empty());
+    /// // a folder without a lake is a clear error
+    /// let e = stratalake::Lake::open(dir.path().join("nope")).await.unwrap_err();
+    /// assert!(e.to_string().contains("stratalake init"));
+    /// # Ok(()) }
+    /// ```
     pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let cfg_path = dir.join(CONFIG_FILE);
@@ -182,6 +195,14 @@ impl Lake {
     /// Open a lake given as a folder path or a URL: `file:///path` or a plain path opens the
     /// folder; `s3://bucket/prefix` (or another store URL) opens the lake whose
     /// `stratalake.toml` lies at that prefix (see [`Lake::open_url`]).
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// let local = stratalake::Lake::open_location("/srv/lake").await?;
+    /// // endpoint and credentials from AWS_*; keys from STRATALAKE_KEY_FILE
+    /// let remote = stratalake::Lake::open_location("s3://records/lake").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn open_location(location: &str) -> Result<Self> {
         match location.strip_prefix("file://") {
             Some(p) => Self::open(p).await,
@@ -245,12 +266,20 @@ impl Lake {
     /// Create a lake stored entirely at `url` (e.g. `s3://bucket/prefix`): its
     /// `stratalake.toml` and its `hot` tier (`<url>/data`) live in the store; the master keys go
     /// to the local `key_file` (mode 0600), whose absolute path the config records.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// let keys = std::path::Path::new("/etc/stratalake/lake.keys");
+    /// let lake = stratalake::Lake::init_url("s3://records/lake", keys).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn init_url(url: &str, key_file: &Path) -> Result<Self> {
         let url = url.trim_end_matches('/');
         let store = Store::open(url, &Default::default())?;
         if store.get_opt(CONFIG_FILE).await?.is_some() {
             return Err(Error::LakeExists(url.to_string()));
         }
+        store.check_conditional_create().await?;
         let mut config = LakeConfig::single_tier("data");
         let key_file = std::path::absolute(key_file).map_err(|e| Error::Config {
             path: key_file.display().to_string(),
@@ -271,6 +300,17 @@ impl Lake {
 
     /// Open a lake from a configuration and a key provider (for embedding, e.g. with a KMS).
     /// Relative tier URLs resolve against `base_dir`.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// use std::sync::Arc;
+    /// use stratalake::{Lake, LakeConfig};
+    /// // master keys from environment-style variables (or a KMS behind the KeyProvider trait)
+    /// let provider = Arc::new(stratalake::crypto::EnvKeyProvider::with_lookup(|_| None));
+    /// let lake = Lake::open_with(LakeConfig::single_tier("memory://embedded"), None, provider)?;
+    /// lake.catalog().create_namespace("default", true, "svc").await?;
+    /// # Ok(()) }
+    /// ```
     pub fn open_with(config: LakeConfig, base_dir: Option<&Path>, provider: Arc<dyn KeyProvider>) -> Result<Self> {
         config.classifications.validate()?;
         let mut stores = std::collections::BTreeMap::new();
@@ -315,6 +355,13 @@ impl Lake {
     }
 
     /// A fresh lake in process memory with in-memory keys: for tests and experiments.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// assert_eq!(lake.namespaces().await?, vec!["default"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn in_memory() -> Result<Self> {
         let name = format!("memory://lake-{}", uuid_like());
         let lake = Self::open_with(LakeConfig::single_tier(&name), None, Arc::new(MemoryKeyProvider::new()))?;
@@ -345,6 +392,15 @@ impl Lake {
     }
 
     /// Create a namespace.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.create_namespace("health").await?;
+    /// assert!(lake.create_namespace("health").await.is_err());
+    /// assert!(lake.create_namespace("../x").await.is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn create_namespace(&self, name: &str) -> Result<()> {
         Ok(self.catalog.create_namespace(name, false, &default_principal()).await?)
     }
@@ -382,12 +438,33 @@ impl Lake {
     }
 
     /// A table by name (`name` or `namespace.name`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
+    /// let t = lake.table("default.t").await?;
+    /// assert_eq!(t.snapshot().await?.rows(), 1);
+    /// assert_eq!(t.history(None).await?.len(), 2);
+    /// assert!(lake.table("nope").await.is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn table(&self, name: &str) -> Result<Table> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
         Ok(self.catalog.table(&ident).await?)
     }
 
     /// Drop a table and delete its files.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
+    /// let deleted = lake.drop_table("t").await?;
+    /// assert!(deleted >= 3); // two log files and one data file
+    /// assert!(lake.tables("default").await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn drop_table(&self, name: &str) -> Result<usize> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
         Ok(self.catalog.drop_table(&ident, &default_principal()).await?)
@@ -410,6 +487,14 @@ impl Lake {
 
     /// Run SQL (one or more statements) as the default principal and return the last
     /// statement's rows.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let rows = lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2); SELECT sum(x) FROM t").await?;
+    /// assert_eq!(rows[0].num_rows(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let out = self.session(&default_principal()).execute(sql).await?;
         Ok(match out.into_iter().last() {
@@ -445,6 +530,16 @@ impl Lake {
 
     /// Verify every table (or the named ones): the whole log, and every live file's checksum,
     /// decryption and row count. Problems are listed in the report, not returned as errors.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
+    /// let report = lake.verify(&[], &|_done, _total| {}).await?;
+    /// assert!(report.problems.is_empty());
+    /// assert_eq!((report.files, report.rows), (1, 1));
+    /// # Ok(()) }
+    /// ```
     pub async fn verify(
         &self,
         tables: &[String],

@@ -205,6 +205,23 @@ impl Store {
         }
     }
 
+    /// Check that create-if-absent really refuses a second create (some S3-compatible servers
+    /// accept the header and ignore it, which would let concurrent commits overwrite each other).
+    pub async fn check_conditional_create(&self) -> Result<()> {
+        let mut n = [0u8; 8];
+        getrandom::fill(&mut n).map_err(|e| Error::Internal(format!("random source: {e}")))?;
+        let probe = format!("_probe/{}", n.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let first = self.put_create(&probe, Bytes::from_static(b"1")).await?;
+        let second = self.put_create(&probe, Bytes::from_static(b"2")).await;
+        let _ = self.delete(&probe).await;
+        match (first, second?) {
+            (true, false) => Ok(()),
+            _ => Err(Error::UnsafeStore {
+                store: self.url.clone(),
+            }),
+        }
+    }
+
     /// Delete an object; a missing object is not an error.
     pub async fn delete(&self, rel: &str) -> Result<()> {
         let p = self.path(rel);
