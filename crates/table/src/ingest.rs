@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::schema::TableSchema;
 use crate::table::{Table, WriteMode};
-use crate::write::{DataWriter, conform_batch};
+use crate::write::{DataWriter, col_list, conform_batch};
 use crate::{Error, Result};
 
 const BATCH_ROWS: usize = 8192;
@@ -372,12 +372,7 @@ fn csv_file_schema(path: &Path, schema: &TableSchema) -> Result<SchemaRef> {
             reason: format!(
                 "line 1 (header): column {:?} is not in the table (columns: {})",
                 h.name(),
-                schema
-                    .columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                col_list(schema)
             ),
         })?;
         fields.push(Field::new(col.name.clone(), col.data_type.clone(), true));

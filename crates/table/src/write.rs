@@ -164,7 +164,8 @@ pub fn conform_batch(
     RecordBatch::try_new(target.clone(), cols).map_err(|e| bad(e.to_string()))
 }
 
-fn col_list(schema: &TableSchema) -> String {
+/// The table's column names, for error messages.
+pub(crate) fn col_list(schema: &TableSchema) -> String {
     schema
         .columns
         .iter()
