@@ -16,6 +16,7 @@
 
 mod catalog;
 pub mod ddl;
+mod dml;
 mod engine;
 mod error;
 pub mod provider;

@@ -231,6 +231,69 @@ impl PruningStatistics for PartitionRanges {
     }
 }
 
+impl LakeTableProvider {
+    /// Plan a copy-on-write DELETE (no assignments), UPDATE or TRUNCATE; the work happens when
+    /// the plan runs.
+    async fn rewrite(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+        assignments: Option<Vec<(String, Expr)>>,
+        operation: &'static str,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if !self.writable {
+            return Err(datafusion::error::DataFusionError::Plan(format!(
+                "cannot change {} as of an earlier version: time travel is read-only",
+                self.table.ident()
+            )));
+        }
+        let filters: Vec<Expr> = filters.into_iter().map(unqualify).collect::<DFResult<_>>()?;
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let predicate = match conjunction(filters.iter().cloned()) {
+            Some(e) => Some(state.create_physical_expr(e, &df_schema)?),
+            None => None,
+        };
+        let change = match assignments {
+            None => crate::dml::Change::Delete,
+            Some(a) => {
+                let mut out = Vec::with_capacity(a.len());
+                for (col, expr) in a {
+                    let idx = self.schema.index_of(&col)?;
+                    // identity assignments (SET c = c) are what DataFusion passes for untouched columns
+                    if matches!(&expr, Expr::Column(c) if c.name == col) {
+                        continue;
+                    }
+                    out.push((idx, state.create_physical_expr(unqualify(expr)?, &df_schema)?));
+                }
+                crate::dml::Change::Update(out)
+            }
+        };
+        let candidates: Vec<AddFile> = self.prune(state, &filters)?.into_iter().cloned().collect();
+        let sink = crate::dml::RewriteSink {
+            table: self.table.clone(),
+            snapshot: self.snapshot.clone(),
+            schema: self.schema.clone(),
+            candidates,
+            predicate,
+            change,
+            principal: self.principal.clone(),
+            operation,
+        };
+        let input = Arc::new(EmptyExec::new(self.schema.clone()));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// Column references without a table qualifier, to plan against the table's own schema.
+fn unqualify(e: Expr) -> DFResult<Expr> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    e.transform_up(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
 /// Decryption properties for the files of one scan, keyed by object path.
 #[derive(Default)]
 struct ScanKeys {
@@ -364,6 +427,23 @@ impl TableProvider for LakeTableProvider {
             plans.push(DataSourceExec::from_data_source(conf));
         }
         UnionExec::try_new(plans)
+    }
+
+    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.rewrite(state, filters, None, "DELETE").await
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.rewrite(state, filters, Some(assignments), "UPDATE").await
+    }
+
+    async fn truncate(&self, state: &dyn Session) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.rewrite(state, vec![], None, "TRUNCATE").await
     }
 
     async fn insert_into(

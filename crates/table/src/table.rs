@@ -675,6 +675,49 @@ impl Table {
         self.commit_files(&snap, files, principal, mode, BTreeMap::new()).await
     }
 
+    /// Commit a copy-on-write rewrite: `removed` live files of `snap` are replaced by `added`
+    /// staged files (rows deleted or updated). A concurrent commit that removed any of the same
+    /// files, or changed the metadata, is a conflict; the staged files are then deleted.
+    pub async fn commit_rewrite(
+        &self,
+        snap: &Snapshot,
+        removed: &[AddFile],
+        added: Vec<AddFile>,
+        principal: &str,
+        operation: &str,
+        parameters: BTreeMap<String, String>,
+    ) -> Result<u64> {
+        let now = now_ms();
+        let mut actions: Vec<Action> = removed
+            .iter()
+            .map(|f| {
+                Action::Remove(RemoveFile {
+                    path: f.path.clone(),
+                    tier: f.tier.clone(),
+                    removed_ms: now,
+                })
+            })
+            .collect();
+        actions.extend(added.iter().cloned().map(Action::Add));
+        let result = self
+            .commit(
+                snap,
+                actions,
+                info(principal, operation, parameters),
+                &ReadScope::default(),
+            )
+            .await;
+        if let Err(Error::Conflict { .. }) = &result {
+            delete_files(
+                self.ctx.tiers.get(self.ctx.tiers.write_tier())?,
+                &self.ident.root(),
+                &added,
+            )
+            .await;
+        }
+        result
+    }
+
     /// Commit staged files with the given mode; deletes them if the commit fails.
     pub async fn commit_files(
         &self,

@@ -458,3 +458,67 @@ async fn a_file_moved_with_a_matching_log_entry_still_fails_to_decrypt() {
     }
     assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_rows_from_live_files_and_racing_rewrites_conflict() {
+    use stratalake::table::Access;
+    use stratalake::table::read::{fetch_checked, read_file};
+    let lake = Lake::in_memory().await.unwrap();
+    let t = lake.create_table("ev", events_schema()).await.unwrap();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    t.append(&[events(&schema, 0..100, "north")], "w").await.unwrap();
+    let s = lake.session("officer");
+    // two deletes planned on the same snapshot rewrite the same file: one wins, one conflicts
+    let d1 = s.sql("DELETE FROM ev WHERE id < 10").await.unwrap();
+    let d2 = s.sql("DELETE FROM ev WHERE id >= 90").await.unwrap();
+    d1.collect().await.unwrap();
+    let e = d2.collect().await.unwrap_err().to_string();
+    assert!(e.contains("conflict"), "{e}");
+    assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 90);
+    // the loser's staged files were deleted, and no live file holds a deleted row
+    let snap = t.snapshot().await.unwrap();
+    let store = t.context().tiers.metadata().clone();
+    let objects = store.list("default/ev/data").await.unwrap();
+    assert_eq!(
+        objects.len(),
+        2,
+        "the old file (kept for time travel) and its rewrite: {objects:?}"
+    );
+    for f in snap.files.values() {
+        let data = fetch_checked(&store, "default/ev", f).await.unwrap();
+        let batches = read_file(
+            data,
+            &f.path,
+            t.id(),
+            f,
+            &snap.metadata.schema,
+            &t.context().keyring,
+            &Access::All,
+            None,
+        )
+        .await
+        .unwrap();
+        for b in batches {
+            let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            assert!(ids.values().iter().all(|v| *v >= 10), "deleted ids still live");
+            let notes = b
+                .column(2)
+                .as_any()
+                .downcast_ref::<stratalake::arrow::array::StringArray>()
+                .unwrap();
+            assert!(notes.iter().all(|n| n != Some("note 3")));
+        }
+    }
+    let h = t.history(Some(1)).await.unwrap();
+    assert_eq!(
+        (
+            h[0].operation.as_str(),
+            h[0].counts.rows_removed,
+            h[0].counts.rows_added
+        ),
+        ("DELETE", 100, 90)
+    );
+    // EXPLAIN plans the rewrite without running it
+    lake.sql("EXPLAIN DELETE FROM ev").await.unwrap();
+    assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 90);
+}
