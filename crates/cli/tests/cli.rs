@@ -683,3 +683,67 @@ fn chrono_like(ms: i64) -> String {
         rem % 60
     )
 }
+
+#[test]
+fn an_ingest_killed_at_any_point_leaves_the_table_whole() {
+    let l = new_lake();
+    let dir = l.path.parent().unwrap();
+    let mut body = String::from("id,region,note\n");
+    for i in 0..200_000 {
+        body.push_str(&format!("{i},r{},note number {i}\n", i % 7));
+    }
+    let big = write(dir, "big.csv", body.as_bytes());
+    ok(
+        &l.path,
+        &[
+            "table",
+            "create",
+            "t",
+            "--columns",
+            "id INT NOT NULL, region VARCHAR CLASSIFICATION public, note VARCHAR",
+            "--partition-by",
+            "region",
+        ],
+    );
+    let mut committed = 0i64;
+    for delay_ms in [5u64, 40, 120, 300, 700] {
+        let mut child = bin()
+            .arg("--lake")
+            .arg(&l.path)
+            .args(["ingest", "t", big.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        if status.success() {
+            committed += 200_000;
+        }
+        // all or nothing, whatever the moment
+        let n: i64 = ok(
+            &l.path,
+            &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"],
+        )
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert!(
+            n == committed || n == committed + 200_000,
+            "delay {delay_ms}: {n} rows, {committed} committed"
+        );
+        committed = n;
+        let v = ok(&l.path, &["verify"]);
+        assert!(v.contains("no problems found"), "{v}");
+    }
+    // and a run to the end still works
+    ok(&l.path, &["ingest", "t", big.to_str().unwrap()]);
+    let n = ok(
+        &l.path,
+        &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"],
+    );
+    assert_eq!(n, format!("n\n{}\n", committed + 200_000));
+}

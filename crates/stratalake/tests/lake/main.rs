@@ -1,6 +1,7 @@
 //! Library integration tests: one binary, modules per area.
 
 mod conformance;
+mod faults;
 mod slt;
 
 use std::sync::Arc;
