@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::Result as DFResult;
 use datafusion::error::DataFusionError;
+use stratalake_table::access::{Privilege, Subject};
 use stratalake_table::catalog::{Catalog, CatalogState};
 use stratalake_table::{Access, TableIdent};
 
@@ -27,15 +28,16 @@ pub enum AsOf {
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub catalog: Arc<Catalog>,
+    /// Levels this statement may decrypt: the subject's clearance (and the engine's own limit).
     pub access: Access,
-    pub principal: String,
+    pub subject: Subject,
     pub as_of: Option<AsOf>,
 }
 
 impl fmt::Debug for Ctx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
-            .field("principal", &self.principal)
+            .field("principal", &self.subject.principal)
             .field("as_of", &self.as_of)
             .finish()
     }
@@ -47,6 +49,11 @@ impl Ctx {
         ident: &TableIdent,
         as_of: Option<AsOf>,
     ) -> stratalake_table::Result<LakeTableProvider> {
+        // Seeing a table at all needs a privilege on it; reading needs SELECT (checked by scan).
+        let (ns, t) = (Some(ident.namespace.as_str()), Some(ident.name.as_str()));
+        if !self.subject.allows(Privilege::Select, ns, t) && !self.subject.allows(Privilege::Insert, ns, t) {
+            self.subject.require(Privilege::Select, ns, t)?;
+        }
         let table = self.catalog.table(ident).await?;
         let (snap, writable) = match as_of {
             None => (table.snapshot().await?, true),
@@ -57,7 +64,7 @@ impl Ctx {
             table,
             snap,
             self.access.clone(),
-            self.principal.clone(),
+            self.subject.clone(),
             writable,
         ))
     }

@@ -11,7 +11,8 @@ use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
-use stratalake_table::catalog::Catalog;
+use stratalake_table::access::{Privilege, Subject};
+use stratalake_table::catalog::{Catalog, CatalogState};
 use stratalake_table::{Access, ColumnDef, TableIdent, TableSchema};
 
 use crate::catalog::{AsOf, Ctx, LakeCatalogProvider};
@@ -85,11 +86,28 @@ impl QueryEngine {
         &self.principal
     }
 
-    fn ctx(&self) -> Ctx {
+    /// Resolve the principal against the catalog's current access state. Fails closed: an
+    /// unknown principal (outside bootstrap mode) is refused.
+    fn subject(&self, state: &CatalogState) -> Result<Subject> {
+        Ok(state
+            .access
+            .resolve(&self.principal, self.catalog.context().keyring.classifications())?)
+    }
+
+    fn ctx(&self, subject: Subject) -> Ctx {
+        // Decrypt only what both the subject's clearance and this engine's own limit allow.
+        let access = Access::Levels(
+            subject
+                .cleared
+                .iter()
+                .filter(|l| self.access.allows(l))
+                .cloned()
+                .collect(),
+        );
         Ctx {
             catalog: self.catalog.clone(),
-            access: self.access.clone(),
-            principal: self.principal.clone(),
+            access,
+            subject,
             as_of: self.as_of,
         }
     }
@@ -142,7 +160,7 @@ impl QueryEngine {
         let ctx = self.session()?;
         let (tokens, travels) = rewrite_time_travel(tokens)?;
         let asof = Arc::new(MemorySchemaProvider::new());
-        let c = self.ctx();
+        let c = self.ctx(self.subject(&state)?);
         for (temp, parts, as_of) in travels {
             if self.as_of.is_some() {
                 return Err(Error::Sql(
@@ -183,6 +201,18 @@ impl QueryEngine {
         let p = &self.principal;
         if self.as_of.is_some() {
             return Err(Error::Sql("DDL is not allowed in a read-only --as-of session".into()));
+        }
+        let subject = self.subject(&self.catalog.state().await?)?;
+        match &d {
+            Ddl::CreateNamespace { .. } | Ddl::DropNamespace { .. } => subject.require(Privilege::Admin, None, None)?,
+            Ddl::CreateTable { name, .. } => {
+                let ident = self.resolve(name)?;
+                subject.require(Privilege::Admin, Some(&ident.namespace), None)?
+            }
+            Ddl::DropTable { name, .. } => {
+                let ident = self.resolve(name)?;
+                subject.require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?
+            }
         }
         match d {
             Ddl::CreateNamespace { name, if_not_exists } => {

@@ -33,12 +33,16 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::parquet::encryption::decrypt::FileDecryptionProperties;
 use datafusion::parquet::encryption::encrypt::FileEncryptionProperties;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column as PhysColumn, Literal};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 use object_store::path::Path;
+use stratalake_table::access::{Privilege, Subject};
 use stratalake_table::action::AddFile;
 use stratalake_table::write::conform_batch;
 use stratalake_table::{Access, Snapshot, Table, Transform, WriteMode};
@@ -56,7 +60,9 @@ pub struct LakeTableProvider {
     snapshot: Arc<Snapshot>,
     schema: SchemaRef,
     access: Access,
-    principal: String,
+    subject: Subject,
+    /// Columns the subject is not cleared for: returned as NULL, never decrypted.
+    hidden: HashSet<String>,
     writable: bool,
 }
 
@@ -70,15 +76,38 @@ impl fmt::Debug for LakeTableProvider {
 }
 
 impl LakeTableProvider {
-    /// A provider over `snapshot` of `table`. `writable` is false for time-travel snapshots.
-    pub fn new(table: Table, snapshot: Snapshot, access: Access, principal: String, writable: bool) -> Self {
-        let schema = snapshot.metadata.schema.arrow_schema();
+    /// A provider over `snapshot` of `table` for `subject`, decrypting only what `access`
+    /// allows. `writable` is false for time-travel snapshots.
+    pub fn new(table: Table, snapshot: Snapshot, access: Access, subject: Subject, writable: bool) -> Self {
+        let hidden: HashSet<String> = snapshot
+            .metadata
+            .schema
+            .columns
+            .iter()
+            .filter(|c| !access.allows(&c.classification))
+            .map(|c| c.name.clone())
+            .collect();
+        // Hidden columns read as NULL, so they are nullable in what this subject sees.
+        let full = snapshot.metadata.schema.arrow_schema();
+        let schema = Arc::new(arrow::datatypes::Schema::new(
+            full.fields()
+                .iter()
+                .map(|f| {
+                    if hidden.contains(f.name()) {
+                        Arc::new(f.as_ref().clone().with_nullable(true))
+                    } else {
+                        f.clone()
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ));
         Self {
             table,
             snapshot: Arc::new(snapshot),
             schema,
             access,
-            principal,
+            subject,
+            hidden,
             writable,
         }
     }
@@ -247,6 +276,18 @@ impl LakeTableProvider {
                 self.table.ident()
             )));
         }
+        let ident = self.table.ident();
+        self.subject
+            .require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))
+            .map_err(external)?;
+        if !self.hidden.is_empty() {
+            // A rewrite reads every column of the rows it touches, and its row count answers
+            // questions about them: only subjects cleared for the whole table may run one.
+            return Err(external(stratalake_table::Error::PermissionDenied {
+                principal: self.subject.principal.clone(),
+                reason: format!("is not cleared for every column of {ident}, which {operation} needs"),
+            }));
+        }
         let filters: Vec<Expr> = filters.into_iter().map(unqualify).collect::<DFResult<_>>()?;
         let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
         let predicate = match conjunction(filters.iter().cloned()) {
@@ -276,7 +317,7 @@ impl LakeTableProvider {
             candidates,
             predicate,
             change,
-            principal: self.principal.clone(),
+            principal: self.subject.principal.clone(),
             operation,
         };
         let input = Arc::new(EmptyExec::new(self.schema.clone()));
@@ -354,7 +395,17 @@ impl TableProvider for LakeTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let files = self.prune(state, filters)?;
+        let ident = self.table.ident();
+        self.subject
+            .require(Privilege::Select, Some(&ident.namespace), Some(&ident.name))
+            .map_err(external)?;
+        // Only filters over visible columns may steer which files are read.
+        let visible_filters: Vec<Expr> = filters
+            .iter()
+            .filter(|f| f.column_refs().iter().all(|c| !self.hidden.contains(&c.name)))
+            .cloned()
+            .collect();
+        let files = self.prune(state, &visible_filters)?;
         if files.is_empty() {
             let s = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
@@ -372,10 +423,15 @@ impl TableProvider for LakeTableProvider {
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut withheld = false;
         let mut per_tier = Vec::new();
-        let needed: HashSet<&str> = match projection {
-            Some(p) => p.iter().map(|i| self.schema.field(*i).name().as_str()).collect(),
-            None => self.schema.fields().iter().map(|f| f.name().as_str()).collect(),
-        };
+        let wanted: Vec<usize> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let read: Vec<usize> = wanted
+            .iter()
+            .copied()
+            .filter(|i| !self.hidden.contains(self.schema.field(*i).name()))
+            .collect();
+        let needed: HashSet<&str> = read.iter().map(|i| self.schema.field(*i).name().as_str()).collect();
         for (tier, files) in by_tier {
             let store = ctx.tiers.get(tier).map_err(external)?;
             let url = tier_url(tier);
@@ -421,12 +477,26 @@ impl TableProvider for LakeTableProvider {
             }
             let conf = FileScanConfigBuilder::new(url, Arc::new(source))
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
+                .with_projection_indices(Some(read.clone()))?
                 .with_limit(limit)
                 .build();
             plans.push(DataSourceExec::from_data_source(conf));
         }
-        UnionExec::try_new(plans)
+        let union = UnionExec::try_new(plans)?;
+        if read.len() == wanted.len() {
+            return Ok(union);
+        }
+        // Put NULLs where hidden columns were asked for; nothing of them was read.
+        let mut exprs = Vec::with_capacity(wanted.len());
+        for i in &wanted {
+            let field = self.schema.field(*i);
+            let expr: Arc<dyn PhysicalExpr> = match read.iter().position(|r| r == i) {
+                Some(pos) => Arc::new(PhysColumn::new(field.name(), pos)),
+                None => Arc::new(Literal::new(ScalarValue::try_from(field.data_type())?)),
+            };
+            exprs.push(ProjectionExpr::new(expr, field.name().clone()));
+        }
+        Ok(Arc::new(ProjectionExec::try_new(exprs, union)?))
     }
 
     async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DFResult<Arc<dyn ExecutionPlan>> {
@@ -458,6 +528,10 @@ impl TableProvider for LakeTableProvider {
                 self.table.ident()
             )));
         }
+        let ident = self.table.ident();
+        self.subject
+            .require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))
+            .map_err(external)?;
         let mode = match insert_op {
             InsertOp::Append => WriteMode::Append,
             InsertOp::Overwrite => WriteMode::Overwrite,
@@ -472,7 +546,7 @@ impl TableProvider for LakeTableProvider {
             snapshot: self.snapshot.clone(),
             schema: self.schema.clone(),
             mode,
-            principal: self.principal.clone(),
+            principal: self.subject.principal.clone(),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }

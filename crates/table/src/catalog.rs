@@ -40,6 +40,8 @@ pub enum CatalogAction {
         /// Id.
         table_id: String,
     },
+    /// An access-control change.
+    Access(crate::access::AccessAction),
     /// A table disappears.
     DropTable {
         /// Namespace.
@@ -78,6 +80,9 @@ pub struct CatalogState {
     pub version: Option<u64>,
     /// Namespaces and their tables.
     pub namespaces: BTreeMap<String, BTreeMap<String, TableEntry>>,
+    /// Principals, roles and grants.
+    #[serde(default)]
+    pub access: crate::access::AccessState,
 }
 
 impl CatalogState {
@@ -96,6 +101,9 @@ impl CatalogState {
                 }
                 CatalogAction::DropNamespace { name } => {
                     self.namespaces.remove(name);
+                    self.access
+                        .grants
+                        .retain(|g| g.on != crate::access::Securable::Namespace { name: name.clone() });
                 }
                 CatalogAction::CreateTable {
                     namespace,
@@ -114,7 +122,14 @@ impl CatalogState {
                     if let Some(ns) = self.namespaces.get_mut(namespace) {
                         ns.remove(name);
                     }
+                    self.access.grants.retain(|g| {
+                        g.on != crate::access::Securable::Table {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                        }
+                    });
                 }
+                CatalogAction::Access(a) => self.access.apply(a),
             }
         }
         self.version = Some(c.version);
@@ -201,6 +216,22 @@ impl Catalog {
             version: 0,
             reason: "too much contention on the catalog".into(),
         })
+    }
+
+    /// Apply access-control changes in one catalog commit, after checking each against the
+    /// state it applies to. The caller checks that `principal` may do it.
+    pub async fn change_access(&self, actions: Vec<crate::access::AccessAction>, principal: &str) -> Result<()> {
+        let classes = self.ctx.keyring.classifications().clone();
+        self.mutate(principal, "ACCESS", |s| {
+            let mut probe = s.access.clone();
+            for a in &actions {
+                probe.validate(a, &classes)?;
+                probe.apply(a);
+            }
+            Ok(actions.iter().cloned().map(CatalogAction::Access).collect())
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Create a namespace. `if_not_exists` turns an existing one into success.

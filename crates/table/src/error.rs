@@ -79,6 +79,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The principal may not do this.
+    #[error("permission denied: {principal} {reason}")]
+    PermissionDenied { principal: String, reason: String },
     /// A bug: an invariant of the engine does not hold.
     #[error("internal error (please report): {0}")]
     Internal(String),

@@ -15,6 +15,7 @@
 //!
 //! This crate does not depend on DataFusion; `stratalake-query` adds SQL on top.
 
+pub mod access;
 pub mod action;
 pub mod catalog;
 mod error;

@@ -1,0 +1,505 @@
+//! Principals, roles, grants and clearances, kept in the catalog.
+//!
+//! * A **principal** is a user or a service, with free attributes (`department`, `region`, ...).
+//!   The attribute `clearance` names the highest classification level the principal is cleared
+//!   for.
+//! * A **role** groups principals and other roles (nested), and may carry a clearance too.
+//! * A **grant** gives a principal or role a privilege (`select`, `insert`, `admin`) on the lake,
+//!   a namespace, or a table. `admin` implies `select` and `insert`; a grant on the lake or a
+//!   namespace covers every table in it, present and future.
+//! * A session's **clearance** is the highest level among its own attribute and its roles'
+//!   clearances; without any, only the lowest level. Lake administrators are cleared for every
+//!   level. Columns above the clearance are returned as NULL and their keys are never unwrapped.
+//!
+//! A lake without any principal is in *bootstrap mode*: every session acts as an administrator
+//! (as `Lake::in_memory` lakes do until a principal is created). `stratalake init` creates the
+//! first administrator, which ends bootstrap mode: from then on an unknown principal is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::Classifications;
+use crate::{Error, Result};
+
+/// A privilege.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Privilege {
+    /// Read rows.
+    Select,
+    /// Add rows (INSERT, ingest) and change them (UPDATE, DELETE).
+    Insert,
+    /// Everything, including DDL and access management.
+    Admin,
+}
+
+impl Privilege {
+    /// Parse `select`, `insert` or `admin`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "select" | "read" => Ok(Privilege::Select),
+            "insert" | "write" => Ok(Privilege::Insert),
+            "admin" | "all" => Ok(Privilege::Admin),
+            other => Err(Error::InvalidName {
+                kind: "privilege",
+                name: other.to_string(),
+                reason: "use select, insert or admin".into(),
+            }),
+        }
+    }
+
+    fn implies(self, wanted: Privilege) -> bool {
+        self == Privilege::Admin || self == wanted
+    }
+}
+
+impl fmt::Display for Privilege {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Admin => "ADMIN",
+        })
+    }
+}
+
+/// What a grant applies to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Securable {
+    /// The whole lake.
+    Lake,
+    /// A namespace and every table in it.
+    Namespace {
+        /// Namespace.
+        name: String,
+    },
+    /// One table.
+    Table {
+        /// Namespace.
+        namespace: String,
+        /// Table.
+        name: String,
+    },
+}
+
+impl Securable {
+    fn covers(&self, namespace: Option<&str>, table: Option<&str>) -> bool {
+        match self {
+            Securable::Lake => true,
+            Securable::Namespace { name } => namespace == Some(name.as_str()),
+            Securable::Table { namespace: ns, name } => namespace == Some(ns.as_str()) && table == Some(name.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Securable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Securable::Lake => f.write_str("LAKE"),
+            Securable::Namespace { name } => write!(f, "NAMESPACE {name}"),
+            Securable::Table { namespace, name } => write!(f, "TABLE {namespace}.{name}"),
+        }
+    }
+}
+
+/// A grant.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    /// Principal or role receiving it.
+    pub grantee: String,
+    /// Privilege.
+    pub privilege: Privilege,
+    /// Where.
+    pub on: Securable,
+}
+
+/// A principal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalEntry {
+    /// `user` or `service`.
+    pub kind: String,
+    /// Attributes (`clearance`, `region`, ...).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A role.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleEntry {
+    /// Highest level members are cleared for through this role.
+    pub clearance: Option<String>,
+    /// Direct members: principals and roles.
+    pub members: BTreeSet<String>,
+}
+
+/// Access-control state of the catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessState {
+    /// Principals by name.
+    pub principals: BTreeMap<String, PrincipalEntry>,
+    /// Roles by name.
+    pub roles: BTreeMap<String, RoleEntry>,
+    /// Grants.
+    pub grants: BTreeSet<Grant>,
+}
+
+/// An access-control change (a catalog action).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "access", rename_all = "snake_case")]
+pub enum AccessAction {
+    /// A principal appears.
+    CreatePrincipal {
+        /// Name.
+        name: String,
+        /// `user` or `service`.
+        kind: String,
+        /// Attributes.
+        attributes: BTreeMap<String, String>,
+    },
+    /// A principal disappears (with its grants and memberships).
+    DropPrincipal {
+        /// Name.
+        name: String,
+    },
+    /// Set (or with `None` remove) an attribute.
+    SetAttribute {
+        /// Principal.
+        principal: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: Option<String>,
+    },
+    /// A role appears.
+    CreateRole {
+        /// Name.
+        name: String,
+        /// Clearance it gives.
+        clearance: Option<String>,
+    },
+    /// A role disappears (with its grants and memberships).
+    DropRole {
+        /// Name.
+        name: String,
+    },
+    /// A principal or role becomes a member of a role.
+    AddMember {
+        /// Role.
+        role: String,
+        /// Member.
+        member: String,
+    },
+    /// A membership ends.
+    RemoveMember {
+        /// Role.
+        role: String,
+        /// Member.
+        member: String,
+    },
+    /// A grant is given.
+    Grant(Grant),
+    /// A grant is taken back.
+    Revoke(Grant),
+}
+
+/// The name every lake's administrators role has.
+pub const ADMIN_ROLE: &str = "admin";
+
+impl AccessState {
+    /// Whether the lake is still in bootstrap mode (no principal exists).
+    pub fn bootstrap(&self) -> bool {
+        self.principals.is_empty()
+    }
+
+    pub(crate) fn exists(&self, name: &str) -> bool {
+        self.principals.contains_key(name) || self.roles.contains_key(name)
+    }
+
+    /// Check an action against the current state (names exist, no duplicates, levels known).
+    pub fn validate(&self, a: &AccessAction, classes: &Classifications) -> Result<()> {
+        let taken = |n: &str| -> Result<()> {
+            crate::names::validate_ident("principal or role", n)?;
+            if self.exists(n) {
+                return Err(Error::InvalidName {
+                    kind: "principal or role",
+                    name: n.into(),
+                    reason: "already exists".into(),
+                });
+            }
+            Ok(())
+        };
+        let known = |n: &str| -> Result<()> {
+            if self.exists(n) {
+                Ok(())
+            } else {
+                Err(Error::InvalidName {
+                    kind: "principal or role",
+                    name: n.into(),
+                    reason: "does not exist".into(),
+                })
+            }
+        };
+        let role = |n: &str| -> Result<()> {
+            if self.roles.contains_key(n) {
+                Ok(())
+            } else {
+                Err(Error::InvalidName {
+                    kind: "role",
+                    name: n.into(),
+                    reason: "does not exist".into(),
+                })
+            }
+        };
+        match a {
+            AccessAction::CreatePrincipal { name, kind, attributes } => {
+                taken(name)?;
+                if kind != "user" && kind != "service" {
+                    return Err(Error::InvalidName {
+                        kind: "principal kind",
+                        name: kind.clone(),
+                        reason: "use user or service".into(),
+                    });
+                }
+                if let Some(c) = attributes.get("clearance") {
+                    classes.rank(c)?;
+                }
+            }
+            AccessAction::DropPrincipal { name } => {
+                if !self.principals.contains_key(name) {
+                    return Err(Error::InvalidName {
+                        kind: "principal",
+                        name: name.clone(),
+                        reason: "does not exist".into(),
+                    });
+                }
+            }
+            AccessAction::SetAttribute { principal, key, value } => {
+                if !self.principals.contains_key(principal) {
+                    return Err(Error::InvalidName {
+                        kind: "principal",
+                        name: principal.clone(),
+                        reason: "does not exist".into(),
+                    });
+                }
+                if let (Some(v), "clearance") = (value, key.as_str()) {
+                    classes.rank(v)?;
+                }
+            }
+            AccessAction::CreateRole { name, clearance } => {
+                taken(name)?;
+                if let Some(c) = clearance {
+                    classes.rank(c)?;
+                }
+            }
+            AccessAction::DropRole { name } => role(name)?,
+            AccessAction::AddMember { role: r, member } => {
+                role(r)?;
+                known(member)?;
+                if r == member
+                    || self.member_roles(member).contains(r)
+                        && self.roles.contains_key(member)
+                        && self.contains(member, r)
+                {
+                    return Err(Error::InvalidName {
+                        kind: "role",
+                        name: r.clone(),
+                        reason: format!("{member} would contain itself"),
+                    });
+                }
+            }
+            AccessAction::RemoveMember { role: r, .. } => role(r)?,
+            AccessAction::Grant(g) | AccessAction::Revoke(g) => known(&g.grantee)?,
+        }
+        Ok(())
+    }
+
+    /// Whether role `outer` contains `inner` (directly or through nested roles).
+    fn contains(&self, outer: &str, inner: &str) -> bool {
+        let mut stack = vec![outer.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(r) = stack.pop() {
+            if !seen.insert(r.clone()) {
+                continue;
+            }
+            if let Some(e) = self.roles.get(&r) {
+                if e.members.contains(inner) {
+                    return true;
+                }
+                stack.extend(e.members.iter().filter(|m| self.roles.contains_key(*m)).cloned());
+            }
+        }
+        false
+    }
+
+    pub(crate) fn apply(&mut self, a: &AccessAction) {
+        match a {
+            AccessAction::CreatePrincipal { name, kind, attributes } => {
+                self.principals.insert(
+                    name.clone(),
+                    PrincipalEntry {
+                        kind: kind.clone(),
+                        attributes: attributes.clone(),
+                    },
+                );
+            }
+            AccessAction::DropPrincipal { name } | AccessAction::DropRole { name } => {
+                self.principals.remove(name);
+                self.roles.remove(name);
+                for r in self.roles.values_mut() {
+                    r.members.remove(name);
+                }
+                self.grants.retain(|g| &g.grantee != name);
+            }
+            AccessAction::SetAttribute { principal, key, value } => {
+                if let Some(p) = self.principals.get_mut(principal) {
+                    match value {
+                        Some(v) => p.attributes.insert(key.clone(), v.clone()),
+                        None => p.attributes.remove(key),
+                    };
+                }
+            }
+            AccessAction::CreateRole { name, clearance } => {
+                self.roles.insert(
+                    name.clone(),
+                    RoleEntry {
+                        clearance: clearance.clone(),
+                        members: BTreeSet::new(),
+                    },
+                );
+            }
+            AccessAction::AddMember { role, member } => {
+                if let Some(r) = self.roles.get_mut(role) {
+                    r.members.insert(member.clone());
+                }
+            }
+            AccessAction::RemoveMember { role, member } => {
+                if let Some(r) = self.roles.get_mut(role) {
+                    r.members.remove(member);
+                }
+            }
+            AccessAction::Grant(g) => {
+                self.grants.insert(g.clone());
+            }
+            AccessAction::Revoke(g) => {
+                self.grants.remove(g);
+            }
+        }
+    }
+
+    /// Every role `name` belongs to, directly or through nesting.
+    pub fn member_roles(&self, name: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut frontier = vec![name.to_string()];
+        while let Some(n) = frontier.pop() {
+            for (r, e) in &self.roles {
+                if e.members.contains(&n) && out.insert(r.clone()) {
+                    frontier.push(r.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// What a session acting as `principal` may do. Fails for an unknown principal unless the
+    /// lake is in bootstrap mode.
+    pub fn resolve(&self, principal: &str, classes: &Classifications) -> Result<Subject> {
+        if self.bootstrap() {
+            return Ok(Subject::superuser(principal, classes));
+        }
+        let p = self.principals.get(principal).ok_or_else(|| Error::PermissionDenied {
+            principal: principal.to_string(),
+            reason: "is not a principal of this lake".into(),
+        })?;
+        let roles = self.member_roles(principal);
+        let mut names: BTreeSet<String> = roles.clone();
+        names.insert(principal.to_string());
+        let grants: Vec<Grant> = self
+            .grants
+            .iter()
+            .filter(|g| names.contains(&g.grantee))
+            .cloned()
+            .collect();
+        let lake_admin = grants
+            .iter()
+            .any(|g| g.privilege == Privilege::Admin && g.on == Securable::Lake);
+        let mut rank = 0usize;
+        if let Some(c) = p.attributes.get("clearance") {
+            rank = rank.max(classes.rank(c).unwrap_or(0));
+        }
+        for r in &roles {
+            if let Some(c) = self.roles.get(r).and_then(|e| e.clearance.as_ref()) {
+                rank = rank.max(classes.rank(c).unwrap_or(0));
+            }
+        }
+        if lake_admin {
+            rank = classes.levels.len() - 1;
+        }
+        Ok(Subject {
+            principal: principal.to_string(),
+            roles,
+            attributes: p.attributes.clone(),
+            grants,
+            cleared: classes.levels[..=rank].iter().cloned().collect(),
+            superuser: false,
+        })
+    }
+}
+
+/// A resolved principal: who, with which roles, grants and clearance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// The principal.
+    pub principal: String,
+    /// Its roles (transitively).
+    pub roles: BTreeSet<String>,
+    /// Its attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Grants to it or its roles.
+    pub grants: Vec<Grant>,
+    /// Levels it is cleared for.
+    pub cleared: BTreeSet<String>,
+    /// Bootstrap mode: everything allowed.
+    pub superuser: bool,
+}
+
+impl Subject {
+    /// Everything allowed (bootstrap mode).
+    pub fn superuser(principal: &str, classes: &Classifications) -> Self {
+        Self {
+            principal: principal.to_string(),
+            roles: BTreeSet::new(),
+            attributes: BTreeMap::new(),
+            grants: Vec::new(),
+            cleared: classes.levels.iter().cloned().collect(),
+            superuser: true,
+        }
+    }
+
+    /// Whether the subject holds `privilege` on the table (or, with `table = None`, on the
+    /// namespace; with both `None`, on the lake).
+    pub fn allows(&self, privilege: Privilege, namespace: Option<&str>, table: Option<&str>) -> bool {
+        self.superuser
+            || self
+                .grants
+                .iter()
+                .any(|g| g.privilege.implies(privilege) && g.on.covers(namespace, table))
+    }
+
+    /// Fail with a clear error unless [`Subject::allows`].
+    pub fn require(&self, privilege: Privilege, namespace: Option<&str>, table: Option<&str>) -> Result<()> {
+        if self.allows(privilege, namespace, table) {
+            return Ok(());
+        }
+        let on = match (namespace, table) {
+            (Some(ns), Some(t)) => format!("table {ns}.{t}"),
+            (Some(ns), None) => format!("namespace {ns}"),
+            _ => "the lake".to_string(),
+        };
+        Err(Error::PermissionDenied {
+            principal: self.principal.clone(),
+            reason: format!("has no {privilege} privilege on {on}"),
+        })
+    }
+}
