@@ -10,6 +10,7 @@ use stratalake::arrow::array::{
     ArrayRef, Decimal128Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
 };
 use stratalake::arrow::datatypes::SchemaRef;
+use stratalake::table::access::{AccessAction, Grant, Privilege, Securable};
 use stratalake::{Lake, Output};
 
 const DISTRICTS: [&str; 8] = [
@@ -113,7 +114,7 @@ async fn query(lake: &Lake, title: &str, sql: &str) -> Result<()> {
     println!("\n-- {title}\n{sql}");
     let started = Instant::now();
     for out in lake
-        .session("demo")
+        .session(lake.principal())
         .execute(sql)
         .await
         .with_context(|| format!("demo query failed: {sql}"))?
@@ -138,7 +139,7 @@ pub async fn run(dir: &Path, rows: usize) -> Result<()> {
         );
         Lake::init(dir, Default::default()).await?
     };
-    let s = lake.session("demo");
+    let s = lake.session(lake.principal());
     s.execute("CREATE NAMESPACE IF NOT EXISTS city; DROP TABLE IF EXISTS city.building_permits")
         .await?;
     let ddl = "CREATE TABLE city.building_permits (
@@ -171,7 +172,7 @@ pub async fn run(dir: &Path, rows: usize) -> Result<()> {
         let started = Instant::now();
         let b = permits(&schema, &mut rng, next_id, n)?;
         next_id += n as i64;
-        let v = table.append(&[b], "demo-loader").await?;
+        let v = table.append(&[b], lake.principal()).await?;
         let snap = table.snapshot().await?;
         println!(
             "  load {}: {n} rows -> version {v} ({} files, {:.1} MB encrypted, {:.0} rows/s)",
@@ -212,6 +213,35 @@ pub async fn run(dir: &Path, rows: usize) -> Result<()> {
     )
     .await?;
     query(&lake, "SQL writes commit like ingest", "INSERT INTO city.building_permits VALUES (999999, TIMESTAMP '2025-06-01 09:30:00', 'hafen', 'signage', 'submitted', 'Test Person', 'L000000000', 'Hafenstrasse 1', 1500.00, 57.50)").await?;
+
+    // Access control: an analyst cleared for `internal` data, with read access to the namespace.
+    let state = lake.access_state().await?;
+    let mut actions = Vec::new();
+    if !state.principals.contains_key("analyst") {
+        actions.push(AccessAction::CreatePrincipal {
+            name: "analyst".into(),
+            kind: "user".into(),
+            attributes: [("clearance".to_string(), "internal".to_string())].into(),
+        });
+    }
+    let grant = Grant {
+        grantee: "analyst".into(),
+        privilege: Privilege::Select,
+        on: Securable::Namespace { name: "city".into() },
+    };
+    if !state.grants.contains(&grant) {
+        actions.push(AccessAction::Grant(grant));
+    }
+    if !actions.is_empty() {
+        lake.change_access(actions).await?;
+    }
+    println!("\n-- principal `analyst`: cleared for internal, SELECT on namespace city");
+    let analyst = lake.as_principal("analyst");
+    query(&analyst, "the analyst's view: confidential and secret columns come back NULL, their keys never unwrapped", "SELECT permit_id, district, status, applicant_name, national_id, fee FROM city.building_permits ORDER BY permit_id LIMIT 3").await?;
+    match analyst.sql("INSERT INTO city.building_permits VALUES (1, TIMESTAMP '2025-01-01 00:00:00', 'hafen', 'signage', 'submitted', NULL, NULL, NULL, 1.00, 1.00)").await {
+        Ok(_) => anyhow::bail!("the analyst must not be able to write"),
+        Err(e) => println!("\n-- the analyst tries to write:\n{e}"),
+    }
 
     println!("\n-- history");
     for h in table.history(None).await? {

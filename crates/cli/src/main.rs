@@ -19,6 +19,9 @@ struct Cli {
     /// The lake: a folder holding stratalake.toml, or a store URL such as s3://bucket/prefix.
     #[arg(long, global = true, env = "STRATALAKE_LAKE", default_value = "lake")]
     lake: String,
+    /// Act as this principal (default: $USER). Every command is checked against its grants.
+    #[arg(long = "as", global = true, env = "STRATALAKE_PRINCIPAL")]
+    as_principal: Option<String>,
     /// Output format of commands that print data.
     #[arg(long, global = true, value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
@@ -58,12 +61,84 @@ enum Command {
         /// Tables to verify (default: all).
         tables: Vec<String>,
     },
+    /// Principals: users and services.
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+    /// Roles: groups of principals and roles, with an optional clearance.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Give a privilege (select, insert, admin) on the lake, a namespace or a table.
+    Grant(GrantArgs),
+    /// Take a privilege back; effective from the next statement of every session.
+    Revoke(GrantArgs),
+    /// List grants.
+    Grants,
     /// Generate a realistic public-sector dataset, ingest it encrypted, and query it.
     Demo {
         /// Rows of building permits to generate.
         #[arg(long, default_value_t = 50_000)]
         rows: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PrincipalCmd {
+    /// Create a principal.
+    Create {
+        name: String,
+        /// A service identity rather than a user.
+        #[arg(long)]
+        service: bool,
+        /// Attribute KEY=VALUE (e.g. clearance=confidential, region=north); repeatable.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+        /// Make it a member of this role; repeatable.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// List principals with their roles and attributes.
+    List,
+    /// Set an attribute (or remove it when no value is given).
+    Set {
+        name: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// Drop a principal with its grants and memberships.
+    Drop { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RoleCmd {
+    /// Create a role.
+    Create {
+        name: String,
+        /// Highest classification level its members are cleared for.
+        #[arg(long)]
+        clearance: Option<String>,
+    },
+    /// List roles with their clearance and members.
+    List,
+    /// Add a principal or role to a role.
+    Add { role: String, member: String },
+    /// Remove a member from a role.
+    Remove { role: String, member: String },
+    /// Drop a role with its grants and memberships.
+    Drop { name: String },
+}
+
+#[derive(Args, Debug)]
+struct GrantArgs {
+    /// select, insert or admin.
+    privilege: String,
+    /// lake, namespace or table.
+    #[arg(long = "on", default_value = "lake")]
+    on: String,
+    /// The namespace or table (ns.table) name.
+    name: Option<String>,
+    /// The principal or role.
+    #[arg(long = "to", visible_alias = "from")]
+    grantee: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,9 +266,13 @@ fn main() -> ExitCode {
 }
 
 async fn open(cli: &Cli) -> Result<Lake> {
-    Lake::open_location(&cli.lake)
+    let lake = Lake::open_location(&cli.lake)
         .await
-        .with_context(|| format!("cannot open the lake at {}", cli.lake))
+        .with_context(|| format!("cannot open the lake at {}", cli.lake))?;
+    Ok(match &cli.as_principal {
+        Some(p) => lake.as_principal(p),
+        None => lake,
+    })
 }
 
 fn ident(name: &str) -> Result<TableIdent> {
@@ -265,9 +344,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     print_rows(&["namespace"], rows, fmt)?;
                 }
                 NamespaceCmd::Drop { name } => {
-                    lake.catalog()
-                        .drop_namespace(name, &stratalake::default_principal())
-                        .await?;
+                    lake.drop_namespace(name).await?;
                     println!("namespace {name} dropped");
                 }
             }
@@ -307,6 +384,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("no problems found");
             }
         }
+        Command::Principal(c) => access_cmd(&cli, AccessCmd::Principal(c), fmt).await?,
+        Command::Role(c) => access_cmd(&cli, AccessCmd::Role(c), fmt).await?,
+        Command::Grant(g) => access_cmd(&cli, AccessCmd::Grant(g, true), fmt).await?,
+        Command::Revoke(g) => access_cmd(&cli, AccessCmd::Grant(g, false), fmt).await?,
+        Command::Grants => access_cmd(&cli, AccessCmd::List, fmt).await?,
         Command::Demo { rows } => {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");
@@ -315,6 +397,149 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+enum AccessCmd<'a> {
+    Principal(&'a PrincipalCmd),
+    Role(&'a RoleCmd),
+    Grant(&'a GrantArgs, bool),
+    List,
+}
+
+fn kv(s: &str) -> Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .with_context(|| format!("{s:?}: expected KEY=VALUE"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
+    use stratalake::table::access::{AccessAction as A, Grant, Privilege};
+    let lake = open(cli).await?;
+    let done = |what: String| println!("{what}");
+    match c {
+        AccessCmd::Principal(PrincipalCmd::Create {
+            name,
+            service,
+            attrs,
+            roles,
+        }) => {
+            let attributes = attrs.iter().map(|a| kv(a)).collect::<Result<_>>()?;
+            let kind = if *service { "service" } else { "user" };
+            let mut actions = vec![A::CreatePrincipal {
+                name: name.clone(),
+                kind: kind.into(),
+                attributes,
+            }];
+            actions.extend(roles.iter().map(|r| A::AddMember {
+                role: r.clone(),
+                member: name.clone(),
+            }));
+            lake.change_access(actions).await?;
+            done(format!("principal {name} created"));
+        }
+        AccessCmd::Principal(PrincipalCmd::Set { name, key, value }) => {
+            lake.change_access(vec![A::SetAttribute {
+                principal: name.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            }])
+            .await?;
+            done(format!(
+                "principal {name}: {key} {}",
+                value.as_deref().map(|v| format!("= {v}")).unwrap_or("removed".into())
+            ));
+        }
+        AccessCmd::Principal(PrincipalCmd::Drop { name }) => {
+            lake.change_access(vec![A::DropPrincipal { name: name.clone() }])
+                .await?;
+            done(format!("principal {name} dropped"));
+        }
+        AccessCmd::Principal(PrincipalCmd::List) => {
+            let st = lake.access_state().await?;
+            let rows = st
+                .principals
+                .iter()
+                .map(|(n, p)| {
+                    let attrs: Vec<String> = p.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let roles: Vec<String> = st.member_roles(n).into_iter().collect();
+                    vec![n.clone(), p.kind.clone(), roles.join(", "), attrs.join(", ")]
+                })
+                .collect();
+            print_rows(&["principal", "kind", "roles", "attributes"], rows, fmt)?;
+        }
+        AccessCmd::Role(RoleCmd::Create { name, clearance }) => {
+            lake.change_access(vec![A::CreateRole {
+                name: name.clone(),
+                clearance: clearance.clone(),
+            }])
+            .await?;
+            done(format!("role {name} created"));
+        }
+        AccessCmd::Role(RoleCmd::Add { role, member }) => {
+            lake.change_access(vec![A::AddMember {
+                role: role.clone(),
+                member: member.clone(),
+            }])
+            .await?;
+            done(format!("{member} is a member of {role}"));
+        }
+        AccessCmd::Role(RoleCmd::Remove { role, member }) => {
+            lake.change_access(vec![A::RemoveMember {
+                role: role.clone(),
+                member: member.clone(),
+            }])
+            .await?;
+            done(format!("{member} is no longer a member of {role}"));
+        }
+        AccessCmd::Role(RoleCmd::Drop { name }) => {
+            lake.change_access(vec![A::DropRole { name: name.clone() }]).await?;
+            done(format!("role {name} dropped"));
+        }
+        AccessCmd::Role(RoleCmd::List) => {
+            let st = lake.access_state().await?;
+            let rows = st
+                .roles
+                .iter()
+                .map(|(n, r)| {
+                    let members: Vec<String> = r.members.iter().cloned().collect();
+                    vec![n.clone(), r.clearance.clone().unwrap_or_default(), members.join(", ")]
+                })
+                .collect();
+            print_rows(&["role", "clearance", "members"], rows, fmt)?;
+        }
+        AccessCmd::Grant(g, give) => {
+            let grant = Grant {
+                grantee: g.grantee.clone(),
+                privilege: Privilege::parse(&g.privilege)?,
+                on: stratalake::parse_securable(&g.on, g.name.as_deref())?,
+            };
+            let text = format!(
+                "{} ON {} {} {}",
+                grant.privilege,
+                grant.on,
+                if give { "TO" } else { "FROM" },
+                grant.grantee
+            );
+            if give {
+                lake.grant(grant).await?;
+                done(format!("granted {text}"));
+            } else {
+                lake.revoke(grant).await?;
+                done(format!("revoked {text}"));
+            }
+        }
+        AccessCmd::List => {
+            let st = lake.access_state().await?;
+            let rows = st
+                .grants
+                .iter()
+                .map(|g| vec![g.grantee.clone(), g.privilege.to_string(), g.on.to_string()])
+                .collect();
+            print_rows(&["grantee", "privilege", "on"], rows, fmt)?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_partitions(spec: &Option<String>) -> Result<Vec<stratalake::PartitionField>> {
@@ -345,7 +570,7 @@ fn parse_partitions(spec: &Option<String>) -> Result<Vec<stratalake::PartitionFi
 
 async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
     let lake = open(cli).await?;
-    let principal = stratalake::default_principal();
+    let principal = lake.principal().to_string();
     match c {
         TableCmd::Create {
             name,
@@ -449,11 +674,10 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             )?;
         }
         TableCmd::Classify { name, column, level } => {
-            let t = lake.table(name).await?;
-            let v = t.classify(column, level, &principal).await?;
+            let v = lake.classify(name, column, level).await?;
             println!(
                 "{}.{column} classified {level} (version {v}); files written before keep their keys until rewritten",
-                t.ident()
+                ident(name)?
             );
         }
     }
@@ -560,7 +784,7 @@ async fn sql(cli: &Cli, a: &SqlArgs, fmt: OutFormat) -> Result<ExitCode> {
         .map(AsOf::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let engine = lake.session(&stratalake::default_principal()).with_as_of(as_of);
+    let engine = lake.session(lake.principal()).with_as_of(as_of);
     let text = match (&a.command, &a.file) {
         (Some(c), _) => Some(c.clone()),
         (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?),

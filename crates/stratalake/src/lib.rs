@@ -43,6 +43,8 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
+pub use access::parse_securable;
 mod config;
 mod error;
 
@@ -62,6 +64,7 @@ pub use {arrow, datafusion, stratalake_query as query, stratalake_table as table
 
 use arrow::array::RecordBatch;
 use stratalake_crypto::{EnvKeyProvider, KeyFileProvider, KeyProvider, MemoryKeyProvider};
+use stratalake_table::access::Privilege;
 use stratalake_table::catalog::Catalog;
 use stratalake_table::write::WriteOptions;
 use stratalake_table::{Keyring, StorageContext, Store, Tiers};
@@ -86,14 +89,33 @@ pub struct Lake {
     dir: Option<PathBuf>,
     config: LakeConfig,
     catalog: Arc<Catalog>,
+    /// Who the facade's own operations act as (see [`Lake::as_principal`]).
+    principal: String,
 }
 
-/// The principal used when none is given: `$USER`, else `local`.
+/// The principal used when none is given: `$USER` (lower-cased, characters other than letters,
+/// digits and `_` replaced by `_`), else `local`.
 pub fn default_principal() -> String {
-    std::env::var("USER")
+    let user = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "local".into())
+        .unwrap_or_else(|| "local".into());
+    let mut name: String = user
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name = format!("u{}", &name[..name.len().min(63)]);
+    }
+    name
 }
 
 impl Lake {
@@ -143,8 +165,9 @@ impl Lake {
         })?;
         let lake = Self::open(dir).await?;
         lake.catalog
-            .create_namespace(DEFAULT_NAMESPACE, true, &default_principal())
+            .create_namespace(DEFAULT_NAMESPACE, true, &lake.principal)
             .await?;
+        lake.bootstrap_admin().await?;
         Ok(lake)
     }
 
@@ -293,8 +316,9 @@ impl Lake {
         // The key file exists before the config that names it.
         let lake = Self::open_url_inner(url, Some(&key_file)).await?;
         lake.catalog
-            .create_namespace(DEFAULT_NAMESPACE, true, &default_principal())
+            .create_namespace(DEFAULT_NAMESPACE, true, &lake.principal)
             .await?;
+        lake.bootstrap_admin().await?;
         Ok(lake)
     }
 
@@ -351,6 +375,7 @@ impl Lake {
             dir: base_dir.map(Path::to_path_buf),
             config,
             catalog: Arc::new(Catalog::new(ctx)),
+            principal: default_principal(),
         })
     }
 
@@ -402,7 +427,8 @@ impl Lake {
     /// # Ok(()) }
     /// ```
     pub async fn create_namespace(&self, name: &str) -> Result<()> {
-        Ok(self.catalog.create_namespace(name, false, &default_principal()).await?)
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        Ok(self.catalog.create_namespace(name, false, &self.principal).await?)
     }
 
     /// Tables of a namespace.
@@ -431,9 +457,12 @@ impl Lake {
     /// ```
     pub async fn create_table(&self, name: &str, schema: TableSchema) -> Result<Table> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
+        self.subject()
+            .await?
+            .require(Privilege::Admin, Some(&ident.namespace), None)?;
         Ok(self
             .catalog
-            .create_table(&ident, schema, Default::default(), &default_principal())
+            .create_table(&ident, schema, Default::default(), &self.principal)
             .await?)
     }
 
@@ -467,7 +496,10 @@ impl Lake {
     /// ```
     pub async fn drop_table(&self, name: &str) -> Result<usize> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
-        Ok(self.catalog.drop_table(&ident, &default_principal()).await?)
+        self.subject()
+            .await?
+            .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
+        Ok(self.catalog.drop_table(&ident, &self.principal).await?)
     }
 
     /// A SQL session acting as `principal`.
@@ -496,7 +528,7 @@ impl Lake {
     /// # Ok(()) }
     /// ```
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let out = self.session(&default_principal()).execute(sql).await?;
+        let out = self.session(&self.principal).execute(sql).await?;
         Ok(match out.into_iter().last() {
             Some(Output::Rows { batches, .. }) => batches,
             _ => Vec::new(),
@@ -525,7 +557,10 @@ impl Lake {
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<IngestReport> {
         let t = self.table(table).await?;
-        Ok(stratalake_table::ingest::ingest_files(&t, files, format, mode, &default_principal(), progress).await?)
+        self.subject()
+            .await?
+            .require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
+        Ok(stratalake_table::ingest::ingest_files(&t, files, format, mode, &self.principal, progress).await?)
     }
 
     /// Verify every table (or the named ones): the whole log, and every live file's checksum,
@@ -545,6 +580,7 @@ impl Lake {
         tables: &[String],
         on_file: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<VerifyReport> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
         let mut report = VerifyReport::default();
         let idents: Vec<TableIdent> = if tables.is_empty() {
             let state = self.catalog.state().await?;

@@ -240,13 +240,28 @@ async fn reading_without_some_keys_never_asks_for_them() {
     let n = b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
     assert_eq!(n, 10);
     // the secret column reads as NULL: its key was never unwrapped
-    let b = s.sql("SELECT secret_note FROM ev").await.unwrap().collect().await.unwrap();
+    let b = s
+        .sql("SELECT secret_note FROM ev")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let rows: usize = b.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 80);
     assert!(b.iter().all(|b| b.column(0).null_count() == b.num_rows()));
     // and a filter on it sees only NULLs, whatever the raw values
-    let b = s.sql("SELECT count(*) FROM ev WHERE secret_note = 'note 1'").await.unwrap().collect().await.unwrap();
-    assert_eq!(b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0), 0);
+    let b = s
+        .sql("SELECT count(*) FROM ev WHERE secret_note = 'note 1'")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+        0
+    );
     // with every key, it reads
     let all = lake.sql("SELECT secret_note FROM ev WHERE id = 7").await.unwrap();
     assert_eq!(all[0].num_rows(), 1);

@@ -1,0 +1,163 @@
+//! Access management through the facade: who the lake's own operations act as, and changes to
+//! principals, roles and grants (lake administrators only).
+
+use std::collections::BTreeMap;
+
+use stratalake_table::access::{ADMIN_ROLE, AccessAction, AccessState, Grant, Privilege, Securable, Subject};
+
+use crate::{DEFAULT_NAMESPACE, Lake, Result, TableIdent};
+
+impl Lake {
+    /// This lake handle acting as `principal`: every facade operation (SQL, ingest, DDL,
+    /// access changes) is then checked against that principal's grants.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// use stratalake::table::access::{Grant, Privilege, Securable};
+    /// let lake = stratalake::Lake::in_memory().await?.as_principal("root");
+    /// lake.bootstrap_admin().await?; // ends bootstrap mode: unknown principals are refused now
+    /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
+    /// lake.create_principal("ana", "user", &[("clearance", "internal")]).await?;
+    /// let ana = lake.as_principal("ana");
+    /// assert!(ana.sql("SELECT * FROM t").await.is_err()); // no grant yet
+    /// lake.grant(Grant { grantee: "ana".into(), privilege: Privilege::Select, on: Securable::Lake }).await?;
+    /// assert_eq!(ana.sql("SELECT * FROM t").await?[0].num_rows(), 1);
+    /// assert!(lake.as_principal("mallory").sql("SELECT * FROM t").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn as_principal(&self, principal: &str) -> Lake {
+        let mut l = self.clone();
+        l.principal = principal.to_string();
+        l
+    }
+
+    /// The principal this handle acts as.
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// What this handle's principal may do, resolved against the catalog now.
+    pub async fn subject(&self) -> Result<Subject> {
+        let state = self.catalog.state().await?;
+        Ok(state
+            .access
+            .resolve(&self.principal, self.catalog.context().keyring.classifications())?)
+    }
+
+    /// Principals, roles and grants (lake administrators only).
+    pub async fn access_state(&self) -> Result<AccessState> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        Ok(self.catalog.state().await?.access)
+    }
+
+    /// Apply access changes in one catalog commit (lake administrators only).
+    pub async fn change_access(&self, actions: Vec<AccessAction>) -> Result<()> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        Ok(self.catalog.change_access(actions, &self.principal).await?)
+    }
+
+    /// Make this handle's principal the first administrator: it gets the `admin` role, which
+    /// holds ADMIN on the lake. Ends bootstrap mode. Does nothing if the principal is already
+    /// a lake administrator.
+    pub async fn bootstrap_admin(&self) -> Result<()> {
+        let state = self.catalog.state().await?.access;
+        let me = &self.principal;
+        let mut actions = Vec::new();
+        if !state.principals.contains_key(me) {
+            actions.push(AccessAction::CreatePrincipal {
+                name: me.clone(),
+                kind: "user".into(),
+                attributes: BTreeMap::new(),
+            });
+        }
+        if !state.roles.contains_key(ADMIN_ROLE) {
+            actions.push(AccessAction::CreateRole {
+                name: ADMIN_ROLE.into(),
+                clearance: None,
+            });
+            actions.push(AccessAction::Grant(Grant {
+                grantee: ADMIN_ROLE.into(),
+                privilege: Privilege::Admin,
+                on: Securable::Lake,
+            }));
+        }
+        if !state.roles.get(ADMIN_ROLE).is_some_and(|r| r.members.contains(me)) {
+            actions.push(AccessAction::AddMember {
+                role: ADMIN_ROLE.into(),
+                member: me.clone(),
+            });
+        }
+        if actions.is_empty() {
+            return Ok(());
+        }
+        self.change_access(actions).await
+    }
+
+    /// Create a principal (`kind` is `user` or `service`) with attributes such as `clearance`.
+    pub async fn create_principal(&self, name: &str, kind: &str, attributes: &[(&str, &str)]) -> Result<()> {
+        let attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.change_access(vec![AccessAction::CreatePrincipal {
+            name: name.into(),
+            kind: kind.into(),
+            attributes,
+        }])
+        .await
+    }
+
+    /// Give a grant.
+    pub async fn grant(&self, grant: Grant) -> Result<()> {
+        self.change_access(vec![AccessAction::Grant(grant)]).await
+    }
+
+    /// Take a grant back; it stops applying at the next statement of every session.
+    pub async fn revoke(&self, grant: Grant) -> Result<()> {
+        self.change_access(vec![AccessAction::Revoke(grant)]).await
+    }
+
+    /// Set a column's classification (administrators of the table only).
+    pub async fn classify(&self, table: &str, column: &str, level: &str) -> Result<u64> {
+        let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
+        self.subject()
+            .await?
+            .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
+        let t = self.catalog.table(&ident).await?;
+        Ok(t.classify(column, level, &self.principal).await?)
+    }
+
+    /// Drop an empty namespace (lake administrators only).
+    pub async fn drop_namespace(&self, name: &str) -> Result<()> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        Ok(self.catalog.drop_namespace(name, &self.principal).await?)
+    }
+}
+
+/// Parse `lake`, `namespace NAME`/`NAME`, or `table NS.NAME` into a securable.
+pub fn parse_securable(kind: &str, name: Option<&str>) -> Result<Securable> {
+    let need = |what: &str| {
+        crate::Error::Table(stratalake_table::Error::InvalidName {
+            kind: "securable",
+            name: kind.into(),
+            reason: format!("{what} needs a name"),
+        })
+    };
+    match kind.to_ascii_lowercase().as_str() {
+        "lake" => Ok(Securable::Lake),
+        "namespace" | "schema" => {
+            let n = name.ok_or_else(|| need("namespace"))?;
+            stratalake_table::names::validate_ident("namespace", n)?;
+            Ok(Securable::Namespace { name: n.into() })
+        }
+        "table" => {
+            let id = TableIdent::parse(name.ok_or_else(|| need("table"))?, DEFAULT_NAMESPACE)?;
+            Ok(Securable::Table {
+                namespace: id.namespace,
+                name: id.name,
+            })
+        }
+        other => Err(crate::Error::Table(stratalake_table::Error::InvalidName {
+            kind: "securable",
+            name: other.into(),
+            reason: "use lake, namespace or table".into(),
+        })),
+    }
+}
