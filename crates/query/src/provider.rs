@@ -453,10 +453,11 @@ impl TableProvider for LakeTableProvider {
                     .map(|g| g.classification.clone())
                     .collect();
                 let (props, hidden) = keyring
-                    .open_file(self.table.id(), f, &self.schema, &Access::Levels(levels))
+                    .open_file_for(self.table.id(), f, &self.schema, &Access::Levels(levels), Some(&needed))
                     .await
                     .map_err(external)?;
-                withheld |= !hidden.is_empty();
+                // any column without its key (not cleared, or not read) needs the page index off
+                withheld |= !hidden.is_empty() || needed.len() < self.schema.fields().len();
                 keys.files.insert(loc.to_string(), props);
                 pfiles.push(PartitionedFile::new(loc.to_string(), f.size));
             }

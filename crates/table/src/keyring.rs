@@ -158,6 +158,19 @@ impl Keyring {
         file_schema: &Schema,
         access: &Access,
     ) -> Result<(Arc<FileDecryptionProperties>, Vec<String>)> {
+        self.open_file_for(table_id, add, file_schema, access, None).await
+    }
+
+    /// Like [`Keyring::open_file`], but hands parquet the keys of `columns` only (top-level
+    /// names), even where a data key also covers other columns of the file.
+    pub async fn open_file_for(
+        &self,
+        table_id: &str,
+        add: &AddFile,
+        file_schema: &Schema,
+        access: &Access,
+        columns: Option<&std::collections::HashSet<&str>>,
+    ) -> Result<(Arc<FileDecryptionProperties>, Vec<String>)> {
         let ctx = |role: &str| KeyContext {
             table_id: table_id.into(),
             file: add.path.clone(),
@@ -178,6 +191,9 @@ impl Keyring {
         }
         let mut column_keys: Vec<(String, &DataKey)> = Vec::new();
         for (root, leaf) in &leaves {
+            if columns.is_some_and(|c| !c.contains(root.as_str())) {
+                continue;
+            }
             if let Some((_, k)) = granted.iter().find(|(cols, _)| cols.iter().any(|c| c == root)) {
                 column_keys.push((leaf.clone(), k));
             }
