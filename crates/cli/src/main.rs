@@ -73,6 +73,20 @@ enum Command {
     Revoke(GrantArgs),
     /// List grants.
     Grants,
+    /// Show the audit log (newest last), or `audit verify` to check its hash chain.
+    Audit {
+        #[command(subcommand)]
+        cmd: Option<AuditCmd>,
+        /// Only records of this principal.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only records with this outcome: ok, denied or error.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only the last N records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Generate a realistic public-sector dataset, ingest it encrypted, and query it.
     Demo {
         /// Rows of building permits to generate.
@@ -125,6 +139,12 @@ enum RoleCmd {
     Remove { role: String, member: String },
     /// Drop a role with its grants and memberships.
     Drop { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Check the hash chain: every record present, unedited, in order. Exit code 3 if not.
+    Verify,
 }
 
 #[derive(Args, Debug)]
@@ -389,6 +409,76 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Grant(g) => access_cmd(&cli, AccessCmd::Grant(g, true), fmt).await?,
         Command::Revoke(g) => access_cmd(&cli, AccessCmd::Grant(g, false), fmt).await?,
         Command::Grants => access_cmd(&cli, AccessCmd::List, fmt).await?,
+        Command::Audit {
+            cmd: Some(AuditCmd::Verify),
+            ..
+        } => {
+            let lake = open(&cli).await?;
+            let problems = lake.verify_audit().await?;
+            if problems.is_empty() {
+                println!("audit log intact");
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!("error: the audit log has {} problem(s)", problems.len());
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Audit {
+            cmd: None,
+            principal,
+            outcome,
+            limit,
+        } => {
+            let lake = open(&cli).await?;
+            let mut records = lake.audit_records().await?;
+            records.retain(|r| principal.as_ref().is_none_or(|p| &r.event.principal == p));
+            records.retain(|r| {
+                outcome
+                    .as_ref()
+                    .is_none_or(|o| r.event.outcome.to_string() == o.to_lowercase())
+            });
+            if let Some(n) = limit {
+                let skip = records.len().saturating_sub(*n);
+                records.drain(..skip);
+            }
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                let rows = records
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.seq.to_string(),
+                            stratalake::table::write::fmt_ms(r.time_ms),
+                            r.event.principal.clone(),
+                            r.event.kind.clone(),
+                            r.event.statement.clone(),
+                            r.event.tables.join(", "),
+                            r.event.rows.map(|n| n.to_string()).unwrap_or_default(),
+                            r.event.outcome.to_string(),
+                            r.event.error.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    &[
+                        "seq",
+                        "time",
+                        "principal",
+                        "kind",
+                        "statement",
+                        "tables",
+                        "rows",
+                        "outcome",
+                        "error",
+                    ],
+                    rows,
+                    fmt,
+                )?;
+            }
+        }
         Command::Demo { rows } => {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");

@@ -853,3 +853,102 @@ fn principals_roles_grants_and_clearance() {
     ok(p, &["principal", "drop", "ana"]);
     assert!(!ok(p, &["--format", "csv", "grants"]).contains("ana,"));
 }
+
+#[test]
+fn every_statement_is_audited_and_tampering_is_detected() {
+    let l = new_lake();
+    let p = &l.path;
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2); SELECT * FROM t",
+        ],
+    );
+    let o = run(p, &["--as", "mallory", "sql", "-c", "SELECT * FROM t"]);
+    assert!(!o.status.success());
+    let o = run(p, &["sql", "-c", "SELECT nope FROM t"]);
+    assert!(!o.status.success());
+    let csv = write(l.path.parent().unwrap(), "x.csv", b"x\n3\n");
+    ok(p, &["ingest", "t", csv.to_str().unwrap()]);
+    let log: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "audit"])).unwrap();
+    let summary: Vec<(String, String, String)> = log
+        .iter()
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap().to_string(),
+                r["kind"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = |p: &str, k: &str, o: &str| {
+        summary
+            .iter()
+            .any(|s| s == &(p.to_string(), k.to_string(), o.to_string()))
+    };
+    assert!(want("tester", "access", "ok"), "{summary:?}"); // init's first administrator
+    assert!(
+        want("tester", "sql", "ok") && want("mallory", "sql", "denied") && want("tester", "sql", "error"),
+        "{summary:?}"
+    );
+    assert!(want("tester", "ingest", "ok"), "{summary:?}");
+    let select = log
+        .iter()
+        .find(|r| r["statement"] == "SELECT * FROM t" && r["principal"] == "tester")
+        .unwrap();
+    assert_eq!(select["rows"], 2);
+    assert_eq!(select["tables"][0], "default.t");
+    let denied = ok(p, &["--format", "csv", "audit", "--outcome", "denied"]);
+    assert!(
+        denied.contains("mallory") && denied.contains("not a principal"),
+        "{denied}"
+    );
+    assert!(ok(p, &["audit", "verify"]).contains("intact"));
+    // administrators can query it in SQL
+    let q = ok(
+        p,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT principal, outcome FROM _system.audit WHERE outcome = 'denied'",
+        ],
+    );
+    assert_eq!(q, "principal,outcome\nmallory,denied\n");
+    // an analyst may not read the audit log
+    ok(p, &["principal", "create", "ana"]);
+    let o = run(p, &["--as", "ana", "audit"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no ADMIN privilege"));
+    let o = run(p, &["--as", "ana", "sql", "-c", "SELECT * FROM _system.audit"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no ADMIN privilege"));
+
+    // edit one record: detected, naming it
+    let dir = l.path.join("data/_audit");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let victim = files[2].clone();
+    let orig = std::fs::read_to_string(&victim).unwrap();
+    std::fs::write(&victim, orig.replacen("\"tester\"", "\"someone\"", 1)).unwrap();
+    let o = run(p, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(3));
+    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&name),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    std::fs::write(&victim, &orig).unwrap();
+    assert!(ok(p, &["audit", "verify"]).contains("intact"));
+    // remove one: detected
+    std::fs::remove_file(&files[1]).unwrap();
+    let o = run(p, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("missing"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}

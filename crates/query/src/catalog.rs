@@ -32,6 +32,8 @@ pub(crate) struct Ctx {
     pub access: Access,
     pub subject: Subject,
     pub as_of: Option<AsOf>,
+    /// Tables this statement resolved, for the audit record.
+    pub touched: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl fmt::Debug for Ctx {
@@ -49,6 +51,7 @@ impl Ctx {
         ident: &TableIdent,
         as_of: Option<AsOf>,
     ) -> stratalake_table::Result<LakeTableProvider> {
+        self.touched.lock().expect("touched lock").push(ident.to_string());
         // Seeing a table at all needs a privilege on it; reading needs SELECT (checked by scan).
         let (ns, t) = (Some(ident.namespace.as_str()), Some(ident.name.as_str()));
         if !self.subject.allows(Privilege::Select, ns, t) && !self.subject.allows(Privilege::Insert, ns, t) {

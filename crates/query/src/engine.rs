@@ -12,6 +12,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 use stratalake_table::access::{Privilege, Subject};
+use stratalake_table::audit::{Event, Outcome};
 use stratalake_table::catalog::{Catalog, CatalogState};
 use stratalake_table::{Access, ColumnDef, TableIdent, TableSchema};
 
@@ -19,9 +20,64 @@ use crate::catalog::{AsOf, Ctx, LakeCatalogProvider};
 use crate::ddl::{self, Ddl};
 use crate::{Error, Result};
 
+type Touched = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Name of the DataFusion catalog the lake is registered as.
 pub const CATALOG_NAME: &str = "lake";
 const ASOF_SCHEMA: &str = "__asof";
+/// Schema of the lake's own tables (`_system.audit`); names starting with `_` are reserved.
+pub const SYSTEM_SCHEMA: &str = "_system";
+
+fn audit_table(records: &[stratalake_table::audit::Record]) -> Result<datafusion::datasource::MemTable> {
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("principal", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("statement", DataType::Utf8, false),
+        Field::new("tables", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, true),
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("hash", DataType::Utf8, false),
+    ]));
+    let col = |f: &dyn Fn(&stratalake_table::audit::Record) -> String| -> ArrayRef {
+        Arc::new(StringArray::from(records.iter().map(f).collect::<Vec<_>>()))
+    };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(UInt64Array::from(records.iter().map(|r| r.seq).collect::<Vec<_>>())),
+            Arc::new(
+                TimestampMillisecondArray::from(records.iter().map(|r| r.time_ms).collect::<Vec<_>>())
+                    .with_timezone("UTC"),
+            ),
+            col(&|r| r.event.principal.clone()),
+            col(&|r| r.event.kind.clone()),
+            col(&|r| r.event.statement.clone()),
+            col(&|r| r.event.tables.join(", ")),
+            Arc::new(Int64Array::from(
+                records
+                    .iter()
+                    .map(|r| r.event.rows.map(|n| n as i64))
+                    .collect::<Vec<_>>(),
+            )),
+            col(&|r| r.event.outcome.to_string()),
+            Arc::new(StringArray::from(
+                records.iter().map(|r| r.event.error.clone()).collect::<Vec<_>>(),
+            )),
+            col(&|r| r.hash.clone()),
+        ],
+    )
+    .map_err(|e| Error::DataFusion(Box::new(e.into())))?;
+    Ok(datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?)
+}
 
 /// What one statement produced.
 #[derive(Debug, Clone)]
@@ -109,6 +165,7 @@ impl QueryEngine {
             access,
             subject,
             as_of: self.as_of,
+            touched: Default::default(),
         }
     }
 
@@ -129,21 +186,66 @@ impl QueryEngine {
             return Err(Error::Sql(format!("expected one statement, found {}", stmts.len())));
         }
         let tokens = stmts.pop().expect("one");
-        if let Some(d) = ddl::parse(&tokens)? {
-            self.run_ddl(d).await?;
-            return Ok(SessionContext::new().read_empty()?);
+        let text: String = tokens.iter().map(|t| t.to_string()).collect();
+        let touched = Touched::default();
+        let r = async {
+            if let Some(d) = ddl::parse(&tokens)? {
+                self.run_ddl(d, &touched).await?;
+                return Ok(SessionContext::new().read_empty()?);
+            }
+            self.plan(tokens, &touched).await
         }
-        self.plan(tokens).await
+        .await;
+        // A frame is audited when planned: its rows are not known yet.
+        self.audit(&text, &touched, &r, None).await?;
+        r
     }
 
     async fn run(&self, tokens: Vec<Token>) -> Result<Output> {
-        if let Some(d) = ddl::parse(&tokens)? {
-            return Ok(Output::Done(self.run_ddl(d).await?));
+        let text: String = tokens.iter().map(|t| t.to_string()).collect();
+        let touched = Touched::default();
+        let r = async {
+            if let Some(d) = ddl::parse(&tokens)? {
+                return Ok(Output::Done(self.run_ddl(d, &touched).await?));
+            }
+            let df = self.plan(tokens, &touched).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            Ok(Output::Rows { schema, batches })
         }
-        let df = self.plan(tokens).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok(Output::Rows { schema, batches })
+        .await;
+        let rows = match &r {
+            Ok(Output::Rows { batches, .. }) => Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
+            _ => None,
+        };
+        self.audit(&text, &touched, &r, rows).await?;
+        r
+    }
+
+    /// Record the statement in the audit log. A statement whose record cannot be written fails:
+    /// nothing runs unaudited.
+    async fn audit<T>(&self, text: &str, touched: &Touched, r: &Result<T>, rows: Option<u64>) -> Result<()> {
+        let (outcome, error) = match r {
+            Ok(_) => (Outcome::Ok, None),
+            Err(Error::Table(e @ stratalake_table::Error::PermissionDenied { .. })) => {
+                (Outcome::Denied, Some(e.to_string()))
+            }
+            Err(e) => (Outcome::Error, Some(e.to_string())),
+        };
+        let mut tables = touched.lock().expect("touched lock").clone();
+        tables.sort();
+        tables.dedup();
+        let event = Event {
+            principal: self.principal.clone(),
+            kind: "sql".into(),
+            statement: text.trim().to_string(),
+            tables,
+            rows,
+            outcome,
+            error,
+        };
+        self.catalog.audit().append(event).await?;
+        Ok(())
     }
 
     fn session(&self) -> Result<SessionContext> {
@@ -155,12 +257,13 @@ impl QueryEngine {
         Ok(SessionContext::new_with_config(config))
     }
 
-    async fn plan(&self, tokens: Vec<Token>) -> Result<DataFrame> {
+    async fn plan(&self, tokens: Vec<Token>, touched: &Touched) -> Result<DataFrame> {
         let state = self.catalog.state().await?;
         let ctx = self.session()?;
         let (tokens, travels) = rewrite_time_travel(tokens)?;
         let asof = Arc::new(MemorySchemaProvider::new());
-        let c = self.ctx(self.subject(&state)?);
+        let mut c = self.ctx(self.subject(&state)?);
+        c.touched = touched.clone();
         for (temp, parts, as_of) in travels {
             if self.as_of.is_some() {
                 return Err(Error::Sql(
@@ -171,10 +274,21 @@ impl QueryEngine {
             let p = c.provider(&ident, Some(as_of)).await?;
             asof.register_table(temp, Arc::new(p))?;
         }
-        ctx.register_catalog(
-            CATALOG_NAME,
-            Arc::new(LakeCatalogProvider::new(c, state).with_schema(ASOF_SCHEMA, asof)),
-        );
+        let mut lake_catalog = LakeCatalogProvider::new(c.clone(), state).with_schema(ASOF_SCHEMA, asof);
+        let mentions_system = tokens
+            .iter()
+            .any(|t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(SYSTEM_SCHEMA)));
+        if mentions_system {
+            // The audit log as a table, for lake administrators only.
+            c.subject.require(Privilege::Admin, None, None)?;
+            let system = Arc::new(MemorySchemaProvider::new());
+            system.register_table(
+                "audit".into(),
+                Arc::new(audit_table(&self.catalog.audit().records().await?)?),
+            )?;
+            lake_catalog = lake_catalog.with_schema(SYSTEM_SCHEMA, system);
+        }
+        ctx.register_catalog(CATALOG_NAME, Arc::new(lake_catalog));
         let text: String = tokens.iter().map(|t| t.to_string()).collect();
         let mut stmts = DFParser::parse_sql_with_dialect(&text, &GenericDialect {})?;
         if stmts.len() != 1 {
@@ -197,7 +311,7 @@ impl QueryEngine {
         }
     }
 
-    async fn run_ddl(&self, d: Ddl) -> Result<String> {
+    async fn run_ddl(&self, d: Ddl, touched: &Touched) -> Result<String> {
         let p = &self.principal;
         if self.as_of.is_some() {
             return Err(Error::Sql("DDL is not allowed in a read-only --as-of session".into()));
@@ -207,10 +321,12 @@ impl QueryEngine {
             Ddl::CreateNamespace { .. } | Ddl::DropNamespace { .. } => subject.require(Privilege::Admin, None, None)?,
             Ddl::CreateTable { name, .. } => {
                 let ident = self.resolve(name)?;
+                touched.lock().expect("touched lock").push(ident.to_string());
                 subject.require(Privilege::Admin, Some(&ident.namespace), None)?
             }
             Ddl::DropTable { name, .. } => {
                 let ident = self.resolve(name)?;
+                touched.lock().expect("touched lock").push(ident.to_string());
                 subject.require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?
             }
         }

@@ -52,8 +52,14 @@ impl Lake {
 
     /// Apply access changes in one catalog commit (lake administrators only).
     pub async fn change_access(&self, actions: Vec<AccessAction>) -> Result<()> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
-        Ok(self.catalog.change_access(actions, &self.principal).await?)
+        let statement = format!("{actions:?}");
+        let r = async {
+            self.subject().await?.require(Privilege::Admin, None, None)?;
+            Ok(self.catalog.change_access(actions, &self.principal).await?)
+        }
+        .await;
+        self.record("access", statement, vec![], None, &r).await?;
+        r
     }
 
     /// Make this handle's principal the first administrator: it gets the `admin` role, which
@@ -159,5 +165,60 @@ pub fn parse_securable(kind: &str, name: Option<&str>) -> Result<Securable> {
             name: other.into(),
             reason: "use lake, namespace or table".into(),
         })),
+    }
+}
+
+impl Lake {
+    /// Every audit record, oldest first (lake administrators only).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE t (x INT); SELECT * FROM t").await?;
+    /// let log = lake.audit_records().await?;
+    /// assert_eq!(log.len(), 2);
+    /// assert_eq!(log[1].event.tables, vec!["default.t"]);
+    /// assert!(lake.verify_audit().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn audit_records(&self) -> Result<Vec<stratalake_table::audit::Record>> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        Ok(self.catalog.audit().records().await?)
+    }
+
+    /// Check the audit log's hash chain; one line per problem (lake administrators only).
+    pub async fn verify_audit(&self) -> Result<Vec<String>> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        Ok(self.catalog.audit().verify().await?)
+    }
+
+    /// Record a facade operation (ingest, access change) with its outcome.
+    pub(crate) async fn record<T>(
+        &self,
+        kind: &str,
+        statement: String,
+        tables: Vec<String>,
+        rows: Option<u64>,
+        r: &Result<T>,
+    ) -> Result<()> {
+        use stratalake_table::audit::{Event, Outcome};
+        let (outcome, error) = match r {
+            Ok(_) => (Outcome::Ok, None),
+            Err(crate::Error::Table(e @ stratalake_table::Error::PermissionDenied { .. })) => {
+                (Outcome::Denied, Some(e.to_string()))
+            }
+            Err(e) => (Outcome::Error, Some(e.to_string())),
+        };
+        let event = Event {
+            principal: self.principal.clone(),
+            kind: kind.into(),
+            statement,
+            tables,
+            rows,
+            outcome,
+            error,
+        };
+        self.catalog.audit().append(event).await?;
+        Ok(())
     }
 }

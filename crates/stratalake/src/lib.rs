@@ -556,11 +556,29 @@ impl Lake {
         mode: WriteMode,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<IngestReport> {
-        let t = self.table(table).await?;
-        self.subject()
-            .await?
-            .require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
-        Ok(stratalake_table::ingest::ingest_files(&t, files, format, mode, &self.principal, progress).await?)
+        let statement = format!(
+            "INGEST {} INTO {table} ({})",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            mode.operation()
+        );
+        let r: Result<IngestReport> = async {
+            let t = self.table(table).await?;
+            self.subject()
+                .await?
+                .require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
+            Ok(stratalake_table::ingest::ingest_files(&t, files, format, mode, &self.principal, progress).await?)
+        }
+        .await;
+        let tables = TableIdent::parse(table, DEFAULT_NAMESPACE)
+            .map(|i| vec![i.to_string()])
+            .unwrap_or_default();
+        let rows = r.as_ref().ok().map(|r| r.rows);
+        self.record("ingest", statement, tables, rows, &r).await?;
+        r
     }
 
     /// Verify every table (or the named ones): the whole log, and every live file's checksum,

@@ -147,15 +147,23 @@ impl CatalogState {
 pub struct Catalog {
     ctx: Arc<StorageContext>,
     cached: Mutex<CatalogState>,
+    audit: Arc<crate::audit::AuditLog>,
 }
 
 impl Catalog {
     /// The catalog of a lake.
     pub fn new(ctx: Arc<StorageContext>) -> Self {
+        let audit = crate::audit::AuditLog::new(ctx.tiers.metadata().clone());
         Self {
             ctx,
             cached: Mutex::new(CatalogState::default()),
+            audit,
         }
+    }
+
+    /// The lake's audit log.
+    pub fn audit(&self) -> &Arc<crate::audit::AuditLog> {
+        &self.audit
     }
 
     /// The storage context.

@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod action;
+pub mod audit;
 pub mod catalog;
 mod error;
 pub mod ingest;
