@@ -73,6 +73,9 @@ enum Command {
     Revoke(GrantArgs),
     /// List grants.
     Grants,
+    /// Row filters: which rows of a table principals may see.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Show the audit log (newest last), or `audit verify` to check its hash chain.
     Audit {
         #[command(subcommand)]
@@ -139,6 +142,33 @@ enum RoleCmd {
     Remove { role: String, member: String },
     /// Drop a role with its grants and memberships.
     Drop { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Create or replace a row filter: principals of GRANTEE see only rows matching WHERE (OR
+    /// across the filters that apply to them; none applying means no rows, except for table admins).
+    RowFilter {
+        /// Policy name.
+        name: String,
+        /// The table.
+        #[arg(long)]
+        table: String,
+        /// The principal or role it applies to.
+        #[arg(long = "to")]
+        grantee: String,
+        /// SQL condition; may use current_principal() and current_principal_attribute('key').
+        #[arg(long = "where")]
+        predicate: String,
+    },
+    /// Drop a row filter.
+    Drop {
+        name: String,
+        #[arg(long)]
+        table: String,
+    },
+    /// List row filters.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -409,6 +439,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Grant(g) => access_cmd(&cli, AccessCmd::Grant(g, true), fmt).await?,
         Command::Revoke(g) => access_cmd(&cli, AccessCmd::Grant(g, false), fmt).await?,
         Command::Grants => access_cmd(&cli, AccessCmd::List, fmt).await?,
+        Command::Policy(PolicyCmd::RowFilter {
+            name,
+            table,
+            grantee,
+            predicate,
+        }) => {
+            let lake = open(&cli).await?;
+            lake.set_row_filter(table, name, grantee, predicate).await?;
+            println!("row filter {name} on {} applies to {grantee}", ident(table)?);
+        }
+        Command::Policy(PolicyCmd::Drop { name, table }) => {
+            let lake = open(&cli).await?;
+            let table = ident(table)?.to_string();
+            lake.change_access(vec![stratalake::table::access::AccessAction::DropRowFilter {
+                table: table.clone(),
+                name: name.clone(),
+            }])
+            .await?;
+            println!("row filter {name} on {table} dropped");
+        }
+        Command::Policy(PolicyCmd::List) => {
+            let lake = open(&cli).await?;
+            let st = lake.access_state().await?;
+            let mut rows = Vec::new();
+            for (table, filters) in &st.row_filters {
+                for (name, f) in filters {
+                    rows.push(vec![
+                        table.clone(),
+                        name.clone(),
+                        f.grantee.clone(),
+                        f.predicate.clone(),
+                    ]);
+                }
+            }
+            print_rows(&["table", "policy", "applies_to", "where"], rows, fmt)?;
+        }
         Command::Audit {
             cmd: Some(AuditCmd::Verify),
             ..

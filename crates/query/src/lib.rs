@@ -19,8 +19,10 @@ pub mod ddl;
 mod dml;
 mod engine;
 mod error;
+mod policy;
 pub mod provider;
 
 pub use catalog::AsOf;
 pub use engine::{CATALOG_NAME, Output, QueryEngine, split_statements};
 pub use error::{Error, Result};
+pub use policy::check_row_filter;

@@ -24,10 +24,12 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::parquet_encryption::EncryptionFactory;
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -37,6 +39,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column as PhysColumn, Literal};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
@@ -261,6 +264,29 @@ impl PruningStatistics for PartitionRanges {
 }
 
 impl LakeTableProvider {
+    /// The OR of the row-filter predicates, bound to the subject and planned against the table.
+    fn row_policy(&self, state: &dyn Session, preds: &[String]) -> DFResult<Expr> {
+        let mut parts = Vec::with_capacity(preds.len());
+        for p in preds {
+            let bound =
+                crate::policy::bind_principal(p, &self.subject).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+            parts.push(format!("({bound})"));
+        }
+        let sql = parts.join(" OR ");
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let st = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("row filters need a DataFusion SessionState".into()))?;
+        st.create_logical_expr(&sql, &df_schema).map_err(|e| {
+            // the predicate itself is an administrator's secret: name the table, not the text
+            DataFusionError::Plan(format!(
+                "a row filter on {} does not plan against its columns: {e}",
+                self.table.ident()
+            ))
+        })
+    }
+
     /// Plan a copy-on-write DELETE (no assignments), UPDATE or TRUNCATE; the work happens when
     /// the plan runs.
     async fn rewrite(
@@ -280,6 +306,12 @@ impl LakeTableProvider {
         self.subject
             .require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))
             .map_err(external)?;
+        if self.subject.row_filters.contains_key(&ident.to_string()) {
+            return Err(external(stratalake_table::Error::PermissionDenied {
+                principal: self.subject.principal.clone(),
+                reason: format!("has row filters on {ident}, so it may not {operation} it"),
+            }));
+        }
         if !self.hidden.is_empty() {
             // A rewrite reads every column of the rows it touches, and its row count answers
             // questions about them: only subjects cleared for the whole table may run one.
@@ -405,6 +437,18 @@ impl TableProvider for LakeTableProvider {
             .filter(|f| f.column_refs().iter().all(|c| !self.hidden.contains(&c.name)))
             .cloned()
             .collect();
+        // Row filters that apply to this subject: None = every row.
+        let policy = match self.subject.row_filters.get(&ident.to_string()) {
+            None => None,
+            Some(preds) if preds.is_empty() => {
+                let s = match projection {
+                    Some(p) => Arc::new(self.schema.project(p)?),
+                    None => self.schema.clone(),
+                };
+                return Ok(Arc::new(EmptyExec::new(s)));
+            }
+            Some(preds) => Some(self.row_policy(state, preds)?),
+        };
         let files = self.prune(state, &visible_filters)?;
         if files.is_empty() {
             let s = match projection {
@@ -426,10 +470,17 @@ impl TableProvider for LakeTableProvider {
         let wanted: Vec<usize> = projection
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-        let read: Vec<usize> = wanted
-            .iter()
-            .copied()
-            .filter(|i| !self.hidden.contains(self.schema.field(*i).name()))
+        let filter_cols: HashSet<String> = match &policy {
+            Some(e) => e.column_refs().into_iter().map(|c| c.name.clone()).collect(),
+            None => HashSet::new(),
+        };
+        // Read what the subject may see, plus what the row filter needs (evaluated inside the
+        // scan on raw values; those columns still leave the scan as NULL if hidden).
+        let read: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|i| {
+                let name = self.schema.field(*i).name();
+                (wanted.contains(i) && !self.hidden.contains(name)) || filter_cols.contains(name)
+            })
             .collect();
         let needed: HashSet<&str> = read.iter().map(|i| self.schema.field(*i).name().as_str()).collect();
         for (tier, files) in by_tier {
@@ -448,7 +499,9 @@ impl TableProvider for LakeTableProvider {
                     .keys
                     .groups
                     .iter()
-                    .filter(|g| self.access.allows(&g.classification))
+                    .filter(|g| {
+                        self.access.allows(&g.classification) || g.columns.iter().any(|c| filter_cols.contains(c))
+                    })
                     .filter(|g| g.columns.iter().any(|c| needed.contains(c.as_str())))
                     .map(|g| g.classification.clone())
                     .collect();
@@ -479,12 +532,22 @@ impl TableProvider for LakeTableProvider {
             let conf = FileScanConfigBuilder::new(url, Arc::new(source))
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
                 .with_projection_indices(Some(read.clone()))?
-                .with_limit(limit)
+                // a row filter runs above the scan: a limit below it would drop visible rows
+                .with_limit(if policy.is_some() { None } else { limit })
                 .build();
             plans.push(DataSourceExec::from_data_source(conf));
         }
-        let union = UnionExec::try_new(plans)?;
-        if read.len() == wanted.len() {
+        let mut union = UnionExec::try_new(plans)?;
+        if let Some(expr) = policy {
+            let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
+            let predicate = state.create_physical_expr(expr, &read_schema)?;
+            union = Arc::new(FilterExec::try_new(predicate, union)?);
+        }
+        if read == wanted
+            && wanted
+                .iter()
+                .all(|i| !self.hidden.contains(self.schema.field(*i).name()))
+        {
             return Ok(union);
         }
         // Put NULLs where hidden columns were asked for; nothing of them was read.
@@ -492,8 +555,8 @@ impl TableProvider for LakeTableProvider {
         for i in &wanted {
             let field = self.schema.field(*i);
             let expr: Arc<dyn PhysicalExpr> = match read.iter().position(|r| r == i) {
-                Some(pos) => Arc::new(PhysColumn::new(field.name(), pos)),
-                None => Arc::new(Literal::new(ScalarValue::try_from(field.data_type())?)),
+                Some(pos) if !self.hidden.contains(field.name()) => Arc::new(PhysColumn::new(field.name(), pos)),
+                _ => Arc::new(Literal::new(ScalarValue::try_from(field.data_type())?)),
             };
             exprs.push(ProjectionExpr::new(expr, field.name().clone()));
         }

@@ -120,6 +120,25 @@ impl Lake {
         self.change_access(vec![AccessAction::Revoke(grant)]).await
     }
 
+    /// Create or replace a row filter on `table` for `grantee` (lake administrators only). The
+    /// predicate is SQL over the table's columns and may use `current_principal()` and
+    /// `current_principal_attribute('key')`; it is checked against the table now.
+    pub async fn set_row_filter(&self, table: &str, name: &str, grantee: &str, predicate: &str) -> Result<()> {
+        let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
+        let t = self.catalog.table(&ident).await?;
+        let schema = t.snapshot().await?.metadata.schema.arrow_schema();
+        stratalake_query::check_row_filter(&schema, predicate)?;
+        self.change_access(vec![AccessAction::SetRowFilter {
+            table: ident.to_string(),
+            name: name.into(),
+            filter: stratalake_table::access::RowFilter {
+                grantee: grantee.into(),
+                predicate: predicate.into(),
+            },
+        }])
+        .await
+    }
+
     /// Set a column's classification (administrators of the table only).
     pub async fn classify(&self, table: &str, column: &str, level: &str) -> Result<u64> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;

@@ -143,6 +143,23 @@ pub struct AccessState {
     pub roles: BTreeMap<String, RoleEntry>,
     /// Grants.
     pub grants: BTreeSet<Grant>,
+    /// Row filters by table (`ns.table`) and policy name.
+    #[serde(default)]
+    pub row_filters: BTreeMap<String, BTreeMap<String, RowFilter>>,
+}
+
+/// A row filter: the rows of a table that principals of `grantee` may see.
+///
+/// On a table with row filters, a session sees the rows matching the OR of the predicates of the
+/// filters that apply to it (its principal or one of its roles); a session to which none
+/// applies sees no rows, unless it holds `admin` on the table. Predicates are SQL over the
+/// table's columns and may use `current_principal()` and `current_principal_attribute('key')`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowFilter {
+    /// The principal or role it applies to.
+    pub grantee: String,
+    /// SQL predicate.
+    pub predicate: String,
 }
 
 /// An access-control change (a catalog action).
@@ -202,6 +219,22 @@ pub enum AccessAction {
     Grant(Grant),
     /// A grant is taken back.
     Revoke(Grant),
+    /// A row filter is created (or replaced).
+    SetRowFilter {
+        /// `ns.table`.
+        table: String,
+        /// Policy name.
+        name: String,
+        /// The filter.
+        filter: RowFilter,
+    },
+    /// A row filter is dropped.
+    DropRowFilter {
+        /// `ns.table`.
+        table: String,
+        /// Policy name.
+        name: String,
+    },
 }
 
 /// The name every lake's administrators role has.
@@ -311,6 +344,26 @@ impl AccessState {
             }
             AccessAction::RemoveMember { role: r, .. } => role(r)?,
             AccessAction::Grant(g) | AccessAction::Revoke(g) => known(&g.grantee)?,
+            AccessAction::SetRowFilter { name, filter, .. } => {
+                crate::names::validate_ident("policy", name)?;
+                known(&filter.grantee)?;
+                if filter.predicate.trim().is_empty() {
+                    return Err(Error::InvalidName {
+                        kind: "row filter",
+                        name: name.clone(),
+                        reason: "empty predicate".into(),
+                    });
+                }
+            }
+            AccessAction::DropRowFilter { table, name } => {
+                if !self.row_filters.get(table).is_some_and(|f| f.contains_key(name)) {
+                    return Err(Error::InvalidName {
+                        kind: "row filter",
+                        name: name.clone(),
+                        reason: format!("no such filter on {table}"),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -351,6 +404,10 @@ impl AccessState {
                     r.members.remove(name);
                 }
                 self.grants.retain(|g| &g.grantee != name);
+                for f in self.row_filters.values_mut() {
+                    f.retain(|_, rf| &rf.grantee != name);
+                }
+                self.row_filters.retain(|_, f| !f.is_empty());
             }
             AccessAction::SetAttribute { principal, key, value } => {
                 if let Some(p) = self.principals.get_mut(principal) {
@@ -384,6 +441,20 @@ impl AccessState {
             }
             AccessAction::Revoke(g) => {
                 self.grants.remove(g);
+            }
+            AccessAction::SetRowFilter { table, name, filter } => {
+                self.row_filters
+                    .entry(table.clone())
+                    .or_default()
+                    .insert(name.clone(), filter.clone());
+            }
+            AccessAction::DropRowFilter { table, name } => {
+                if let Some(f) = self.row_filters.get_mut(table) {
+                    f.remove(name);
+                    if f.is_empty() {
+                        self.row_filters.remove(table);
+                    }
+                }
             }
         }
     }
@@ -436,14 +507,28 @@ impl AccessState {
         if lake_admin {
             rank = classes.levels.len() - 1;
         }
-        Ok(Subject {
+        let mut subject = Subject {
             principal: principal.to_string(),
             roles,
             attributes: p.attributes.clone(),
             grants,
             cleared: classes.levels[..=rank].iter().cloned().collect(),
             superuser: false,
-        })
+            row_filters: BTreeMap::new(),
+        };
+        for (table, filters) in &self.row_filters {
+            let (ns, t) = table.split_once('.').unwrap_or(("", table));
+            if subject.allows(Privilege::Admin, Some(ns), Some(t)) {
+                continue; // table administrators see every row
+            }
+            let preds = filters
+                .values()
+                .filter(|f| names.contains(&f.grantee))
+                .map(|f| f.predicate.clone())
+                .collect();
+            subject.row_filters.insert(table.clone(), preds);
+        }
+        Ok(subject)
     }
 }
 
@@ -462,6 +547,9 @@ pub struct Subject {
     pub cleared: BTreeSet<String>,
     /// Bootstrap mode: everything allowed.
     pub superuser: bool,
+    /// Row filters by table (`ns.table`): `None` = unrestricted; `Some(predicates)` = the rows
+    /// matching any of them (no predicate: no rows).
+    pub row_filters: BTreeMap<String, Vec<String>>,
 }
 
 impl Subject {
@@ -474,6 +562,7 @@ impl Subject {
             grants: Vec::new(),
             cleared: classes.levels.iter().cloned().collect(),
             superuser: true,
+            row_filters: BTreeMap::new(),
         }
     }
 

@@ -122,6 +122,7 @@ impl CatalogState {
                     if let Some(ns) = self.namespaces.get_mut(namespace) {
                         ns.remove(name);
                     }
+                    self.access.row_filters.remove(&format!("{namespace}.{name}"));
                     self.access.grants.retain(|g| {
                         g.on != crate::access::Securable::Table {
                             namespace: namespace.clone(),
