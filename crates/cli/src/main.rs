@@ -167,6 +167,26 @@ enum PolicyCmd {
         #[arg(long)]
         table: String,
     },
+    /// Mask a column for a principal or role: null, redact, partial:N or expr:SQL.
+    Mask {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The principal or role.
+        #[arg(long = "to")]
+        grantee: String,
+        /// null | redact | partial:N (keep the last N characters) | expr:SQL
+        #[arg(long)]
+        mask: String,
+    },
+    /// Remove a column mask.
+    Unmask {
+        table: String,
+        column: String,
+        #[arg(long = "from")]
+        grantee: String,
+    },
     /// List row filters.
     List,
 }
@@ -459,6 +479,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await?;
             println!("row filter {name} on {table} dropped");
         }
+        Command::Policy(PolicyCmd::Mask {
+            table,
+            column,
+            grantee,
+            mask,
+        }) => {
+            let lake = open(&cli).await?;
+            let m = stratalake::table::access::Mask::parse(mask)?;
+            lake.set_mask(table, column, grantee, m.clone()).await?;
+            println!("{}.{column} is shown to {grantee} as {m}", ident(table)?);
+        }
+        Command::Policy(PolicyCmd::Unmask { table, column, grantee }) => {
+            let lake = open(&cli).await?;
+            let table = ident(table)?.to_string();
+            lake.change_access(vec![stratalake::table::access::AccessAction::DropMask {
+                table: table.clone(),
+                column: column.clone(),
+                grantee: grantee.clone(),
+            }])
+            .await?;
+            println!("mask of {table}.{column} for {grantee} dropped");
+        }
         Command::Policy(PolicyCmd::List) => {
             let lake = open(&cli).await?;
             let st = lake.access_state().await?;
@@ -473,7 +515,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     ]);
                 }
             }
-            print_rows(&["table", "policy", "applies_to", "where"], rows, fmt)?;
+            for (table, cols) in &st.masks {
+                for (col, by) in cols {
+                    for (g, m) in by {
+                        rows.push(vec![table.clone(), format!("mask {col}"), g.clone(), m.to_string()]);
+                    }
+                }
+            }
+            print_rows(&["table", "policy", "applies_to", "rule"], rows, fmt)?;
         }
         Command::Audit {
             cmd: Some(AuditCmd::Verify),

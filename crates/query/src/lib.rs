@@ -25,4 +25,4 @@ pub mod provider;
 pub use catalog::AsOf;
 pub use engine::{CATALOG_NAME, Output, QueryEngine, split_statements};
 pub use error::{Error, Result};
-pub use policy::check_row_filter;
+pub use policy::{check_mask, check_row_filter};

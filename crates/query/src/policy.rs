@@ -78,6 +78,7 @@ pub fn check_row_filter(schema: &arrow::datatypes::SchemaRef, predicate: &str) -
         cleared: Default::default(),
         superuser: false,
         row_filters: Default::default(),
+        masks: Default::default(),
     };
     let bound = bind_principal(predicate, &probe)?;
     let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
@@ -89,6 +90,43 @@ pub fn check_row_filter(schema: &arrow::datatypes::SchemaRef, predicate: &str) -
         .is_ok_and(|t| t == arrow::datatypes::DataType::Boolean)
     {
         return Err(Error::Sql("a row filter must be a boolean condition".into()));
+    }
+    Ok(())
+}
+
+/// Check that a mask fits a column: the column exists, and an expression mask plans against the
+/// table and casts to the column's type.
+pub fn check_mask(
+    schema: &arrow::datatypes::SchemaRef,
+    column: &str,
+    mask: &stratalake_table::access::Mask,
+) -> Result<()> {
+    let field = schema
+        .field_with_name(column)
+        .map_err(|_| Error::Sql(format!("no column {column:?} to mask")))?;
+    if let stratalake_table::access::Mask::Expr { sql } = mask {
+        let probe = Subject {
+            principal: "probe".into(),
+            roles: Default::default(),
+            attributes: Default::default(),
+            grants: vec![],
+            cleared: Default::default(),
+            superuser: false,
+            row_filters: Default::default(),
+            masks: Default::default(),
+        };
+        let bound = bind_principal(sql, &probe)?;
+        let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+        let expr = datafusion::prelude::SessionContext::new()
+            .parse_sql_expr(&bound, &df_schema)
+            .map_err(|e| Error::Sql(format!("mask expression does not plan against the table: {e}")))?;
+        let t = expr.get_type(&df_schema)?;
+        if !arrow::compute::can_cast_types(&t, field.data_type()) {
+            return Err(Error::Sql(format!(
+                "a mask of type {t} cannot stand for column {column:?} of type {}",
+                field.data_type()
+            )));
+        }
     }
     Ok(())
 }
@@ -108,6 +146,7 @@ mod tests {
             cleared: BTreeSet::new(),
             superuser: false,
             row_filters: BTreeMap::new(),
+            masks: BTreeMap::new(),
         };
         assert_eq!(
             bind_principal(

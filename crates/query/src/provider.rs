@@ -45,7 +45,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 use object_store::path::Path;
-use stratalake_table::access::{Privilege, Subject};
+use stratalake_table::access::{Mask, Privilege, Subject};
 use stratalake_table::action::AddFile;
 use stratalake_table::write::conform_batch;
 use stratalake_table::{Access, Snapshot, Table, Transform, WriteMode};
@@ -264,6 +264,41 @@ impl PruningStatistics for PartitionRanges {
 }
 
 impl LakeTableProvider {
+    /// A mask as an expression over the table's raw columns, cast to the column's type; `None`
+    /// for a constant NULL.
+    fn mask_expr(&self, state: &dyn Session, field: &arrow::datatypes::Field, mask: &Mask) -> DFResult<Option<Expr>> {
+        use arrow::datatypes::DataType;
+        let col = format!("\"{}\"", field.name().replace('"', "\"\""));
+        let text = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        );
+        let sql = match mask {
+            Mask::Null => return Ok(None),
+            Mask::Redact | Mask::Partial { .. } if !text => return Ok(None),
+            Mask::Redact => format!("CASE WHEN {col} IS NULL THEN NULL ELSE '****' END"),
+            Mask::Partial { keep_last } => format!(
+                "CASE WHEN {col} IS NULL THEN NULL ELSE concat(repeat('*', greatest(character_length({col}) - {keep_last}, 0)), right({col}, {keep_last})) END"
+            ),
+            Mask::Expr { sql } => {
+                crate::policy::bind_principal(sql, &self.subject).map_err(|e| DataFusionError::Plan(e.to_string()))?
+            }
+        };
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let st = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("masks need a DataFusion SessionState".into()))?;
+        let e = st.create_logical_expr(&sql, &df_schema).map_err(|e| {
+            DataFusionError::Plan(format!(
+                "the mask of {}.{} does not plan: {e}",
+                self.table.ident(),
+                field.name()
+            ))
+        })?;
+        Ok(Some(datafusion::logical_expr::cast(e, field.data_type().clone())))
+    }
+
     /// The OR of the row-filter predicates, bound to the subject and planned against the table.
     fn row_policy(&self, state: &dyn Session, preds: &[String]) -> DFResult<Expr> {
         let mut parts = Vec::with_capacity(preds.len());
@@ -306,10 +341,12 @@ impl LakeTableProvider {
         self.subject
             .require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))
             .map_err(external)?;
-        if self.subject.row_filters.contains_key(&ident.to_string()) {
+        if self.subject.row_filters.contains_key(&ident.to_string())
+            || self.subject.masks.contains_key(&ident.to_string())
+        {
             return Err(external(stratalake_table::Error::PermissionDenied {
                 principal: self.subject.principal.clone(),
-                reason: format!("has row filters on {ident}, so it may not {operation} it"),
+                reason: format!("has row filters or masks on {ident}, so it may not {operation} it"),
             }));
         }
         if !self.hidden.is_empty() {
@@ -432,9 +469,14 @@ impl TableProvider for LakeTableProvider {
             .require(Privilege::Select, Some(&ident.namespace), Some(&ident.name))
             .map_err(external)?;
         // Only filters over visible columns may steer which files are read.
+        let masks = self.subject.masks.get(&ident.to_string()).cloned().unwrap_or_default();
         let visible_filters: Vec<Expr> = filters
             .iter()
-            .filter(|f| f.column_refs().iter().all(|c| !self.hidden.contains(&c.name)))
+            .filter(|f| {
+                f.column_refs()
+                    .iter()
+                    .all(|c| !self.hidden.contains(&c.name) && !masks.contains_key(&c.name))
+            })
             .cloned()
             .collect();
         // Row filters that apply to this subject: None = every row.
@@ -470,10 +512,21 @@ impl TableProvider for LakeTableProvider {
         let wanted: Vec<usize> = projection
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-        let filter_cols: HashSet<String> = match &policy {
+        // Masks of the columns asked for, planned against the table (they compute from raw values).
+        let mut mask_exprs: HashMap<usize, Option<Expr>> = HashMap::new();
+        for i in &wanted {
+            let field = self.schema.field(*i);
+            if let Some(m) = masks.get(field.name()) {
+                mask_exprs.insert(*i, self.mask_expr(state, field, m)?);
+            }
+        }
+        let mut filter_cols: HashSet<String> = match &policy {
             Some(e) => e.column_refs().into_iter().map(|c| c.name.clone()).collect(),
             None => HashSet::new(),
         };
+        for e in mask_exprs.values().flatten() {
+            filter_cols.extend(e.column_refs().into_iter().map(|c| c.name.clone()));
+        }
         // Read what the subject may see, plus what the row filter needs (evaluated inside the
         // scan on raw values; those columns still leave the scan as NULL if hidden).
         let read: Vec<usize> = (0..self.schema.fields().len())
@@ -544,18 +597,24 @@ impl TableProvider for LakeTableProvider {
             union = Arc::new(FilterExec::try_new(predicate, union)?);
         }
         if read == wanted
+            && mask_exprs.is_empty()
             && wanted
                 .iter()
                 .all(|i| !self.hidden.contains(self.schema.field(*i).name()))
         {
             return Ok(union);
         }
+        let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
         // Put NULLs where hidden columns were asked for; nothing of them was read.
         let mut exprs = Vec::with_capacity(wanted.len());
         for i in &wanted {
             let field = self.schema.field(*i);
-            let expr: Arc<dyn PhysicalExpr> = match read.iter().position(|r| r == i) {
-                Some(pos) if !self.hidden.contains(field.name()) => Arc::new(PhysColumn::new(field.name(), pos)),
+            let expr: Arc<dyn PhysicalExpr> = match (mask_exprs.get(i), read.iter().position(|r| r == i)) {
+                (Some(Some(m)), _) => state.create_physical_expr(m.clone(), &read_schema)?,
+                (Some(None), _) => Arc::new(Literal::new(ScalarValue::try_from(field.data_type())?)),
+                (None, Some(pos)) if !self.hidden.contains(field.name()) => {
+                    Arc::new(PhysColumn::new(field.name(), pos))
+                }
                 _ => Arc::new(Literal::new(ScalarValue::try_from(field.data_type())?)),
             };
             exprs.push(ProjectionExpr::new(expr, field.name().clone()));

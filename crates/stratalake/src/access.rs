@@ -139,6 +139,27 @@ impl Lake {
         .await
     }
 
+    /// Mask `column` of `table` for `grantee` (lake administrators only).
+    pub async fn set_mask(
+        &self,
+        table: &str,
+        column: &str,
+        grantee: &str,
+        mask: stratalake_table::access::Mask,
+    ) -> Result<()> {
+        let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
+        let t = self.catalog.table(&ident).await?;
+        let schema = t.snapshot().await?.metadata.schema.arrow_schema();
+        stratalake_query::check_mask(&schema, column, &mask)?;
+        self.change_access(vec![AccessAction::SetMask {
+            table: ident.to_string(),
+            column: column.into(),
+            grantee: grantee.into(),
+            mask,
+        }])
+        .await
+    }
+
     /// Set a column's classification (administrators of the table only).
     pub async fn classify(&self, table: &str, column: &str, level: &str) -> Result<u64> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;

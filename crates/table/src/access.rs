@@ -146,6 +146,66 @@ pub struct AccessState {
     /// Row filters by table (`ns.table`) and policy name.
     #[serde(default)]
     pub row_filters: BTreeMap<String, BTreeMap<String, RowFilter>>,
+    /// Column masks by table (`ns.table`), column, and grantee.
+    #[serde(default)]
+    pub masks: BTreeMap<String, BTreeMap<String, BTreeMap<String, Mask>>>,
+}
+
+/// How a masked column is shown to the principals a mask applies to. Masks are computed inside
+/// the scan from the raw value; every operator above (WHERE, JOIN, GROUP BY, ...) sees only the
+/// masked value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mask {
+    /// NULL.
+    Null,
+    /// `****` for text, NULL for other types.
+    Redact,
+    /// Text with all but the last `keep_last` characters replaced by `*`.
+    Partial {
+        /// Characters kept at the end.
+        keep_last: u32,
+    },
+    /// Any SQL expression over the row (e.g. `date_trunc('year', born)`, `round(income, -3)`),
+    /// cast to the column's type; may use `current_principal()` and
+    /// `current_principal_attribute('key')`.
+    Expr {
+        /// The expression.
+        sql: String,
+    },
+}
+
+impl fmt::Display for Mask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mask::Null => f.write_str("null"),
+            Mask::Redact => f.write_str("redact"),
+            Mask::Partial { keep_last } => write!(f, "partial({keep_last})"),
+            Mask::Expr { sql } => write!(f, "expr({sql})"),
+        }
+    }
+}
+
+impl Mask {
+    /// Parse `null`, `redact`, `partial:N` or `expr:SQL`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || Error::InvalidName {
+            kind: "mask",
+            name: s.to_string(),
+            reason: "use null, redact, partial:N (keep the last N characters) or expr:SQL".into(),
+        };
+        match s.split_once(':') {
+            None if s.eq_ignore_ascii_case("null") => Ok(Mask::Null),
+            None if s.eq_ignore_ascii_case("redact") => Ok(Mask::Redact),
+            Some((k, n)) if k.eq_ignore_ascii_case("partial") => Ok(Mask::Partial {
+                keep_last: n.trim().parse().map_err(|_| bad())?,
+            }),
+            Some((k, e)) if k.eq_ignore_ascii_case("expr") && !e.trim().is_empty() => {
+                Ok(Mask::Expr { sql: e.trim().into() })
+            }
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// A row filter: the rows of a table that principals of `grantee` may see.
@@ -227,6 +287,26 @@ pub enum AccessAction {
         name: String,
         /// The filter.
         filter: RowFilter,
+    },
+    /// A column mask for a grantee is set (or replaced).
+    SetMask {
+        /// `ns.table`.
+        table: String,
+        /// Column.
+        column: String,
+        /// Principal or role.
+        grantee: String,
+        /// The mask.
+        mask: Mask,
+    },
+    /// A column mask is dropped.
+    DropMask {
+        /// `ns.table`.
+        table: String,
+        /// Column.
+        column: String,
+        /// Principal or role.
+        grantee: String,
     },
     /// A row filter is dropped.
     DropRowFilter {
@@ -355,6 +435,21 @@ impl AccessState {
                     });
                 }
             }
+            AccessAction::SetMask { grantee, .. } => known(grantee)?,
+            AccessAction::DropMask { table, column, grantee } => {
+                if !self
+                    .masks
+                    .get(table)
+                    .and_then(|c| c.get(column))
+                    .is_some_and(|g| g.contains_key(grantee))
+                {
+                    return Err(Error::InvalidName {
+                        kind: "mask",
+                        name: format!("{table}.{column}"),
+                        reason: format!("no mask for {grantee}"),
+                    });
+                }
+            }
             AccessAction::DropRowFilter { table, name } => {
                 if !self.row_filters.get(table).is_some_and(|f| f.contains_key(name)) {
                     return Err(Error::InvalidName {
@@ -408,6 +503,13 @@ impl AccessState {
                     f.retain(|_, rf| &rf.grantee != name);
                 }
                 self.row_filters.retain(|_, f| !f.is_empty());
+                for cols in self.masks.values_mut() {
+                    for g in cols.values_mut() {
+                        g.remove(name);
+                    }
+                    cols.retain(|_, g| !g.is_empty());
+                }
+                self.masks.retain(|_, c| !c.is_empty());
             }
             AccessAction::SetAttribute { principal, key, value } => {
                 if let Some(p) = self.principals.get_mut(principal) {
@@ -447,6 +549,32 @@ impl AccessState {
                     .entry(table.clone())
                     .or_default()
                     .insert(name.clone(), filter.clone());
+            }
+            AccessAction::SetMask {
+                table,
+                column,
+                grantee,
+                mask,
+            } => {
+                self.masks
+                    .entry(table.clone())
+                    .or_default()
+                    .entry(column.clone())
+                    .or_default()
+                    .insert(grantee.clone(), mask.clone());
+            }
+            AccessAction::DropMask { table, column, grantee } => {
+                if let Some(cols) = self.masks.get_mut(table) {
+                    if let Some(g) = cols.get_mut(column) {
+                        g.remove(grantee);
+                        if g.is_empty() {
+                            cols.remove(column);
+                        }
+                    }
+                    if cols.is_empty() {
+                        self.masks.remove(table);
+                    }
+                }
             }
             AccessAction::DropRowFilter { table, name } => {
                 if let Some(f) = self.row_filters.get_mut(table) {
@@ -515,7 +643,27 @@ impl AccessState {
             cleared: classes.levels[..=rank].iter().cloned().collect(),
             superuser: false,
             row_filters: BTreeMap::new(),
+            masks: BTreeMap::new(),
         };
+        for (table, cols) in &self.masks {
+            let (ns, t) = table.split_once('.').unwrap_or(("", table));
+            if subject.allows(Privilege::Admin, Some(ns), Some(t)) {
+                continue; // table administrators see raw values
+            }
+            for (col, by_grantee) in cols {
+                // the principal's own mask wins; else the first role's (by name)
+                let m = by_grantee
+                    .get(principal)
+                    .or_else(|| by_grantee.iter().find(|(g, _)| names.contains(*g)).map(|(_, m)| m));
+                if let Some(m) = m {
+                    subject
+                        .masks
+                        .entry(table.clone())
+                        .or_default()
+                        .insert(col.clone(), m.clone());
+                }
+            }
+        }
         for (table, filters) in &self.row_filters {
             let (ns, t) = table.split_once('.').unwrap_or(("", table));
             if subject.allows(Privilege::Admin, Some(ns), Some(t)) {
@@ -550,6 +698,8 @@ pub struct Subject {
     /// Row filters by table (`ns.table`): `None` = unrestricted; `Some(predicates)` = the rows
     /// matching any of them (no predicate: no rows).
     pub row_filters: BTreeMap<String, Vec<String>>,
+    /// Masks that apply, by table (`ns.table`) and column.
+    pub masks: BTreeMap<String, BTreeMap<String, Mask>>,
 }
 
 impl Subject {
@@ -563,6 +713,7 @@ impl Subject {
             cleared: classes.levels.iter().cloned().collect(),
             superuser: true,
             row_filters: BTreeMap::new(),
+            masks: BTreeMap::new(),
         }
     }
 

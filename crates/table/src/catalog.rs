@@ -123,6 +123,7 @@ impl CatalogState {
                         ns.remove(name);
                     }
                     self.access.row_filters.remove(&format!("{namespace}.{name}"));
+                    self.access.masks.remove(&format!("{namespace}.{name}"));
                     self.access.grants.retain(|g| {
                         g.on != crate::access::Securable::Table {
                             namespace: namespace.clone(),
