@@ -840,6 +840,21 @@ fn principals_roles_grants_and_clearance() {
         &["revoke", "select", "--on", "namespace", "gov", "--from", "caseworker"],
     );
     assert!(!as_ana(&["sql", "-c", "SELECT id FROM gov.cases"]).status.success());
+    // the same in SQL
+    ok(p, &["sql", "-c", "GRANT SELECT ON NAMESPACE gov TO ROLE caseworker"]);
+    assert!(as_ana(&["sql", "-c", "SELECT id FROM gov.cases"]).status.success());
+    let o = as_ana(&["sql", "-c", "GRANT ADMIN ON LAKE TO ana"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no ADMIN privilege on the lake"));
+    ok(p, &["sql", "-c", "REVOKE SELECT ON NAMESPACE gov FROM ROLE caseworker"]);
+    assert!(!as_ana(&["sql", "-c", "SELECT id FROM gov.cases"]).status.success());
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "REVOKE ROLE caseworker FROM ana; GRANT ROLE caseworker TO ana",
+        ],
+    );
     // unknown principals are refused, never served
     let o = run(p, &["--as", "mallory", "sql", "-c", "SELECT 1"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("mallory is not a principal of this lake"));

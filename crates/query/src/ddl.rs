@@ -33,6 +33,28 @@ pub struct ColumnSpec {
 /// A parsed DDL statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ddl {
+    /// `GRANT priv ON what TO grantee` / `REVOKE priv ON what FROM grantee`.
+    Grant {
+        /// select, insert, admin.
+        privilege: String,
+        /// `lake`, `namespace` or `table`.
+        on_kind: String,
+        /// Its name (none for the lake).
+        on_name: Option<String>,
+        /// Principal or role.
+        grantee: String,
+        /// GRANT (true) or REVOKE (false).
+        give: bool,
+    },
+    /// `GRANT ROLE r TO member` / `REVOKE ROLE r FROM member`.
+    Membership {
+        /// The role.
+        role: String,
+        /// The principal or role.
+        member: String,
+        /// GRANT (true) or REVOKE (false).
+        give: bool,
+    },
     /// CREATE TABLE.
     CreateTable {
         /// Name parts (`[ns, table]` or `[table]`).
@@ -80,6 +102,9 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
         .collect();
     let is = |i: usize, w: &str| words.get(i).is_some_and(|t| word_is(t, w));
     let ns_word = |i: usize| is(i, "namespace") || is(i, "schema");
+    if is(0, "grant") || is(0, "revoke") {
+        return parse_grant(tokens).map(Some);
+    }
     if !((is(0, "create") && (is(1, "table") || ns_word(1))) || (is(0, "drop") && (is(1, "table") || ns_word(1)))) {
         return Ok(None);
     }
@@ -203,6 +228,115 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
         }
     };
     Ok(Some(ddl))
+}
+
+/// `GRANT {SELECT|INSERT|ADMIN|ALL [PRIVILEGES]} ON {LAKE | NAMESPACE n | SCHEMA n | [TABLE] t}
+/// TO [ROLE|USER|PRINCIPAL] g`, `GRANT ROLE r TO m`, and the REVOKE ... FROM forms.
+fn parse_grant(tokens: &[Token]) -> Result<Ddl> {
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF | Token::SemiColon))
+        .map(|t| match t {
+            Token::Word(w) => w.value.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let give = lower[0] == "grant";
+    let link = if give { "to" } else { "from" };
+    let usage = || {
+        Error::Sql(format!(
+            "expected {} {{SELECT|INSERT|ADMIN}} ON {{LAKE|NAMESPACE n|TABLE t}} {} grantee, or {} ROLE r {} member",
+            lower[0].to_uppercase(),
+            link.to_uppercase(),
+            lower[0].to_uppercase(),
+            link.to_uppercase()
+        ))
+    };
+    let name_after = |i: usize| -> Option<String> {
+        // a possibly dotted name: w (. w)*
+        let mut out = words.get(i)?.clone();
+        let mut j = i + 1;
+        while words.get(j).map(|w| w.as_str()) == Some(".") {
+            out.push('.');
+            out.push_str(words.get(j + 1)?);
+            j += 2;
+        }
+        Some(out)
+    };
+    let skip_kind = |i: usize| {
+        if matches!(lower.get(i).map(|s| s.as_str()), Some("role" | "user" | "principal")) {
+            i + 1
+        } else {
+            i
+        }
+    };
+    if lower.get(1).map(|s| s.as_str()) == Some("role") {
+        let role = words.get(2).cloned().ok_or_else(usage)?;
+        if lower.get(3).map(|s| s.as_str()) != Some(link) {
+            return Err(usage());
+        }
+        let member = words.get(skip_kind(4)).cloned().ok_or_else(usage)?;
+        return Ok(Ddl::Membership {
+            role: role.to_lowercase(),
+            member: member.to_lowercase(),
+            give,
+        });
+    }
+    let mut i = 1;
+    let privilege = match lower.get(i).map(|s| s.as_str()) {
+        Some("all") => {
+            i += 1;
+            if lower.get(i).map(|s| s.as_str()) == Some("privileges") {
+                i += 1;
+            }
+            "admin".to_string()
+        }
+        Some(p @ ("select" | "insert" | "admin")) => {
+            i += 1;
+            p.to_string()
+        }
+        _ => return Err(usage()),
+    };
+    if lower.get(i).map(|s| s.as_str()) != Some("on") {
+        return Err(usage());
+    }
+    i += 1;
+    let (on_kind, on_name) = match lower.get(i).map(|s| s.as_str()) {
+        Some("lake") => {
+            i += 1;
+            ("lake".to_string(), None)
+        }
+        Some("namespace" | "schema") => {
+            let n = words.get(i + 1).cloned().ok_or_else(usage)?;
+            i += 2;
+            ("namespace".to_string(), Some(n.to_lowercase()))
+        }
+        Some(_) => {
+            if lower[i] == "table" {
+                i += 1;
+            }
+            let n = name_after(i).ok_or_else(usage)?;
+            i += 1 + 2 * n.matches('.').count();
+            ("table".to_string(), Some(n.to_lowercase()))
+        }
+        None => return Err(usage()),
+    };
+    if lower.get(i).map(|s| s.as_str()) != Some(link) {
+        return Err(usage());
+    }
+    let g = skip_kind(i + 1);
+    let grantee = words.get(g).cloned().ok_or_else(usage)?;
+    if words.len() > g + 1 {
+        return Err(Error::Sql(format!("unexpected {} after the grantee", words[g + 1])));
+    }
+    Ok(Ddl::Grant {
+        privilege,
+        on_kind,
+        on_name,
+        grantee: grantee.to_lowercase(),
+        give,
+    })
 }
 
 fn end(p: &mut Parser<'_>) -> Result<()> {

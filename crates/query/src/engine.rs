@@ -318,7 +318,9 @@ impl QueryEngine {
         }
         let subject = self.subject(&self.catalog.state().await?)?;
         match &d {
-            Ddl::CreateNamespace { .. } | Ddl::DropNamespace { .. } => subject.require(Privilege::Admin, None, None)?,
+            Ddl::CreateNamespace { .. } | Ddl::DropNamespace { .. } | Ddl::Grant { .. } | Ddl::Membership { .. } => {
+                subject.require(Privilege::Admin, None, None)?
+            }
             Ddl::CreateTable { name, .. } => {
                 let ident = self.resolve(name)?;
                 touched.lock().expect("touched lock").push(ident.to_string());
@@ -331,6 +333,70 @@ impl QueryEngine {
             }
         }
         match d {
+            Ddl::Grant {
+                privilege,
+                on_kind,
+                on_name,
+                grantee,
+                give,
+            } => {
+                use stratalake_table::access::{AccessAction, Grant, Securable};
+                let on = match (on_kind.as_str(), on_name) {
+                    ("lake", _) => Securable::Lake,
+                    ("namespace", Some(n)) => {
+                        stratalake_table::names::validate_ident("namespace", &n)?;
+                        Securable::Namespace { name: n }
+                    }
+                    (_, Some(t)) => {
+                        let id = self.resolve(&t.split('.').map(String::from).collect::<Vec<_>>())?;
+                        touched.lock().expect("touched lock").push(id.to_string());
+                        Securable::Table {
+                            namespace: id.namespace,
+                            name: id.name,
+                        }
+                    }
+                    _ => return Err(Error::Sql("GRANT needs what it is on".into())),
+                };
+                let grant = Grant {
+                    grantee,
+                    privilege: Privilege::parse(&privilege)?,
+                    on,
+                };
+                let text = format!(
+                    "{} ON {} {} {}",
+                    grant.privilege,
+                    grant.on,
+                    if give { "TO" } else { "FROM" },
+                    grant.grantee
+                );
+                let action = if give {
+                    AccessAction::Grant(grant)
+                } else {
+                    AccessAction::Revoke(grant)
+                };
+                self.catalog.change_access(vec![action], p).await?;
+                Ok(format!("{} {text}", if give { "granted" } else { "revoked" }))
+            }
+            Ddl::Membership { role, member, give } => {
+                use stratalake_table::access::AccessAction;
+                let action = if give {
+                    AccessAction::AddMember {
+                        role: role.clone(),
+                        member: member.clone(),
+                    }
+                } else {
+                    AccessAction::RemoveMember {
+                        role: role.clone(),
+                        member: member.clone(),
+                    }
+                };
+                self.catalog.change_access(vec![action], p).await?;
+                Ok(if give {
+                    format!("{member} is a member of {role}")
+                } else {
+                    format!("{member} is no longer a member of {role}")
+                })
+            }
             Ddl::CreateNamespace { name, if_not_exists } => {
                 self.catalog.create_namespace(&name, if_not_exists, p).await?;
                 Ok(format!("namespace {name} created"))
