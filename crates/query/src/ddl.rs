@@ -46,6 +46,51 @@ pub enum Ddl {
         /// GRANT (true) or REVOKE (false).
         give: bool,
     },
+    /// `CREATE PRINCIPAL name [SERVICE] [WITH (key = 'value', ...)]`.
+    CreatePrincipal {
+        /// Name.
+        name: String,
+        /// A service identity.
+        service: bool,
+        /// Attributes.
+        attributes: Vec<(String, String)>,
+    },
+    /// `CREATE ROLE name [CLEARANCE level]`.
+    CreateRole {
+        /// Name.
+        name: String,
+        /// Clearance.
+        clearance: Option<String>,
+    },
+    /// `DROP PRINCIPAL name` / `DROP ROLE name`.
+    DropPrincipalOrRole {
+        /// Name.
+        name: String,
+        /// A role (true) or a principal.
+        role: bool,
+    },
+    /// `CREATE ROW FILTER name ON table FOR grantee WHERE predicate`.
+    CreateRowFilter {
+        /// Policy name.
+        name: String,
+        /// Table name parts.
+        table: Vec<String>,
+        /// Principal or role.
+        grantee: String,
+        /// SQL predicate.
+        predicate: String,
+    },
+    /// `CREATE MASK ON table (column) FOR grantee AS {NULL | REDACT | PARTIAL(n) | EXPR sql}`.
+    CreateMask {
+        /// Table name parts.
+        table: Vec<String>,
+        /// Column.
+        column: String,
+        /// Principal or role.
+        grantee: String,
+        /// Mask spec as `Mask::parse` reads it.
+        mask: String,
+    },
     /// `GRANT ROLE r TO member` / `REVOKE ROLE r FROM member`.
     Membership {
         /// The role.
@@ -104,6 +149,11 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
     let ns_word = |i: usize| is(i, "namespace") || is(i, "schema");
     if is(0, "grant") || is(0, "revoke") {
         return parse_grant(tokens).map(Some);
+    }
+    if (is(0, "create") && (is(1, "principal") || is(1, "user") || is(1, "role") || is(1, "row") || is(1, "mask")))
+        || (is(0, "drop") && (is(1, "principal") || is(1, "user") || is(1, "role")))
+    {
+        return parse_access(tokens).map(Some);
     }
     if !((is(0, "create") && (is(1, "table") || ns_word(1))) || (is(0, "drop") && (is(1, "table") || ns_word(1)))) {
         return Ok(None);
@@ -228,6 +278,178 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
         }
     };
     Ok(Some(ddl))
+}
+
+/// The text of `tokens` after the first `n` significant tokens (for trailing SQL).
+fn rest_text(tokens: &[Token], n: usize) -> String {
+    let mut seen = 0;
+    let mut out = String::new();
+    for t in tokens {
+        if seen >= n {
+            if !matches!(t, Token::EOF | Token::SemiColon) {
+                out.push_str(&t.to_string());
+            }
+            continue;
+        }
+        if !matches!(t, Token::Whitespace(_)) {
+            seen += 1;
+        }
+    }
+    out.trim().to_string()
+}
+
+/// Principals, roles, row filters and masks in SQL.
+fn parse_access(tokens: &[Token]) -> Result<Ddl> {
+    let sig: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF | Token::SemiColon))
+        .collect();
+    let text = |t: &Token| match t {
+        Token::Word(w) => w.value.clone(),
+        Token::SingleQuotedString(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let lw = |i: usize| sig.get(i).map(|t| text(t).to_lowercase()).unwrap_or_default();
+    let need = |i: usize, what: &str| -> Result<String> {
+        sig.get(i)
+            .map(|t| text(t))
+            .ok_or_else(|| Error::Sql(format!("expected {what}")))
+    };
+    let create = lw(0) == "create";
+    match (create, lw(1).as_str()) {
+        (false, k @ ("principal" | "user" | "role")) => Ok(Ddl::DropPrincipalOrRole {
+            name: need(2, "a name")?.to_lowercase(),
+            role: k == "role",
+        }),
+        (true, "principal" | "user") => {
+            let name = need(2, "a principal name")?.to_lowercase();
+            let mut i = 3;
+            let service = lw(i) == "service";
+            if service {
+                i += 1;
+            }
+            let mut attributes = Vec::new();
+            if lw(i) == "with" {
+                i += 1;
+                if sig.get(i) != Some(&&Token::LParen) {
+                    return Err(Error::Sql("expected WITH (key = 'value', ...)".into()));
+                }
+                i += 1;
+                loop {
+                    let k = need(i, "an attribute name")?.to_lowercase();
+                    if sig.get(i + 1) != Some(&&Token::Eq) {
+                        return Err(Error::Sql(format!("attribute {k}: expected = 'value'")));
+                    }
+                    let v = need(i + 2, "an attribute value")?;
+                    attributes.push((k, v));
+                    i += 3;
+                    match sig.get(i) {
+                        Some(Token::Comma) => i += 1,
+                        Some(Token::RParen) => {
+                            i += 1;
+                            break;
+                        }
+                        _ => return Err(Error::Sql("expected , or ) in WITH (...)".into())),
+                    }
+                }
+            }
+            if i < sig.len() {
+                return Err(Error::Sql(format!("unexpected {} in CREATE PRINCIPAL", text(sig[i]))));
+            }
+            Ok(Ddl::CreatePrincipal {
+                name,
+                service,
+                attributes,
+            })
+        }
+        (true, "role") => {
+            let name = need(2, "a role name")?.to_lowercase();
+            let clearance = match lw(3).as_str() {
+                "" => None,
+                "clearance" => Some(need(4, "a classification level")?.to_lowercase()),
+                other => {
+                    return Err(Error::Sql(format!(
+                        "unexpected {other} in CREATE ROLE (use CLEARANCE level)"
+                    )));
+                }
+            };
+            Ok(Ddl::CreateRole { name, clearance })
+        }
+        (true, "row") => {
+            // CREATE ROW FILTER name ON t FOR g WHERE ...
+            if lw(2) != "filter" || lw(4) != "on" {
+                return Err(Error::Sql(
+                    "expected CREATE ROW FILTER name ON table FOR grantee WHERE condition".into(),
+                ));
+            }
+            let name = need(3, "a policy name")?.to_lowercase();
+            let mut i = 5;
+            let mut table = vec![need(i, "a table")?];
+            while sig.get(i + 1) == Some(&&Token::Period) {
+                table.push(need(i + 2, "a table")?);
+                i += 2;
+            }
+            if lw(i + 1) != "for" || lw(i + 3) != "where" {
+                return Err(Error::Sql("expected ... FOR grantee WHERE condition".into()));
+            }
+            let grantee = need(i + 2, "a grantee")?.to_lowercase();
+            let predicate = rest_text(tokens, i + 4);
+            Ok(Ddl::CreateRowFilter {
+                name,
+                table: table.into_iter().map(|t| t.to_lowercase()).collect(),
+                grantee,
+                predicate,
+            })
+        }
+        (true, "mask") => {
+            // CREATE MASK ON t (col) FOR g AS spec
+            if lw(2) != "on" {
+                return Err(Error::Sql(
+                    "expected CREATE MASK ON table (column) FOR grantee AS mask".into(),
+                ));
+            }
+            let mut i = 3;
+            let mut table = vec![need(i, "a table")?];
+            while sig.get(i + 1) == Some(&&Token::Period) {
+                table.push(need(i + 2, "a table")?);
+                i += 2;
+            }
+            if sig.get(i + 1) != Some(&&Token::LParen) || sig.get(i + 3) != Some(&&Token::RParen) {
+                return Err(Error::Sql("expected (column) after the table".into()));
+            }
+            let column = need(i + 2, "a column")?;
+            if lw(i + 4) != "for" || lw(i + 6) != "as" {
+                return Err(Error::Sql("expected ... FOR grantee AS mask".into()));
+            }
+            let grantee = need(i + 5, "a grantee")?.to_lowercase();
+            let spec_start = i + 7;
+            let mask = match lw(spec_start).as_str() {
+                "null" => "null".to_string(),
+                "redact" => "redact".to_string(),
+                "partial" => {
+                    if sig.get(spec_start + 1) != Some(&&Token::LParen)
+                        || sig.get(spec_start + 3) != Some(&&Token::RParen)
+                    {
+                        return Err(Error::Sql("expected PARTIAL(n)".into()));
+                    }
+                    format!("partial:{}", need(spec_start + 2, "a number")?)
+                }
+                "expr" => format!("expr:{}", rest_text(tokens, spec_start + 1)),
+                other => {
+                    return Err(Error::Sql(format!(
+                        "unknown mask {other}: use NULL, REDACT, PARTIAL(n) or EXPR sql"
+                    )));
+                }
+            };
+            Ok(Ddl::CreateMask {
+                table: table.into_iter().map(|t| t.to_lowercase()).collect(),
+                column,
+                grantee,
+                mask,
+            })
+        }
+        _ => Err(Error::Sql("unknown statement".into())),
+    }
 }
 
 /// `GRANT {SELECT|INSERT|ADMIN|ALL [PRIVILEGES]} ON {LAKE | NAMESPACE n | SCHEMA n | [TABLE] t}

@@ -318,9 +318,15 @@ impl QueryEngine {
         }
         let subject = self.subject(&self.catalog.state().await?)?;
         match &d {
-            Ddl::CreateNamespace { .. } | Ddl::DropNamespace { .. } | Ddl::Grant { .. } | Ddl::Membership { .. } => {
-                subject.require(Privilege::Admin, None, None)?
-            }
+            Ddl::CreateNamespace { .. }
+            | Ddl::DropNamespace { .. }
+            | Ddl::Grant { .. }
+            | Ddl::Membership { .. }
+            | Ddl::CreatePrincipal { .. }
+            | Ddl::CreateRole { .. }
+            | Ddl::DropPrincipalOrRole { .. }
+            | Ddl::CreateRowFilter { .. }
+            | Ddl::CreateMask { .. } => subject.require(Privilege::Admin, None, None)?,
             Ddl::CreateTable { name, .. } => {
                 let ident = self.resolve(name)?;
                 touched.lock().expect("touched lock").push(ident.to_string());
@@ -376,6 +382,84 @@ impl QueryEngine {
                 };
                 self.catalog.change_access(vec![action], p).await?;
                 Ok(format!("{} {text}", if give { "granted" } else { "revoked" }))
+            }
+            Ddl::CreatePrincipal {
+                name,
+                service,
+                attributes,
+            } => {
+                use stratalake_table::access::AccessAction;
+                let kind = if service { "service" } else { "user" };
+                let action = AccessAction::CreatePrincipal {
+                    name: name.clone(),
+                    kind: kind.into(),
+                    attributes: attributes.into_iter().collect(),
+                };
+                self.catalog.change_access(vec![action], p).await?;
+                Ok(format!("principal {name} created"))
+            }
+            Ddl::CreateRole { name, clearance } => {
+                use stratalake_table::access::AccessAction;
+                self.catalog
+                    .change_access(
+                        vec![AccessAction::CreateRole {
+                            name: name.clone(),
+                            clearance,
+                        }],
+                        p,
+                    )
+                    .await?;
+                Ok(format!("role {name} created"))
+            }
+            Ddl::DropPrincipalOrRole { name, role } => {
+                use stratalake_table::access::AccessAction;
+                let a = if role {
+                    AccessAction::DropRole { name: name.clone() }
+                } else {
+                    AccessAction::DropPrincipal { name: name.clone() }
+                };
+                self.catalog.change_access(vec![a], p).await?;
+                Ok(format!("{} {name} dropped", if role { "role" } else { "principal" }))
+            }
+            Ddl::CreateRowFilter {
+                name,
+                table,
+                grantee,
+                predicate,
+            } => {
+                use stratalake_table::access::{AccessAction, RowFilter};
+                let ident = self.resolve(&table)?;
+                touched.lock().expect("touched lock").push(ident.to_string());
+                let t = self.catalog.table(&ident).await?;
+                crate::policy::check_row_filter(&t.snapshot().await?.metadata.schema.arrow_schema(), &predicate)?;
+                let action = AccessAction::SetRowFilter {
+                    table: ident.to_string(),
+                    name: name.clone(),
+                    filter: RowFilter { grantee, predicate },
+                };
+                self.catalog.change_access(vec![action], p).await?;
+                Ok(format!("row filter {name} on {ident} created"))
+            }
+            Ddl::CreateMask {
+                table,
+                column,
+                grantee,
+                mask,
+            } => {
+                use stratalake_table::access::{AccessAction, Mask};
+                let ident = self.resolve(&table)?;
+                touched.lock().expect("touched lock").push(ident.to_string());
+                let mask = Mask::parse(&mask)?;
+                let t = self.catalog.table(&ident).await?;
+                crate::policy::check_mask(&t.snapshot().await?.metadata.schema.arrow_schema(), &column, &mask)?;
+                let action = AccessAction::SetMask {
+                    table: ident.to_string(),
+                    column: column.clone(),
+                    grantee,
+                    mask,
+                };
+                self.catalog.change_access(vec![action], p).await?;
+                Ok(format!("mask on {ident}({column}) created"))
             }
             Ddl::Membership { role, member, give } => {
                 use stratalake_table::access::AccessAction;

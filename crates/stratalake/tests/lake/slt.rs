@@ -10,6 +10,8 @@ use stratalake::{Lake, Output};
 
 struct Db {
     lake: Lake,
+    /// Who the next statements run as; `SET PRINCIPAL name` (a harness command) switches.
+    principal: String,
 }
 
 #[derive(Debug)]
@@ -27,9 +29,14 @@ impl sqllogictest::AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let words: Vec<&str> = sql.split_whitespace().collect();
+        if words.len() == 3 && words[0].eq_ignore_ascii_case("set") && words[1].eq_ignore_ascii_case("principal") {
+            self.principal = words[2].trim_end_matches(';').to_string();
+            return Ok(DBOutput::StatementComplete(0));
+        }
         let out = self
             .lake
-            .session("slt")
+            .session(&self.principal)
             .execute(sql)
             .await
             .map_err(|e| SltError(e.to_string()))?;
@@ -71,8 +78,15 @@ async fn slt_files() {
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());
     for f in files {
         let mut runner = sqllogictest::Runner::new(|| async {
+            // every file starts with `slt` as the lake's administrator (bootstrap mode ended)
+            let lake = Lake::in_memory()
+                .await
+                .map_err(|e| SltError(e.to_string()))?
+                .as_principal("slt");
+            lake.bootstrap_admin().await.map_err(|e| SltError(e.to_string()))?;
             Ok(Db {
-                lake: Lake::in_memory().await.map_err(|e| SltError(e.to_string()))?,
+                lake,
+                principal: "slt".into(),
             })
         });
         runner
