@@ -105,11 +105,22 @@ impl CatalogProvider for LakeCatalogProvider {
         if let Some(s) = self.extra.get(name) {
             return Some(s.clone());
         }
-        let tables = self.state.namespaces.get(name)?;
+        let tables: Vec<String> = self.state.namespaces.get(name)?.keys().cloned().collect();
+        // Listings (SHOW TABLES, information_schema) name only the tables the subject holds a
+        // privilege on; naming another table directly gets a clear "permission denied".
+        let listed: Vec<String> = tables
+            .iter()
+            .filter(|t| {
+                self.ctx.subject.allows(Privilege::Select, Some(name), Some(t))
+                    || self.ctx.subject.allows(Privilege::Insert, Some(name), Some(t))
+            })
+            .cloned()
+            .collect();
         Some(Arc::new(LakeSchemaProvider {
             ctx: self.ctx.clone(),
             namespace: name.to_string(),
-            tables: tables.keys().cloned().collect(),
+            tables,
+            listed,
         }))
     }
 }
@@ -119,13 +130,16 @@ impl CatalogProvider for LakeCatalogProvider {
 pub struct LakeSchemaProvider {
     ctx: Ctx,
     namespace: String,
+    /// Every table of the namespace (resolvable by name).
     tables: Vec<String>,
+    /// The tables listings show to this subject.
+    listed: Vec<String>,
 }
 
 #[async_trait]
 impl SchemaProvider for LakeSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.tables.clone()
+        self.listed.clone()
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {

@@ -296,6 +296,15 @@ impl QueryEngine {
         }
         let stmt = stmts.pop_front().expect("one");
         refuse_unsafe(&stmt)?;
+        if matches!(stmt, DFStatement::Explain(_)) && (!c.subject.row_filters.is_empty() || !c.subject.masks.is_empty())
+        {
+            // Plans show policy conditions and mask expressions (with the principal's attribute
+            // values bound in): not for principals those policies restrict.
+            return Err(Error::Table(stratalake_table::Error::PermissionDenied {
+                principal: c.subject.principal.clone(),
+                reason: "is under row filters or masks, and may not EXPLAIN".into(),
+            }));
+        }
         let plan = ctx.state().statement_to_plan(stmt).await?;
         Ok(ctx.execute_logical_plan(plan).await?)
     }
