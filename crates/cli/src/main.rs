@@ -719,13 +719,7 @@ async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
                 privilege: Privilege::parse(&g.privilege)?,
                 on: stratalake::parse_securable(&g.on, g.name.as_deref())?,
             };
-            let text = format!(
-                "{} ON {} {} {}",
-                grant.privilege,
-                grant.on,
-                if give { "TO" } else { "FROM" },
-                grant.grantee
-            );
+            let text = grant.describe(give);
             if give {
                 lake.grant(grant).await?;
                 done(format!("granted {text}"));

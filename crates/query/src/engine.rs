@@ -377,13 +377,7 @@ impl QueryEngine {
                     privilege: Privilege::parse(&privilege)?,
                     on,
                 };
-                let text = format!(
-                    "{} ON {} {} {}",
-                    grant.privilege,
-                    grant.on,
-                    if give { "TO" } else { "FROM" },
-                    grant.grantee
-                );
+                let text = grant.describe(give);
                 let action = if give {
                     AccessAction::Grant(grant)
                 } else {

@@ -67,10 +67,9 @@ pub(crate) fn bind_principal(predicate: &str, subject: &Subject) -> Result<Strin
     Ok(out.iter().map(|t| t.to_string()).collect())
 }
 
-/// Check that a row-filter predicate plans against the table's columns (with an anonymous
-/// principal bound in), so that a broken policy is refused when it is created, not at every read.
-pub fn check_row_filter(schema: &arrow::datatypes::SchemaRef, predicate: &str) -> Result<()> {
-    let probe = Subject {
+/// An anonymous principal without attributes, for checking policies when they are created.
+fn probe_subject() -> Subject {
+    Subject {
         principal: "probe".into(),
         roles: Default::default(),
         attributes: Default::default(),
@@ -79,7 +78,13 @@ pub fn check_row_filter(schema: &arrow::datatypes::SchemaRef, predicate: &str) -
         superuser: false,
         row_filters: Default::default(),
         masks: Default::default(),
-    };
+    }
+}
+
+/// Check that a row-filter predicate plans against the table's columns (with an anonymous
+/// principal bound in), so that a broken policy is refused when it is created, not at every read.
+pub fn check_row_filter(schema: &arrow::datatypes::SchemaRef, predicate: &str) -> Result<()> {
+    let probe = probe_subject();
     let bound = bind_principal(predicate, &probe)?;
     let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
     let expr = datafusion::prelude::SessionContext::new()
@@ -105,16 +110,7 @@ pub fn check_mask(
         .field_with_name(column)
         .map_err(|_| Error::Sql(format!("no column {column:?} to mask")))?;
     if let stratalake_table::access::Mask::Expr { sql } = mask {
-        let probe = Subject {
-            principal: "probe".into(),
-            roles: Default::default(),
-            attributes: Default::default(),
-            grants: vec![],
-            cleared: Default::default(),
-            superuser: false,
-            row_filters: Default::default(),
-            masks: Default::default(),
-        };
+        let probe = probe_subject();
         let bound = bind_principal(sql, &probe)?;
         let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
         let expr = datafusion::prelude::SessionContext::new()

@@ -116,6 +116,19 @@ pub struct Grant {
     pub on: Securable,
 }
 
+impl Grant {
+    /// `SELECT ON TABLE ns.t TO g` (or `FROM g` when taken back).
+    pub fn describe(&self, give: bool) -> String {
+        format!(
+            "{} ON {} {} {}",
+            self.privilege,
+            self.on,
+            if give { "TO" } else { "FROM" },
+            self.grantee
+        )
+    }
+}
+
 /// A principal.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrincipalEntry {
