@@ -766,7 +766,7 @@ fn principals_roles_grants_and_clearance() {
     );
     // the creator is the first administrator
     let who = ok(p, &["--format", "csv", "principal", "list"]);
-    assert!(who.contains("tester,user,admin,"), "{who}");
+    assert!(who.contains("tester,user,lake_admins,"), "{who}");
     ok(p, &["role", "create", "caseworker", "--clearance", "confidential"]);
     ok(
         p,
@@ -860,7 +860,7 @@ fn principals_roles_grants_and_clearance() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("mallory is not a principal of this lake"));
     let grants = ok(p, &["--format", "csv", "grants"]);
     assert!(
-        grants.contains("admin,ADMIN,LAKE") && grants.contains("ana,INSERT,TABLE gov.cases"),
+        grants.contains("lake_admins,ADMIN,LAKE") && grants.contains("ana,INSERT,TABLE gov.cases"),
         "{grants}"
     );
     let roles = ok(p, &["--format", "csv", "role", "list"]);

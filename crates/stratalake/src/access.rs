@@ -62,7 +62,7 @@ impl Lake {
         r
     }
 
-    /// Make this handle's principal the first administrator: it gets the `admin` role, which
+    /// Make this handle's principal the first administrator: it gets the `lake_admins` role, which
     /// holds ADMIN on the lake. Ends bootstrap mode. Does nothing if the principal is already
     /// a lake administrator.
     pub async fn bootstrap_admin(&self) -> Result<()> {

@@ -331,7 +331,7 @@ pub enum AccessAction {
 }
 
 /// The name every lake's administrators role has.
-pub const ADMIN_ROLE: &str = "admin";
+pub const ADMIN_ROLE: &str = "lake_admins";
 
 impl AccessState {
     /// Whether the lake is still in bootstrap mode (no principal exists).

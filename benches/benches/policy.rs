@@ -1,0 +1,233 @@
+//! TPC-H queries 1, 3, 5, 6 and 10 through Stratalake — encrypted tables, a session as a
+//! non-administrator principal under a row filter (on lineitem) and a column mask (on customer)
+//! — against DataFusion reading the same data as plain Parquet, in one run.
+//!
+//! `cargo bench -p stratalake-benches --bench policy` (scale factor: STRATALAKE_BENCH_SF,
+//! default 0.1; runs per query and side: STRATALAKE_BENCH_RUNS, default 5; medians).
+//!
+//! The row filter (`l_quantity >= 0`) keeps every row and the mask is on a column no query
+//! filters on, so both sides return the same results; what is measured is the cost of
+//! enforcement and decryption.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use stratalake::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use stratalake::{Lake, LakeConfig, TableSchema};
+use tpchgen::generators::{
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, RegionGenerator, SupplierGenerator,
+};
+use tpchgen_arrow::{CustomerArrow, LineItemArrow, NationArrow, OrderArrow, RegionArrow, SupplierArrow};
+
+const QUERIES: [(&str, &str); 5] = [
+    (
+        "Q1",
+        "select l_returnflag, l_linestatus, sum(l_quantity) as sum_qty, sum(l_extendedprice) as sum_base_price, \
+            sum(l_extendedprice * (1 - l_discount)) as sum_disc_price, sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) as sum_charge, \
+            avg(l_quantity) as avg_qty, avg(l_extendedprice) as avg_price, avg(l_discount) as avg_disc, count(*) as count_order \
+            from lineitem where l_shipdate <= date '1998-12-01' - interval '90' day \
+            group by l_returnflag, l_linestatus order by l_returnflag, l_linestatus",
+    ),
+    (
+        "Q3",
+        "select l_orderkey, sum(l_extendedprice * (1 - l_discount)) as revenue, o_orderdate, o_shippriority \
+            from customer, orders, lineitem \
+            where c_mktsegment = 'BUILDING' and c_custkey = o_custkey and l_orderkey = o_orderkey \
+            and o_orderdate < date '1995-03-15' and l_shipdate > date '1995-03-15' \
+            group by l_orderkey, o_orderdate, o_shippriority order by revenue desc, o_orderdate limit 10",
+    ),
+    (
+        "Q5",
+        "select n_name, sum(l_extendedprice * (1 - l_discount)) as revenue \
+            from customer, orders, lineitem, supplier, nation, region \
+            where c_custkey = o_custkey and l_orderkey = o_orderkey and l_suppkey = s_suppkey \
+            and c_nationkey = s_nationkey and s_nationkey = n_nationkey and n_regionkey = r_regionkey \
+            and r_name = 'ASIA' and o_orderdate >= date '1994-01-01' and o_orderdate < date '1995-01-01' \
+            group by n_name order by revenue desc",
+    ),
+    (
+        "Q6",
+        "select sum(l_extendedprice * l_discount) as revenue from lineitem \
+            where l_shipdate >= date '1994-01-01' and l_shipdate < date '1995-01-01' \
+            and l_discount between 0.05 and 0.07 and l_quantity < 24",
+    ),
+    (
+        "Q10",
+        "select c_custkey, c_name, sum(l_extendedprice * (1 - l_discount)) as revenue, c_acctbal, n_name, c_address, c_phone, c_comment \
+            from customer, orders, lineitem, nation \
+            where c_custkey = o_custkey and l_orderkey = o_orderkey and o_orderdate >= date '1993-10-01' \
+            and o_orderdate < date '1994-01-01' and l_returnflag = 'R' and c_nationkey = n_nationkey \
+            group by c_custkey, c_name, c_acctbal, c_phone, n_name, c_address, c_comment order by revenue desc limit 20",
+    ),
+];
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn write_plain(path: &std::path::Path, batches: &[RecordBatch]) {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batches[0].schema(), Some(props)).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+fn main() {
+    let sf: f64 = std::env::var("STRATALAKE_BENCH_SF")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.1);
+    let runs: usize = std::env::var("STRATALAKE_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let b = 8192;
+    let tables: Vec<(&str, Vec<RecordBatch>)> = vec![
+        (
+            "lineitem",
+            LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))
+                .with_batch_size(b)
+                .collect::<Result<_, _>>()
+                .unwrap(),
+        ),
+        (
+            "orders",
+            OrderArrow::new(OrderGenerator::new(sf, 1, 1))
+                .with_batch_size(b)
+                .collect::<Result<_, _>>()
+                .unwrap(),
+        ),
+        (
+            "customer",
+            CustomerArrow::new(CustomerGenerator::new(sf, 1, 1))
+                .with_batch_size(b)
+                .collect::<Result<_, _>>()
+                .unwrap(),
+        ),
+        (
+            "supplier",
+            SupplierArrow::new(SupplierGenerator::new(sf, 1, 1))
+                .with_batch_size(b)
+                .collect::<Result<_, _>>()
+                .unwrap(),
+        ),
+        (
+            "nation",
+            NationArrow::new(NationGenerator::new(sf, 1, 1))
+                .with_batch_size(b)
+                .collect::<Result<_, _>>()
+                .unwrap(),
+        ),
+        (
+            "region",
+            RegionArrow::new(RegionGenerator::new(sf, 1, 1))
+                .with_batch_size(b)
+                .collect::<Result<_, _>>()
+                .unwrap(),
+        ),
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let plain_dir = tempfile::tempdir().unwrap();
+    let lake_dir = tempfile::tempdir().unwrap();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+
+    rt.block_on(async {
+        // Baseline: DataFusion over plain Parquet files.
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(threads));
+        for (name, batches) in &tables {
+            let path = plain_dir.path().join(format!("{name}.parquet"));
+            write_plain(&path, batches);
+            ctx.register_parquet(*name, path.to_str().unwrap(), ParquetReadOptions::default())
+                .await
+                .unwrap();
+        }
+        // Stratalake: the same batches as encrypted tables, read by a restricted principal.
+        let admin = Lake::open_with(
+            LakeConfig::single_tier(lake_dir.path().to_str().unwrap()),
+            None,
+            Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
+        )
+        .unwrap()
+        .as_principal("admin");
+        admin
+            .catalog()
+            .create_namespace("default", true, "admin")
+            .await
+            .unwrap();
+        admin.bootstrap_admin().await.unwrap();
+        for (name, batches) in &tables {
+            let mut ts = TableSchema::from_arrow(&batches[0].schema(), "internal");
+            for c in ts
+                .columns
+                .iter_mut()
+                .filter(|c| c.name == "c_phone" || c.name == "c_address")
+            {
+                c.classification = "confidential".into();
+            }
+            let t = admin.create_table(name, ts).await.unwrap();
+            t.append(batches, "admin").await.unwrap();
+        }
+        admin
+            .sql(
+                "CREATE PRINCIPAL analyst WITH (clearance = 'internal'); \
+                  GRANT SELECT ON NAMESPACE default TO analyst; \
+                  CREATE ROW FILTER all_quantities ON lineitem FOR analyst WHERE l_quantity >= 0; \
+                  CREATE MASK ON customer (c_phone) FOR analyst AS PARTIAL(4)",
+            )
+            .await
+            .unwrap();
+        let analyst = admin.as_principal("analyst");
+        let session = analyst.session("analyst");
+
+        println!("TPC-H SF {sf}, {threads} threads, {runs} runs per query and side (medians)");
+        println!(
+            "{:<5} {:>12} {:>14} {:>8}",
+            "query", "datafusion", "stratalake", "ratio"
+        );
+        let mut log_sum = 0.0;
+        for (name, sql) in QUERIES {
+            let mut plain = Vec::new();
+            let mut lake = Vec::new();
+            let mut rows = (0, 0);
+            for _ in 0..runs {
+                let started = Instant::now();
+                let a = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+                plain.push(started.elapsed());
+                let started = Instant::now();
+                let b = session.sql(sql).await.unwrap().collect().await.unwrap();
+                lake.push(started.elapsed());
+                rows = (
+                    a.iter().map(|b| b.num_rows()).sum::<usize>(),
+                    b.iter().map(|b| b.num_rows()).sum::<usize>(),
+                );
+            }
+            assert_eq!(rows.0, rows.1, "{name}: both sides must return the same number of rows");
+            let (p, l) = (median(plain), median(lake));
+            let ratio = l.as_secs_f64() / p.as_secs_f64();
+            log_sum += ratio.ln();
+            println!(
+                "{name:<5} {:>10.3} s {:>12.3} s {:>7.2}x",
+                p.as_secs_f64(),
+                l.as_secs_f64(),
+                ratio
+            );
+        }
+        println!(
+            "geometric mean ratio (stratalake / datafusion): {:.2}x  (target <= 1.10x)",
+            (log_sum / QUERIES.len() as f64).exp()
+        );
+    });
+}
