@@ -234,6 +234,22 @@ fn main() {
                 rr
             );
         }
+        // The fixed cost of a statement (catalog and log reads, audit record): a one-row table.
+        let probe = "select r_name from region where r_regionkey = 0";
+        let (mut p0, mut s0) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let started = Instant::now();
+            ctx.sql(probe).await.unwrap().collect().await.unwrap();
+            p0.push(started.elapsed());
+            let started = Instant::now();
+            session.sql(probe).await.unwrap().collect().await.unwrap();
+            s0.push(started.elapsed());
+        }
+        println!(
+            "fixed cost probe (one row of region): datafusion {:.1} ms, stratalake analyst {:.1} ms",
+            median(p0).as_secs_f64() * 1e3,
+            median(s0).as_secs_f64() * 1e3
+        );
         let n = QUERIES.len() as f64;
         println!(
             "geometric mean, administrator (encryption, no policies): {:.2}x",
