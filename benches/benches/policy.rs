@@ -195,6 +195,24 @@ fn main() {
         // of encryption from the cost of enforcement
         let admin_session = admin.session("admin");
 
+        if let Ok(q) = std::env::var("STRATALAKE_BENCH_EXPLAIN") {
+            // Show both physical plans of one query, for investigating a ratio.
+            let sql = QUERIES
+                .iter()
+                .find(|(n, _)| *n == q)
+                .map(|(_, s)| *s)
+                .unwrap_or(QUERIES[0].1);
+            for (side, df) in [
+                ("datafusion", ctx.sql(sql).await.unwrap()),
+                ("stratalake", admin_session.sql(sql).await.unwrap()),
+            ] {
+                let plan = df.create_physical_plan().await.unwrap();
+                println!(
+                    "-- {side}\n{}",
+                    stratalake::datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+                );
+            }
+        }
         println!("TPC-H SF {sf}, {threads} threads, {runs} runs per query and side (medians)");
         println!(
             "{:<5} {:>11} {:>17} {:>7} {:>18} {:>7}",
