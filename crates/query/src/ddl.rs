@@ -426,6 +426,7 @@ fn parse_access(tokens: &[Token]) -> Result<Ddl> {
             let mask = match lw(spec_start).as_str() {
                 "null" => "null".to_string(),
                 "redact" => "redact".to_string(),
+                "hash" => "hash".to_string(),
                 "partial" => {
                     if sig.get(spec_start + 1) != Some(&&Token::LParen)
                         || sig.get(spec_start + 3) != Some(&&Token::RParen)

@@ -67,6 +67,78 @@ pub(crate) fn bind_principal(predicate: &str, subject: &Subject) -> Result<Strin
     Ok(out.iter().map(|t| t.to_string()).collect())
 }
 
+/// The keyed-hash mask as a scalar function. The key lives only inside; `Debug` and the plan
+/// show its name, never the key.
+#[derive(PartialEq, Eq, Hash)]
+pub(crate) struct KeyedHash {
+    key: [u8; 32],
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl std::fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedHash(<redacted>)")
+    }
+}
+
+impl KeyedHash {
+    /// A hash keyed by `key` (derive it; never pass a master key itself).
+    pub(crate) fn new(key: [u8; 32]) -> Self {
+        Self {
+            key,
+            signature: datafusion::logical_expr::Signature::exact(
+                vec![arrow::datatypes::DataType::Utf8],
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        }
+    }
+
+    /// HMAC-SHA-256 of `msg`, first 16 bytes in hex.
+    fn mac(&self, msg: &[u8]) -> String {
+        use sha2::{Digest, Sha256};
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for (i, b) in self.key.iter().enumerate() {
+            ipad[i] ^= b;
+            opad[i] ^= b;
+        }
+        let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
+        let outer = Sha256::new().chain_update(opad).chain_update(inner).finalize();
+        outer[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for KeyedHash {
+    fn name(&self) -> &str {
+        "stratalake_keyed_hash"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(
+        &self,
+        _args: &[arrow::datatypes::DataType],
+    ) -> datafusion::common::Result<arrow::datatypes::DataType> {
+        Ok(arrow::datatypes::DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        use arrow::array::{Array, StringArray};
+        let arr = args.args[0].clone().into_array(args.number_rows)?;
+        let arr = arrow::compute::cast(&arr, &arrow::datatypes::DataType::Utf8)?;
+        let s = arr.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
+        let out: StringArray = (0..s.len())
+            .map(|i| s.is_valid(i).then(|| self.mac(s.value(i).as_bytes())))
+            .collect();
+        Ok(datafusion::logical_expr::ColumnarValue::Array(std::sync::Arc::new(out)))
+    }
+}
+
 /// An anonymous principal without attributes, for checking policies when they are created.
 fn probe_subject() -> Subject {
     Subject {
@@ -109,6 +181,16 @@ pub fn check_mask(
     let field = schema
         .field_with_name(column)
         .map_err(|_| Error::Sql(format!("no column {column:?} to mask")))?;
+    let text = matches!(
+        field.data_type(),
+        arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::LargeUtf8 | arrow::datatypes::DataType::Utf8View
+    );
+    if *mask == stratalake_table::access::Mask::Hash && !text {
+        return Err(Error::Sql(format!(
+            "a hash mask needs a text column; {column:?} is {}",
+            field.data_type()
+        )));
+    }
     if let stratalake_table::access::Mask::Expr { sql } = mask {
         let probe = probe_subject();
         let bound = bind_principal(sql, &probe)?;

@@ -266,7 +266,13 @@ impl PruningStatistics for PartitionRanges {
 impl LakeTableProvider {
     /// A mask as an expression over the table's raw columns, cast to the column's type; `None`
     /// for a constant NULL.
-    fn mask_expr(&self, state: &dyn Session, field: &arrow::datatypes::Field, mask: &Mask) -> DFResult<Option<Expr>> {
+    fn mask_expr(
+        &self,
+        state: &dyn Session,
+        field: &arrow::datatypes::Field,
+        mask: &Mask,
+        hash_key: Option<[u8; 32]>,
+    ) -> DFResult<Option<Expr>> {
         use arrow::datatypes::DataType;
         let col = format!("\"{}\"", field.name().replace('"', "\"\""));
         let text = matches!(
@@ -275,7 +281,21 @@ impl LakeTableProvider {
         );
         let sql = match mask {
             Mask::Null => return Ok(None),
-            Mask::Redact | Mask::Partial { .. } if !text => return Ok(None),
+            Mask::Redact | Mask::Partial { .. } | Mask::Hash if !text => return Ok(None),
+            Mask::Hash => {
+                let key = hash_key.ok_or_else(|| DataFusionError::Internal("hash mask without its key".into()))?;
+                let udf = Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                    crate::policy::KeyedHash::new(key),
+                ));
+                let arg = datafusion::logical_expr::cast(
+                    Expr::Column(Column::new_unqualified(field.name())),
+                    arrow::datatypes::DataType::Utf8,
+                );
+                return Ok(Some(datafusion::logical_expr::cast(
+                    udf.call(vec![arg]),
+                    field.data_type().clone(),
+                )));
+            }
             Mask::Redact => format!("CASE WHEN {col} IS NULL THEN NULL ELSE '****' END"),
             Mask::Partial { keep_last } => format!(
                 "CASE WHEN {col} IS NULL THEN NULL ELSE concat(repeat('*', greatest(character_length({col}) - {keep_last}, 0)), right({col}, {keep_last})) END"
@@ -297,6 +317,23 @@ impl LakeTableProvider {
             ))
         })?;
         Ok(Some(datafusion::logical_expr::cast(e, field.data_type().clone())))
+    }
+
+    /// The key of hash masks: derived from the lake's least-sensitive master key, the same for
+    /// every table (pseudonyms join across tables), never the master key itself.
+    async fn mask_hash_key(&self) -> DFResult<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        let keyring = &self.table.context().keyring;
+        let level = keyring.classifications().lowest().to_string();
+        let (_, master) = keyring
+            .provider()
+            .current(&level)
+            .await
+            .map_err(|e| external(e.into()))?;
+        let mut h = Sha256::new();
+        h.update(b"stratalake-mask-hash/v1\n");
+        h.update(master.expose());
+        Ok(h.finalize().into())
     }
 
     /// The OR of the row-filter predicates, bound to the subject and planned against the table.
@@ -513,11 +550,16 @@ impl TableProvider for LakeTableProvider {
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         // Masks of the columns asked for, planned against the table (they compute from raw values).
+        let hash_key = if masks.values().any(|m| *m == Mask::Hash) {
+            Some(self.mask_hash_key().await?)
+        } else {
+            None
+        };
         let mut mask_exprs: HashMap<usize, Option<Expr>> = HashMap::new();
         for i in &wanted {
             let field = self.schema.field(*i);
             if let Some(m) = masks.get(field.name()) {
-                mask_exprs.insert(*i, self.mask_expr(state, field, m)?);
+                mask_exprs.insert(*i, self.mask_expr(state, field, m, hash_key)?);
             }
         }
         let mut filter_cols: HashSet<String> = match &policy {

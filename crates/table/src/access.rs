@@ -174,6 +174,10 @@ pub enum Mask {
     Null,
     /// `****` for text, NULL for other types.
     Redact,
+    /// A keyed hash (HMAC-SHA-256 under a key derived from the lake's master key, first 16 bytes
+    /// in hex): equal values give equal pseudonyms across tables, so masked columns still join
+    /// and group, and nobody without the key can reverse or recompute them. Text columns only.
+    Hash,
     /// Text with all but the last `keep_last` characters replaced by `*`.
     Partial {
         /// Characters kept at the end.
@@ -193,6 +197,7 @@ impl fmt::Display for Mask {
         match self {
             Mask::Null => f.write_str("null"),
             Mask::Redact => f.write_str("redact"),
+            Mask::Hash => f.write_str("hash"),
             Mask::Partial { keep_last } => write!(f, "partial({keep_last})"),
             Mask::Expr { sql } => write!(f, "expr({sql})"),
         }
@@ -205,11 +210,12 @@ impl Mask {
         let bad = || Error::InvalidName {
             kind: "mask",
             name: s.to_string(),
-            reason: "use null, redact, partial:N (keep the last N characters) or expr:SQL".into(),
+            reason: "use null, redact, hash, partial:N (keep the last N characters) or expr:SQL".into(),
         };
         match s.split_once(':') {
             None if s.eq_ignore_ascii_case("null") => Ok(Mask::Null),
             None if s.eq_ignore_ascii_case("redact") => Ok(Mask::Redact),
+            None if s.eq_ignore_ascii_case("hash") => Ok(Mask::Hash),
             Some((k, n)) if k.eq_ignore_ascii_case("partial") => Ok(Mask::Partial {
                 keep_last: n.trim().parse().map_err(|_| bad())?,
             }),
