@@ -91,6 +91,13 @@ pub enum Ddl {
         /// Mask spec as `Mask::parse` reads it.
         mask: String,
     },
+    /// `CREATE MASK FOR CLASSIFICATION level AS spec` (spec `NONE` removes it).
+    SetLevelMask {
+        /// Level.
+        level: String,
+        /// Mask spec as `Mask::parse` reads it, or `none`.
+        mask: String,
+    },
     /// `GRANT ROLE r TO member` / `REVOKE ROLE r FROM member`.
     Membership {
         /// The role.
@@ -400,6 +407,29 @@ fn parse_access(tokens: &[Token]) -> Result<Ddl> {
                 grantee,
                 predicate,
             })
+        }
+        (true, "mask") if lw(2) == "for" && lw(3) == "classification" => {
+            if lw(5) != "as" {
+                return Err(Error::Sql(
+                    "expected CREATE MASK FOR CLASSIFICATION level AS mask".into(),
+                ));
+            }
+            let level = need(4, "a classification level")?.to_lowercase();
+            let mask = match lw(6).as_str() {
+                "partial" => format!("partial:{}", need(8, "a number")?),
+                "expr" => {
+                    return Err(Error::Sql(
+                        "a classification mask cannot be an expression (it applies to every table): use NULL, REDACT, HASH or PARTIAL(n)".into(),
+                    ));
+                }
+                "" => {
+                    return Err(Error::Sql(
+                        "expected a mask: NULL, REDACT, HASH, PARTIAL(n) or NONE".into(),
+                    ));
+                }
+                other => other.to_string(),
+            };
+            Ok(Ddl::SetLevelMask { level, mask })
         }
         (true, "mask") => {
             // CREATE MASK ON t (col) FOR g AS spec

@@ -335,7 +335,8 @@ impl QueryEngine {
             | Ddl::CreateRole { .. }
             | Ddl::DropPrincipalOrRole { .. }
             | Ddl::CreateRowFilter { .. }
-            | Ddl::CreateMask { .. } => subject.require(Privilege::Admin, None, None)?,
+            | Ddl::CreateMask { .. }
+            | Ddl::SetLevelMask { .. } => subject.require(Privilege::Admin, None, None)?,
             Ddl::CreateTable { name, .. } => {
                 let ident = self.resolve(name)?;
                 touched.lock().expect("touched lock").push(ident.to_string());
@@ -463,6 +464,30 @@ impl QueryEngine {
                 };
                 self.catalog.change_access(vec![action], p).await?;
                 Ok(format!("mask on {ident}({column}) created"))
+            }
+            Ddl::SetLevelMask { level, mask } => {
+                use stratalake_table::access::{AccessAction, Mask};
+                let m = if mask == "none" {
+                    None
+                } else {
+                    Some(Mask::parse(&mask)?)
+                };
+                let text = m
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "NULL (no policy)".into());
+                self.catalog
+                    .change_access(
+                        vec![AccessAction::SetLevelMask {
+                            level: level.clone(),
+                            mask: m,
+                        }],
+                        p,
+                    )
+                    .await?;
+                Ok(format!(
+                    "columns classified {level} are shown as {text} to sessions not cleared for it"
+                ))
             }
             Ddl::Membership { role, member, give } => {
                 use stratalake_table::access::AccessAction;

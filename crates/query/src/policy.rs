@@ -150,6 +150,7 @@ fn probe_subject() -> Subject {
         superuser: false,
         row_filters: Default::default(),
         masks: Default::default(),
+        level_masks: Default::default(),
     }
 }
 
@@ -225,6 +226,7 @@ mod tests {
             superuser: false,
             row_filters: BTreeMap::new(),
             masks: BTreeMap::new(),
+            level_masks: BTreeMap::new(),
         };
         assert_eq!(
             bind_principal(

@@ -506,7 +506,16 @@ impl TableProvider for LakeTableProvider {
             .require(Privilege::Select, Some(&ident.namespace), Some(&ident.name))
             .map_err(external)?;
         // Only filters over visible columns may steer which files are read.
-        let masks = self.subject.masks.get(&ident.to_string()).cloned().unwrap_or_default();
+        let mut masks = self.subject.masks.get(&ident.to_string()).cloned().unwrap_or_default();
+        // classification policies: columns above the clearance shown through their level's mask
+        for c in &self.snapshot.metadata.schema.columns {
+            if self.hidden.contains(&c.name)
+                && !masks.contains_key(&c.name)
+                && let Some(m) = self.subject.level_masks.get(&c.classification)
+            {
+                masks.insert(c.name.clone(), m.clone());
+            }
+        }
         let visible_filters: Vec<Expr> = filters
             .iter()
             .filter(|f| {

@@ -162,6 +162,10 @@ pub struct AccessState {
     /// Column masks by table (`ns.table`), column, and grantee.
     #[serde(default)]
     pub masks: BTreeMap<String, BTreeMap<String, BTreeMap<String, Mask>>>,
+    /// Lake-wide classification policies: a column of this level is shown with this mask to
+    /// every session not cleared for the level (instead of NULL), in every table.
+    #[serde(default)]
+    pub level_masks: BTreeMap<String, Mask>,
 }
 
 /// How a masked column is shown to the principals a mask applies to. Masks are computed inside
@@ -327,6 +331,13 @@ pub enum AccessAction {
         /// Principal or role.
         grantee: String,
     },
+    /// A classification policy is set (`None` removes it).
+    SetLevelMask {
+        /// Classification level.
+        level: String,
+        /// Mask for sessions not cleared for it.
+        mask: Option<Mask>,
+    },
     /// A row filter is dropped.
     DropRowFilter {
         /// `ns.table`.
@@ -455,6 +466,16 @@ impl AccessState {
                 }
             }
             AccessAction::SetMask { grantee, .. } => known(grantee)?,
+            AccessAction::SetLevelMask { level, mask } => {
+                classes.rank(level)?;
+                if matches!(mask, Some(Mask::Expr { .. })) {
+                    return Err(Error::InvalidName {
+                        kind: "classification mask",
+                        name: level.clone(),
+                        reason: "use null, redact, hash or partial:N; an expression names columns of one table".into(),
+                    });
+                }
+            }
             AccessAction::DropMask { table, column, grantee } => {
                 if !self
                     .masks
@@ -569,6 +590,14 @@ impl AccessState {
                     .or_default()
                     .insert(name.clone(), filter.clone());
             }
+            AccessAction::SetLevelMask { level, mask } => match mask {
+                Some(m) => {
+                    self.level_masks.insert(level.clone(), m.clone());
+                }
+                None => {
+                    self.level_masks.remove(level);
+                }
+            },
             AccessAction::SetMask {
                 table,
                 column,
@@ -663,6 +692,7 @@ impl AccessState {
             superuser: false,
             row_filters: BTreeMap::new(),
             masks: BTreeMap::new(),
+            level_masks: self.level_masks.clone(),
         };
         for (table, cols) in &self.masks {
             let (ns, t) = table.split_once('.').unwrap_or(("", table));
@@ -719,6 +749,8 @@ pub struct Subject {
     pub row_filters: BTreeMap<String, Vec<String>>,
     /// Masks that apply, by table (`ns.table`) and column.
     pub masks: BTreeMap<String, BTreeMap<String, Mask>>,
+    /// Classification policies: how columns of levels above the clearance are shown.
+    pub level_masks: BTreeMap<String, Mask>,
 }
 
 impl Subject {
@@ -733,6 +765,7 @@ impl Subject {
             superuser: true,
             row_filters: BTreeMap::new(),
             masks: BTreeMap::new(),
+            level_masks: BTreeMap::new(),
         }
     }
 
