@@ -586,7 +586,13 @@ impl TableProvider for LakeTableProvider {
                 (wanted.contains(i) && !self.hidden.contains(name)) || filter_cols.contains(name)
             })
             .collect();
-        let needed: HashSet<&str> = read.iter().map(|i| self.schema.field(*i).name().as_str()).collect();
+        // A session cleared for every column gets every key (nothing is withheld from it), which
+        // keeps the Parquet page index usable; otherwise only the keys of what is read.
+        let needed: HashSet<&str> = if self.hidden.is_empty() {
+            self.schema.fields().iter().map(|f| f.name().as_str()).collect()
+        } else {
+            read.iter().map(|i| self.schema.field(*i).name().as_str()).collect()
+        };
         for (tier, files) in by_tier {
             let store = ctx.tiers.get(tier).map_err(external)?;
             let url = tier_url(tier);
