@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PruningStatistics;
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{Column, ScalarValue, Statistics};
 use datafusion::common::{DFSchema, Result as DFResult};
 use datafusion::config::{EncryptionFactoryOptions, TableParquetOptions};
 use datafusion::datasource::TableType;
@@ -601,6 +602,14 @@ impl TableProvider for LakeTableProvider {
                 .register_object_store(url.as_ref(), store.object_store().clone());
             let mut keys = ScanKeys::default();
             let mut pfiles = Vec::with_capacity(files.len());
+            // Row counts and sizes from the log let the planner order joins; they are withheld
+            // under a row filter, where they would count rows the session may not see.
+            let stats = policy.is_none().then(|| {
+                let mut st = Statistics::new_unknown(&self.schema);
+                st.num_rows = Precision::Exact(files.iter().map(|f| f.rows as usize).sum());
+                st.total_byte_size = Precision::Inexact(files.iter().map(|f| f.size as usize).sum());
+                st
+            });
             for f in files {
                 let loc = store.path(&format!("{root}/{}", f.path));
                 // Least key: only the classifications of columns this scan reads (and the
@@ -624,22 +633,23 @@ impl TableProvider for LakeTableProvider {
                 keys.files.insert(loc.to_string(), props);
                 pfiles.push(PartitionedFile::new(loc.to_string(), f.size));
             }
-            per_tier.push((url, keys, pfiles));
+            per_tier.push((url, keys, pfiles, stats));
         }
-        let target = state.config().target_partitions().max(1);
-        for (url, keys, pfiles) in per_tier {
+        for (url, keys, pfiles, stats) in per_tier {
             let mut opts = TableParquetOptions::default();
             opts.global.enable_page_index = !withheld;
             opts.global.pushdown_filters = false;
             let source = ParquetSource::new(self.schema.clone())
                 .with_table_parquet_options(opts)
                 .with_encryption_factory(Arc::new(keys));
-            let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(pfiles.len())];
-            for (i, f) in pfiles.into_iter().enumerate() {
-                let n = groups.len();
-                groups[i % n].push(f);
+            // One group: DataFusion's file-scan repartitioning then splits it into even byte
+            // ranges over the target partitions (uneven files made uneven partitions otherwise).
+            let groups: Vec<Vec<PartitionedFile>> = vec![pfiles];
+            let mut builder = FileScanConfigBuilder::new(url, Arc::new(source));
+            if let Some(st) = stats {
+                builder = builder.with_statistics(st);
             }
-            let conf = FileScanConfigBuilder::new(url, Arc::new(source))
+            let conf = builder
                 .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
                 .with_projection_indices(Some(read.clone()))?
                 // a row filter runs above the scan: a limit below it would drop visible rows
