@@ -12,7 +12,6 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 use stratalake_table::access::{Privilege, Subject};
-use stratalake_table::audit::{Event, Outcome};
 use stratalake_table::catalog::{Catalog, CatalogState};
 use stratalake_table::{Access, ColumnDef, TableIdent, TableSchema};
 
@@ -225,26 +224,15 @@ impl QueryEngine {
     /// Record the statement in the audit log. A statement whose record cannot be written fails:
     /// nothing runs unaudited.
     async fn audit<T>(&self, text: &str, touched: &Touched, r: &Result<T>, rows: Option<u64>) -> Result<()> {
-        let (outcome, error) = match r {
-            Ok(_) => (Outcome::Ok, None),
-            Err(Error::Table(e @ stratalake_table::Error::PermissionDenied { .. })) => {
-                (Outcome::Denied, Some(e.to_string()))
-            }
-            Err(e) => (Outcome::Error, Some(e.to_string())),
-        };
-        let mut tables = touched.lock().expect("touched lock").clone();
-        tables.sort();
-        tables.dedup();
-        let event = Event {
-            principal: self.principal.clone(),
-            kind: "sql".into(),
-            statement: text.trim().to_string(),
-            tables,
-            rows,
-            outcome,
-            error,
-        };
-        self.catalog.audit().append(event).await?;
+        let failure = r.as_ref().err().map(|e| {
+            let denied = matches!(e, Error::Table(stratalake_table::Error::PermissionDenied { .. }));
+            (e.to_string(), denied)
+        });
+        let tables = touched.lock().expect("touched lock").clone();
+        self.catalog
+            .audit()
+            .record(&self.principal, "sql", text, tables, rows, failure)
+            .await?;
         Ok(())
     }
 

@@ -241,24 +241,14 @@ impl Lake {
         rows: Option<u64>,
         r: &Result<T>,
     ) -> Result<()> {
-        use stratalake_table::audit::{Event, Outcome};
-        let (outcome, error) = match r {
-            Ok(_) => (Outcome::Ok, None),
-            Err(crate::Error::Table(e @ stratalake_table::Error::PermissionDenied { .. })) => {
-                (Outcome::Denied, Some(e.to_string()))
-            }
-            Err(e) => (Outcome::Error, Some(e.to_string())),
-        };
-        let event = Event {
-            principal: self.principal.clone(),
-            kind: kind.into(),
-            statement,
-            tables,
-            rows,
-            outcome,
-            error,
-        };
-        self.catalog.audit().append(event).await?;
+        let failure = r.as_ref().err().map(|e| {
+            let denied = matches!(e, crate::Error::Table(stratalake_table::Error::PermissionDenied { .. }));
+            (e.to_string(), denied)
+        });
+        self.catalog
+            .audit()
+            .record(&self.principal, kind, &statement, tables, rows, failure)
+            .await?;
         Ok(())
     }
 }

@@ -167,6 +167,36 @@ impl AuditLog {
         })
     }
 
+    /// Record one operation. `failure` is its error text and whether it was a permission
+    /// refusal (`denied`) rather than another error; tables are sorted and deduplicated.
+    pub async fn record(
+        &self,
+        principal: &str,
+        kind: &str,
+        statement: &str,
+        mut tables: Vec<String>,
+        rows: Option<u64>,
+        failure: Option<(String, bool)>,
+    ) -> Result<Record> {
+        tables.sort();
+        tables.dedup();
+        let (outcome, error) = match failure {
+            None => (Outcome::Ok, None),
+            Some((e, true)) => (Outcome::Denied, Some(e)),
+            Some((e, false)) => (Outcome::Error, Some(e)),
+        };
+        let event = Event {
+            principal: principal.to_string(),
+            kind: kind.to_string(),
+            statement: statement.trim().to_string(),
+            tables,
+            rows,
+            outcome,
+            error,
+        };
+        self.append(event).await
+    }
+
     /// Every record, oldest first.
     pub async fn records(&self) -> Result<Vec<Record>> {
         let mut seqs = Vec::new();
