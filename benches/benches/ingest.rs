@@ -4,31 +4,21 @@
 //! `cargo bench -p stratalake-benches --bench ingest` (scale factor: STRATALAKE_BENCH_SF, default 0.1;
 //! runs per side: STRATALAKE_BENCH_RUNS, default 3). Prints rows/s of both and their ratio.
 
+mod common;
+
+use common::{env_or, median, write_plain};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use stratalake::{Lake, LakeConfig, TableSchema};
 use tpchgen::generators::LineItemGenerator;
 use tpchgen_arrow::LineItemArrow;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
-    let sf: f64 = std::env::var("STRATALAKE_BENCH_SF")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.1);
-    let runs: usize = std::env::var("STRATALAKE_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let sf: f64 = env_or("STRATALAKE_BENCH_SF", 0.1);
+    let runs: usize = env_or("STRATALAKE_BENCH_RUNS", 3);
     let batches: Vec<RecordBatch> = LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))
         .with_batch_size(8192)
         .collect::<Result<_, _>>()
@@ -50,16 +40,7 @@ fn main() {
         // baseline: parquet-rs, same codec and row-group size, one local file
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
-        let f = std::fs::File::create(dir.path().join("lineitem.parquet")).unwrap();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
-            .set_max_row_group_row_count(Some(256 * 1024))
-            .build();
-        let mut w = ArrowWriter::try_new(f, schema.clone(), Some(props)).unwrap();
-        for b in &batches {
-            w.write(b).unwrap();
-        }
-        w.close().unwrap();
+        write_plain(&dir.path().join("lineitem.parquet"), &batches);
         plain.push(started.elapsed());
 
         // Stratalake: encrypted files, keys wrapped, committed through the log

@@ -2,28 +2,25 @@
 //! parse of the same checkpoint bytes, measured in one run.
 //!
 //! `cargo bench -p stratalake-benches --bench open` (live files: STRATALAKE_BENCH_FILES,
-//! default 100000; files per commit 1000; checkpoint every 10 commits; 5 runs, median).
+//! default 100000; about 100 commits; checkpoint every 10 commits; 5 runs, median).
+
+mod common;
+
+use common::{env_or, median};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::{Int64Array, RecordBatch};
 use stratalake::table::action::Action;
 use stratalake::table::table::{ReadScope, info};
 use stratalake::{ColumnDef, Lake, LakeConfig, TableSchema};
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
-    let files: usize = std::env::var("STRATALAKE_BENCH_FILES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
-    let per_commit = 1000usize.min(files);
+    let files: usize = env_or("STRATALAKE_BENCH_FILES", 100_000);
+    // about 100 commits whatever the size, so that checkpoints (every 10) exist
+    let per_commit = (files / 100).clamp(1, 1000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,13 +9,14 @@
 //! filters on, so both sides return the same results; what is measured is the cost of
 //! enforcement and decryption.
 
+mod common;
+
+use common::{env_or, median, write_plain};
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use stratalake::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use stratalake::{Lake, LakeConfig, TableSchema};
 use tpchgen::generators::{
@@ -65,32 +66,9 @@ const QUERIES: [(&str, &str); 5] = [
     ),
 ];
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn write_plain(path: &std::path::Path, batches: &[RecordBatch]) {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
-        .set_max_row_group_row_count(Some(256 * 1024))
-        .build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batches[0].schema(), Some(props)).unwrap();
-    for b in batches {
-        w.write(b).unwrap();
-    }
-    w.close().unwrap();
-}
-
 fn main() {
-    let sf: f64 = std::env::var("STRATALAKE_BENCH_SF")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.1);
-    let runs: usize = std::env::var("STRATALAKE_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let sf: f64 = env_or("STRATALAKE_BENCH_SF", 0.1);
+    let runs: usize = env_or("STRATALAKE_BENCH_RUNS", 5);
     let b = 8192;
     let tables: Vec<(&str, Vec<RecordBatch>)> = vec![
         (
