@@ -1,5 +1,6 @@
 //! `stratalake`: the command-line tool.
 
+mod backup;
 mod demo;
 mod output;
 
@@ -90,6 +91,9 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Backups: init, create, list, verify, restore, forget, prune.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
     /// Generate a realistic public-sector dataset, ingest it encrypted, and query it.
     Demo {
         /// Rows of building permits to generate.
@@ -594,6 +598,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 )?;
             }
         }
+        Command::Backup(cmd) => return backup::run(&cli, cmd).await,
         Command::Demo { rows } => {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");

@@ -1207,3 +1207,222 @@ fn column_masks_are_applied_inside_the_scan() {
     let list = ok(p, &["--format", "csv", "policy", "list"]);
     assert!(list.contains("default.people,mask iban,ana,partial(4)"), "{list}");
 }
+
+fn csv_count(lake: &Path, table: &str) -> i64 {
+    ok(
+        lake,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            &format!("SELECT count(*) AS n FROM {table}"),
+        ],
+    )
+    .lines()
+    .nth(1)
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn backup_create_list_verify_restore_forget_prune() {
+    let l = new_lake();
+    let dir = l.path.parent().unwrap();
+    let repo = dir.join("repo");
+    let repo_s = repo.to_str().unwrap();
+    ok(
+        &l.path,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE permits (id INT NOT NULL, region VARCHAR, owner VARCHAR CLASSIFICATION confidential) PARTITIONED BY (region); \
+             INSERT INTO permits VALUES (1, 'north', 'Ada'), (2, 'south', 'Bo'); \
+             CREATE PRINCIPAL ana WITH (region = 'north', clearance = 'internal'); \
+             GRANT SELECT ON TABLE permits TO ana; \
+             CREATE ROW FILTER own ON permits FOR ana WHERE region = current_principal_attribute('region')",
+        ],
+    );
+    let out = ok(&l.path, &["backup", "init", "--repo", repo_s]);
+    assert!(out.contains("created backup repository"), "{out}");
+    let e = fails(&l.path, &["backup", "init", "--repo", repo_s]);
+    assert!(e.contains("already holds a backup repository"), "{e}");
+    let out = ok(&l.path, &["backup", "create", "--repo", repo_s]);
+    assert!(out.contains("copied 2 new file(s)"), "{out}");
+    let out = ok(&l.path, &["--format", "json", "backup", "create", "--repo", repo_s]);
+    let totals: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (totals["files"].as_u64(), totals["new_files"].as_u64()),
+        (Some(2), Some(0))
+    );
+    ok(&l.path, &["sql", "-c", "INSERT INTO permits VALUES (3, 'north', 'Cy')"]);
+    ok(&l.path, &["backup", "create", "--repo", repo_s, "--table", "permits"]);
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&l.path, &["--format", "json", "backup", "list", "--repo", repo_s])).unwrap();
+    assert_eq!(list.len(), 3);
+    assert!(list.iter().all(|b| b["status"] == "ok"));
+    let first = list[0]["id"].as_str().unwrap().to_string();
+    let out = ok(&l.path, &["backup", "verify", "--repo", repo_s, "--read-data"]);
+    assert!(out.contains("no problems found"), "{out}");
+
+    // Whole lake into a new folder: data and the row filter come back.
+    let target = dir.join("restored");
+    let t = target.to_str().unwrap();
+    let out = ok(&l.path, &["backup", "restore", &first, "--repo", repo_s, "--target", t]);
+    assert!(out.contains("restored default.permits at version 1 (2 rows)"), "{out}");
+    assert_eq!(csv_count(&target, "permits"), 2);
+    let ana = ok(
+        &target,
+        &["--as", "ana", "--format", "csv", "sql", "-c", "SELECT id FROM permits"],
+    );
+    assert_eq!(ana, "id\n1\n");
+    let e = fails(&l.path, &["backup", "restore", &first, "--repo", repo_s, "--target", t]);
+    assert!(e.contains("already holds default.permits"), "{e}");
+    // One table, older version, new name, into the source lake.
+    ok(
+        &l.path,
+        &[
+            "backup",
+            "restore",
+            "latest",
+            "--repo",
+            repo_s,
+            "--table",
+            "permits",
+            "--into",
+            "permits_old",
+            "--version",
+            "1",
+        ],
+    );
+    assert_eq!(csv_count(&l.path, "permits_old"), 2);
+    let e = fails(
+        &l.path,
+        &[
+            "backup",
+            "restore",
+            "latest",
+            "--repo",
+            repo_s,
+            "--table",
+            "permits",
+            "--version",
+            "9",
+            "--into",
+            "x",
+        ],
+    );
+    assert!(e.contains("not version 9"), "{e}");
+    let e = fails(
+        &l.path,
+        &["backup", "restore", "nosuch", "--repo", repo_s, "--target", t],
+    );
+    assert!(e.contains("backup nosuch does not exist"), "{e}");
+
+    // Damage: verify names the object and exits 3.
+    let data = walk(&repo.join("data"));
+    let victim = data.iter().find(|p| p.is_file()).unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(victim, &bytes).unwrap();
+    let o = run(&l.path, &["backup", "verify", "--repo", repo_s, "--read-data"]);
+    assert_eq!(o.status.code(), Some(3));
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(name));
+    bytes[10] ^= 1;
+    std::fs::write(victim, &bytes).unwrap();
+
+    // Forget all but the newest, then prune.
+    let out = ok(
+        &l.path,
+        &["backup", "forget", "--repo", repo_s, "--keep-last", "1", "--dry-run"],
+    );
+    assert!(out.contains("would forget"), "{out}");
+    ok(&l.path, &["backup", "forget", "--repo", repo_s, "--keep-last", "1"]);
+    let out = ok(&l.path, &["backup", "prune", "--repo", repo_s]);
+    assert!(out.starts_with("removed "), "{out}");
+    let out = ok(&l.path, &["backup", "list", "--repo", repo_s]);
+    assert!(out.contains("(1 row)"), "{out}");
+    let out = ok(&l.path, &["backup", "verify", "--repo", repo_s, "--read-data"]);
+    assert!(out.contains("no problems found"), "{out}");
+    // Non-admins cannot touch backups.
+    let e = fails(&l.path, &["--as", "ana", "backup", "list", "--repo", repo_s]);
+    assert!(e.contains("ADMIN"), "{e}");
+}
+
+#[test]
+fn a_backup_or_restore_killed_at_any_point_leaves_nothing_half_done() {
+    let l = new_lake();
+    let dir = l.path.parent().unwrap();
+    let mut body = String::from("id,region,note\n");
+    for i in 0..300_000u64 {
+        body.push_str(&format!("{i},r{},note number {i} {}\n", i % 5, i * 7919 % 100_003));
+    }
+    let big = write(dir, "big.csv", body.as_bytes());
+    ok(
+        &l.path,
+        &[
+            "ingest",
+            "t",
+            "--create",
+            "--partition-by",
+            "region",
+            big.to_str().unwrap(),
+        ],
+    );
+    ok(&l.path, &["ingest", "t", big.to_str().unwrap()]);
+    let repo = dir.join("repo");
+    let repo_s = repo.to_str().unwrap();
+    ok(&l.path, &["backup", "init", "--repo", repo_s]);
+    let kill_after = |args: &[&str], ms: u64| {
+        let mut child = bin()
+            .arg("--lake")
+            .arg(&l.path)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap().success()
+    };
+    let mut finished = 0;
+    for ms in [5u64, 30, 80, 150, 300] {
+        finished += kill_after(&["backup", "create", "--repo", repo_s], ms) as usize;
+        // every listed backup is whole
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str(&ok(&l.path, &["--format", "json", "backup", "list", "--repo", repo_s])).unwrap();
+        assert_eq!(list.len(), finished);
+        let out = ok(&l.path, &["backup", "verify", "--repo", repo_s, "--read-data"]);
+        assert!(out.contains("no problems found"), "{out}");
+    }
+    // rerunning succeeds, and prune clears what stopped runs left
+    ok(&l.path, &["backup", "create", "--repo", repo_s]);
+    ok(&l.path, &["backup", "prune", "--repo", repo_s]);
+    let out = ok(&l.path, &["backup", "verify", "--repo", repo_s, "--read-data"]);
+    assert!(out.contains("no problems found"), "{out}");
+
+    let target = dir.join("restored");
+    let t = target.to_str().unwrap();
+    for ms in [5u64, 30, 80, 150, 300] {
+        if kill_after(&["backup", "restore", "latest", "--repo", repo_s, "--target", t], ms) {
+            break;
+        }
+        // stopped: the target shows no table (or no lake at all)
+        if target.join("stratalake.toml").exists() {
+            let out = ok(&target, &["table", "list"]);
+            assert!(!out.contains("default.t") && !out.contains("| t "), "{out}");
+        }
+    }
+    if !target.join("stratalake.toml").exists() || !ok(&target, &["table", "list"]).contains(" t ") {
+        ok(
+            &l.path,
+            &["backup", "restore", "latest", "--repo", repo_s, "--target", t],
+        );
+    }
+    assert_eq!(csv_count(&target, "t"), 600_000);
+    let v = ok(&target, &["verify"]);
+    assert!(v.contains("no problems found"), "{v}");
+}

@@ -19,6 +19,9 @@ pub enum Error {
     /// SQL failed.
     #[error(transparent)]
     Query(#[from] stratalake_query::Error),
+    /// A backup repository operation failed.
+    #[error(transparent)]
+    Backup(#[from] stratalake_backup::Error),
     /// Keys failed.
     #[error(transparent)]
     Crypto(#[from] stratalake_crypto::Error),

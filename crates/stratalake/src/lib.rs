@@ -44,7 +44,9 @@
 //! ```
 
 mod access;
+mod backups;
 pub use access::parse_securable;
+pub use backups::KeySource;
 mod config;
 mod error;
 
@@ -60,7 +62,7 @@ pub use stratalake_table::verify::{Problem, VerifyReport};
 pub use stratalake_table::{
     Classifications, ColumnDef, PartitionField, Snapshot, Table, TableIdent, TableSchema, Transform, WriteMode,
 };
-pub use {arrow, datafusion, stratalake_query as query, stratalake_table as table};
+pub use {arrow, datafusion, stratalake_backup as backup, stratalake_query as query, stratalake_table as table};
 
 use arrow::array::RecordBatch;
 use stratalake_crypto::{EnvKeyProvider, KeyFileProvider, KeyProvider, MemoryKeyProvider};

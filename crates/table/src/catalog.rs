@@ -42,6 +42,18 @@ pub enum CatalogAction {
     },
     /// An access-control change.
     Access(crate::access::AccessAction),
+    /// Tables restored from a backup appear (with their namespaces), and, for a whole-lake
+    /// restore, the backup's access state replaces the current one. One commit publishes them all.
+    Restore {
+        /// Namespaces (including empty ones).
+        #[serde(default)]
+        namespaces: Vec<String>,
+        /// The tables.
+        tables: Vec<RestoredTable>,
+        /// The access state to install, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<crate::access::AccessState>,
+    },
     /// A table disappears.
     DropTable {
         /// Namespace.
@@ -51,6 +63,17 @@ pub enum CatalogAction {
         /// Id.
         table_id: String,
     },
+}
+
+/// A table published by a restore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredTable {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Id (the backed-up table's: its files' encryption is bound to it).
+    pub table_id: String,
 }
 
 /// A catalog commit.
@@ -132,6 +155,27 @@ impl CatalogState {
                     });
                 }
                 CatalogAction::Access(a) => self.access.apply(a),
+                CatalogAction::Restore {
+                    namespaces,
+                    tables,
+                    access,
+                } => {
+                    for n in namespaces {
+                        self.namespaces.entry(n.clone()).or_default();
+                    }
+                    for t in tables {
+                        self.namespaces.entry(t.namespace.clone()).or_default().insert(
+                            t.name.clone(),
+                            TableEntry {
+                                table_id: t.table_id.clone(),
+                                created_ms: c.info.timestamp_ms,
+                            },
+                        );
+                    }
+                    if let Some(a) = access {
+                        self.access = a.clone();
+                    }
+                }
             }
         }
         self.version = Some(c.version);
@@ -355,6 +399,52 @@ impl Catalog {
         }
         let e = s.table(ident).ok_or_else(|| Error::TableNotFound(ident.to_string()))?;
         Ok(Table::new(self.ctx.clone(), ident.clone(), e.table_id.clone()))
+    }
+
+    /// Publish restored tables in one commit: their logs and files must already be in place.
+    /// Fails if any of them exists. `access` (a whole-lake restore) replaces the access state;
+    /// `table_access` (grants and policies of a table restored under a new name) is validated
+    /// and applied on top. Returns the catalog version.
+    pub async fn publish_restore(
+        &self,
+        namespaces: Vec<String>,
+        tables: Vec<RestoredTable>,
+        access: Option<crate::access::AccessState>,
+        table_access: Vec<crate::access::AccessAction>,
+        principal: &str,
+    ) -> Result<u64> {
+        let classes = self.ctx.keyring.classifications().clone();
+        let state = self
+            .mutate(principal, "RESTORE", |s| {
+                for t in &tables {
+                    validate_ident("namespace", &t.namespace)?;
+                    validate_ident("table", &t.name)?;
+                    let ident = TableIdent::new(&t.namespace, &t.name);
+                    if s.table(&ident).is_some() {
+                        return Err(Error::TableExists(ident.to_string()));
+                    }
+                }
+                let mut probe = s.access.clone();
+                if let Some(a) = &access {
+                    probe = a.clone();
+                }
+                for a in &table_access {
+                    probe.validate(a, &classes)?;
+                    probe.apply(a);
+                }
+                for n in &namespaces {
+                    validate_ident("namespace", n)?;
+                }
+                let mut actions = vec![CatalogAction::Restore {
+                    namespaces: namespaces.clone(),
+                    tables: tables.clone(),
+                    access: access.clone(),
+                }];
+                actions.extend(table_access.iter().cloned().map(CatalogAction::Access));
+                Ok(actions)
+            })
+            .await?;
+        Ok(state.version.unwrap_or(0))
     }
 
     /// Drop a table: remove it from the catalog, then delete its log and data on every tier.

@@ -194,6 +194,20 @@ impl Snapshot {
         Ok(())
     }
 
+    /// The snapshot after `commits`, which must be versions `0..=n` in order (as a backup holds
+    /// them). `source` names where they came from in errors.
+    pub fn replay(commits: &[Commit], source: &str) -> Result<Self> {
+        let (first, rest) = commits.split_first().ok_or_else(|| Error::CorruptLog {
+            path: source.into(),
+            reason: "no commits".into(),
+        })?;
+        let mut s = Self::from_first(first, source)?;
+        for c in rest {
+            s.apply(c, source)?;
+        }
+        Ok(s)
+    }
+
     fn from_first(c: &Commit, path: &str) -> Result<Self> {
         if c.version != 0 {
             return Err(Error::CorruptLog {
@@ -328,7 +342,8 @@ impl Table {
         format!("{}/_log", self.ident.root())
     }
 
-    async fn read_commit(&self, v: u64) -> Result<Commit> {
+    /// The commit that made version `v`, checked to hold that version.
+    pub async fn read_commit(&self, v: u64) -> Result<Commit> {
         let c: Commit = log::read(self.meta_store(), &self.log_dir(), v).await?;
         if c.version != v {
             return Err(Error::CorruptLog {

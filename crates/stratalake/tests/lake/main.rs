@@ -1,5 +1,6 @@
 //! Library integration tests: one binary, modules per area.
 
+mod backup;
 mod conformance;
 mod faults;
 mod slt;

@@ -1,0 +1,416 @@
+//! `stratalake backup ...`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use stratalake::backup::{KeepPolicy, Progress, Repository, RestoreOptions};
+use stratalake::{KeySource, Lake};
+
+use crate::output::{self, OutFormat, print_rows};
+use crate::{Cli, ident, kv, open};
+
+#[derive(Args, Debug)]
+pub struct RepoArgs {
+    /// The backup repository: a folder, file:///abs, memory://name or s3://bucket/prefix.
+    #[arg(long, env = "STRATALAKE_BACKUP_REPO")]
+    repo: String,
+    /// Repository store option KEY=VALUE (S3: endpoint, region, allow_http); repeatable.
+    #[arg(long = "repo-option", value_name = "KEY=VALUE")]
+    repo_options: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCmd {
+    /// Create a backup repository keyed to this lake's master keys.
+    Init {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+    /// Back up the whole lake (default) or some tables; only new files are copied.
+    Create {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Only this table; repeatable.
+        #[arg(long = "table")]
+        tables: Vec<String>,
+        /// The whole lake with its principals, roles, grants and policies (the default).
+        #[arg(long, conflicts_with = "tables")]
+        all: bool,
+    },
+    /// List the backups of a repository.
+    List {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+    /// Check every backup: manifests' authenticity and every object's presence and size; with
+    /// --read-data also every byte. Exit status 3 when something is damaged.
+    Verify {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Read every data object back and recompute its checksums.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Restore a backup: the whole lake into a new lake (--target), or one table (--table),
+    /// optionally under a new name (--into) and at an older version (--version).
+    Restore {
+        /// The backup id (see `backup list`); `latest` for the newest.
+        backup: String,
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Only this table of the backup.
+        #[arg(long)]
+        table: Option<String>,
+        /// Restore the table under this name.
+        #[arg(long, requires = "table")]
+        into: Option<String>,
+        /// Restore this version of the table (default: the backed-up version).
+        #[arg(long, requires = "table")]
+        version: Option<u64>,
+        /// The lake to restore into (default: --lake). A folder without a lake gets a new one,
+        /// with the master keys of --key-file (default: --lake's key file).
+        #[arg(long)]
+        target: Option<String>,
+        /// Master key file for a new target lake.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Drop target tables of the same names first.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Forget backups: the ones named, or all that no --keep-* option keeps.
+    Forget {
+        /// Backup ids to forget.
+        ids: Vec<String>,
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Keep the newest N backups.
+        #[arg(long, default_value_t = 0)]
+        keep_last: usize,
+        /// Keep the newest backup of each of the last N days.
+        #[arg(long, default_value_t = 0)]
+        keep_daily: usize,
+        /// Keep the newest backup of each of the last N weeks.
+        #[arg(long, default_value_t = 0)]
+        keep_weekly: usize,
+        /// Keep the newest backup of each of the last N months.
+        #[arg(long, default_value_t = 0)]
+        keep_monthly: usize,
+        /// Show what would be forgotten, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove objects no backup references (after forget, or left by a stopped backup).
+    Prune {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Show what would be removed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+impl RepoArgs {
+    fn url(&self) -> Result<String> {
+        let r = &self.repo;
+        if r.contains("://") {
+            return Ok(r.clone());
+        }
+        Ok(std::path::absolute(Path::new(r))
+            .with_context(|| format!("repository path {r}"))?
+            .display()
+            .to_string())
+    }
+
+    fn options(&self) -> Result<BTreeMap<String, String>> {
+        self.repo_options.iter().map(|s| kv(s)).collect()
+    }
+
+    async fn open(&self, lake: &Lake) -> Result<Repository> {
+        let url = self.url()?;
+        lake.backup_repository(&url, &self.options()?)
+            .await
+            .with_context(|| format!("cannot open backup repository {url}"))
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
+fn rate(bytes: u64, started: std::time::Instant) -> String {
+    let s = started.elapsed().as_secs_f64().max(1e-6);
+    format!("{}/s", mib((bytes as f64 / s) as u64))
+}
+
+fn bar(what: &str) -> (output::Progress, impl Fn(Progress) + Send + Sync + 'static) {
+    let bar = output::Progress::new(what, true);
+    let b2 = bar.clone();
+    (bar, move |p: Progress| {
+        b2.update(
+            p.bytes_done,
+            p.bytes_total,
+            &format!("{} {}/{} files", p.phase, p.files_done, p.files_total),
+        )
+    })
+}
+
+pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
+    let fmt = cli.format;
+    match cmd {
+        BackupCmd::Init { repo } => {
+            let lake = open(cli).await?;
+            let url = repo.url()?;
+            let r = lake.backup_init(&url, &repo.options()?).await?;
+            println!("created backup repository {} at {url}", r.id());
+        }
+        BackupCmd::Create { repo, tables, all: _ } => {
+            let lake = open(cli).await?;
+            let r = repo.open(&lake).await?;
+            let (bar, cb) = bar("backing up");
+            let started = std::time::Instant::now();
+            let m = lake
+                .backup(&r, (!tables.is_empty()).then_some(tables.as_slice()), &cb)
+                .await;
+            bar.finish();
+            let m = m.context("the backup was not recorded (no manifest written); run it again")?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&m.totals)?);
+            } else {
+                println!(
+                    "backup {}: {} table(s), {} file(s), {}; copied {} new file(s), {} ({}), {} log object(s)",
+                    m.id,
+                    m.totals.tables,
+                    m.totals.files,
+                    mib(m.totals.bytes),
+                    m.totals.new_files,
+                    mib(m.totals.new_bytes),
+                    rate(m.totals.new_bytes, started),
+                    m.totals.new_meta
+                );
+            }
+        }
+        BackupCmd::List { repo } => {
+            let lake = open(cli).await?;
+            let r = repo.open(&lake).await?;
+            let list = r.list().await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.id.clone(),
+                            if b.created_ms > 0 {
+                                stratalake::table::write::fmt_ms(b.created_ms)
+                            } else {
+                                String::new()
+                            },
+                            b.tables.join(", "),
+                            b.files.to_string(),
+                            b.bytes.to_string(),
+                            b.new_bytes.to_string(),
+                            b.status.clone(),
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    &["id", "time", "tables", "files", "bytes", "new_bytes", "status"],
+                    rows,
+                    fmt,
+                )?;
+            }
+        }
+        BackupCmd::Verify { repo, read_data } => {
+            let lake = open(cli).await?;
+            let r = repo.open(&lake).await?;
+            let (bar, cb) = bar("verifying");
+            let started = std::time::Instant::now();
+            let report = r.verify(*read_data, &cb).await;
+            bar.finish();
+            let report = report?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "checked {} backup(s), {} object(s), read {} ({})",
+                    report.backups,
+                    report.objects,
+                    mib(report.bytes_read),
+                    rate(report.bytes_read, started)
+                );
+                if !report.problems.is_empty() {
+                    let rows = report
+                        .problems
+                        .iter()
+                        .map(|p| vec![p.object.clone(), p.problem.clone(), p.backups.join(", ")])
+                        .collect();
+                    print_rows(&["object", "problem", "backups"], rows, fmt)?;
+                }
+            }
+            if !report.problems.is_empty() {
+                eprintln!(
+                    "error: {} damaged object(s); backups affected: {}",
+                    report.problems.len(),
+                    report.damaged_backups().into_iter().collect::<Vec<_>>().join(", ")
+                );
+                return Ok(ExitCode::from(3));
+            }
+            if fmt != OutFormat::Json {
+                println!("no problems found");
+            }
+        }
+        BackupCmd::Restore {
+            backup,
+            repo,
+            table,
+            into,
+            version,
+            target,
+            key_file,
+            force,
+        } => {
+            let target_lake = open_target(cli, target.as_deref(), key_file.as_deref()).await?;
+            let r = repo.open(&target_lake).await?;
+            let id = if backup == "latest" {
+                r.list()
+                    .await?
+                    .into_iter()
+                    .rev()
+                    .find(|b| b.status == "ok")
+                    .map(|b| b.id)
+                    .context("the repository holds no backup")?
+            } else {
+                backup.clone()
+            };
+            let opts = RestoreOptions {
+                table: table.as_deref().map(ident).transpose()?,
+                rename: into.as_deref().map(ident).transpose()?,
+                version: *version,
+                force: *force,
+                ..Default::default()
+            };
+            let (bar, cb) = bar("restoring");
+            let started = std::time::Instant::now();
+            let s = target_lake.restore(&r, &id, opts, &cb).await;
+            bar.finish();
+            let s = s.context("nothing was published to the target lake")?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                for t in &s.tables {
+                    println!("restored {} at version {} ({} rows)", t.table, t.version, t.rows);
+                }
+                println!(
+                    "restored backup {}: {} file(s), {} ({})",
+                    s.backup,
+                    s.files,
+                    mib(s.bytes),
+                    rate(s.bytes, started)
+                );
+            }
+        }
+        BackupCmd::Forget {
+            ids,
+            repo,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            dry_run,
+        } => {
+            let lake = open(cli).await?;
+            let r = repo.open(&lake).await?;
+            let policy = KeepPolicy {
+                last: *keep_last,
+                daily: *keep_daily,
+                weekly: *keep_weekly,
+                monthly: *keep_monthly,
+            };
+            let d = r.forget(ids, &policy, *dry_run).await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                let rows = d
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.clone(),
+                            match (e.keep, dry_run) {
+                                (true, _) => "keep".into(),
+                                (false, true) => "would forget".into(),
+                                (false, false) => "forgotten".into(),
+                            },
+                            e.reasons.join(", "),
+                        ]
+                    })
+                    .collect();
+                print_rows(&["id", "action", "kept_by"], rows, fmt)?;
+            }
+        }
+        BackupCmd::Prune { repo, dry_run } => {
+            let lake = open(cli).await?;
+            let r = repo.open(&lake).await?;
+            let p = r.prune(*dry_run).await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!(
+                    "{} {} object(s), {}; {} object(s), {} still referenced",
+                    if *dry_run { "would remove" } else { "removed" },
+                    p.objects,
+                    mib(p.bytes),
+                    p.kept_objects,
+                    mib(p.kept_bytes)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lake a restore writes into: `--target` (created when it holds no lake yet, with the
+/// master keys of `--key-file` or of `--lake`), else `--lake`.
+async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>) -> Result<Lake> {
+    let Some(t) = target else {
+        return open(cli).await;
+    };
+    if t.contains("://") && !t.starts_with("file://") {
+        bail!(
+            "a new restore target is a local folder; to restore into a lake at a URL, create it and pass it as --lake"
+        );
+    }
+    let dir = Path::new(t.strip_prefix("file://").unwrap_or(t));
+    let lake = if dir.join(stratalake::CONFIG_FILE).exists() {
+        Lake::open(dir)
+            .await
+            .with_context(|| format!("cannot open the target lake {}", dir.display()))?
+    } else {
+        let keys = match key_file {
+            Some(k) => KeySource::File(k.to_path_buf()),
+            None => {
+                let source = open(cli)
+                    .await
+                    .context("a new target lake needs master keys: pass --key-file (the backed-up lake's key file)")?;
+                let k = &source.config().keys;
+                match (k.provider.as_str(), &k.file, source.dir()) {
+                    ("env", _, _) => KeySource::Env,
+                    (_, Some(f), Some(d)) => KeySource::File(d.join(f)),
+                    (_, Some(f), None) => KeySource::File(PathBuf::from(f)),
+                    _ => bail!("cannot tell where --lake's master keys are: pass --key-file"),
+                }
+            }
+        };
+        let lake = Lake::init_for_restore(dir, keys).await?;
+        eprintln!("created lake {} to restore into", dir.display());
+        lake
+    };
+    Ok(match &cli.as_principal {
+        Some(p) => lake.as_principal(p),
+        None => lake,
+    })
+}
