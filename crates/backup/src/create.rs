@@ -316,7 +316,7 @@ impl Repository {
                             e.2 = Some(c.version);
                         }
                     }
-                    Action::Metadata(_) => {}
+                    Action::Metadata(_) | Action::Rekey(_) => {}
                 }
             }
         }

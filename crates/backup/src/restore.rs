@@ -140,13 +140,11 @@ impl Repository {
         for (tb, ident, version) in &selected {
             jobs.push(self.plan_restore(&m, tb, ident.clone(), *version).await?);
         }
-        check_keys(&jobs, target).await?;
-        let (namespaces, access, table_access) = if opts.table.is_none() {
-            (
-                m.catalog.namespaces.keys().cloned().collect(),
-                Some(m.catalog.access.clone()),
-                Vec::new(),
-            )
+        let shredded = check_keys(&jobs, target).await?;
+        let (namespaces, access, mut table_access) = if opts.table.is_none() {
+            let mut access = m.catalog.access.clone();
+            access.shredded.extend(shredded.iter().cloned());
+            (m.catalog.namespaces.keys().cloned().collect(), Some(access), Vec::new())
         } else {
             let job = &jobs[0];
             (
@@ -155,6 +153,11 @@ impl Repository {
                 table_policies(&m.catalog.access, &state.access, job.source, &job.target)?,
             )
         };
+        if opts.table.is_some() {
+            for level in shredded.iter().filter(|l| !state.access.shredded.contains(*l)) {
+                table_access.push(AccessAction::ShredLevel { level: level.clone() });
+            }
+        }
 
         for ident in &existing {
             let ident = TableIdent::parse(ident, "default")?;
@@ -335,8 +338,10 @@ impl Repository {
 }
 
 /// Every master key version the restored files need must open with the target's provider:
-/// one wrapped key per version is unwrapped to prove it.
-async fn check_keys(jobs: &[Job<'_>], target: &Catalog) -> Result<()> {
+/// one wrapped key per version is unwrapped to prove it. Returns the levels found shredded
+/// (every version destroyed): their columns stay unreadable, and the target records them.
+async fn check_keys(jobs: &[Job<'_>], target: &Catalog) -> Result<BTreeSet<String>> {
+    let mut shredded_levels = BTreeSet::new();
     let mut probes: BTreeMap<KeyId, (String, WrappedKey, KeyContext)> = BTreeMap::new();
     for j in jobs {
         for (add, _) in &j.files {
@@ -362,13 +367,24 @@ async fn check_keys(jobs: &[Job<'_>], target: &Catalog) -> Result<()> {
             Err(e) => Err(e),
         };
         if let Err(e) = opened {
+            let shredded = matches!(e, stratalake_crypto::Error::KeyDestroyed { .. })
+                && matches!(
+                    provider.current(&kid.classification).await,
+                    Err(stratalake_crypto::Error::KeyDestroyed { .. })
+                );
+            if shredded {
+                // Crypto-shredded: those columns stay unreadable in the restored table too.
+                tracing::warn!(key = %kid, table = %table, "restoring data whose master key was destroyed; those columns stay unreadable");
+                shredded_levels.insert(kid.classification.clone());
+                continue;
+            }
             return Err(Error::Refused(format!(
                 "restoring {table} needs master key {kid}, which the target's key provider ({}) cannot supply: {e}; nothing was restored",
                 provider.describe()
             )));
         }
     }
-    Ok(())
+    Ok(shredded_levels)
 }
 
 /// The commit as the target stores it: its tiers mapped to the target's, its metadata renamed.
@@ -378,6 +394,7 @@ fn retarget(c: &Commit, target: &TableIdent, tier_for: &dyn Fn(&str) -> String) 
         match a {
             Action::Add(f) => f.tier = tier_for(&f.tier),
             Action::Remove(r) => r.tier = tier_for(&r.tier),
+            Action::Rekey(_) => {}
             Action::Metadata(md) => {
                 md.namespace = target.namespace.clone();
                 md.name = target.name.clone();

@@ -2,6 +2,7 @@
 
 mod backup;
 mod demo;
+mod keys;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -94,6 +95,9 @@ enum Command {
     /// Backups: init, create, list, verify, restore, forget, prune.
     #[command(subcommand)]
     Backup(backup::BackupCmd),
+    /// Master keys: list, rotate, retire, shred.
+    #[command(subcommand)]
+    Key(keys::KeyCmd),
     /// Generate a realistic public-sector dataset, ingest it encrypted, and query it.
     Demo {
         /// Rows of building permits to generate.
@@ -599,6 +603,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Backup(cmd) => return backup::run(&cli, cmd).await,
+        Command::Key(cmd) => return keys::run(&cli, cmd).await,
         Command::Demo { rows } => {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");

@@ -1426,3 +1426,88 @@ fn a_backup_or_restore_killed_at_any_point_leaves_nothing_half_done() {
     let v = ok(&target, &["verify"]);
     assert!(v.contains("no problems found"), "{v}");
 }
+
+#[test]
+fn key_list_rotate_retire_shred() {
+    let l = new_lake();
+    ok(
+        &l.path,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE people (id INT NOT NULL, name VARCHAR CLASSIFICATION confidential); \
+             INSERT INTO people VALUES (1, 'Ada'), (2, 'Bo')",
+        ],
+    );
+    let keys: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&l.path, &["--format", "json", "key", "list"])).unwrap();
+    let conf: Vec<&serde_json::Value> = keys
+        .iter()
+        .filter(|k| k["id"]["classification"] == "confidential")
+        .collect();
+    assert_eq!(conf.len(), 1);
+    assert_eq!(
+        (conf[0]["current"].as_bool(), conf[0]["live_files"].as_u64()),
+        (Some(true), Some(1))
+    );
+
+    let out = ok(&l.path, &["key", "rotate", "--classification", "confidential"]);
+    assert!(out.contains("created master key confidential/v2"), "{out}");
+    assert!(
+        out.contains("re-keyed 1 file(s) of default.people in version 2"),
+        "{out}"
+    );
+    let out = ok(&l.path, &["--format", "csv", "key", "list"]);
+    assert!(out.contains("confidential,1,old,0,1\n"), "{out}");
+    assert!(out.contains("confidential,2,current,1,1\n"), "{out}");
+    let e = fails(&l.path, &["key", "retire", "confidential", "2"]);
+    assert!(e.contains("current version"), "{e}");
+    let e = fails(&l.path, &["key", "retire", "confidential", "1"]);
+    assert!(e.contains("--drop-history"), "{e}");
+    ok(&l.path, &["key", "retire", "confidential", "1", "--drop-history"]);
+    let rows = ok(
+        &l.path,
+        &["--format", "csv", "sql", "-c", "SELECT name FROM people ORDER BY id"],
+    );
+    assert_eq!(rows, "name\nAda\nBo\n");
+
+    let e = fails(
+        &l.path,
+        &["key", "shred", "--classification", "confidential", "--confirm", "oops"],
+    );
+    assert!(e.contains("--confirm"), "{e}");
+    let e = fails(
+        &l.path,
+        &["key", "shred", "--classification", "public", "--confirm", "public"],
+    );
+    assert!(e.contains("footer"), "{e}");
+    ok(
+        &l.path,
+        &[
+            "key",
+            "shred",
+            "--classification",
+            "confidential",
+            "--confirm",
+            "confidential",
+        ],
+    );
+    let rows = ok(
+        &l.path,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT id, name FROM people ORDER BY id",
+        ],
+    );
+    assert_eq!(rows, "id,name\n1,\n2,\n");
+    let v = ok(&l.path, &["verify"]);
+    assert!(v.contains("no problems found"), "{v}");
+    let audit = ok(&l.path, &["--format", "csv", "audit"]);
+    assert!(
+        audit.contains("KEY SHRED confidential") && audit.contains("KEY ROTATE confidential"),
+        "{audit}"
+    );
+}

@@ -25,6 +25,13 @@ pub enum Error {
     /// An environment variable holding a key is malformed (its value is never shown).
     #[error("environment variable {var}: {reason}")]
     Env { var: String, reason: String },
+    /// The provider cannot do this itself (keys managed outside Stratalake); `hint` says how.
+    #[error("{provider} cannot {operation}: {hint}")]
+    Unsupported {
+        provider: String,
+        operation: String,
+        hint: String,
+    },
     /// The operating system's random source failed.
     #[error("random source failed: {0}")]
     Random(String),

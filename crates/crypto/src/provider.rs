@@ -29,6 +29,38 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     async fn current(&self, classification: &str) -> Result<(KeyId, MasterKey)>;
     /// A specific key version, for unwrapping.
     async fn get(&self, id: &KeyId) -> Result<MasterKey>;
+
+    /// Create a new version of a classification's master key and make it the current one
+    /// (key rotation). Providers whose keys are managed elsewhere return [`Error::Unsupported`]
+    /// saying how to add a version there.
+    async fn rotate(&self, classification: &str) -> Result<KeyId> {
+        Err(Error::Unsupported {
+            provider: self.describe(),
+            operation: format!("create a new version of the {classification} key"),
+            hint: "add the new version where the keys are managed, then run the rotation again".into(),
+        })
+    }
+
+    /// Destroy one version of a classification's key, or with `None` every version, after which
+    /// the provider refuses to create new ones (crypto-shredding). Returns the versions destroyed.
+    async fn destroy(&self, classification: &str, version: Option<u32>) -> Result<Vec<KeyId>> {
+        let _ = version;
+        Err(Error::Unsupported {
+            provider: self.describe(),
+            operation: format!("destroy the {classification} key"),
+            hint: "delete every copy of it where the keys are managed".into(),
+        })
+    }
+
+    /// The versions of a classification's key the provider knows, each with whether it was
+    /// destroyed. Providers that cannot enumerate return the current version only.
+    async fn versions(&self, classification: &str) -> Result<Vec<(KeyId, bool)>> {
+        match self.current(classification).await {
+            Ok((id, _)) => Ok(vec![(id, false)]),
+            Err(Error::KeyDestroyed { id }) => Ok(vec![(id, true)]),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -55,6 +87,15 @@ impl KeyFileBody {
             .iter()
             .filter(|e| e.key.is_some())
             .max_by_key(|e| e.version)
+    }
+
+    /// Every version of a classification destroyed: the newest one's id.
+    fn shredded(&self, classification: &str) -> Option<KeyId> {
+        let v = self.keys.get(classification)?;
+        if v.is_empty() || v.iter().any(|e| e.key.is_some()) {
+            return None;
+        }
+        v.iter().map(|e| e.version).max().map(|n| KeyId::new(classification, n))
     }
 
     fn add(&mut self, classification: &str) -> Result<u32> {
@@ -232,10 +273,16 @@ impl KeyProvider for KeyFileProvider {
     async fn current(&self, classification: &str) -> Result<(KeyId, MasterKey)> {
         let mut body = self.body.lock().expect("key file lock");
         if body.current(classification).is_none() {
+            if let Some(id) = body.shredded(classification) {
+                return Err(Error::KeyDestroyed { id });
+            }
             // First use of a level the file has no key for: under the file lock, re-read the
             // file (another process may have added it), then create one, durably.
             let _lock = lock_key_file(&self.path)?;
             *body = read_key_file(&self.path)?;
+            if let Some(id) = body.shredded(classification) {
+                return Err(Error::KeyDestroyed { id });
+            }
             if body.current(classification).is_none() {
                 body.add(classification)?;
                 write_key_file(&self.path, &body)?;
@@ -273,6 +320,72 @@ impl KeyProvider for KeyFileProvider {
             Some(k) => decode_key(k, |r| key_file_err(&self.path, &format!("key {id}: {r}"))),
             None => Err(Error::KeyDestroyed { id: id.clone() }),
         }
+    }
+
+    async fn rotate(&self, classification: &str) -> Result<KeyId> {
+        let version = self.modify(|b| {
+            if let Some(id) = b.shredded(classification) {
+                return Err(Error::KeyDestroyed { id });
+            }
+            b.add(classification)
+        })?;
+        tracing::info!(classification, version, path = %self.path.display(), "rotated master key");
+        Ok(KeyId::new(classification, version))
+    }
+
+    async fn destroy(&self, classification: &str, version: Option<u32>) -> Result<Vec<KeyId>> {
+        let ids = self.modify(|b| {
+            let entries = b.keys.get_mut(classification).ok_or_else(|| Error::KeyNotFound {
+                id: KeyId::new(classification, version.unwrap_or(1)),
+                provider: format!("key file {}", self.path.display()),
+            })?;
+            let mut ids = Vec::new();
+            for e in entries.iter_mut() {
+                if version.is_none_or(|v| v == e.version) && e.key.is_some() {
+                    e.key = None;
+                    ids.push(KeyId::new(classification, e.version));
+                }
+            }
+            if let Some(v) = version
+                && ids.is_empty()
+                && !entries.iter().any(|e| e.version == v)
+            {
+                return Err(Error::KeyNotFound {
+                    id: KeyId::new(classification, v),
+                    provider: format!("key file {}", self.path.display()),
+                });
+            }
+            Ok(ids)
+        })?;
+        tracing::warn!(classification, destroyed = ids.len(), path = %self.path.display(), "destroyed master key versions");
+        Ok(ids)
+    }
+
+    async fn versions(&self, classification: &str) -> Result<Vec<(KeyId, bool)>> {
+        let mut body = self.body.lock().expect("key file lock");
+        *body = read_key_file(&self.path)?;
+        Ok(body
+            .keys
+            .get(classification)
+            .map(|v| {
+                v.iter()
+                    .map(|e| (KeyId::new(classification, e.version), e.key.is_none()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+impl KeyFileProvider {
+    /// Re-read the file under its lock, change it, write it back durably.
+    fn modify<T>(&self, f: impl FnOnce(&mut KeyFileBody) -> Result<T>) -> Result<T> {
+        let mut body = self.body.lock().expect("key file lock");
+        let _lock = lock_key_file(&self.path)?;
+        let mut fresh = read_key_file(&self.path)?;
+        let out = f(&mut fresh)?;
+        write_key_file(&self.path, &fresh)?;
+        *body = fresh;
+        Ok(out)
     }
 }
 
@@ -375,6 +488,43 @@ impl KeyProvider for EnvKeyProvider {
             provider: self.describe(),
         })
     }
+
+    async fn rotate(&self, classification: &str) -> Result<KeyId> {
+        let next = match self.current(classification).await {
+            Ok((id, _)) => id.version + 1,
+            Err(_) => 1,
+        };
+        Err(Error::Unsupported {
+            provider: self.describe(),
+            operation: format!("create a new version of the {classification} key"),
+            hint: format!(
+                "set {} to the base64 of 32 random bytes (`openssl rand -base64 32`) wherever the lake runs, then run the rotation again",
+                Self::var_name(&KeyId::new(classification, next))
+            ),
+        })
+    }
+
+    async fn destroy(&self, classification: &str, _version: Option<u32>) -> Result<Vec<KeyId>> {
+        Err(Error::Unsupported {
+            provider: self.describe(),
+            operation: format!("destroy the {classification} key"),
+            hint: format!(
+                "unset {}* everywhere and delete every stored copy of the value",
+                Self::var_name(&KeyId::new(classification, 1))
+            ),
+        })
+    }
+
+    async fn versions(&self, classification: &str) -> Result<Vec<(KeyId, bool)>> {
+        let mut out = Vec::new();
+        for version in 1..=1000u32 {
+            let id = KeyId::new(classification, version);
+            if self.read(&id)?.is_some() {
+                out.push((id, false));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Master keys held only in this process's memory, created on first use. For tests and for
@@ -434,11 +584,147 @@ impl KeyProvider for MemoryKeyProvider {
             }),
         }
     }
+
+    async fn rotate(&self, classification: &str) -> Result<KeyId> {
+        let mut keys = self.keys.lock().expect("memory keys lock");
+        let versions = keys.entry(classification.to_string()).or_default();
+        if !versions.is_empty() && versions.iter().all(Option::is_none) {
+            return Err(Error::KeyDestroyed {
+                id: KeyId::new(classification, versions.len() as u32),
+            });
+        }
+        versions.push(Some(MasterKey::generate()?));
+        Ok(KeyId::new(classification, versions.len() as u32))
+    }
+
+    async fn destroy(&self, classification: &str, version: Option<u32>) -> Result<Vec<KeyId>> {
+        let mut keys = self.keys.lock().expect("memory keys lock");
+        let versions = keys.get_mut(classification).ok_or_else(|| Error::KeyNotFound {
+            id: KeyId::new(classification, version.unwrap_or(1)),
+            provider: "in-memory keys".into(),
+        })?;
+        if let Some(v) = version
+            && (v == 0 || v as usize > versions.len())
+        {
+            return Err(Error::KeyNotFound {
+                id: KeyId::new(classification, v),
+                provider: "in-memory keys".into(),
+            });
+        }
+        let mut ids = Vec::new();
+        for (i, k) in versions.iter_mut().enumerate() {
+            let v = i as u32 + 1;
+            if version.is_none_or(|x| x == v) && k.is_some() {
+                *k = None;
+                ids.push(KeyId::new(classification, v));
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn versions(&self, classification: &str) -> Result<Vec<(KeyId, bool)>> {
+        let keys = self.keys.lock().expect("memory keys lock");
+        Ok(keys
+            .get(classification)
+            .map(|v| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, k)| (KeyId::new(classification, i as u32 + 1), k.is_none()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What every provider must do. `managed`: it creates and destroys versions itself.
+    async fn conformance(p: &dyn KeyProvider, managed: bool) {
+        let (id1, k1) = p.current("internal").await.unwrap();
+        assert_eq!(p.get(&id1).await.unwrap(), k1);
+        assert_eq!(p.current("internal").await.unwrap().0, id1, "current is stable");
+        let (pid, pk) = p.current("public").await.unwrap();
+        assert_ne!(pk, k1, "levels have their own keys");
+        // get never substitutes another version
+        let absent = KeyId::new("internal", id1.version + 50);
+        assert!(matches!(p.get(&absent).await, Err(Error::KeyNotFound { .. })));
+        // keys never show in Debug, describe or errors
+        let secret = B64.encode(k1.expose());
+        let e = p.get(&absent).await.unwrap_err().to_string();
+        for shown in [format!("{p:?}"), p.describe(), e] {
+            assert!(!shown.contains(&secret), "{shown}");
+        }
+        if managed {
+            let id2 = p.rotate("internal").await.unwrap();
+            assert_eq!(id2.version, id1.version + 1);
+            let (cur, k2) = p.current("internal").await.unwrap();
+            assert_eq!(cur, id2);
+            assert_ne!(k2, k1);
+            assert_eq!(p.get(&id1).await.unwrap(), k1, "older versions stay readable");
+            assert_eq!(
+                p.versions("internal").await.unwrap(),
+                vec![(id1.clone(), false), (id2.clone(), false)]
+            );
+            assert_eq!(
+                p.destroy("internal", Some(id1.version)).await.unwrap(),
+                vec![id1.clone()]
+            );
+            assert!(matches!(p.get(&id1).await, Err(Error::KeyDestroyed { .. })));
+            assert_eq!(p.current("internal").await.unwrap().0, id2);
+            // shredding: every version, and no new one afterwards
+            assert_eq!(p.destroy("internal", None).await.unwrap(), vec![id2.clone()]);
+            assert!(matches!(p.get(&id2).await, Err(Error::KeyDestroyed { .. })));
+            assert!(matches!(p.current("internal").await, Err(Error::KeyDestroyed { .. })));
+            assert!(matches!(p.rotate("internal").await, Err(Error::KeyDestroyed { .. })));
+            assert!(matches!(
+                p.destroy("nosuch", Some(1)).await,
+                Err(Error::KeyNotFound { .. })
+            ));
+            assert_eq!(p.get(&pid).await.unwrap(), pk, "other levels are untouched");
+        } else {
+            let e = p.rotate("internal").await.unwrap_err();
+            assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+            assert!(matches!(
+                p.destroy("internal", None).await,
+                Err(Error::Unsupported { .. })
+            ));
+            assert_eq!(p.versions("internal").await.unwrap(), vec![(id1, false)]);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_provider_passes_the_conformance_suite() {
+        conformance(&MemoryKeyProvider::new(), true).await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.keys");
+        let kf = KeyFileProvider::create(&path, &["public".to_string(), "internal".to_string()]).unwrap();
+        conformance(&kf, true).await;
+        // what was destroyed stays destroyed for every process that opens the file
+        let reopened = KeyFileProvider::open(&path).unwrap();
+        assert!(matches!(
+            reopened.get(&KeyId::new("internal", 1)).await,
+            Err(Error::KeyDestroyed { .. })
+        ));
+        assert!(matches!(
+            reopened.current("internal").await,
+            Err(Error::KeyDestroyed { .. })
+        ));
+
+        let vars: BTreeMap<String, String> = [
+            ("STRATALAKE_KEY_PUBLIC", [1u8; 32]),
+            ("STRATALAKE_KEY_INTERNAL", [2u8; 32]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), B64.encode(v)))
+        .collect();
+        let env = EnvKeyProvider::with_lookup(move |n| vars.get(n).cloned());
+        conformance(&env, false).await;
+        let e = env.rotate("internal").await.unwrap_err().to_string();
+        assert!(e.contains("STRATALAKE_KEY_INTERNAL_V2"), "{e}");
+    }
 
     #[tokio::test]
     async fn key_file_is_shared_safely_between_processes() {

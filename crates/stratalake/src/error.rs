@@ -19,6 +19,14 @@ pub enum Error {
     /// SQL failed.
     #[error(transparent)]
     Query(#[from] stratalake_query::Error),
+    /// A master key version cannot be retired yet.
+    #[error("refusing to retire master key {id}: {reason}")]
+    KeyInUse {
+        /// The key version.
+        id: String,
+        /// What still uses it, and what to do.
+        reason: String,
+    },
     /// A backup repository operation failed.
     #[error(transparent)]
     Backup(#[from] stratalake_backup::Error),

@@ -45,8 +45,10 @@
 
 mod access;
 mod backups;
+mod keys;
 pub use access::parse_securable;
 pub use backups::KeySource;
+pub use keys::{KeyStatus, RotateReport};
 mod config;
 mod error;
 
@@ -602,8 +604,18 @@ impl Lake {
     ) -> Result<VerifyReport> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
         let mut report = VerifyReport::default();
+        let state = self.catalog.state().await?;
+        // Shredded levels cannot be decrypted any more: every other column is checked.
+        let access = stratalake_table::Access::Levels(
+            self.config
+                .classifications
+                .levels
+                .iter()
+                .filter(|l| !state.access.shredded.contains(*l))
+                .cloned()
+                .collect(),
+        );
         let idents: Vec<TableIdent> = if tables.is_empty() {
-            let state = self.catalog.state().await?;
             state
                 .namespaces
                 .iter()
@@ -617,7 +629,7 @@ impl Lake {
         };
         for ident in idents {
             let t = self.catalog.table(&ident).await?;
-            stratalake_table::verify::verify_table(&t, &mut report, on_file).await?;
+            stratalake_table::verify::verify_table(&t, &mut report, &access, on_file).await?;
         }
         Ok(report)
     }

@@ -166,6 +166,10 @@ pub struct AccessState {
     /// every session not cleared for the level (instead of NULL), in every table.
     #[serde(default)]
     pub level_masks: BTreeMap<String, Mask>,
+    /// Classification levels whose master key was destroyed (crypto-shredded): no session is
+    /// cleared for them any more, so their columns read as NULL or their level's mask.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub shredded: BTreeSet<String>,
 }
 
 /// How a masked column is shown to the principals a mask applies to. Masks are computed inside
@@ -338,6 +342,11 @@ pub enum AccessAction {
         /// Mask for sessions not cleared for it.
         mask: Option<Mask>,
     },
+    /// A classification's master key was destroyed: nobody is cleared for it any more.
+    ShredLevel {
+        /// Classification level.
+        level: String,
+    },
     /// A row filter is dropped.
     DropRowFilter {
         /// `ns.table`.
@@ -466,6 +475,15 @@ impl AccessState {
                 }
             }
             AccessAction::SetMask { grantee, .. } => known(grantee)?,
+            AccessAction::ShredLevel { level } => {
+                if classes.rank(level)? == 0 {
+                    return Err(Error::InvalidName {
+                        kind: "classification",
+                        name: level.clone(),
+                        reason: "the lowest level's key protects every file's footer; it cannot be shredded".into(),
+                    });
+                }
+            }
             AccessAction::SetLevelMask { level, mask } => {
                 classes.rank(level)?;
                 if matches!(mask, Some(Mask::Expr { .. })) {
@@ -590,6 +608,9 @@ impl AccessState {
                     .or_default()
                     .insert(name.clone(), filter.clone());
             }
+            AccessAction::ShredLevel { level } => {
+                self.shredded.insert(level.clone());
+            }
             AccessAction::SetLevelMask { level, mask } => match mask {
                 Some(m) => {
                     self.level_masks.insert(level.clone(), m.clone());
@@ -652,6 +673,14 @@ impl AccessState {
     /// What a session acting as `principal` may do. Fails for an unknown principal unless the
     /// lake is in bootstrap mode.
     pub fn resolve(&self, principal: &str, classes: &Classifications) -> Result<Subject> {
+        let mut subject = self.resolve_unshredded(principal, classes)?;
+        subject.cleared.retain(|l| !self.shredded.contains(l));
+        // A classification mask computes from the raw value, which no key opens any more.
+        subject.level_masks.retain(|l, _| !self.shredded.contains(l));
+        Ok(subject)
+    }
+
+    fn resolve_unshredded(&self, principal: &str, classes: &Classifications) -> Result<Subject> {
         if self.bootstrap() {
             return Ok(Subject::superuser(principal, classes));
         }

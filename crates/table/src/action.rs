@@ -63,6 +63,16 @@ pub struct RemoveFile {
     pub removed_ms: i64,
 }
 
+/// New wrapped keys for a live file after a master key rotation: the same data keys, wrapped under
+/// newer master key versions. The file itself is not touched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyFile {
+    /// Path relative to the table's root.
+    pub path: String,
+    /// The re-wrapped keys.
+    pub keys: FileKeys,
+}
+
 /// Table metadata: identity, schema, properties. The first commit holds one; later ones replace it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -107,6 +117,8 @@ pub enum Action {
     Add(AddFile),
     /// Remove a data file.
     Remove(RemoveFile),
+    /// Re-wrap a live file's keys (key rotation; a log-only change).
+    Rekey(RekeyFile),
 }
 
 /// A commit: the content of one `_log/<version>.json`.
@@ -136,6 +148,7 @@ impl Commit {
                     c.rows_removed += removed_rows(&r.path);
                 }
                 Action::Metadata(_) => c.metadata = true,
+                Action::Rekey(_) => c.files_rekeyed += 1,
             }
         }
         c
@@ -157,4 +170,6 @@ pub struct CommitCounts {
     pub bytes_added: u64,
     /// Whether the commit changed metadata.
     pub metadata: bool,
+    /// Files whose keys were re-wrapped.
+    pub files_rekeyed: u64,
 }

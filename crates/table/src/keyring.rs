@@ -9,7 +9,7 @@ use parquet::arrow::ArrowSchemaConverter;
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use stratalake_crypto::parquet_props::{aad_prefix, decryption_properties, encryption_properties};
-use stratalake_crypto::{DataKey, KeyContext, KeyProvider, unwrap_key, wrap_key};
+use stratalake_crypto::{DataKey, KeyContext, KeyProvider, WrappedKey, unwrap_key, wrap_key};
 
 use crate::action::{AddFile, FileKeys, KeyGroup};
 use crate::schema::{Classifications, TableSchema};
@@ -147,6 +147,49 @@ impl Keyring {
             },
             props,
         ))
+    }
+
+    /// The keys of `add` re-wrapped under the current master key version of each level in
+    /// `levels` (every level when `None`) that they are not wrapped under yet; `None` when
+    /// nothing changes. The data keys stay the same, so the file is not touched. Levels whose
+    /// key was destroyed (shredded) are left as they are.
+    pub async fn rewrap(
+        &self,
+        table_id: &str,
+        add: &AddFile,
+        levels: Option<&BTreeSet<String>>,
+    ) -> Result<Option<FileKeys>> {
+        let mut keys = add.keys.clone();
+        let mut changed = false;
+        let mut slots: Vec<(&mut WrappedKey, String)> = vec![(&mut keys.footer, "footer".to_string())];
+        for g in keys.groups.iter_mut() {
+            let role = g.classification.clone();
+            slots.push((&mut g.key, role));
+        }
+        for (wrapped, role) in slots {
+            let level = wrapped.key.classification.clone();
+            if levels.is_some_and(|l| !l.contains(&level)) {
+                continue;
+            }
+            let (cur, master) = match self.provider.current(&level).await {
+                Ok(c) => c,
+                Err(stratalake_crypto::Error::KeyDestroyed { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if wrapped.key.version >= cur.version {
+                continue;
+            }
+            let ctx = KeyContext {
+                table_id: table_id.into(),
+                file: add.path.clone(),
+                role,
+            };
+            let old = self.provider.get(&wrapped.key).await?;
+            let dk = unwrap_key(&old, wrapped, &ctx)?;
+            *wrapped = wrap_key(&master, &cur, &dk, &ctx)?;
+            changed = true;
+        }
+        Ok(changed.then_some(keys))
     }
 
     /// Decryption properties for `add` holding only the keys `access` allows. Returns also the

@@ -187,6 +187,15 @@ impl Snapshot {
                 Action::Remove(r) => {
                     self.files.remove(&r.path);
                 }
+                Action::Rekey(r) => match self.files.get_mut(&r.path) {
+                    Some(f) => f.keys = r.keys.clone(),
+                    None => {
+                        return Err(Error::CorruptLog {
+                            path: path.into(),
+                            reason: format!("re-keys {}, which is not live", r.path),
+                        });
+                    }
+                },
             }
         }
         self.version = c.version;
@@ -556,12 +565,10 @@ impl Table {
         let mut attempt = 0u32;
         let our_removes: BTreeSet<&str> = actions
             .iter()
-            .filter_map(|a| {
-                if let Action::Remove(r) = a {
-                    Some(r.path.as_str())
-                } else {
-                    None
-                }
+            .filter_map(|a| match a {
+                Action::Remove(r) => Some(r.path.as_str()),
+                Action::Rekey(r) => Some(r.path.as_str()),
+                _ => None,
             })
             .collect();
         let ours_changes_meta = actions.iter().any(|a| matches!(a, Action::Metadata(_)));
@@ -789,6 +796,36 @@ impl Table {
 }
 
 impl Table {
+    /// Re-wrap the keys of every live file under the current master key version of `levels`
+    /// (every level when `None`), in one log-only commit: no data file is read or rewritten.
+    /// Returns the new version and the number of files re-keyed, or `None` when every key is
+    /// current already.
+    pub async fn rekey(&self, levels: Option<&BTreeSet<String>>, principal: &str) -> Result<Option<(u64, usize)>> {
+        let snap = self.snapshot().await?;
+        let mut actions = Vec::new();
+        for add in snap.files.values() {
+            if let Some(keys) = self.ctx.keyring.rewrap(&self.table_id, add, levels).await? {
+                actions.push(Action::Rekey(crate::action::RekeyFile {
+                    path: add.path.clone(),
+                    keys,
+                }));
+            }
+        }
+        if actions.is_empty() {
+            return Ok(None);
+        }
+        let n = actions.len();
+        let mut params = BTreeMap::new();
+        params.insert("files".into(), n.to_string());
+        if let Some(l) = levels {
+            params.insert("levels".into(), l.iter().cloned().collect::<Vec<_>>().join(","));
+        }
+        let v = self
+            .commit(&snap, actions, info(principal, "REKEY", params), &ReadScope::default())
+            .await?;
+        Ok(Some((v, n)))
+    }
+
     /// Change the schema's metadata (e.g. a column's classification) in a metadata-only commit.
     /// Data files are not rewritten: each keeps the keys it was written with.
     pub async fn update_schema(

@@ -40,6 +40,7 @@ pub struct VerifyReport {
 pub async fn verify_table(
     table: &Table,
     report: &mut VerifyReport,
+    access: &Access,
     on_file: &(dyn Fn(usize, usize) + Send + Sync),
 ) -> Result<()> {
     report.tables += 1;
@@ -115,7 +116,7 @@ pub async fn verify_table(
             add,
             &snap.metadata.schema,
             &ctx.keyring,
-            &Access::All,
+            access,
             None,
         )
         .await

@@ -3,6 +3,7 @@
 mod backup;
 mod conformance;
 mod faults;
+mod keys;
 mod slt;
 
 use std::sync::Arc;

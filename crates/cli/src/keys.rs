@@ -1,0 +1,125 @@
+//! `stratalake key ...`.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Subcommand;
+use stratalake::crypto::KeyId;
+
+use crate::output::{OutFormat, print_rows};
+use crate::{Cli, open};
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Master key versions per classification, and how many live and historical files use each.
+    List,
+    /// Create a new master key version and re-wrap every live file's data keys under it
+    /// (log-only commits; no data file is rewritten).
+    Rotate {
+        /// Only this classification (default: every level not shredded).
+        #[arg(long)]
+        classification: Option<String>,
+    },
+    /// Destroy an old master key version once nothing live uses it.
+    Retire {
+        /// Classification.
+        classification: String,
+        /// Version (see `key list`).
+        version: u32,
+        /// Also when older table versions use it: time travel to them, and restores of backups
+        /// taken before the rotation, will fail naming this key.
+        #[arg(long)]
+        drop_history: bool,
+    },
+    /// Crypto-shred a classification: destroy every version of its master key, so its columns
+    /// are unreadable everywhere, backups included. Irreversible.
+    Shred {
+        /// The classification to destroy.
+        #[arg(long)]
+        classification: String,
+        /// Repeat the classification's name to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
+}
+
+pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
+    let fmt = cli.format;
+    let lake = open(cli).await?;
+    match cmd {
+        KeyCmd::List => {
+            let s = lake.key_status().await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let rows = s
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.id.classification.clone(),
+                            k.id.version.to_string(),
+                            if k.destroyed {
+                                "destroyed"
+                            } else if k.current {
+                                "current"
+                            } else {
+                                "old"
+                            }
+                            .to_string(),
+                            k.live_files.to_string(),
+                            k.history_files.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    &["classification", "version", "state", "live_files", "history_files"],
+                    rows,
+                    fmt,
+                )?;
+            }
+        }
+        KeyCmd::Rotate { classification } => {
+            let r = lake.rotate_keys(classification.as_deref()).await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for k in &r.new_keys {
+                    println!("created master key {k}");
+                }
+                for n in &r.notes {
+                    eprintln!("note: {n}");
+                }
+                for (t, v, n) in &r.tables {
+                    println!("re-keyed {n} file(s) of {t} in version {v}");
+                }
+                if r.tables.is_empty() {
+                    println!("every live file's keys are wrapped under the current versions");
+                }
+            }
+        }
+        KeyCmd::Retire {
+            classification,
+            version,
+            drop_history,
+        } => {
+            let id = KeyId::new(classification.as_str(), *version);
+            lake.retire_key(&id, *drop_history).await?;
+            println!("master key {id} destroyed");
+        }
+        KeyCmd::Shred {
+            classification,
+            confirm,
+        } => {
+            if confirm != classification {
+                bail!("--confirm must repeat the classification ({classification}) to shred it");
+            }
+            let ids = lake.shred_level(classification).await?;
+            let list: Vec<String> = ids.iter().map(|k| k.to_string()).collect();
+            println!(
+                "classification {classification} shredded: master key version(s) {} destroyed; its columns read as NULL or its classification mask from now on",
+                list.join(", ")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

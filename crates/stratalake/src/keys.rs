@@ -1,0 +1,249 @@
+//! Master key management through the facade: rotation, retirement and crypto-shredding.
+//! Lake administrators only; every operation is audited.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use stratalake_crypto::KeyId;
+use stratalake_table::access::{AccessAction, Privilege};
+use stratalake_table::action::{Action, AddFile};
+use stratalake_table::{Table, TableIdent};
+
+use crate::{Error, Lake, Result};
+
+/// One master key version and what uses it.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyStatus {
+    /// Level and version.
+    pub id: KeyId,
+    /// The version new data is wrapped under.
+    pub current: bool,
+    /// Destroyed (retired or shredded).
+    pub destroyed: bool,
+    /// Live files (latest versions) with a data key wrapped under it.
+    pub live_files: u64,
+    /// Files of any version in the tables' histories with a data key wrapped under it.
+    pub history_files: u64,
+}
+
+/// What a rotation did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RotateReport {
+    /// New key versions created.
+    pub new_keys: Vec<KeyId>,
+    /// Levels whose provider cannot create versions itself (the current version was used).
+    pub notes: Vec<String>,
+    /// Per table: name, new version, files re-keyed.
+    pub tables: Vec<(String, u64, usize)>,
+}
+
+fn key_ids(add: &AddFile) -> impl Iterator<Item = &KeyId> {
+    std::iter::once(&add.keys.footer.key).chain(add.keys.groups.iter().map(|g| &g.key.key))
+}
+
+impl Lake {
+    async fn all_tables(&self) -> Result<Vec<Table>> {
+        let state = self.catalog.state().await?;
+        let mut out = Vec::new();
+        for (ns, tables) in &state.namespaces {
+            for t in tables.keys() {
+                out.push(self.catalog.table(&TableIdent::new(ns, t)).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every master key version of every level, with the live and historical files using it.
+    /// Lake administrators only.
+    pub async fn key_status(&self) -> Result<Vec<KeyStatus>> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        let mut live: BTreeMap<KeyId, u64> = BTreeMap::new();
+        let mut history: BTreeMap<KeyId, BTreeSet<(String, String)>> = BTreeMap::new();
+        for t in self.all_tables().await? {
+            let snap = t.snapshot().await?;
+            for add in snap.files.values() {
+                for id in key_ids(add) {
+                    *live.entry(id.clone()).or_default() += 1;
+                }
+            }
+            for v in 0..=snap.version {
+                for a in t.read_commit(v).await?.actions {
+                    let (path, ids): (String, Vec<KeyId>) = match &a {
+                        Action::Add(f) => (f.path.clone(), key_ids(f).cloned().collect()),
+                        Action::Rekey(r) => (
+                            r.path.clone(),
+                            std::iter::once(r.keys.footer.key.clone())
+                                .chain(r.keys.groups.iter().map(|g| g.key.key.clone()))
+                                .collect(),
+                        ),
+                        _ => continue,
+                    };
+                    for id in ids {
+                        history
+                            .entry(id)
+                            .or_default()
+                            .insert((t.id().to_string(), path.clone()));
+                    }
+                }
+            }
+        }
+        let provider = self.catalog.context().keyring.provider();
+        let mut out = Vec::new();
+        for level in &self.config.classifications.levels {
+            let current = provider.current(level).await.ok().map(|(id, _)| id);
+            for (id, destroyed) in provider.versions(level).await? {
+                out.push(KeyStatus {
+                    current: current.as_ref() == Some(&id),
+                    destroyed,
+                    live_files: live.get(&id).copied().unwrap_or(0),
+                    history_files: history.get(&id).map_or(0, |s| s.len() as u64),
+                    id,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rotate the master key of `level` (every level not shredded when `None`): create a new
+    /// version, then re-wrap the data keys of every live file under it, one log-only commit per
+    /// table; no data file is read or rewritten. Older versions stay until retired
+    /// ([`Lake::retire_key`]), since time travel to earlier versions and older backups use them.
+    /// Lake administrators only.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE t (x INT CLASSIFICATION confidential); INSERT INTO t VALUES (1)").await?;
+    /// let r = lake.rotate_keys(Some("confidential")).await?;
+    /// assert_eq!(r.new_keys[0].to_string(), "confidential/v2");
+    /// assert_eq!(r.tables[0].2, 1); // one file re-keyed
+    /// assert_eq!(lake.sql("SELECT x FROM t").await?[0].num_rows(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn rotate_keys(&self, level: Option<&str>) -> Result<RotateReport> {
+        let r = async {
+            self.subject().await?.require(Privilege::Admin, None, None)?;
+            let state = self.catalog.state().await?;
+            let levels: BTreeSet<String> = match level {
+                Some(l) => {
+                    self.config.classifications.rank(l)?;
+                    if state.access.shredded.contains(l) {
+                        return Err(Error::Crypto(stratalake_crypto::Error::KeyDestroyed {
+                            id: KeyId::new(l, 0),
+                        }));
+                    }
+                    [l.to_string()].into()
+                }
+                None => self
+                    .config
+                    .classifications
+                    .levels
+                    .iter()
+                    .filter(|l| !state.access.shredded.contains(*l))
+                    .cloned()
+                    .collect(),
+            };
+            let provider = self.catalog.context().keyring.provider();
+            let mut report = RotateReport::default();
+            for l in &levels {
+                match provider.rotate(l).await {
+                    Ok(id) => report.new_keys.push(id),
+                    Err(e @ stratalake_crypto::Error::Unsupported { .. }) => report.notes.push(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for t in self.all_tables().await? {
+                if let Some((v, n)) = t.rekey(Some(&levels), &self.principal).await? {
+                    tracing::info!(table = %t.ident(), version = v, files = n, "re-keyed");
+                    report.tables.push((t.ident().to_string(), v, n));
+                }
+            }
+            Ok(report)
+        }
+        .await;
+        let tables = r
+            .as_ref()
+            .map(|r| r.tables.iter().map(|t| t.0.clone()).collect())
+            .unwrap_or_default();
+        self.record(
+            "key",
+            format!("KEY ROTATE {}", level.unwrap_or("ALL")),
+            tables,
+            None,
+            &r,
+        )
+        .await?;
+        r
+    }
+
+    /// Destroy one old master key version. Refused while it is current or any live file uses it
+    /// (run [`Lake::rotate_keys`] first), and while table histories use it unless
+    /// `drop_history`: then time travel to those versions, and restores of backups taken before
+    /// the rotation, fail naming this key. Lake administrators only.
+    pub async fn retire_key(&self, id: &KeyId, drop_history: bool) -> Result<()> {
+        let r = async {
+            let status = self.key_status().await?;
+            let s = status.iter().find(|s| &s.id == id).ok_or_else(|| {
+                Error::Crypto(stratalake_crypto::Error::KeyNotFound {
+                    id: id.clone(),
+                    provider: self.catalog.context().keyring.provider().describe(),
+                })
+            })?;
+            let refuse = |reason: String| {
+                Err(Error::KeyInUse {
+                    id: id.to_string(),
+                    reason,
+                })
+            };
+            if s.current {
+                return refuse("is the current version: rotate first (`stratalake key rotate`)".into());
+            }
+            if s.live_files > 0 {
+                return refuse(format!(
+                    "{} live file(s) still use it: run `stratalake key rotate --classification {}` (a writer that started before the rotation may have added some)",
+                    s.live_files, id.classification
+                ));
+            }
+            if s.history_files > 0 && !drop_history {
+                return refuse(format!(
+                    "{} file(s) of older table versions use it: time travel to them and restores of backups taken before the rotation need it; pass --drop-history to give that up",
+                    s.history_files
+                ));
+            }
+            self.catalog
+                .context()
+                .keyring
+                .provider()
+                .destroy(&id.classification, Some(id.version))
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.record("key", format!("KEY RETIRE {id}"), vec![], None, &r).await?;
+        r
+    }
+
+    /// Crypto-shred a classification: record in the catalog that nobody is cleared for it any
+    /// more (its columns read as NULL, or its classification mask, for every session from the
+    /// next statement on), then destroy every version of its master key, so those columns are
+    /// unreadable everywhere, backups included. The lowest level (which protects every file's
+    /// footer) cannot be shredded. Irreversible. Lake administrators only.
+    pub async fn shred_level(&self, level: &str) -> Result<Vec<KeyId>> {
+        let r = async {
+            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.catalog
+                .change_access(
+                    vec![AccessAction::ShredLevel {
+                        level: level.to_string(),
+                    }],
+                    &self.principal,
+                )
+                .await?;
+            Ok(self.catalog.context().keyring.provider().destroy(level, None).await?)
+        }
+        .await;
+        self.record("key", format!("KEY SHRED {level}"), vec![], None, &r)
+            .await?;
+        r
+    }
+}
