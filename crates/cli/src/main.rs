@@ -256,6 +256,20 @@ enum TableCmd {
     },
     /// Drop a table and delete its files.
     Drop { name: String },
+    /// Delete files no version within the retention window needs (and files stopped writers
+    /// left behind); time travel to older versions fails afterwards.
+    Vacuum {
+        name: String,
+        /// Keep what versions of the last DURATION need: 7d, 12h, 30m, 0s.
+        #[arg(long, default_value = "7d")]
+        retain: String,
+        /// Show what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a retention under [lake] vacuum_min_retention_hours.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the table's commits, newest first.
     History {
         name: String,
@@ -621,6 +635,23 @@ enum AccessCmd<'a> {
     List,
 }
 
+/// `7d`, `12h`, `30m`, `45s`.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("duration {s:?}: expected a number and a unit (d, h, m, s), e.g. 7d"))?;
+    let secs = match unit {
+        "d" => n * 86400,
+        "h" => n * 3600,
+        "m" => n * 60,
+        "s" => n,
+        _ => bail!("duration {s:?}: the unit must be d, h, m or s"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
 fn kv(s: &str) -> Result<(String, String)> {
     let (k, v) = s
         .split_once('=')
@@ -844,6 +875,30 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
         TableCmd::Drop { name } => {
             let n = lake.drop_table(name).await?;
             println!("table {} dropped ({n} objects deleted)", ident(name)?);
+        }
+        TableCmd::Vacuum {
+            name,
+            retain,
+            dry_run,
+            force,
+        } => {
+            let r = lake.vacuum(name, parse_duration(retain)?, *dry_run, *force).await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            for p in &r.paths {
+                println!("{} {p}", if r.dry_run { "would delete" } else { "deleted" });
+            }
+            println!(
+                "{} {} removed file(s) and {} unreferenced file(s), {} bytes; kept {} recent unreferenced file(s); versions from {} on stay readable",
+                if r.dry_run { "would delete" } else { "deleted" },
+                r.removed_files,
+                r.orphan_files,
+                r.bytes,
+                r.kept_recent_orphans,
+                r.oldest_readable_version
+            );
         }
         TableCmd::History { name, limit } => {
             let t = lake.table(name).await?;

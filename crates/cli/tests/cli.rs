@@ -1511,3 +1511,71 @@ fn key_list_rotate_retire_shred() {
         "{audit}"
     );
 }
+
+#[test]
+fn vacuum_keeps_what_the_window_needs_and_refuses_short_retention() {
+    let l = new_lake();
+    ok(
+        &l.path,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2); INSERT OVERWRITE t VALUES (3)",
+        ],
+    );
+    let data = l.path.join("data/default/t/data");
+    std::fs::create_dir_all(&data).unwrap();
+    // a crashed writer's file from two days ago, and one a running writer just staged
+    let old = write(&data, "old-orphan.parquet", b"partial");
+    let status = std::process::Command::new("touch")
+        .args(["-d", "2 days ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    write(&data, "fresh-orphan.parquet", b"staged");
+
+    let e = fails(&l.path, &["table", "vacuum", "t", "--retain", "0s"]);
+    assert!(e.contains("--force") && e.contains("168h"), "{e}");
+    let e = fails(&l.path, &["table", "vacuum", "t", "--retain", "7x"]);
+    assert!(e.contains("unit"), "{e}");
+    // a day's window: the file removed just now stays, the old orphan goes
+    let out = ok(
+        &l.path,
+        &["table", "vacuum", "t", "--retain", "1d", "--force", "--dry-run"],
+    );
+    assert!(out.contains("would delete data/old-orphan.parquet"), "{out}");
+    assert!(out.contains("kept 1 recent unreferenced"), "{out}");
+    assert!(old.exists());
+    let out = ok(&l.path, &["table", "vacuum", "t", "--retain", "1d", "--force"]);
+    assert!(out.contains("deleted 0 removed file(s) and 1 unreferenced"), "{out}");
+    assert!(!old.exists());
+    assert_eq!(
+        ok(
+            &l.path,
+            &[
+                "--format",
+                "csv",
+                "sql",
+                "-c",
+                "SELECT sum(x) AS n FROM t VERSION AS OF 1"
+            ]
+        ),
+        "n\n3\n"
+    );
+    // no window: the overwritten file goes, and version 1 can no longer be read
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = ok(&l.path, &["table", "vacuum", "t", "--retain", "0s", "--force"]);
+    assert!(out.contains("deleted 1 removed file(s)"), "{out}");
+    assert!(out.contains("versions from 2 on stay readable"), "{out}");
+    assert_eq!(
+        ok(&l.path, &["--format", "csv", "sql", "-c", "SELECT x FROM t"]),
+        "x\n3\n"
+    );
+    let e = fails(&l.path, &["sql", "-c", "SELECT sum(x) FROM t VERSION AS OF 1"]);
+    assert!(e.contains("missing") || e.contains("not found"), "{e}");
+    let v = ok(&l.path, &["verify"]);
+    assert!(v.contains("no problems found"), "{v}");
+    let audit = ok(&l.path, &["--format", "csv", "audit"]);
+    assert!(audit.contains("VACUUM default.t RETAIN 0s"), "{audit}");
+}

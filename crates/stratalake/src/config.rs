@@ -25,7 +25,7 @@ pub struct LakeConfig {
 
 /// `[lake]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LakeSection {
     /// Tier holding the catalog and table logs.
     pub metadata_tier: String,
@@ -35,6 +35,8 @@ pub struct LakeSection {
     pub checkpoint_interval: u64,
     /// Roll data files at about this many MiB.
     pub target_file_size_mib: u64,
+    /// `table vacuum` refuses a shorter retention (in hours) without `--force`.
+    pub vacuum_min_retention_hours: u64,
 }
 
 impl Default for LakeSection {
@@ -44,6 +46,7 @@ impl Default for LakeSection {
             write_tier: "hot".into(),
             checkpoint_interval: 10,
             target_file_size_mib: 128,
+            vacuum_min_retention_hours: 168,
         }
     }
 }

@@ -46,6 +46,7 @@
 mod access;
 mod backups;
 mod keys;
+mod maintenance;
 pub use access::parse_securable;
 pub use backups::KeySource;
 pub use keys::{KeyStatus, RotateReport};

@@ -28,6 +28,7 @@ pub mod read;
 pub mod schema;
 pub mod store;
 pub mod table;
+pub mod vacuum;
 pub mod verify;
 pub mod write;
 

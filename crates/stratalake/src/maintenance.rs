@@ -1,0 +1,69 @@
+//! Table maintenance through the facade: vacuum.
+
+use stratalake_table::TableIdent;
+use stratalake_table::access::Privilege;
+
+use crate::{Error, Lake, Result};
+
+impl Lake {
+    /// Delete data files of `table` that no version committed within `retain` needs, and
+    /// unreferenced files (left by stopped writers) older than `retain`; never a live file, and
+    /// never a file a running writer has just staged. Time travel to versions older than the
+    /// window may fail afterwards, and backups taken later hold only the versions still whole.
+    /// A retention under `[lake] vacuum_min_retention_hours` needs `force`. Needs ADMIN on the
+    /// table; audited.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1); INSERT OVERWRITE t VALUES (2)").await?;
+    /// let week = std::time::Duration::from_secs(7 * 86400);
+    /// assert_eq!(lake.vacuum("t", week, false, false).await?.removed_files, 0); // still retained
+    /// let r = lake.vacuum("t", std::time::Duration::ZERO, true, true).await?; // dry run
+    /// assert_eq!((r.removed_files, r.oldest_readable_version), (1, 2));
+    /// # Ok(()) }
+    /// ```
+    pub async fn vacuum(
+        &self,
+        table: &str,
+        retain: std::time::Duration,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<stratalake_table::vacuum::VacuumReport> {
+        let ident = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
+        let r = async {
+            self.subject()
+                .await?
+                .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
+            let min = std::time::Duration::from_secs(self.config.lake.vacuum_min_retention_hours * 3600);
+            if retain < min && !force {
+                return Err(Error::Config {
+                    path: "[lake] vacuum_min_retention_hours".into(),
+                    reason: format!(
+                        "a retention of {}s is shorter than the minimum {}h: readers and time travel within it would lose files; pass --force to vacuum anyway",
+                        retain.as_secs(),
+                        self.config.lake.vacuum_min_retention_hours
+                    ),
+                });
+            }
+            let t = self.catalog.table(&ident).await?;
+            let now = stratalake_table::write::now_ms();
+            Ok(stratalake_table::vacuum::vacuum(&t, retain.as_millis() as i64, now, dry_run).await?)
+        }
+        .await;
+        let rows = r.as_ref().ok().map(|r| r.paths.len() as u64);
+        self.record(
+            "vacuum",
+            format!(
+                "VACUUM {ident} RETAIN {}s{}",
+                retain.as_secs(),
+                if dry_run { " DRY RUN" } else { "" }
+            ),
+            vec![ident.to_string()],
+            rows,
+            &r,
+        )
+        .await?;
+        r
+    }
+}
