@@ -70,7 +70,7 @@ impl Repository {
             .map(|(n, m)| (n, m.size))
             .collect();
         let mut data: BTreeMap<String, DataRef> = BTreeMap::new();
-        let mut meta: BTreeMap<String, (BTreeSet<String>, Option<u64>)> = BTreeMap::new();
+        let mut meta: BTreeMap<String, (BTreeSet<String>, u64)> = BTreeMap::new();
         for (id, m) in self.manifests().await? {
             report.objects += 1;
             let m = match m {
@@ -92,7 +92,7 @@ impl Repository {
                 for (v, c) in t.commits.iter().enumerate() {
                     let e = meta.entry(c.clone()).or_default();
                     e.0.insert(id.clone());
-                    e.1 = Some(v as u64);
+                    e.1 = v as u64;
                 }
                 for f in &t.files {
                     let e = data.entry(f.sha256.clone()).or_insert_with(|| DataRef {
@@ -128,8 +128,8 @@ impl Repository {
                 let name = meta_path(mid);
                 let r = match self.get_sealed(&name).await {
                     Ok(plain) => match serde_json::from_slice::<Commit>(&plain) {
-                        Ok(c) if Some(c.version) == *v || v.is_none() => None,
-                        Ok(c) => Some(format!("holds version {} where version {v:?} is expected", c.version)),
+                        Ok(c) if c.version == *v => None,
+                        Ok(c) => Some(format!("holds version {} where version {v} is expected", c.version)),
                         Err(e) => Some(format!("does not parse as a log commit: {e}")),
                     },
                     Err(e) => Some(strip_object(&e.to_string())),

@@ -7,7 +7,7 @@ use stratalake_backup::{BackupOptions, Manifest, ProgressFn, Repository, Restore
 use stratalake_table::access::Privilege;
 use stratalake_table::{Store, TableIdent};
 
-use crate::{CONFIG_FILE, DEFAULT_NAMESPACE, Error, KeysSection, Lake, LakeConfig, Result};
+use crate::{DEFAULT_NAMESPACE, Error, KeysSection, Lake, LakeConfig, Result};
 
 /// Where a lake created to receive a restore takes its master keys from.
 #[derive(Clone, Debug)]
@@ -152,14 +152,7 @@ impl Lake {
     /// them). No namespace, no principal: the restore brings them.
     pub async fn init_for_restore(dir: impl AsRef<Path>, keys: KeySource) -> Result<Lake> {
         let dir = dir.as_ref();
-        let cfg_path = dir.join(CONFIG_FILE);
-        if cfg_path.exists() {
-            return Err(Error::LakeExists(dir.display().to_string()));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::Config {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let cfg_path = crate::new_lake_folder(dir)?;
         let mut config = LakeConfig::single_tier("data");
         config.keys = match keys {
             KeySource::File(p) => KeysSection {

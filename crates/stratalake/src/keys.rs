@@ -128,20 +128,15 @@ impl Lake {
                 Some(l) => {
                     self.config.classifications.rank(l)?;
                     if state.access.shredded.contains(l) {
+                        let provider = self.catalog.context().keyring.provider();
+                        let newest = provider.versions(l).await?.into_iter().map(|(id, _)| id).max();
                         return Err(Error::Crypto(stratalake_crypto::Error::KeyDestroyed {
-                            id: KeyId::new(l, 0),
+                            id: newest.unwrap_or_else(|| KeyId::new(l, 1)),
                         }));
                     }
                     [l.to_string()].into()
                 }
-                None => self
-                    .config
-                    .classifications
-                    .levels
-                    .iter()
-                    .filter(|l| !state.access.shredded.contains(*l))
-                    .cloned()
-                    .collect(),
+                None => state.access.readable_levels(&self.config.classifications),
             };
             let provider = self.catalog.context().keyring.provider();
             let mut report = RotateReport::default();

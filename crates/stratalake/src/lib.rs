@@ -137,14 +137,7 @@ impl Lake {
     /// ```
     pub async fn init(dir: impl AsRef<Path>, opts: InitOptions) -> Result<Self> {
         let dir = dir.as_ref();
-        let cfg_path = dir.join(CONFIG_FILE);
-        if cfg_path.exists() {
-            return Err(Error::LakeExists(dir.display().to_string()));
-        }
-        std::fs::create_dir_all(dir).map_err(|e| Error::Config {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let cfg_path = new_lake_folder(dir)?;
         let mut config = LakeConfig::single_tier(opts.store.as_deref().unwrap_or("data"));
         config.tiers[0].options = opts.store_options;
         // Reach the store before writing anything, and never attach new keys to a store that
@@ -607,15 +600,7 @@ impl Lake {
         let mut report = VerifyReport::default();
         let state = self.catalog.state().await?;
         // Shredded levels cannot be decrypted any more: every other column is checked.
-        let access = stratalake_table::Access::Levels(
-            self.config
-                .classifications
-                .levels
-                .iter()
-                .filter(|l| !state.access.shredded.contains(*l))
-                .cloned()
-                .collect(),
-        );
+        let access = stratalake_table::Access::Levels(state.access.readable_levels(&self.config.classifications));
         let idents: Vec<TableIdent> = if tables.is_empty() {
             state
                 .namespaces
@@ -634,6 +619,20 @@ impl Lake {
         }
         Ok(report)
     }
+}
+
+/// Create the folder of a new lake; refuse one that already holds a lake. Returns the path of
+/// its (not yet written) `stratalake.toml`.
+fn new_lake_folder(dir: &Path) -> Result<PathBuf> {
+    let cfg_path = dir.join(CONFIG_FILE);
+    if cfg_path.exists() {
+        return Err(Error::LakeExists(dir.display().to_string()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::Config {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(cfg_path)
 }
 
 /// Write a new file readable only by its owner (the config may name credentials).

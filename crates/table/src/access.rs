@@ -360,6 +360,16 @@ pub enum AccessAction {
 pub const ADMIN_ROLE: &str = "lake_admins";
 
 impl AccessState {
+    /// The lake's levels that have not been shredded (whose columns can still be decrypted).
+    pub fn readable_levels(&self, classes: &Classifications) -> BTreeSet<String> {
+        classes
+            .levels
+            .iter()
+            .filter(|l| !self.shredded.contains(*l))
+            .cloned()
+            .collect()
+    }
+
     /// Whether the lake is still in bootstrap mode (no principal exists).
     pub fn bootstrap(&self) -> bool {
         self.principals.is_empty()

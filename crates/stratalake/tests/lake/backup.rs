@@ -4,22 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use stratalake::arrow::array::RecordBatch;
 use stratalake::backup::{KeepPolicy, Repository, RestoreOptions};
 use stratalake::{Lake, LakeConfig, TableIdent};
 
-fn csv(batches: &[RecordBatch]) -> String {
-    let mut out = Vec::new();
-    {
-        let mut w = stratalake::arrow::csv::WriterBuilder::new()
-            .with_header(false)
-            .build(&mut out);
-        for b in batches {
-            w.write(b).unwrap();
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
+use crate::csv;
 
 async fn q(lake: &Lake, principal: &str, sql: &str) -> String {
     csv(&lake.as_principal(principal).sql(sql).await.unwrap())

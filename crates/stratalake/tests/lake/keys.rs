@@ -7,18 +7,7 @@ use stratalake::Lake;
 use stratalake::backup::RestoreOptions;
 use stratalake::crypto::KeyId;
 
-fn csv(batches: &[stratalake::arrow::array::RecordBatch]) -> String {
-    let mut out = Vec::new();
-    {
-        let mut w = stratalake::arrow::csv::WriterBuilder::new()
-            .with_header(false)
-            .build(&mut out);
-        for b in batches {
-            w.write(b).unwrap();
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
+use crate::csv;
 
 async fn q(lake: &Lake, sql: &str) -> String {
     csv(&lake.sql(sql).await.unwrap())

@@ -20,6 +20,20 @@ pub fn lake_on(url: &str, options: &[(&str, &str)], checkpoint_interval: u64) ->
     Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap()
 }
 
+/// Rows as CSV without a header line, for comparing query results.
+pub fn csv(batches: &[RecordBatch]) -> String {
+    let mut out = Vec::new();
+    {
+        let mut w = stratalake::arrow::csv::WriterBuilder::new()
+            .with_header(false)
+            .build(&mut out);
+        for b in batches {
+            w.write(b).unwrap();
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
 pub fn events_schema() -> TableSchema {
     TableSchema {
         columns: vec![
