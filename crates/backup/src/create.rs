@@ -140,7 +140,7 @@ impl Repository {
     pub async fn create(&self, catalog: &Catalog, opts: BackupOptions, progress: ProgressFn<'_>) -> Result<Manifest> {
         let lock = self.lock("backup", false).await?;
         let r = self.create_locked(catalog, opts, progress).await;
-        lock.release(self).await?;
+        lock.release().await?;
         r
     }
 
@@ -314,6 +314,12 @@ impl Repository {
                     Action::Remove(r) => {
                         if let Some(e) = life.get_mut(&r.path) {
                             e.2 = Some(c.version);
+                        }
+                    }
+                    // The file is copied from the tier that holds it last.
+                    Action::Move(m) => {
+                        if let Some(e) = life.get_mut(&m.path) {
+                            e.0.tier = m.to.clone();
                         }
                     }
                     Action::Metadata(_) | Action::Rekey(_) => {}

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use stratalake_crypto::{DataKey, KeyContext, KeyId, WrappedKey, random_bytes, unwrap_key, wrap_key};
+use stratalake_table::lock::LockGuard;
 use stratalake_table::{Keyring, Store};
 
 use crate::{Error, Result};
@@ -279,96 +280,21 @@ impl Repository {
     }
 }
 
-/// A lock: a running backup or prune.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Lock {
-    pub kind: String,
-    pub host: String,
-    pub pid: u32,
-    pub created_ms: i64,
-}
-
-/// Locks older than this are stale whatever their process.
-const STALE_LOCK_MS: i64 = 6 * 3600 * 1000;
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-impl Lock {
-    fn alive(&self, now_ms: i64) -> bool {
-        if now_ms - self.created_ms > STALE_LOCK_MS {
-            return false;
-        }
-        if self.host == host_name() && cfg!(target_os = "linux") {
-            return std::path::Path::new(&format!("/proc/{}", self.pid)).exists();
-        }
-        true
-    }
-}
-
-/// A held lock; released by [`LockGuard::release`] (a crashed holder's lock goes stale).
-#[derive(Debug)]
-pub(crate) struct LockGuard {
-    path: String,
-}
-
 impl Repository {
     /// Take a lock of `kind`, refusing while a live lock of a conflicting kind exists.
     /// `exclusive` locks (prune) conflict with every other lock; shared ones (backup) only with
-    /// exclusive ones. Own lock first, then look: of two racing processes one always sees the other.
+    /// exclusive ones.
     pub(crate) async fn lock(&self, kind: &str, exclusive: bool) -> Result<LockGuard> {
-        let now = stratalake_table::write::now_ms();
-        let lock = Lock {
-            kind: kind.into(),
-            host: host_name(),
-            pid: std::process::id(),
-            created_ms: now,
-        };
-        let path = format!("locks/{}.json", uuid::Uuid::new_v4());
-        let body = serde_json::to_vec(&lock).expect("lock serializes");
-        self.store.put(&path, body.into()).await?;
-        for (name, _) in self.store.list("locks").await? {
-            if name == path {
-                continue;
-            }
-            let Some(raw) = self.store.get_opt(&name).await? else {
-                continue;
-            };
-            let Ok(other) = serde_json::from_slice::<Lock>(&raw) else {
-                continue;
-            };
-            if !other.alive(now) {
-                tracing::info!(lock = %name, "removing a stale lock");
-                self.store.delete(&name).await?;
-                continue;
-            }
-            if exclusive || other.kind == "prune" {
-                self.store.delete(&path).await?;
-                return Err(Error::Locked {
-                    repo: self.store.url().to_string(),
-                    holder: format!(
-                        "a running {} (process {} on {}, since {})",
-                        other.kind,
-                        other.pid,
-                        other.host,
-                        stratalake_table::write::fmt_ms(other.created_ms)
-                    ),
-                    hint: format!("retry when it has finished, or delete {name} if that process is gone"),
-                });
-            }
+        match stratalake_table::lock::take(&self.store, "locks", kind, |other| exclusive || other == "prune").await? {
+            Ok(g) => Ok(g),
+            Err(held) => Err(Error::Locked {
+                repo: self.store.url().to_string(),
+                holder: held.lock.describe(),
+                hint: format!(
+                    "retry when it has finished, or delete {} if that process is gone",
+                    held.path
+                ),
+            }),
         }
-        Ok(LockGuard { path })
-    }
-}
-
-impl LockGuard {
-    /// Release the lock.
-    pub(crate) async fn release(self, repo: &Repository) -> Result<()> {
-        repo.store.delete(&self.path).await?;
-        Ok(())
     }
 }

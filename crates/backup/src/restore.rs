@@ -233,8 +233,16 @@ impl Repository {
             .try_collect::<Vec<()>>()
             .await?;
             let dir = format!("{root}/_log");
+            // Each file is restored once, on the tier it was on when backed up: every action
+            // of its history names that tier (moves become moves within it).
+            let placed: HashMap<&str, String> = job
+                .files
+                .iter()
+                .map(|(add, _)| (add.path.as_str(), tier_for(&add.tier)))
+                .collect();
+            let tier_of = |path: &str, tier: &str| placed.get(path).cloned().unwrap_or_else(|| tier_for(tier));
             for c in &job.commits {
-                let c = retarget(c, &job.target, &tier_for);
+                let c = retarget(c, &job.target, &tier_of);
                 if !stratalake_table::log::try_write(ctx.tiers.metadata(), &dir, c.version, &c).await? {
                     return Err(Error::Refused(format!(
                         "{}: a log appeared at {dir} while restoring; nothing was published",
@@ -387,13 +395,18 @@ async fn check_keys(jobs: &[Job<'_>], target: &Catalog) -> Result<BTreeSet<Strin
     Ok(shredded_levels)
 }
 
-/// The commit as the target stores it: its tiers mapped to the target's, its metadata renamed.
-fn retarget(c: &Commit, target: &TableIdent, tier_for: &dyn Fn(&str) -> String) -> Commit {
+/// The commit as the target stores it: each file's tier mapped by `tier_of(path, tier)`, its
+/// metadata renamed.
+fn retarget(c: &Commit, target: &TableIdent, tier_of: &dyn Fn(&str, &str) -> String) -> Commit {
     let mut c = c.clone();
     for a in &mut c.actions {
         match a {
-            Action::Add(f) => f.tier = tier_for(&f.tier),
-            Action::Remove(r) => r.tier = tier_for(&r.tier),
+            Action::Add(f) => f.tier = tier_of(&f.path, &f.tier),
+            Action::Remove(r) => r.tier = tier_of(&r.path, &r.tier),
+            Action::Move(m) => {
+                m.from = tier_of(&m.path, &m.from);
+                m.to = m.from.clone();
+            }
             Action::Rekey(_) => {}
             Action::Metadata(md) => {
                 md.namespace = target.namespace.clone();

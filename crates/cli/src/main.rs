@@ -4,6 +4,7 @@ mod backup;
 mod demo;
 mod keys;
 mod output;
+mod tier;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -98,6 +99,11 @@ enum Command {
     /// Master keys: list, rotate, retire, shred.
     #[command(subcommand)]
     Key(keys::KeyCmd),
+    /// Storage tiers: list, plan, run, status, move.
+    #[command(subcommand)]
+    Tier(tier::TierCmd),
+    /// Capacity per tier, namespace, table, partition and classification; growth and forecast.
+    Capacity(tier::CapacityArgs),
     /// Generate a realistic public-sector dataset, ingest it encrypted, and query it.
     Demo {
         /// Rows of building permits to generate.
@@ -618,6 +624,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Backup(cmd) => return backup::run(&cli, cmd).await,
         Command::Key(cmd) => return keys::run(&cli, cmd).await,
+        Command::Tier(cmd) => return tier::run(&cli, cmd).await,
+        Command::Capacity(a) => return tier::capacity(&cli, a).await,
         Command::Demo { rows } => {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");
@@ -891,9 +899,10 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                 println!("{} {p}", if r.dry_run { "would delete" } else { "deleted" });
             }
             println!(
-                "{} {} removed file(s) and {} unreferenced file(s), {} bytes; kept {} recent unreferenced file(s); versions from {} on stay readable",
+                "{} {} removed file(s), {} old cop(ies) of moved files and {} unreferenced file(s), {} bytes; kept {} recent unreferenced file(s); versions from {} on stay readable",
                 if r.dry_run { "would delete" } else { "deleted" },
                 r.removed_files,
+                r.moved_copies,
                 r.orphan_files,
                 r.bytes,
                 r.kept_recent_orphans,
@@ -919,6 +928,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                         e.counts.rows_removed.to_string(),
                         e.counts.files_added.to_string(),
                         e.counts.files_removed.to_string(),
+                        e.counts.files_moved.to_string(),
                     ]
                 })
                 .collect();
@@ -932,6 +942,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                     "rows_removed",
                     "files_added",
                     "files_removed",
+                    "files_moved",
                 ],
                 rows,
                 fmt,
@@ -1019,6 +1030,8 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         // to check, but that read can fail too); every other failure happens before it.
         let note = if matches!(&e, stratalake::Error::Table(stratalake::table::Error::Store { .. })) {
             format!("the store failed: check `stratalake table history {id}` before retrying")
+        } else if e.to_string().contains("nothing was committed") {
+            return anyhow::Error::from(e);
         } else {
             format!("nothing was committed to {id}")
         };
@@ -1061,9 +1074,13 @@ async fn sql(cli: &Cli, a: &SqlArgs, fmt: OutFormat) -> Result<ExitCode> {
                 show(out, fmt)?;
             }
         }
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        shell(&lake, engine, fmt).await?;
     }
-    shell(&lake, engine, fmt).await?;
+    // Which partitions were read, for placement rules by time since last read.
+    if let Err(e) = lake.flush_read_stats().await {
+        tracing::warn!(error = %e, "could not record read statistics");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

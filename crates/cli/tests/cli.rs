@@ -1554,11 +1554,14 @@ fn vacuum_keeps_what_the_window_needs_and_refuses_short_retention() {
         &l.path,
         &["table", "vacuum", "t", "--retain", "1d", "--force", "--dry-run"],
     );
-    assert!(out.contains("would delete data/old-orphan.parquet"), "{out}");
+    assert!(out.contains("would delete hot:data/old-orphan.parquet"), "{out}");
     assert!(out.contains("kept 1 recent unreferenced"), "{out}");
     assert!(old.exists());
     let out = ok(&l.path, &["table", "vacuum", "t", "--retain", "1d", "--force"]);
-    assert!(out.contains("deleted 0 removed file(s) and 1 unreferenced"), "{out}");
+    assert!(
+        out.contains("deleted 0 removed file(s), 0 old cop(ies) of moved files and 1 unreferenced"),
+        "{out}"
+    );
     assert!(!old.exists());
     assert_eq!(
         ok(
@@ -1588,4 +1591,191 @@ fn vacuum_keeps_what_the_window_needs_and_refuses_short_retention() {
     assert!(v.contains("no problems found"), "{v}");
     let audit = ok(&l.path, &["--format", "csv", "audit"]);
     assert!(audit.contains("VACUUM default.t RETAIN 0s"), "{audit}");
+}
+
+/// Create table `t` from `csv`, partitioned by its `region` column.
+fn ingest_by_region(lake: &Path, csv: &Path) {
+    ok(
+        lake,
+        &[
+            "ingest",
+            "t",
+            "--create",
+            "--partition-by",
+            "region",
+            csv.to_str().unwrap(),
+        ],
+    );
+}
+
+/// Append tiering settings to a lake's stratalake.toml.
+fn add_config(lake: &Path, toml: &str) {
+    let p = lake.join("stratalake.toml");
+    let mut s = std::fs::read_to_string(&p).unwrap();
+    s.push('\n');
+    s.push_str(toml);
+    std::fs::write(&p, s).unwrap();
+}
+
+#[test]
+fn tiers_plan_run_move_status_and_capacity() {
+    let l = new_lake();
+    let p = &l.path;
+    let dir = p.parent().unwrap();
+    add_config(
+        p,
+        r#"
+[[tier]]
+name = "cold"
+url = "cold"
+capacity = "1GiB"
+
+[[rule]]
+name = "all-to-cold"
+table = "t"
+to = "cold"
+since_write = "0s"
+"#,
+    );
+    let mut body = String::from("id,region,amount\n");
+    for i in 0..3000 {
+        body.push_str(&format!("{i},r{},{}\n", i % 3, i * 7 % 1000));
+    }
+    let csv = write(dir, "t.csv", body.as_bytes());
+    ingest_by_region(p, &csv);
+    let query = [
+        "--format",
+        "csv",
+        "sql",
+        "-c",
+        "SELECT region, count(*) AS n, sum(amount) AS s FROM t GROUP BY region ORDER BY region",
+    ];
+    let before = ok(p, &query);
+
+    let out = ok(p, &["tier", "list"]);
+    assert!(out.contains("| 1     | cold |") && out.contains("1.0 GiB"), "{out}");
+    let plan: serde_json::Value = serde_json::from_str(&ok(p, &["--format", "json", "tier", "plan"])).unwrap();
+    let moves = plan["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 3);
+    assert!(
+        moves
+            .iter()
+            .all(|m| m["to"] == "cold" && m["reason"] == "rule \"all-to-cold\""),
+        "{plan}"
+    );
+    let out = ok(p, &["tier", "run", "--dry-run"]);
+    assert!(out.contains("3 file(s)"), "{out}");
+    let out = ok(p, &["tier", "run", "--concurrency", "2", "--bandwidth", "100MiB"]);
+    assert!(out.starts_with("moved 3 file(s)"), "{out}");
+    assert_eq!(std::fs::read_dir(p.join("cold/default/t/data")).unwrap().count(), 3);
+    let tiers: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "tier", "list"])).unwrap();
+    assert_eq!(
+        (tiers[0]["files"].as_u64(), tiers[1]["files"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(ok(p, &query), before);
+
+    // recall one partition; the rule would send it down again
+    let out = ok(p, &["tier", "move", "--to", "hot", "t", "--partition", "region=r1"]);
+    assert!(out.starts_with("moved 1 file(s)"), "{out}");
+    assert_eq!(ok(p, &query), before);
+    let status: serde_json::Value = serde_json::from_str(&ok(p, &["--format", "json", "tier", "status"])).unwrap();
+    assert_eq!(status["tiers"][0]["files"], 1);
+    assert_eq!(status["pending"][0]["files_out"], 1);
+    let e = fails(p, &["tier", "move", "--to", "glacier", "t"]);
+    assert!(e.contains("no tier named \"glacier\""), "{e}");
+    let history = ok(p, &["table", "history", "t"]);
+    assert!(history.contains("| MOVE "), "{history}");
+    let v = ok(p, &["verify"]);
+    assert!(v.contains("no problems found"), "{v}");
+
+    // capacity from the logs; an HTML report with a chart
+    let report = dir.join("capacity.html");
+    let cap: serde_json::Value = serde_json::from_str(&ok(
+        p,
+        &["--format", "json", "capacity", "--html", report.to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(cap["tables"]["default.t"]["rows"], 3000);
+    assert_eq!(cap["tiers"][1]["tier"], "cold");
+    assert_eq!(cap["tiers"][1]["files"], 2);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("<polyline") && html.contains("cold"),
+        "{html}"
+    );
+    let out = ok(p, &["capacity", "--partitions"]);
+    assert!(out.contains("region=r1") && out.contains("internal"), "{out}");
+
+    // quotas are checked at commit time
+    add_config(p, "[[quota]]\ntable = \"t\"\nmax_bytes = \"1KiB\"\n");
+    let e = fails(p, &["ingest", "t", csv.to_str().unwrap()]);
+    assert!(e.contains("quota exceeded for table default.t"), "{e}");
+    assert_eq!(csv_count(p, "t"), 3000);
+
+    // bad settings are named; tiers are for administrators
+    ok(p, &["principal", "create", "ana"]);
+    let e = fails(p, &["--as", "ana", "tier", "list"]);
+    assert!(e.contains("ADMIN"), "{e}");
+    add_config(p, "[[rule]]\nto = \"nowhere\"\nsince_read = \"30d\"\n");
+    let e = fails(p, &["tier", "plan"]);
+    assert!(e.contains("[[rule]] 2") && e.contains("nowhere"), "{e}");
+}
+
+#[test]
+fn a_tier_run_killed_at_any_point_loses_nothing() {
+    let l = new_lake();
+    let p = &l.path;
+    let dir = p.parent().unwrap();
+    add_config(
+        p,
+        r#"
+[tiering]
+bandwidth = "3MiB"
+move_retention = "0s"
+
+[[tier]]
+name = "cold"
+url = "cold"
+
+[[rule]]
+to = "cold"
+since_write = "0s"
+"#,
+    );
+    let mut body = String::from("id,region,note\n");
+    for i in 0..200_000u64 {
+        body.push_str(&format!("{i},r{},note {} {i}\n", i % 6, i * 7919 % 100_003));
+    }
+    let csv = write(dir, "big.csv", body.as_bytes());
+    ingest_by_region(p, &csv);
+    let mut finished = false;
+    for ms in [100u64, 400, 800, 1200] {
+        let mut child = bin()
+            .arg("--lake")
+            .arg(p)
+            .args(["tier", "run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill(); // SIGKILL
+        finished |= child.wait().unwrap().success();
+        assert_eq!(csv_count(p, "t"), 200_000, "after a kill at {ms} ms");
+        let v = ok(p, &["verify"]);
+        assert!(v.contains("no problems found"), "{v}");
+    }
+    // a rerun finishes the job (a stale lock of a killed run is taken over)
+    let out = ok(p, &["tier", "run"]);
+    assert!(finished || out.starts_with("moved "), "{out}");
+    let tiers: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "tier", "list"])).unwrap();
+    assert_eq!(tiers[0]["files"], 0);
+    assert_eq!(csv_count(p, "t"), 200_000);
+    let v = ok(p, &["verify"]);
+    assert!(v.contains("no problems found"), "{v}");
+    // with no retention, no old copy is left on hot; stray copies of killed runs go with vacuum
+    ok(p, &["table", "vacuum", "t", "--retain", "0s", "--force"]);
+    let left = walk(&p.join("data/default/t/data"));
+    assert!(left.is_empty(), "{left:?}");
 }

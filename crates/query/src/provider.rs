@@ -547,6 +547,7 @@ impl TableProvider for LakeTableProvider {
             return Ok(Arc::new(EmptyExec::new(s)));
         }
         let ctx = self.table.context();
+        ctx.reads.record(self.table.id(), files.iter().copied());
         let root = self.table.ident().root();
         let keyring = &ctx.keyring;
         let mut by_tier: BTreeMap<&str, Vec<&AddFile>> = BTreeMap::new();
@@ -599,7 +600,7 @@ impl TableProvider for LakeTableProvider {
             let url = tier_url(tier);
             state
                 .runtime_env()
-                .register_object_store(url.as_ref(), store.object_store().clone());
+                .register_object_store(url.as_ref(), store.read_store().clone());
             let mut keys = ScanKeys::default();
             let mut pfiles = Vec::with_capacity(files.len());
             // Row counts and sizes from the log let the planner order joins; they are withheld

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use stratalake_table::Classifications;
+use stratalake_tiering::{PinConfig, Policy, QuotaConfig, RuleConfig, TieringSection};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,6 +22,22 @@ pub struct LakeConfig {
     /// Storage tiers, hottest first.
     #[serde(rename = "tier")]
     pub tiers: Vec<TierConfig>,
+    /// The mover and the read cache.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tiering: TieringSection,
+    /// Placement rules.
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    /// Pins.
+    #[serde(default, rename = "pin", skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<PinConfig>,
+    /// Quotas.
+    #[serde(default, rename = "quota", skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<QuotaConfig>,
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
 }
 
 /// `[lake]`.
@@ -83,6 +100,18 @@ pub struct TierConfig {
     /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), not here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Capacity limit (`500GiB`): fill-level placement, free space and the forecast use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<String>,
+    /// Fill fraction above which the coldest files move to the next tier (0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_watermark: Option<f64>,
+    /// Fill fraction they move down to (0.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_watermark: Option<f64>,
+    /// Read through the local cache (default: yes for tiers that are not local folders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
 }
 
 impl std::fmt::Debug for TierConfig {
@@ -91,6 +120,7 @@ impl std::fmt::Debug for TierConfig {
         f.debug_struct("TierConfig")
             .field("name", &self.name)
             .field("url", &self.url)
+            .field("capacity", &self.capacity)
             .field(
                 "options",
                 &self
@@ -114,8 +144,31 @@ impl LakeConfig {
                 name: "hot".into(),
                 url: url.into(),
                 options: BTreeMap::new(),
+                capacity: None,
+                high_watermark: None,
+                low_watermark: None,
+                cache: None,
             }],
+            tiering: TieringSection::default(),
+            rules: Vec::new(),
+            pins: Vec::new(),
+            quotas: Vec::new(),
         }
+    }
+
+    /// The tiering policy (tiers in order, rules, pins, quotas), validated.
+    pub fn policy(&self) -> Result<Policy, stratalake_tiering::Error> {
+        let tiers: Vec<stratalake_tiering::config::TierFields<'_>> = self
+            .tiers
+            .iter()
+            .map(|t| stratalake_tiering::config::TierFields {
+                name: &t.name,
+                capacity: t.capacity.as_deref(),
+                high_watermark: t.high_watermark,
+                low_watermark: t.low_watermark,
+            })
+            .collect();
+        Policy::new(&tiers, &self.tiering, &self.rules, &self.pins, &self.quotas)
     }
 
     /// Parse TOML text.

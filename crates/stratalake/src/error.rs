@@ -30,6 +30,9 @@ pub enum Error {
     /// A backup repository operation failed.
     #[error(transparent)]
     Backup(#[from] stratalake_backup::Error),
+    /// Tiering (placement, mover, capacity) failed.
+    #[error(transparent)]
+    Tiering(#[from] stratalake_tiering::Error),
     /// Keys failed.
     #[error(transparent)]
     Crypto(#[from] stratalake_crypto::Error),

@@ -47,9 +47,11 @@ mod access;
 mod backups;
 mod keys;
 mod maintenance;
+mod tiers;
 pub use access::parse_securable;
 pub use backups::KeySource;
 pub use keys::{KeyStatus, RotateReport};
+pub use tiers::{PendingMoves, TierInfo, TierStatus};
 mod config;
 mod error;
 
@@ -65,7 +67,10 @@ pub use stratalake_table::verify::{Problem, VerifyReport};
 pub use stratalake_table::{
     Classifications, ColumnDef, PartitionField, Snapshot, Table, TableIdent, TableSchema, Transform, WriteMode,
 };
-pub use {arrow, datafusion, stratalake_backup as backup, stratalake_query as query, stratalake_table as table};
+pub use {
+    arrow, datafusion, stratalake_backup as backup, stratalake_query as query, stratalake_table as table,
+    stratalake_tiering as tiering,
+};
 
 use arrow::array::RecordBatch;
 use stratalake_crypto::{EnvKeyProvider, KeyFileProvider, KeyProvider, MemoryKeyProvider};
@@ -96,6 +101,10 @@ pub struct Lake {
     catalog: Arc<Catalog>,
     /// Who the facade's own operations act as (see [`Lake::as_principal`]).
     principal: String,
+    /// Tiers, rules, pins and quotas, validated.
+    policy: Arc<stratalake_tiering::Policy>,
+    /// The read cache of non-local tiers, if any.
+    cache: Option<Arc<stratalake_tiering::cache::ReadCache>>,
 }
 
 /// The principal used when none is given: `$USER` (lower-cased, characters other than letters,
@@ -359,8 +368,35 @@ impl Lake {
                 reason: "no [[tier]] declared".into(),
             });
         }
+        let policy = config.policy()?;
+        // Query reads from tiers that are not local folders go through the read cache.
+        let cache_dir = config.tiering.cache_dir.as_deref().unwrap_or("cache");
+        let cache_dir = if Path::new(cache_dir).is_absolute() {
+            Some(PathBuf::from(cache_dir))
+        } else {
+            base_dir.map(|b| b.join(cache_dir))
+        };
+        let mut cache = None;
+        for t in &config.tiers {
+            let store = stores.get(&t.name).expect("opened above");
+            if !t.cache.unwrap_or(!store.is_local()) || policy.cache_size == 0 {
+                continue;
+            }
+            let Some(dir) = &cache_dir else { continue };
+            let c = match &cache {
+                Some(c) => Arc::clone(c),
+                None => {
+                    let c = stratalake_tiering::cache::ReadCache::open(dir, policy.cache_size)?;
+                    cache = Some(Arc::clone(&c));
+                    c
+                }
+            };
+            let cached = stratalake_tiering::cache::CachedStore::new(&t.name, store.object_store().clone(), c);
+            let s = store.clone().with_read_store(Arc::new(cached));
+            stores.insert(t.name.clone(), s);
+        }
         let tiers = Tiers::new(stores, &config.lake.metadata_tier, &config.lake.write_tier)?;
-        let ctx = Arc::new(StorageContext {
+        let mut ctx = StorageContext {
             tiers,
             keyring: Keyring::new(provider, config.classifications.clone()),
             checkpoint_interval: config.lake.checkpoint_interval,
@@ -368,12 +404,22 @@ impl Lake {
                 target_file_size: (config.lake.target_file_size_mib.max(1) << 20) as usize,
                 ..Default::default()
             },
-        });
+            guard: None,
+            reads: Default::default(),
+        };
+        if !policy.quotas.is_empty() {
+            ctx.guard = Some(Arc::new(stratalake_tiering::quota::QuotaGuard::new(
+                policy.quotas.clone(),
+                &ctx,
+            )));
+        }
         Ok(Self {
             dir: base_dir.map(Path::to_path_buf),
             config,
-            catalog: Arc::new(Catalog::new(ctx)),
+            catalog: Arc::new(Catalog::new(Arc::new(ctx))),
             principal: default_principal(),
+            policy: Arc::new(policy),
+            cache,
         })
     }
 

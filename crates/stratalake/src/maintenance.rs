@@ -48,7 +48,12 @@ impl Lake {
             }
             let t = self.catalog.table(&ident).await?;
             let now = stratalake_table::write::now_ms();
-            Ok(stratalake_table::vacuum::vacuum(&t, retain.as_millis() as i64, now, dry_run).await?)
+            // Not while the tier mover runs: it may be bringing a file back to a tier where
+            // vacuum sees only an old copy.
+            let lock = stratalake_tiering::mover::lock(self.catalog.context(), "vacuum").await?;
+            let r = stratalake_table::vacuum::vacuum(&t, retain.as_millis() as i64, now, dry_run).await;
+            lock.release().await?;
+            Ok(r?)
         }
         .await;
         let rows = r.as_ref().ok().map(|r| r.paths.len() as u64);

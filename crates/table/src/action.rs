@@ -19,6 +19,10 @@ pub struct KeyGroup {
     pub columns: Vec<String>,
     /// The wrapped data key.
     pub key: WrappedKey,
+    /// Compressed bytes of these columns in the file (capacity by classification; 0 in files
+    /// written before it was recorded).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// The keys of one data file, wrapped.
@@ -73,6 +77,22 @@ pub struct RekeyFile {
     pub keys: FileKeys,
 }
 
+/// A live file moved to another tier: copied there as ciphertext, verified against its crc32,
+/// then recorded. The copy on `from` stays until the move retention window has passed, so
+/// readers of older snapshots still find it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveFile {
+    /// Path relative to the table's root (the same on every tier).
+    pub path: String,
+    /// The tier that held it.
+    pub from: String,
+    /// The tier holding it now.
+    pub to: String,
+    /// Why it moved (the rule, pin or command), shown in history.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// Table metadata: identity, schema, properties. The first commit holds one; later ones replace it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -119,6 +139,8 @@ pub enum Action {
     Remove(RemoveFile),
     /// Re-wrap a live file's keys (key rotation; a log-only change).
     Rekey(RekeyFile),
+    /// Record that a live file now lives on another tier.
+    Move(MoveFile),
 }
 
 /// A commit: the content of one `_log/<version>.json`.
@@ -133,8 +155,9 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// Rows added and removed, files added and removed.
-    pub fn counts(&self, removed_rows: impl Fn(&str) -> u64) -> CommitCounts {
+    /// Rows added and removed, files added, removed and moved. `before` gives (rows, bytes) of a
+    /// file live before this commit.
+    pub fn counts(&self, before: impl Fn(&str) -> Option<(u64, u64)>) -> CommitCounts {
         let mut c = CommitCounts::default();
         for a in &self.actions {
             match a {
@@ -145,10 +168,14 @@ impl Commit {
                 }
                 Action::Remove(r) => {
                     c.files_removed += 1;
-                    c.rows_removed += removed_rows(&r.path);
+                    c.rows_removed += before(&r.path).map_or(0, |b| b.0);
                 }
                 Action::Metadata(_) => c.metadata = true,
                 Action::Rekey(_) => c.files_rekeyed += 1,
+                Action::Move(m) => {
+                    c.files_moved += 1;
+                    c.bytes_moved += before(&m.path).map_or(0, |b| b.1);
+                }
             }
         }
         c
@@ -172,4 +199,8 @@ pub struct CommitCounts {
     pub metadata: bool,
     /// Files whose keys were re-wrapped.
     pub files_rekeyed: u64,
+    /// Files moved to another tier.
+    pub files_moved: u64,
+    /// Bytes moved to another tier.
+    pub bytes_moved: u64,
 }

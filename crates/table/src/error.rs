@@ -44,6 +44,16 @@ pub enum Error {
         version: u64,
         reason: String,
     },
+    /// A write would take a table or namespace over its quota. Nothing was committed.
+    #[error(
+        "quota exceeded for {scope}: {used} used + {adding} in this write > limit {limit}; nothing was committed (free space with DELETE and `table vacuum`, or raise the quota in stratalake.toml)"
+    )]
+    QuotaExceeded {
+        scope: String,
+        limit: String,
+        used: String,
+        adding: String,
+    },
     /// A log or checkpoint file is damaged or malformed.
     #[error("corrupt log file {path}: {reason}")]
     CorruptLog { path: String, reason: String },

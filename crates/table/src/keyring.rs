@@ -117,6 +117,7 @@ impl Keyring {
                 classification: level.clone(),
                 columns: cols,
                 key: wrap_key(&master, &id, &dk, &ctx(level))?,
+                bytes: 0,
             });
             keys.push((level.clone(), dk));
         }

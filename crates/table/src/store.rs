@@ -19,6 +19,8 @@ use crate::{Error, Result};
 pub struct Store {
     url: String,
     inner: Arc<dyn ObjectStore>,
+    /// What queries read through (a read cache over `inner` for remote tiers); `None`: `inner`.
+    read: Option<Arc<dyn ObjectStore>>,
     root: Path,
     /// Set for local folders: writes are fsynced (file and directory) before they count.
     local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
@@ -55,6 +57,7 @@ impl Store {
             return Ok(Self {
                 url: url.to_string(),
                 inner,
+                read: None,
                 root: Path::default(),
                 local: None,
             });
@@ -74,6 +77,7 @@ impl Store {
             return Ok(Self {
                 url: url.to_string(),
                 inner: Arc::new(inner),
+                read: None,
                 root,
                 local: None,
             });
@@ -91,6 +95,7 @@ impl Store {
         Ok(Self {
             url: format!("file://{}", dir.display()),
             inner: inner.clone(),
+            read: None,
             root: Path::default(),
             local: Some((inner, dir.clone())),
         })
@@ -101,6 +106,7 @@ impl Store {
         Self {
             url: url.into(),
             inner,
+            read: None,
             root,
             local: None,
         }
@@ -114,6 +120,27 @@ impl Store {
     /// The underlying object store.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
+    }
+
+    /// The object store queries read data files through: the read cache when one is set.
+    pub fn read_store(&self) -> &Arc<dyn ObjectStore> {
+        self.read.as_ref().unwrap_or(&self.inner)
+    }
+
+    /// Route query reads through `read` (a cache wrapping [`Self::object_store`]).
+    pub fn with_read_store(mut self, read: Arc<dyn ObjectStore>) -> Self {
+        self.read = Some(read);
+        self
+    }
+
+    /// Whether this is a local folder.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// The local folder of a local store.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local.as_ref().map(|(_, d)| d.as_path())
     }
 
     /// Absolute location of `rel` (a `/`-separated path relative to the lake root).
@@ -152,6 +179,12 @@ impl Store {
             .await
             .map_err(|e| Error::store(&p, e))?;
         self.sync(&p).await
+    }
+
+    /// On a local folder, flush a file written outside this store (e.g. copied in place) and its
+    /// directories to disk; a no-op elsewhere.
+    pub async fn sync_file(&self, rel: &str) -> Result<()> {
+        self.sync(&self.path(rel)).await
     }
 
     /// On a local folder, flush a written file and its directory to disk: object_store's local

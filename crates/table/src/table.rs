@@ -92,6 +92,31 @@ pub struct StorageContext {
     pub checkpoint_interval: u64,
     /// Data writer options.
     pub write: WriteOptions,
+    /// Checked before every commit attempt (quotas); `None` checks nothing.
+    pub guard: Option<Arc<dyn CommitGuard>>,
+    /// Which partitions queries read, for placement rules by time since last read.
+    pub reads: Arc<crate::heat::ReadTracker>,
+}
+
+/// What a commit is about to change, for a [`CommitGuard`].
+#[derive(Clone, Debug)]
+pub struct PendingCommit<'a> {
+    /// The table.
+    pub table: &'a TableIdent,
+    /// The table's live bytes at the version the commit goes on top of.
+    pub bytes_before: u64,
+    /// Bytes the commit adds, minus bytes it removes.
+    pub bytes_delta: i64,
+    /// The operation (`APPEND`, `OVERWRITE`, ...).
+    pub operation: &'a str,
+}
+
+/// A check every commit must pass before it is written (quotas). A refusal commits nothing and
+/// the writer deletes its staged files.
+#[async_trait::async_trait]
+pub trait CommitGuard: Send + Sync + std::fmt::Debug {
+    /// `Err` refuses the commit with that error.
+    async fn check(&self, commit: &PendingCommit<'_>) -> Result<()>;
 }
 
 /// A table's identity in the catalog.
@@ -193,6 +218,21 @@ impl Snapshot {
                         return Err(Error::CorruptLog {
                             path: path.into(),
                             reason: format!("re-keys {}, which is not live", r.path),
+                        });
+                    }
+                },
+                Action::Move(m) => match self.files.get_mut(&m.path) {
+                    Some(f) if f.tier == m.from => f.tier = m.to.clone(),
+                    Some(f) => {
+                        return Err(Error::CorruptLog {
+                            path: path.into(),
+                            reason: format!("moves {} from tier {}, but it is on tier {}", m.path, m.from, f.tier),
+                        });
+                    }
+                    None => {
+                        return Err(Error::CorruptLog {
+                            path: path.into(),
+                            reason: format!("moves {}, which is not live", m.path),
                         });
                     }
                 },
@@ -518,7 +558,7 @@ impl Table {
             let c = self.read_commit(v).await?;
             let counts = {
                 let s = &snap;
-                c.counts(|p| s.as_ref().and_then(|s| s.files.get(p)).map(|f| f.rows).unwrap_or(0))
+                c.counts(|p| s.as_ref().and_then(|s| s.files.get(p)).map(|f| (f.rows, f.size)))
             };
             let path = log::commit_path(&self.log_dir(), v);
             match &mut snap {
@@ -568,6 +608,14 @@ impl Table {
             .filter_map(|a| match a {
                 Action::Remove(r) => Some(r.path.as_str()),
                 Action::Rekey(r) => Some(r.path.as_str()),
+                Action::Move(m) => Some(m.path.as_str()),
+                _ => None,
+            })
+            .collect();
+        let our_moves: BTreeSet<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Move(m) => Some(m.path.as_str()),
                 _ => None,
             })
             .collect();
@@ -575,7 +623,27 @@ impl Table {
         // Commit times never go backwards along the log, so TIMESTAMP AS OF is exact.
         let mut info = info;
         let mut last_ts = base.timestamp_ms;
+        let size_of = |snap_files: &BTreeMap<String, AddFile>, a: &Action| -> i64 {
+            match a {
+                Action::Add(f) => f.size as i64,
+                Action::Remove(r) => -(snap_files.get(&r.path).map_or(0, |f| f.size) as i64),
+                _ => 0,
+            }
+        };
+        let delta: i64 = actions.iter().map(|a| size_of(&base.files, a)).sum();
+        let mut bytes_before = base.bytes() as i64;
         loop {
+            if let Some(g) = &self.ctx.guard
+                && delta > 0
+            {
+                g.check(&PendingCommit {
+                    table: &self.ident,
+                    bytes_before: bytes_before.max(0) as u64,
+                    bytes_delta: delta,
+                    operation: &info.operation,
+                })
+                .await?;
+            }
             info.timestamp_ms = now_ms().max(last_ts + 1);
             let commit = Commit {
                 version,
@@ -628,6 +696,12 @@ impl Table {
                             theirs.info.operation, r.path
                         )));
                     }
+                    Action::Move(m) if our_moves.contains(m.path.as_str()) => {
+                        return Err(conflict(format!(
+                            "{} moved file {} that this operation moves",
+                            theirs.info.operation, m.path
+                        )));
+                    }
                     Action::Add(f)
                         if scope.whole_table || ours_changes_meta || scope.partitions.contains(&f.partition) =>
                     {
@@ -639,6 +713,7 @@ impl Table {
                     _ => {}
                 }
             }
+            bytes_before += theirs.actions.iter().map(|a| size_of(&base.files, a)).sum::<i64>();
             attempt += 1;
             if attempt >= MAX_COMMIT_ATTEMPTS {
                 return Err(conflict(format!(
@@ -729,7 +804,7 @@ impl Table {
                 &ReadScope::default(),
             )
             .await;
-        if let Err(Error::Conflict { .. }) = &result {
+        if let Err(Error::Conflict { .. } | Error::QuotaExceeded { .. }) = &result {
             delete_files(
                 self.ctx.tiers.get(self.ctx.tiers.write_tier())?,
                 &self.ident.root(),
@@ -781,9 +856,9 @@ impl Table {
         let result = self
             .commit(snap, actions, info(principal, mode.operation(), parameters), &scope)
             .await;
-        // Only a conflict proves the commit did not land; after any other failure the staged
-        // files stay (a later vacuum removes them if nothing references them).
-        if let Err(Error::Conflict { .. }) = &result {
+        // Only a conflict or a refusal proves the commit did not land; after any other failure
+        // the staged files stay (a later vacuum removes them if nothing references them).
+        if let Err(Error::Conflict { .. } | Error::QuotaExceeded { .. }) = &result {
             delete_files(
                 self.ctx.tiers.get(self.ctx.tiers.write_tier())?,
                 &self.ident.root(),
@@ -824,6 +899,36 @@ impl Table {
             .commit(&snap, actions, info(principal, "REKEY", params), &ReadScope::default())
             .await?;
         Ok(Some((v, n)))
+    }
+
+    /// Record moves of live files of `snap` to other tiers, in one log-only commit. The caller
+    /// has copied each file to its target tier and checked its crc32. A concurrent commit that
+    /// removed or moved one of the files is a conflict.
+    pub async fn commit_moves(
+        &self,
+        snap: &Snapshot,
+        moves: Vec<crate::action::MoveFile>,
+        principal: &str,
+        parameters: BTreeMap<String, String>,
+    ) -> Result<u64> {
+        for m in &moves {
+            match snap.files.get(&m.path) {
+                Some(f) if f.tier == m.from && self.ctx.tiers.get(&m.to).is_ok() => {}
+                _ => {
+                    return Err(Error::Internal(format!(
+                        "move of {} from {} to {} does not fit version {}",
+                        m.path, m.from, m.to, snap.version
+                    )));
+                }
+            }
+        }
+        self.commit(
+            snap,
+            moves.into_iter().map(Action::Move).collect(),
+            info(principal, "MOVE", parameters),
+            &ReadScope::default(),
+        )
+        .await
     }
 
     /// Change the schema's metadata (e.g. a column's classification) in a metadata-only commit.

@@ -1,7 +1,7 @@
 //! Vacuum: delete data files that no version within the retention window needs, and files that
 //! no commit references (left by stopped writers) once they are older than the window.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -17,6 +17,8 @@ pub struct VacuumReport {
     pub dry_run: bool,
     /// Files removed from the table before the window, deleted.
     pub removed_files: u64,
+    /// Copies left on a tier a file moved away from before the window, deleted.
+    pub moved_copies: u64,
     /// Files no commit references, older than the window, deleted.
     pub orphan_files: u64,
     /// Bytes deleted.
@@ -26,30 +28,54 @@ pub struct VacuumReport {
     pub kept_recent_orphans: u64,
     /// The oldest version still readable in full afterwards (time travel before it fails).
     pub oldest_readable_version: u64,
-    /// Paths deleted, relative to the table root.
+    /// Objects deleted, as `tier:path` (path relative to the table root).
     pub paths: Vec<String>,
 }
 
 /// Vacuum `table`: keep every file that a version committed at or after `now_ms - retain_ms`
-/// (or the latest version) needs; delete files removed before that, and unreferenced files
-/// last modified before it. Live files are never deleted.
+/// (or the latest version) needs; delete files removed before that, copies left on a tier a
+/// file moved away from before that, and unreferenced files last modified before it. Live
+/// files are never deleted.
 pub async fn vacuum(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool) -> Result<VacuumReport> {
+    sweep(table, retain_ms, now_ms, dry_run, false).await
+}
+
+/// Delete only the copies a move left behind on the tier a file moved away from, once the
+/// move is older than `retain_ms` (what the tier mover runs after its moves).
+pub async fn clean_moved_copies(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool) -> Result<VacuumReport> {
+    sweep(table, retain_ms, now_ms, dry_run, true).await
+}
+
+async fn sweep(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool, moved_only: bool) -> Result<VacuumReport> {
     let cutoff = now_ms - retain_ms.max(0);
     let snap = table.snapshot().await?;
     let commits: Vec<Commit> = futures::stream::iter((0..=snap.version).map(|v| table.read_commit(v)))
         .buffered(16)
         .try_collect()
         .await?;
-    // path -> (removed at version, removed at time)
-    let mut life: HashMap<String, Option<(u64, i64)>> = HashMap::new();
+    // Per (tier, path): when the file left that tier (removed, or moved elsewhere), and how.
+    let mut tier_of: HashMap<&str, &str> = HashMap::new();
+    let mut gone: HashMap<(&str, &str), (u64, i64, bool)> = HashMap::new();
+    let mut known: HashSet<(&str, &str)> = HashSet::new();
     for c in &commits {
+        let at = (c.version, c.info.timestamp_ms);
         for a in &c.actions {
             match a {
                 Action::Add(f) => {
-                    life.insert(f.path.clone(), None);
+                    tier_of.insert(&f.path, &f.tier);
+                    known.insert((&f.tier, &f.path));
+                    gone.remove(&(f.tier.as_str(), f.path.as_str()));
                 }
                 Action::Remove(r) => {
-                    life.insert(r.path.clone(), Some((c.version, c.info.timestamp_ms)));
+                    if let Some(t) = tier_of.remove(r.path.as_str()) {
+                        gone.insert((t, &r.path), (at.0, at.1, false));
+                    }
+                }
+                Action::Move(m) => {
+                    tier_of.insert(&m.path, &m.to);
+                    known.insert((&m.to, &m.path));
+                    gone.remove(&(m.to.as_str(), m.path.as_str()));
+                    gone.insert((&m.from, &m.path), (at.0, at.1, true));
                 }
                 Action::Metadata(_) | Action::Rekey(_) => {}
             }
@@ -60,21 +86,26 @@ pub async fn vacuum(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool) -
         dry_run,
         ..Default::default()
     };
-    for (_, store) in table.context().tiers.iter() {
+    for (tier, store) in table.context().tiers.iter() {
         for (rel, meta) in store.list(&format!("{root}/data")).await? {
             let Some(path) = rel.strip_prefix(&format!("{root}/")) else {
                 continue;
             };
-            if snap.files.contains_key(path) {
+            if snap.files.get(path).is_some_and(|f| &f.tier == tier) {
                 continue;
             }
-            let delete = match life.get(path) {
-                Some(Some((version, removed_ms))) if *removed_ms < cutoff => {
-                    report.removed_files += 1;
+            let delete = match gone.get(&(tier.as_str(), path)) {
+                Some((version, left_ms, moved)) if *left_ms <= cutoff && (*moved || !moved_only) => {
+                    if *moved {
+                        report.moved_copies += 1;
+                    } else {
+                        report.removed_files += 1;
+                    }
                     report.oldest_readable_version = report.oldest_readable_version.max(*version);
                     true
                 }
                 Some(_) => false,
+                None if moved_only || known.contains(&(tier.as_str(), path)) => false,
                 None if meta.last_modified.timestamp_millis() < cutoff => {
                     report.orphan_files += 1;
                     true
@@ -86,7 +117,7 @@ pub async fn vacuum(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool) -
             };
             if delete {
                 report.bytes += meta.size;
-                report.paths.push(path.to_string());
+                report.paths.push(format!("{tier}:{path}"));
                 if !dry_run {
                     store.delete(&rel).await?;
                 }
@@ -94,7 +125,7 @@ pub async fn vacuum(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool) -
         }
     }
     report.paths.sort();
-    if !dry_run {
+    if !dry_run && !report.paths.is_empty() {
         tracing::info!(table = %table.ident(), files = report.paths.len(), bytes = report.bytes, "vacuumed");
     }
     Ok(report)

@@ -339,7 +339,17 @@ impl DataWriter {
     }
 
     async fn finish_file(&mut self, key: &str) -> Result<()> {
-        let f = self.open.remove(key).expect("open file");
+        let mut f = self.open.remove(key).expect("open file");
+        f.writer.flush()?;
+        // Bytes per classification, for capacity reports: sum of each column's chunks.
+        for rg in f.writer.flushed_row_groups() {
+            for cc in rg.columns() {
+                let top = cc.column_path().parts().first().cloned().unwrap_or_default();
+                if let Some(g) = f.keys.groups.iter_mut().find(|g| g.columns.contains(&top)) {
+                    g.bytes += cc.compressed_size().max(0) as u64;
+                }
+            }
+        }
         let buf = f.writer.into_inner()?;
         let crc32 = crc32fast::hash(&buf);
         let size = buf.len() as u64;

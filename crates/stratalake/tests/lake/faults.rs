@@ -1,5 +1,6 @@
 //! Commits through a store that fails at chosen points: a write that lands but whose answer is
-//! lost, a write that fails outright. The log stays exact; nothing is committed twice or lost.
+//! lost, a write that fails outright, a delete that fails. The log stays exact; nothing is
+//! committed twice or lost; the tier mover stopped at any step loses no row.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -27,11 +28,26 @@ enum Fault {
     BeforeWrite,
 }
 
-/// Fails the next put whose path contains `pattern`, once.
+type Armed = Arc<Mutex<Option<(String, Fault)>>>;
+
+/// Fails the next put (or, with [`Fault::BeforeWrite`], delete) whose path contains `pattern`,
+/// once.
 #[derive(Debug, Default)]
 struct Faulty {
     inner: InMemory,
-    armed: Mutex<Option<(String, Fault)>>,
+    armed: Armed,
+}
+
+fn take_fault(armed: &Armed, location: &Path) -> Option<Fault> {
+    let mut a = armed.lock().unwrap();
+    match &*a {
+        Some((p, f)) if location.as_ref().contains(p.as_str()) => {
+            let f = *f;
+            *a = None;
+            Some(f)
+        }
+        _ => None,
+    }
 }
 
 impl fmt::Display for Faulty {
@@ -46,15 +62,7 @@ impl Faulty {
     }
 
     fn take(&self, location: &Path) -> Option<Fault> {
-        let mut a = self.armed.lock().unwrap();
-        match &*a {
-            Some((p, f)) if location.as_ref().contains(p.as_str()) => {
-                let f = *f;
-                *a = None;
-                Some(f)
-            }
-            _ => None,
-        }
+        take_fault(&self.armed, location)
     }
 }
 
@@ -96,7 +104,15 @@ impl ObjectStore for Faulty {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
+        use futures::StreamExt;
+        let armed = self.armed.clone();
+        let checked = locations
+            .map(move |l| match l {
+                Ok(p) if take_fault(&armed, &p) == Some(Fault::BeforeWrite) => Err(injected()),
+                other => other,
+            })
+            .boxed();
+        self.inner.delete_stream(checked)
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.inner.list(prefix)
@@ -109,17 +125,28 @@ impl ObjectStore for Faulty {
     }
 }
 
-async fn faulty_table() -> (Arc<Faulty>, stratalake::Table) {
+/// Table `default.ev` in a lake whose `hot` tier (metadata and writes) is a faulty store, plus
+/// the other tiers given.
+async fn faulty_table_with(others: Vec<(&str, Store)>) -> (Arc<Faulty>, stratalake::Table) {
     let faulty = Arc::new(Faulty::default());
-    let store = Store::from_object_store("faulty://", faulty.clone(), Path::default());
+    let mut stores = std::collections::BTreeMap::new();
+    stores.insert(
+        "hot".to_string(),
+        Store::from_object_store("faulty://", faulty.clone(), Path::default()),
+    );
+    for (name, store) in others {
+        stores.insert(name.to_string(), store);
+    }
     let ctx = Arc::new(StorageContext {
-        tiers: Tiers::single("hot", store),
+        tiers: Tiers::new(stores, "hot", "hot").unwrap(),
         keyring: Keyring::new(
             Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
             Classifications::default(),
         ),
         checkpoint_interval: 10,
         write: WriteOptions::default(),
+        guard: None,
+        reads: Default::default(),
     });
     let catalog = Catalog::new(ctx);
     catalog.create_namespace("default", true, "t").await.unwrap();
@@ -133,6 +160,10 @@ async fn faulty_table() -> (Arc<Faulty>, stratalake::Table) {
         .await
         .unwrap();
     (faulty, t)
+}
+
+async fn faulty_table() -> (Arc<Faulty>, stratalake::Table) {
+    faulty_table_with(Vec::new()).await
 }
 
 #[tokio::test]
@@ -174,4 +205,126 @@ async fn a_failed_data_upload_commits_nothing_and_leaves_no_files() {
     assert_eq!(t.snapshot().await.unwrap().version, 0);
     let store = t.context().tiers.metadata().clone();
     assert!(store.list("default/ev/data").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mover_stopped_at_any_step_loses_nothing() {
+    use std::collections::BTreeMap;
+    use stratalake::table::heat::ReadHeat;
+    use stratalake::table::keyring::Access;
+    use stratalake::tiering::config::TierFields;
+    use stratalake::tiering::mover::{MoveOptions, run};
+    use stratalake::tiering::plan::{TableState, plan};
+    use stratalake::tiering::{Policy, RuleConfig};
+
+    let cold = Store::open(
+        &format!("memory://mover-faults-{}", std::process::id()),
+        &Default::default(),
+    )
+    .unwrap();
+    let (faulty, t) = faulty_table_with(vec![("cold", cold.clone())]).await;
+    let ctx = t.context().clone();
+    let hot = ctx.tiers.get("hot").unwrap().clone();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    for (i, r) in ["north", "south", "east"].iter().enumerate() {
+        let i = i as i64 * 100;
+        t.append(&[events(&schema, i..i + 100, r)], "w").await.unwrap();
+    }
+    let policy = Policy::new(
+        &[
+            TierFields {
+                name: "hot",
+                ..Default::default()
+            },
+            TierFields {
+                name: "cold",
+                ..Default::default()
+            },
+        ],
+        &Default::default(),
+        &[RuleConfig {
+            to: "cold".into(),
+            since_write: Some("0s".into()),
+            ..Default::default()
+        }],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let tables = BTreeMap::from([("default.ev".to_string(), t.clone())]);
+    let opts = MoveOptions {
+        retention_ms: 0,
+        ..Default::default()
+    };
+    let make_plan = || async {
+        let states = vec![TableState {
+            table: t.clone(),
+            snapshot: t.snapshot().await.unwrap(),
+        }];
+        plan(
+            &policy,
+            &states,
+            &ReadHeat::default(),
+            stratalake::table::write::now_ms() + 1,
+        )
+    };
+    // Every row readable exactly once, every live file where the log says, with its crc32.
+    let check = |tier_of_all: &'static str| {
+        let t = t.clone();
+        async move {
+            let s = t.snapshot().await.unwrap();
+            assert_eq!(s.rows(), 300);
+            assert!(s.files.values().all(|f| f.tier == tier_of_all), "{:?}", s.files);
+            let mut r = stratalake::VerifyReport::default();
+            stratalake::table::verify::verify_table(&t, &mut r, &Access::All, &|_, _| {})
+                .await
+                .unwrap();
+            assert!(r.problems.is_empty(), "{:?}", r.problems);
+            assert_eq!(r.rows, 300);
+        }
+    };
+    let data_on = |store: Store| async move { store.list("default/ev/data").await.unwrap().len() };
+
+    // 1. Stopped after the copies, before the commit: the log still says hot.
+    let p = make_plan().await;
+    assert_eq!(p.moves.len(), 3);
+    faulty.arm("_log/00000000000000000004.json", Fault::BeforeWrite);
+    let e = run(&ctx, &tables, &p, &opts).await.unwrap_err();
+    assert!(e.to_string().contains("injected fault"), "{e}");
+    check("hot").await;
+    assert_eq!(data_on(cold.clone()).await, 3); // unreferenced copies, overwritten by a rerun
+
+    // 2. Stopped after the commit, before the old copies are deleted.
+    let p = make_plan().await;
+    assert_eq!(p.moves.len(), 3);
+    faulty.arm("default/ev/data/", Fault::BeforeWrite);
+    let e = run(&ctx, &tables, &p, &opts).await.unwrap_err();
+    assert!(e.to_string().contains("injected fault"), "{e}");
+    check("cold").await;
+    assert_eq!(data_on(hot.clone()).await, 3);
+
+    // 3. A rerun has nothing to move and finishes the cleanup.
+    let p = make_plan().await;
+    assert!(p.moves.is_empty());
+    let r = run(&ctx, &tables, &p, &opts).await.unwrap();
+    assert_eq!(r.old_copies_deleted, 3);
+    assert_eq!(data_on(hot.clone()).await, 0);
+    check("cold").await;
+
+    // 4. A lost commit response: the mover reads its commit back and counts it once.
+    let p = stratalake::tiering::plan::plan_explicit(
+        &TableState {
+            table: t.clone(),
+            snapshot: t.snapshot().await.unwrap(),
+        },
+        "hot",
+        &[],
+        "recall",
+    );
+    let v = t.snapshot().await.unwrap().version;
+    faulty.arm(&format!("_log/{:020}.json", v + 1), Fault::AfterWrite);
+    let r = run(&ctx, &tables, &p, &opts).await.unwrap();
+    assert_eq!((r.files_moved, r.commits), (3, 1));
+    assert_eq!(t.snapshot().await.unwrap().version, v + 1);
+    check("hot").await;
 }

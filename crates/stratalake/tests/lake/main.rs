@@ -5,6 +5,7 @@ mod conformance;
 mod faults;
 mod keys;
 mod slt;
+mod tiering;
 
 use std::sync::Arc;
 

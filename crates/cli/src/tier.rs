@@ -1,0 +1,344 @@
+//! `stratalake tier ...` and `stratalake capacity`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use stratalake::tiering::mover::{MoveProgress, MoveReport};
+use stratalake::tiering::plan::Plan;
+use stratalake::tiering::units::{fmt_bytes, parse_size};
+
+use crate::output::{self, OutFormat, print_rows};
+use crate::{Cli, kv, open};
+
+#[derive(Subcommand, Debug)]
+pub enum TierCmd {
+    /// The tiers, hottest first, with used and free space.
+    List,
+    /// What the rules, pins and watermarks would move now, and why (nothing is moved).
+    Plan,
+    /// Move what `tier plan` shows: copy, verify, commit, then delete old copies past the
+    /// move retention.
+    Run(RunArgs),
+    /// Files and bytes per tier, moves pending, and the read cache.
+    Status,
+    /// Move a table's files (or some partitions) to a tier now: e.g. a recall to `hot`.
+    Move {
+        /// Target tier.
+        #[arg(long)]
+        to: String,
+        /// The table.
+        table: String,
+        /// Only partitions matching FIELD=VALUE (repeat to narrow).
+        #[arg(long = "partition", value_name = "FIELD=VALUE")]
+        partition: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Files copied at once (default: `[tiering] concurrency`, else 4).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Bandwidth limit per second over all copies, e.g. 100MiB (default: `[tiering] bandwidth`).
+    #[arg(long)]
+    bandwidth: Option<String>,
+    /// Show the plan and stop.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CapacityArgs {
+    /// Days of history the growth rate and forecast look at.
+    #[arg(long, default_value_t = 30)]
+    window: u32,
+    /// Also list every partition.
+    #[arg(long)]
+    partitions: bool,
+    /// Write an HTML report with a chart of usage per tier over time to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+}
+
+fn opt_bytes(b: Option<u64>) -> String {
+    b.map(fmt_bytes).unwrap_or_else(|| "-".into())
+}
+
+fn pct(f: Option<f64>) -> String {
+    f.map(|f| format!("{:.1}%", f * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn print_plan(plan: &Plan, fmt: OutFormat) -> Result<()> {
+    if fmt == OutFormat::Json {
+        println!("{}", serde_json::to_string_pretty(plan)?);
+        return Ok(());
+    }
+    let rows = plan
+        .moves
+        .iter()
+        .map(|m| {
+            vec![
+                m.table.clone(),
+                m.partition.clone(),
+                m.path.rsplit('/').next().unwrap_or_default().to_string(),
+                m.from.clone(),
+                m.to.clone(),
+                m.bytes.to_string(),
+                m.reason.clone(),
+            ]
+        })
+        .collect();
+    print_rows(
+        &["table", "partition", "file", "from", "to", "bytes", "reason"],
+        rows,
+        fmt,
+    )?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    if fmt == OutFormat::Table {
+        println!("{} file(s), {} to move", plan.moves.len(), fmt_bytes(plan.bytes()));
+    }
+    Ok(())
+}
+
+fn print_report(r: &MoveReport, fmt: OutFormat) -> Result<()> {
+    if fmt == OutFormat::Json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    println!(
+        "moved {} file(s), {} in {} commit(s) in {:.1}s ({}/s); {} skipped (changed meanwhile); {} old cop(ies) deleted ({})",
+        r.files_moved,
+        fmt_bytes(r.bytes_moved),
+        r.commits,
+        r.seconds,
+        fmt_bytes(r.bytes_per_second() as u64),
+        r.files_skipped,
+        r.old_copies_deleted,
+        fmt_bytes(r.old_copy_bytes)
+    );
+    Ok(())
+}
+
+async fn execute(lake: &stratalake::Lake, plan: &Plan, a: &RunArgs, fmt: OutFormat) -> Result<()> {
+    if a.dry_run || plan.moves.is_empty() {
+        return print_plan(plan, fmt);
+    }
+    let mut opts = lake.move_options();
+    if let Some(c) = a.concurrency {
+        opts.concurrency = c.max(1);
+    }
+    if let Some(b) = &a.bandwidth {
+        opts.bandwidth = Some(parse_size(b).context("--bandwidth")?);
+    }
+    let bar = output::Progress::new("moving", true);
+    let b2 = bar.clone();
+    opts.progress = Some(Arc::new(move |p: MoveProgress| {
+        b2.update(
+            p.bytes_done,
+            p.bytes_total,
+            &format!("{}/{} files", p.files_done, p.files_total),
+        )
+    }));
+    let r = lake.tier_run(plan, opts).await;
+    bar.finish();
+    print_report(&r?, fmt)
+}
+
+pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
+    let fmt = cli.format;
+    let lake = open(cli).await?;
+    match cmd {
+        TierCmd::List => {
+            let tiers = lake.tier_list().await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&tiers)?);
+            } else {
+                let rows = tiers
+                    .iter()
+                    .map(|t| {
+                        let mut role = Vec::new();
+                        if t.write_tier {
+                            role.push("writes");
+                        }
+                        if t.metadata_tier {
+                            role.push("metadata");
+                        }
+                        if t.cached {
+                            role.push("cached");
+                        }
+                        vec![
+                            t.order.to_string(),
+                            t.name.clone(),
+                            t.url.clone(),
+                            t.files.to_string(),
+                            fmt_bytes(t.used),
+                            opt_bytes(t.capacity),
+                            opt_bytes(t.free),
+                            pct(t.fill),
+                            role.join(","),
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    &[
+                        "order", "tier", "url", "files", "used", "capacity", "free", "fill", "role",
+                    ],
+                    rows,
+                    fmt,
+                )?;
+            }
+        }
+        TierCmd::Plan => print_plan(&lake.tier_plan().await?, fmt)?,
+        TierCmd::Run(a) => {
+            let plan = lake.tier_plan().await?;
+            execute(&lake, &plan, a, fmt).await?;
+        }
+        TierCmd::Move {
+            to,
+            table,
+            partition,
+            run,
+        } => {
+            let filter = partition.iter().map(|p| kv(p)).collect::<Result<Vec<_>>>()?;
+            let plan = lake.tier_recall_plan(table, to, &filter).await?;
+            execute(&lake, &plan, run, fmt).await?;
+        }
+        TierCmd::Status => {
+            let s = lake.tier_status().await?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let rows = s
+                    .tiers
+                    .iter()
+                    .zip(&s.pending)
+                    .map(|(t, p)| {
+                        vec![
+                            t.name.clone(),
+                            t.files.to_string(),
+                            fmt_bytes(t.used),
+                            pct(t.fill),
+                            format!("{} ({})", p.files_in, fmt_bytes(p.bytes_in)),
+                            format!("{} ({})", p.files_out, fmt_bytes(p.bytes_out)),
+                        ]
+                    })
+                    .collect();
+                print_rows(
+                    &["tier", "files", "bytes", "fill", "pending in", "pending out"],
+                    rows,
+                    fmt,
+                )?;
+                if let Some(c) = s.cache {
+                    println!(
+                        "read cache: {} file(s), {} of {}; {} hit(s), {} miss(es), {} eviction(s)",
+                        c.files,
+                        fmt_bytes(c.bytes),
+                        fmt_bytes(c.max_bytes),
+                        c.hits,
+                        c.misses,
+                        c.evictions
+                    );
+                }
+                for w in &s.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn capacity(cli: &Cli, a: &CapacityArgs) -> Result<ExitCode> {
+    let fmt = cli.format;
+    let lake = open(cli).await?;
+    let r = lake.capacity(a.window).await?;
+    if let Some(path) = &a.html {
+        std::fs::write(path, stratalake::tiering::html::render(&r))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if fmt == OutFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = r
+        .tiers
+        .iter()
+        .map(|t| {
+            vec![
+                t.tier.clone(),
+                t.usage.files.to_string(),
+                t.usage.rows.to_string(),
+                t.usage.bytes.to_string(),
+                opt_bytes(t.capacity),
+                pct(t.fill),
+                t.growth_bytes_per_day
+                    .map(|g| format!("{g:.0}"))
+                    .unwrap_or_else(|| "-".into()),
+                t.full_on.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_rows(
+        &[
+            "tier",
+            "files",
+            "rows",
+            "bytes",
+            "capacity",
+            "fill",
+            "growth_bytes_per_day",
+            "full_on",
+        ],
+        rows,
+        fmt,
+    )?;
+    let usage_rows = |m: &std::collections::BTreeMap<String, stratalake::tiering::capacity::Usage>| {
+        m.iter()
+            .map(|(k, u)| vec![k.clone(), u.files.to_string(), u.rows.to_string(), u.bytes.to_string()])
+            .collect::<Vec<_>>()
+    };
+    print_rows(&["namespace", "files", "rows", "bytes"], usage_rows(&r.namespaces), fmt)?;
+    print_rows(&["table", "files", "rows", "bytes"], usage_rows(&r.tables), fmt)?;
+    let cls = r
+        .classifications
+        .iter()
+        .map(|(k, u)| vec![k.clone(), u.files.to_string(), u.bytes.to_string()])
+        .collect();
+    print_rows(&["classification", "files", "column_bytes"], cls, fmt)?;
+    if a.partitions {
+        let rows = r
+            .partitions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.table.clone(),
+                    p.partition.clone(),
+                    p.tier.clone(),
+                    p.usage.files.to_string(),
+                    p.usage.rows.to_string(),
+                    p.usage.bytes.to_string(),
+                ]
+            })
+            .collect();
+        print_rows(&["table", "partition", "tier", "files", "rows", "bytes"], rows, fmt)?;
+    }
+    if !r.quotas.is_empty() {
+        let rows = r
+            .quotas
+            .iter()
+            .map(|q| vec![q.scope.clone(), q.used.to_string(), q.limit.to_string()])
+            .collect();
+        print_rows(&["quota", "used", "limit"], rows, fmt)?;
+    }
+    if let Some(path) = &a.html {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
