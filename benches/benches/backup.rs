@@ -7,65 +7,14 @@
 
 mod common;
 
-use common::{env_or, median};
+use common::{BATCH_ROWS, ROW_BYTES, blob_batch as batch, blob_table, env_or, files_under, median, plain_copy};
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use arrow::array::{BinaryArray, Int64Array, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow::array::RecordBatch;
 use stratalake::backup::RestoreOptions;
-use stratalake::{ColumnDef, Lake, LakeConfig, TableSchema};
-
-const ROW_BYTES: usize = 1024;
-const BATCH_ROWS: usize = 8192;
-
-/// Incompressible rows: the table's bytes are what the benchmark copies.
-fn batch(schema: &arrow::datatypes::SchemaRef, first: i64, seed: &mut u64) -> RecordBatch {
-    let mut payload = vec![0u8; ROW_BYTES * BATCH_ROWS];
-    for chunk in payload.chunks_mut(8) {
-        // xorshift64*: fast, and zstd finds nothing to compress
-        *seed ^= *seed >> 12;
-        *seed ^= *seed << 25;
-        *seed ^= *seed >> 27;
-        let v = seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
-    }
-    let values: Vec<&[u8]> = payload.chunks(ROW_BYTES).collect();
-    RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values(first..first + BATCH_ROWS as i64)),
-            Arc::new(BinaryArray::from(values)),
-        ],
-    )
-    .unwrap()
-}
-
-fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
-/// The baseline: copy every data file to `to` and make it durable, as the repository does.
-fn plain_copy(files: &[std::path::PathBuf], to: &Path) -> Duration {
-    std::fs::create_dir_all(to).unwrap();
-    let started = Instant::now();
-    for (i, f) in files.iter().enumerate() {
-        let dst = to.join(format!("{i}.parquet"));
-        std::fs::copy(f, &dst).unwrap();
-        std::fs::File::open(&dst).unwrap().sync_all().unwrap();
-    }
-    std::fs::File::open(to).unwrap().sync_all().unwrap();
-    started.elapsed()
-}
+use stratalake::{Lake, LakeConfig};
 
 fn main() {
     let mb: usize = env_or("STRATALAKE_BENCH_BACKUP_MB", 2048);
@@ -80,30 +29,7 @@ fn main() {
     let lake = Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap();
     let batches = mb * 1024 * 1024 / (ROW_BYTES * BATCH_ROWS);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let t = rt.block_on(async {
-        lake.catalog().create_namespace("default", true, "bench").await.unwrap();
-        let schema = TableSchema {
-            columns: vec![
-                ColumnDef::new("id", DataType::Int64, "public"),
-                ColumnDef::new("payload", DataType::Binary, "confidential"),
-            ],
-            partition_by: vec![],
-        };
-        let t = lake.create_table("blobs", schema).await.unwrap();
-        let s = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
-        // commits of 256 MiB
-        let per_commit = (256 * 1024 * 1024 / (ROW_BYTES * BATCH_ROWS)).max(1);
-        let mut made = 0;
-        while made < batches {
-            let n = per_commit.min(batches - made);
-            let bs: Vec<RecordBatch> = (0..n)
-                .map(|i| batch(&s, ((made + i) * BATCH_ROWS) as i64, &mut seed))
-                .collect();
-            t.append(&bs, "bench").await.unwrap();
-            made += n;
-        }
-        t
-    });
+    let t = rt.block_on(blob_table(&lake, batches, &mut seed));
     let snap = rt.block_on(t.snapshot()).unwrap();
     let bytes = snap.bytes();
     let mut files = Vec::new();

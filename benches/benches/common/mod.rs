@@ -3,9 +3,12 @@
 
 #![allow(dead_code)] // each benchmark uses a subset
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{BinaryArray, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -34,4 +37,81 @@ pub fn write_plain(path: &std::path::Path, batches: &[RecordBatch]) {
         w.write(b).unwrap();
     }
     w.close().unwrap();
+}
+
+/// Bytes of a blob row's payload.
+pub const ROW_BYTES: usize = 1024;
+/// Rows per blob batch.
+pub const BATCH_ROWS: usize = 8192;
+
+/// A batch of incompressible rows (`id`, 1 KiB `payload`): the table's bytes are what a copy moves.
+pub fn blob_batch(schema: &SchemaRef, first: i64, seed: &mut u64) -> RecordBatch {
+    let mut payload = vec![0u8; ROW_BYTES * BATCH_ROWS];
+    for chunk in payload.chunks_mut(8) {
+        // xorshift64*: fast, and zstd finds nothing to compress
+        *seed ^= *seed >> 12;
+        *seed ^= *seed << 25;
+        *seed ^= *seed >> 27;
+        let v = seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    let values: Vec<&[u8]> = payload.chunks(ROW_BYTES).collect();
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(first..first + BATCH_ROWS as i64)),
+            Arc::new(BinaryArray::from(values)),
+        ],
+    )
+    .unwrap()
+}
+
+/// Table `blobs` (id public, payload confidential) of `batches` blob batches, in commits of 256 MiB.
+pub async fn blob_table(lake: &stratalake::Lake, batches: usize, seed: &mut u64) -> stratalake::Table {
+    lake.catalog().create_namespace("default", true, "bench").await.unwrap();
+    let schema = stratalake::TableSchema {
+        columns: vec![
+            stratalake::ColumnDef::new("id", DataType::Int64, "public"),
+            stratalake::ColumnDef::new("payload", DataType::Binary, "confidential"),
+        ],
+        partition_by: vec![],
+    };
+    let t = lake.create_table("blobs", schema).await.unwrap();
+    let s = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    let per_commit = (256 * 1024 * 1024 / (ROW_BYTES * BATCH_ROWS)).max(1);
+    let mut made = 0;
+    while made < batches {
+        let n = per_commit.min(batches - made);
+        let bs: Vec<RecordBatch> = (0..n)
+            .map(|i| blob_batch(&s, ((made + i) * BATCH_ROWS) as i64, seed))
+            .collect();
+        t.append(&bs, "bench").await.unwrap();
+        made += n;
+    }
+    t
+}
+
+/// Every file under `dir`.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// The baseline of copies: copy every file to `to` and make it durable (file and folder).
+pub fn plain_copy(files: &[PathBuf], to: &Path) -> Duration {
+    std::fs::create_dir_all(to).unwrap();
+    let started = Instant::now();
+    for (i, f) in files.iter().enumerate() {
+        let dst = to.join(format!("{i}.parquet"));
+        std::fs::copy(f, &dst).unwrap();
+        std::fs::File::open(&dst).unwrap().sync_all().unwrap();
+    }
+    std::fs::File::open(to).unwrap().sync_all().unwrap();
+    started.elapsed()
 }

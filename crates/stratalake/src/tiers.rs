@@ -29,7 +29,7 @@ pub struct TierInfo {
     pub used: u64,
     /// Capacity, if declared.
     pub capacity: Option<u64>,
-    /// Capacity minus used.
+    /// Capacity minus used; for a local folder without a capacity, the file system's free space.
     pub free: Option<u64>,
     /// Used / capacity.
     pub fill: Option<f64>,
@@ -155,7 +155,10 @@ impl Lake {
                 files,
                 used,
                 capacity: spec.capacity,
-                free: spec.capacity.map(|c| c.saturating_sub(used)),
+                free: match spec.capacity {
+                    Some(c) => Some(c.saturating_sub(used)),
+                    None => store.local_dir().and_then(stratalake_tiering::units::disk_free),
+                },
                 fill: spec.capacity.filter(|c| *c > 0).map(|c| used as f64 / c as f64),
                 write_tier: ctx.tiers.write_tier() == spec.name,
                 metadata_tier: store.url() == meta_url,

@@ -26,6 +26,7 @@ pub mod keyring;
 pub mod lock;
 pub mod log;
 pub mod names;
+pub mod optimize;
 pub mod read;
 pub mod schema;
 pub mod store;

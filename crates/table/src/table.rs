@@ -580,7 +580,12 @@ impl Table {
 
     /// A writer for new data files under `snapshot`'s schema.
     pub fn writer(&self, snapshot: &Snapshot) -> Result<DataWriter> {
-        let tier = self.ctx.tiers.write_tier().to_string();
+        self.writer_on(snapshot, self.ctx.tiers.write_tier())
+    }
+
+    /// A writer whose files go to tier `tier` (rewrites that keep data on its tier).
+    pub fn writer_on(&self, snapshot: &Snapshot, tier: &str) -> Result<DataWriter> {
+        let tier = tier.to_string();
         Ok(DataWriter::new(WriteTarget {
             store: self.ctx.tiers.get(&tier)?.clone(),
             tier,
@@ -805,12 +810,7 @@ impl Table {
             )
             .await;
         if let Err(Error::Conflict { .. } | Error::QuotaExceeded { .. }) = &result {
-            delete_files(
-                self.ctx.tiers.get(self.ctx.tiers.write_tier())?,
-                &self.ident.root(),
-                &added,
-            )
-            .await;
+            delete_staged(&self.ctx, &self.ident.root(), &added).await;
         }
         result
     }
@@ -859,12 +859,7 @@ impl Table {
         // Only a conflict or a refusal proves the commit did not land; after any other failure
         // the staged files stay (a later vacuum removes them if nothing references them).
         if let Err(Error::Conflict { .. } | Error::QuotaExceeded { .. }) = &result {
-            delete_files(
-                self.ctx.tiers.get(self.ctx.tiers.write_tier())?,
-                &self.ident.root(),
-                &files,
-            )
-            .await;
+            delete_staged(&self.ctx, &self.ident.root(), &files).await;
         }
         result
     }
@@ -978,6 +973,19 @@ impl Table {
             Ok(())
         })
         .await
+    }
+}
+
+/// Delete staged files that will not be committed, each from its own tier (best effort).
+pub(crate) async fn delete_staged(ctx: &StorageContext, table_root: &str, files: &[AddFile]) {
+    let mut by_tier: BTreeMap<&str, Vec<AddFile>> = BTreeMap::new();
+    for f in files {
+        by_tier.entry(f.tier.as_str()).or_default().push(f.clone());
+    }
+    for (tier, files) in by_tier {
+        if let Ok(store) = ctx.tiers.get(tier) {
+            delete_files(store, table_root, &files).await;
+        }
     }
 }
 

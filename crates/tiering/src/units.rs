@@ -49,6 +49,12 @@ pub fn parse_duration_ms(s: &str) -> Result<i64> {
     n.checked_mul(unit_ms).ok_or_else(|| bad("too long"))
 }
 
+/// Free bytes of the file system holding `dir` (for local tiers without a declared capacity).
+pub fn disk_free(dir: &std::path::Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// `1.5 GiB`-style rendering.
 pub fn fmt_bytes(b: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

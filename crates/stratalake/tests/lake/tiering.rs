@@ -399,3 +399,53 @@ async fn bad_tiering_settings_are_named() {
     });
     assert!(e.contains("partition_column"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_and_the_mover_lose_nothing_of_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let cold = format!("memory://concurrent-{}", std::process::id());
+    let lake = tiered_lake(dir.path(), vec![tier("cold", &cold)], |c| {
+        c.rules.push(RuleConfig {
+            to: "cold".into(),
+            since_write: Some("0s".into()),
+            ..Default::default()
+        });
+    })
+    .await;
+    let t = lake.create_table("ev", events_schema()).await.unwrap();
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    for (k, r) in ["r0", "r1", "r2", "r3", "r4", "r5"].iter().enumerate() {
+        let k = k as i64 * 100;
+        t.append(&[events(&schema, k..k + 100, r)], "w").await.unwrap();
+    }
+    let (t2, s2) = (t.clone(), schema.clone());
+    let writer = tokio::spawn(async move {
+        for i in 0..20i64 {
+            let first = 10_000 + i * 50;
+            t2.append(&[events(&s2, first..first + 50, &format!("w{}", i % 3))], "w")
+                .await
+                .unwrap();
+        }
+    });
+    let l2 = lake.clone();
+    let deleter = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        l2.sql("DELETE FROM ev WHERE region = 'r0'").await.unwrap();
+    });
+    let mut moved = 0;
+    for _ in 0..6 {
+        let plan = lake.tier_plan().await.unwrap();
+        moved += lake.tier_run(&plan, lake.move_options()).await.unwrap().files_moved;
+    }
+    writer.await.unwrap();
+    deleter.await.unwrap();
+    let plan = lake.tier_plan().await.unwrap();
+    moved += lake.tier_run(&plan, lake.move_options()).await.unwrap().files_moved;
+    assert!(moved >= 5, "{moved}");
+    assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 500 + 1000);
+    assert_eq!(count(&lake, "SELECT count(DISTINCT id) FROM ev").await, 1500);
+    assert_eq!(count(&lake, "SELECT count(*) FROM ev WHERE region = 'r0'").await, 0);
+    let tiers = lake.tier_list().await.unwrap();
+    assert_eq!(tiers[0].files, 0, "{tiers:?}");
+    verify_clean(&lake).await;
+}
