@@ -19,11 +19,7 @@ use stratalake::{Lake, LakeConfig};
 fn main() {
     let mb: usize = env_or("STRATALAKE_BENCH_BACKUP_MB", 2048);
     let runs: usize = env_or("STRATALAKE_BENCH_RUNS", 3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir_in(std::env::var("STRATALAKE_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let (rt, dir) = common::runtime_and_dir();
     let lake_dir = dir.path().join("lake");
     let cfg = LakeConfig::single_tier(lake_dir.to_str().unwrap());
     let lake = Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap();

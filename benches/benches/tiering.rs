@@ -17,11 +17,7 @@ use stratalake::{Lake, LakeConfig};
 fn main() {
     let mb: usize = env_or("STRATALAKE_BENCH_TIER_MB", 2048);
     let runs: usize = env_or("STRATALAKE_BENCH_RUNS", 3);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir_in(std::env::var("STRATALAKE_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    let (rt, dir) = common::runtime_and_dir();
     let mut cfg = LakeConfig::single_tier("hot");
     let mut cold = cfg.tiers[0].clone();
     (cold.name, cold.url) = ("cold".into(), "cold".into());

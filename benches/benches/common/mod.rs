@@ -115,3 +115,13 @@ pub fn plain_copy(files: &[PathBuf], to: &Path) -> Duration {
     std::fs::File::open(to).unwrap().sync_all().unwrap();
     started.elapsed()
 }
+
+/// A multi-threaded runtime, and a fresh folder under `STRATALAKE_BENCH_DIR` (default `.`).
+pub fn runtime_and_dir() -> (tokio::runtime::Runtime, tempfile::TempDir) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir_in(std::env::var("STRATALAKE_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+    (rt, dir)
+}

@@ -4,6 +4,7 @@ mod backup;
 mod demo;
 mod keys;
 mod output;
+mod quality;
 mod tier;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +105,9 @@ enum Command {
     Tier(tier::TierCmd),
     /// Capacity per tier, namespace, table, partition and classification; growth and forecast.
     Capacity(tier::CapacityArgs),
+    /// Data quality: report, compare, constraints.
+    #[command(subcommand)]
+    Quality(quality::QualityCmd),
     /// Generate a realistic public-sector dataset, ingest it encrypted, and query it.
     Demo {
         /// Rows of building permits to generate.
@@ -276,6 +280,20 @@ enum TableCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Compact small files per partition into files of the target size (optionally sorted), in
+    /// one commit; the old files stay until vacuum.
+    Optimize {
+        name: String,
+        /// Target file size (default: [lake] target_file_size_mib), e.g. 128MiB.
+        #[arg(long)]
+        target_size: Option<String>,
+        /// Sort each compacted file by these columns: `col[ DESC], ...`.
+        #[arg(long)]
+        sort_by: Option<String>,
+        /// Show what would be compacted, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show the table's commits, newest first.
     History {
         name: String,
@@ -309,6 +327,16 @@ struct IngestArgs {
     /// With --create: partition fields, e.g. "region".
     #[arg(long)]
     partition_by: Option<String>,
+    /// Rows that break the table's constraints: reject the whole ingest, or commit the good
+    /// rows and append the bad ones (with the rule) to `<table>_quarantine`.
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Reject)]
+    on_error: OnErrorArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OnErrorArg {
+    Reject,
+    Quarantine,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -626,6 +654,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(cmd) => return keys::run(&cli, cmd).await,
         Command::Tier(cmd) => return tier::run(&cli, cmd).await,
         Command::Capacity(a) => return tier::capacity(&cli, a).await,
+        Command::Quality(cmd) => return quality::run(&cli, cmd).await,
         Command::Demo { rows } => {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");
@@ -909,6 +938,59 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                 r.oldest_readable_version
             );
         }
+        TableCmd::Optimize {
+            name,
+            target_size,
+            sort_by,
+            dry_run,
+        } => {
+            let mut opts = lake.optimize_options();
+            opts.dry_run = *dry_run;
+            if let Some(t) = target_size {
+                opts.target_size = stratalake::tiering::units::parse_size(t)
+                    .context("--target-size")?
+                    .max(1);
+            }
+            for part in sort_by.iter().flat_map(|s| s.split(',')) {
+                let mut words = part.split_whitespace();
+                let col = words.next().context("--sort-by: an empty column")?;
+                let desc = match words.next().map(|w| w.to_ascii_lowercase()) {
+                    None => false,
+                    Some(w) if w == "asc" => false,
+                    Some(w) if w == "desc" => true,
+                    Some(w) => bail!("--sort-by {part:?}: expected ASC or DESC after the column, not {w:?}"),
+                };
+                opts.sort_by.push((col.to_string(), desc));
+            }
+            let bar = output::Progress::new("compacting files", false);
+            let b2 = bar.clone();
+            let r = lake
+                .optimize(name, &opts, &move |done, total| b2.update(done, total, ""))
+                .await;
+            bar.finish();
+            let r = r?;
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
+            if r.dry_run {
+                println!(
+                    "would compact {} file(s) ({} bytes) in {} partition(s), {} rows",
+                    r.files_removed, r.bytes_removed, r.partitions, r.rows
+                );
+            } else {
+                println!(
+                    "compacted {} file(s) ({} bytes) into {} file(s) ({} bytes) in {} partition(s), {} rows{}",
+                    r.files_removed,
+                    r.bytes_removed,
+                    r.files_added,
+                    r.bytes_added,
+                    r.partitions,
+                    r.rows,
+                    r.version.map(|v| format!("; version {v}")).unwrap_or_default()
+                );
+            }
+        }
         TableCmd::History { name, limit } => {
             let t = lake.table(name).await?;
             let h = t.history(*limit).await?;
@@ -1019,8 +1101,12 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
     let bar = output::Progress::new("ingesting", true);
     let b2 = bar.clone();
     let started = std::time::Instant::now();
+    let on_error = match a.on_error {
+        OnErrorArg::Reject => stratalake::table::quality::OnError::Reject,
+        OnErrorArg::Quarantine => stratalake::table::quality::OnError::Quarantine,
+    };
     let r = lake
-        .ingest(&id.to_string(), &paths, format, mode, &move |p| {
+        .ingest_with(&id.to_string(), &paths, format, mode, on_error, &move |p| {
             b2.update(p.bytes, p.total_bytes, &format!("{} rows", p.rows))
         })
         .await;
@@ -1049,6 +1135,18 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
             r.bytes,
             r.rows as f64 / secs.max(1e-9)
         );
+        if let Some(q) = &r.quality {
+            if q.duplicates_removed > 0 || q.replaced > 0 {
+                println!(
+                    "  {} duplicate row(s) dropped, {} row(s) already in the table replaced",
+                    q.duplicates_removed, q.replaced
+                );
+            }
+            if let Some(qt) = &r.quarantine_table {
+                let rules: Vec<String> = q.rejected.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                println!("  {} row(s) quarantined in {qt} ({})", q.quarantined, rules.join(", "));
+            }
+        }
     }
     Ok(())
 }

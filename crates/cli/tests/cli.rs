@@ -1779,3 +1779,223 @@ since_write = "0s"
     let left = walk(&p.join("data/default/t/data"));
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn optimize_compacts_small_files() {
+    let l = new_lake();
+    let p = &l.path;
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE t (id BIGINT, region VARCHAR) PARTITIONED BY (region)",
+        ],
+    );
+    for i in 0..8 {
+        ok(
+            p,
+            &[
+                "sql",
+                "-c",
+                &format!("INSERT INTO t VALUES ({i}, 'a'), ({}, 'b')", i + 100),
+            ],
+        );
+    }
+    let query = ["--format", "csv", "sql", "-c", "SELECT * FROM t ORDER BY id"];
+    let before = ok(p, &query);
+    let out = ok(p, &["table", "optimize", "t", "--dry-run"]);
+    assert!(
+        out.starts_with("would compact 16 file(s)") && out.contains("2 partition(s), 16 rows"),
+        "{out}"
+    );
+    let e = fails(p, &["table", "optimize", "t", "--sort-by", "id sideways"]);
+    assert!(e.contains("ASC or DESC"), "{e}");
+    let out = ok(
+        p,
+        &[
+            "table",
+            "optimize",
+            "t",
+            "--sort-by",
+            "id DESC",
+            "--target-size",
+            "64MiB",
+        ],
+    );
+    assert!(
+        out.starts_with("compacted 16 file(s)") && out.contains("into 2 file(s)"),
+        "{out}"
+    );
+    assert_eq!(ok(p, &query), before);
+    let h = ok(p, &["table", "history", "t", "--limit", "1"]);
+    assert!(h.contains("| OPTIMIZE "), "{h}");
+    let out = ok(p, &["table", "optimize", "t"]);
+    assert!(out.starts_with("compacted 0 file(s)"), "{out}");
+    let v = ok(p, &["verify"]);
+    assert!(v.contains("no problems found"), "{v}");
+}
+
+#[test]
+fn constraints_quarantine_quality_report_and_compare() {
+    let l = new_lake();
+    let p = &l.path;
+    let dir = p.parent().unwrap();
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE people (id BIGINT NOT NULL, age INT, email VARCHAR CLASSIFICATION confidential, seen TIMESTAMP); \
+             ALTER TABLE people ADD CONSTRAINT sane_age RANGE age BETWEEN 0 AND 150; \
+             ALTER TABLE people ADD CONSTRAINT email_shape PATTERN email MATCHES '^[^@ ]+@[^@ ]+$'; \
+             ALTER TABLE people ADD CONSTRAINT one_id UNIQUE (id) ON DUPLICATE KEEP LAST; \
+             ALTER TABLE people ADD CONSTRAINT recent FRESHNESS seen WITHIN '3650d'",
+        ],
+    );
+    let out = ok(p, &["quality", "constraints", "people"]);
+    assert!(
+        out.contains("UNIQUE (id) ON DUPLICATE KEEP LAST") && out.contains("recent"),
+        "{out}"
+    );
+    let now = chrono_like_now();
+    let csv = write(
+        dir,
+        "people.csv",
+        format!(
+            "id,age,email,seen\n1,34,ada@example.org,{now}\n2,-5,bo@example.org,{now}\n3,51,not an email,{now}\n4,40,,{now}\n1,35,ada@new.example.org,{now}\n5,20,old@example.org,1990-01-01T00:00:00\n"
+        )
+        .as_bytes(),
+    );
+    // by default the first bad row rejects the whole file, naming line and rule
+    let e = fails(p, &["ingest", "people", csv.to_str().unwrap()]);
+    assert!(
+        e.contains("line 3") && e.contains("\"sane_age\"") && e.contains("nothing was committed"),
+        "{e}"
+    );
+    assert_eq!(csv_count(p, "people"), 0);
+    let out = ok(
+        p,
+        &["ingest", "people", "--on-error", "quarantine", csv.to_str().unwrap()],
+    );
+    assert!(out.contains("committed version") && out.contains("2 rows"), "{out}");
+    assert!(
+        out.contains("3 row(s) quarantined in default.people_quarantine"),
+        "{out}"
+    );
+    assert!(out.contains("1 duplicate row(s) dropped"), "{out}");
+    let rows = ok(
+        p,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT id, age, email FROM people ORDER BY id",
+        ],
+    );
+    assert_eq!(rows, "id,age,email\n1,35,ada@new.example.org\n4,40,\n");
+    let q = ok(
+        p,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT id, quality_rule FROM people_quarantine ORDER BY id",
+        ],
+    );
+    assert_eq!(q, "id,quality_rule\n2,sane_age\n3,email_shape\n5,recent\n");
+    // keep last over rows already there: an upsert
+    let csv2 = write(
+        dir,
+        "people2.csv",
+        format!("id,age,email,seen\n4,41,di@example.org,{now}\n").as_bytes(),
+    );
+    let out = ok(p, &["ingest", "people", csv2.to_str().unwrap()]);
+    assert!(out.contains("1 row(s) already in the table replaced"), "{out}");
+    assert_eq!(csv_count(p, "people"), 2);
+
+    // the report: figures now and per checked commit
+    let html = dir.join("quality.html");
+    let r: Vec<serde_json::Value> = serde_json::from_str(&ok(
+        p,
+        &[
+            "--format",
+            "json",
+            "quality",
+            "report",
+            "people",
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(r[0]["rows"], 2);
+    assert_eq!(r[0]["completeness"]["email"], 1.0);
+    assert_eq!(r[0]["uniqueness"]["one_id"], 1.0);
+    let h = r[0]["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(
+        (h[0]["rows_in"].as_u64(), h[0]["rows_written"].as_u64()),
+        (Some(6), Some(2))
+    );
+    assert_eq!(h[0]["rejected"]["recent"], 1);
+    assert_eq!(h[1]["replaced"], 1);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("validity %"), "{page}");
+    let out = ok(p, &["quality", "report"]);
+    assert!(
+        out.contains("default.people_quarantine") && out.contains("default.people "),
+        "{out}"
+    );
+
+    // compare against a copy with differences: exit code 3
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE copy (id BIGINT, age INT, email VARCHAR); \
+             INSERT INTO copy VALUES (1, 36, 'ada@new.example.org'), (9, 1, 'x@y')",
+        ],
+    );
+    let o = run(p, &["quality", "compare", "people", "copy", "--key", "id"]);
+    assert_eq!(o.status.code(), Some(3));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("1 missing in default.copy, 1 missing in default.people, 1 matched rows differ"),
+        "{out}"
+    );
+    assert!(out.contains("| age ") && out.contains("missing_in_right: 4"), "{out}");
+    let same = ok(p, &["quality", "compare", "people", "people", "--key", "id"]);
+    assert!(same.contains("0 matched rows differ"), "{same}");
+    let e = fails(p, &["quality", "compare", "people", "copy", "--key", "nope"]);
+    assert!(e.contains("no column \"nope\""), "{e}");
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SS` (UTC), from the system clock.
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // civil from days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

@@ -7,6 +7,7 @@
 //! CREATE NAMESPACE|SCHEMA [IF NOT EXISTS] name
 //! DROP TABLE [IF EXISTS] [ns.]name
 //! DROP NAMESPACE|SCHEMA [IF EXISTS] name
+//! ALTER TABLE [ns.]name ADD CONSTRAINT ... | DROP CONSTRAINT name   (see crate::quality)
 //! ```
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -139,6 +140,8 @@ pub enum Ddl {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// `ALTER TABLE ... ADD|DROP CONSTRAINT` (see [`crate::quality`]).
+    Constraint(crate::quality::AlterConstraint),
 }
 
 fn word_is(t: &Token, w: &str) -> bool {
@@ -156,6 +159,9 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
     let ns_word = |i: usize| is(i, "namespace") || is(i, "schema");
     if is(0, "grant") || is(0, "revoke") {
         return parse_grant(tokens).map(Some);
+    }
+    if is(0, "alter") && is(1, "table") {
+        return Ok(crate::quality::parse_alter(tokens)?.map(Ddl::Constraint));
     }
     if (is(0, "create") && (is(1, "principal") || is(1, "user") || is(1, "role") || is(1, "row") || is(1, "mask")))
         || (is(0, "drop") && (is(1, "principal") || is(1, "user") || is(1, "role")))

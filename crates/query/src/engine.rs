@@ -17,6 +17,7 @@ use stratalake_table::{Access, ColumnDef, TableIdent, TableSchema};
 
 use crate::catalog::{AsOf, Ctx, LakeCatalogProvider};
 use crate::ddl::{self, Ddl};
+use crate::quality::AlterConstraint;
 use crate::{Error, Result};
 
 type Touched = Arc<std::sync::Mutex<Vec<String>>>;
@@ -330,7 +331,9 @@ impl QueryEngine {
                 touched.lock().expect("touched lock").push(ident.to_string());
                 subject.require(Privilege::Admin, Some(&ident.namespace), None)?
             }
-            Ddl::DropTable { name, .. } => {
+            Ddl::DropTable { name, .. }
+            | Ddl::Constraint(AlterConstraint::Add { table: name, .. })
+            | Ddl::Constraint(AlterConstraint::Drop { table: name, .. }) => {
                 let ident = self.resolve(name)?;
                 touched.lock().expect("touched lock").push(ident.to_string());
                 subject.require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?
@@ -507,6 +510,19 @@ impl QueryEngine {
                 }
                 r => r.map(|_| format!("namespace {name} dropped")).map_err(Into::into),
             },
+            Ddl::Constraint(AlterConstraint::Add { table, constraint }) => {
+                let ident = self.resolve(&table)?;
+                let t = self.catalog.table(&ident).await?;
+                let what = format!("{} {}", constraint.name(), constraint.describe());
+                let v = crate::quality::add_constraint(&t, constraint, p).await?;
+                Ok(format!("constraint {what} added to {ident} (version {v})"))
+            }
+            Ddl::Constraint(AlterConstraint::Drop { table, name }) => {
+                let ident = self.resolve(&table)?;
+                let t = self.catalog.table(&ident).await?;
+                let v = crate::quality::drop_constraint(&t, &name, p).await?;
+                Ok(format!("constraint {name} dropped from {ident} (version {v})"))
+            }
             Ddl::DropTable { name, if_exists } => {
                 let ident = self.resolve(&name)?;
                 match self.catalog.drop_table(&ident, p).await {

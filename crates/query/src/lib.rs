@@ -21,6 +21,7 @@ mod engine;
 mod error;
 mod policy;
 pub mod provider;
+pub mod quality;
 
 pub use catalog::AsOf;
 pub use engine::{CATALOG_NAME, Output, QueryEngine, split_statements};

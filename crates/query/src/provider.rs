@@ -776,16 +776,34 @@ impl DataSink for LakeSink {
     }
 
     async fn write_all(&self, mut data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> DFResult<u64> {
+        // Constraints: every row is checked; a violation rejects the INSERT whole.
+        let against_existing = self.mode != WriteMode::Overwrite;
+        let mut validator = crate::quality::validator(
+            &self.table,
+            &self.snapshot,
+            stratalake_table::quality::OnError::Reject,
+            against_existing,
+        )
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut w = self.table.writer(&self.snapshot).map_err(external)?;
         let target = w.schema().clone();
         let schema = &self.snapshot.metadata.schema;
+        let mut offered = 0u64;
         let mut rows = 0u64;
         while let Some(b) = data.next().await {
             let r = async {
                 let b = b?;
-                let base = rows;
+                let base = offered;
                 let b = conform_batch(&b, schema, &target, "INSERT", &|r| format!("row {}", base + r + 1))
                     .map_err(external)?;
+                offered += b.num_rows() as u64;
+                let b = match validator.as_mut() {
+                    Some(v) => v
+                        .check(b, "INSERT", &|r| format!("row {}", base + r as u64 + 1))
+                        .map_err(external)?,
+                    None => b,
+                };
                 rows += b.num_rows() as u64;
                 w.write(b).await.map_err(external)
             }
@@ -795,13 +813,19 @@ impl DataSink for LakeSink {
                 return Err(e);
             }
         }
-        let files = w.finish().await.map_err(external)?;
         let mut params = BTreeMap::new();
         params.insert("source".into(), "SQL INSERT".into());
-        self.table
-            .commit_files(&self.snapshot, files, &self.principal, self.mode, params)
-            .await
-            .map_err(external)?;
-        Ok(rows)
+        let out = stratalake_table::quality::finish_write(
+            &self.table,
+            &self.snapshot,
+            w,
+            validator,
+            &self.principal,
+            self.mode,
+            params,
+        )
+        .await
+        .map_err(external)?;
+        Ok(out.metrics.map_or(rows, |m| m.rows_written))
     }
 }

@@ -47,10 +47,12 @@ mod access;
 mod backups;
 mod keys;
 mod maintenance;
+mod quality;
 mod tiers;
 pub use access::parse_securable;
 pub use backups::KeySource;
 pub use keys::{KeyStatus, RotateReport};
+pub use quality::{CompareReport, QualityPoint, TableQuality, quality_html};
 pub use tiers::{PendingMoves, TierInfo, TierStatus};
 mod config;
 mod error;
@@ -63,6 +65,7 @@ pub use error::{Error, Result};
 pub use stratalake_crypto as crypto;
 pub use stratalake_query::{AsOf, Output, QueryEngine};
 pub use stratalake_table::ingest::{Format, IngestReport, Progress};
+use stratalake_table::quality::OnError;
 pub use stratalake_table::verify::{Problem, VerifyReport};
 pub use stratalake_table::{
     Classifications, ColumnDef, PartitionField, Snapshot, Table, TableIdent, TableSchema, Transform, WriteMode,
@@ -600,21 +603,77 @@ impl Lake {
         mode: WriteMode,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<IngestReport> {
+        self.ingest_with(table, files, format, mode, OnError::Reject, progress)
+            .await
+    }
+
+    /// [`Lake::ingest`] choosing what rows that break the table's constraints do: with
+    /// [`OnError::Reject`] the first one rejects the whole ingest (naming file, line and rule);
+    /// with [`OnError::Quarantine`] the good rows are committed and the bad ones appended, with
+    /// the rule they broke (`quality_rule`) and the version they belong to
+    /// (`quality_version`), to the table `<table>_quarantine` (created on first use, same
+    /// classifications).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// use stratalake::table::quality::OnError;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let csv = dir.path().join("people.csv");
+    /// std::fs::write(&csv, "id,age\n1,34\n2,-5\n3,51\n").unwrap();
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE people (id INT NOT NULL, age INT); \
+    ///           ALTER TABLE people ADD CONSTRAINT sane_age RANGE age BETWEEN 0 AND 150").await?;
+    /// let r = lake.ingest_with("people", &[csv.as_path()], None, stratalake::WriteMode::Append,
+    ///                          OnError::Quarantine, &|_| {}).await?;
+    /// assert_eq!((r.rows, r.quarantine_table.as_deref()), (2, Some("default.people_quarantine")));
+    /// # Ok(()) }
+    /// ```
+    pub async fn ingest_with(
+        &self,
+        table: &str,
+        files: &[&Path],
+        format: Option<Format>,
+        mode: WriteMode,
+        on_error: OnError,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<IngestReport> {
         let statement = format!(
-            "INGEST {} INTO {table} ({})",
+            "INGEST {} INTO {table} ({}{})",
             files
                 .iter()
                 .map(|f| f.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            mode.operation()
+            mode.operation(),
+            if on_error == OnError::Quarantine {
+                ", ON ERROR QUARANTINE"
+            } else {
+                ""
+            }
         );
         let r: Result<IngestReport> = async {
             let t = self.table(table).await?;
             self.subject()
                 .await?
                 .require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
-            Ok(stratalake_table::ingest::ingest_files(&t, files, format, mode, &self.principal, progress).await?)
+            let snap = t.snapshot().await?;
+            let validator =
+                stratalake_query::quality::validator(&t, &snap, on_error, mode != WriteMode::Overwrite).await?;
+            let mut report = stratalake_table::ingest::ingest_files(
+                &t,
+                &snap,
+                files,
+                format,
+                mode,
+                &self.principal,
+                progress,
+                validator,
+            )
+            .await?;
+            if !report.quarantine.is_empty() {
+                report.quarantine_table = Some(self.quarantine(&t, &snap, &report).await?);
+            }
+            Ok(report)
         }
         .await;
         let tables = TableIdent::parse(table, DEFAULT_NAMESPACE)
@@ -623,6 +682,77 @@ impl Lake {
         let rows = r.as_ref().ok().map(|r| r.rows);
         self.record("ingest", statement, tables, rows, &r).await?;
         r
+    }
+
+    /// Append an ingest's bad rows to `<table>_quarantine`, creating it like the table (every
+    /// column nullable, same classifications) plus `quality_rule` and `quality_version`.
+    async fn quarantine(&self, t: &Table, snap: &Snapshot, report: &IngestReport) -> Result<String> {
+        use arrow::array::{ArrayRef, Int64Array};
+        let ident = TableIdent::new(&t.ident().namespace, format!("{}_quarantine", t.ident().name));
+        let lowest = self.config.classifications.levels[0].clone();
+        let qt = match self.catalog.table(&ident).await {
+            Ok(q) => q,
+            Err(stratalake_table::Error::TableNotFound(_)) => {
+                let mut columns: Vec<ColumnDef> = snap
+                    .metadata
+                    .schema
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        c.nullable = true;
+                        c
+                    })
+                    .collect();
+                columns.push(ColumnDef::new(
+                    "quality_rule",
+                    arrow::datatypes::DataType::Utf8,
+                    &lowest,
+                ));
+                columns.push(ColumnDef::new(
+                    "quality_version",
+                    arrow::datatypes::DataType::Int64,
+                    &lowest,
+                ));
+                let schema = TableSchema {
+                    columns,
+                    partition_by: Vec::new(),
+                };
+                match self
+                    .catalog
+                    .create_table(&ident, schema, Default::default(), &self.principal)
+                    .await
+                {
+                    Ok(q) => q,
+                    Err(stratalake_table::Error::TableExists(_)) => self.catalog.table(&ident).await?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let qsnap = qt.snapshot().await?;
+        let arrow = qsnap.metadata.schema.arrow_schema();
+        let batches = report
+            .quarantine
+            .iter()
+            .map(|b| {
+                let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+                cols.push(Arc::new(Int64Array::from(vec![report.version as i64; b.num_rows()])));
+                Ok(RecordBatch::try_new(arrow.clone(), cols)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        qt.append(&batches, &self.principal).await.map_err(|e| {
+            Error::Config {
+                path: ident.to_string(),
+                reason: format!(
+                    "the good rows were committed as version {} of {}, but the {} quarantined row(s) could not be written: {e}",
+                    report.version,
+                    t.ident(),
+                    report.quarantine.iter().map(|b| b.num_rows()).sum::<usize>()
+                ),
+            }
+        })?;
+        Ok(ident.to_string())
     }
 
     /// Verify every table (or the named ones): the whole log, and every live file's checksum,

@@ -107,6 +107,9 @@ pub struct Metadata {
     /// Free-form properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Data quality constraints every write is checked against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<crate::quality::Constraint>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: i64,
 }
@@ -125,6 +128,9 @@ pub struct CommitInfo {
     /// Operation parameters shown in history (never secrets).
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// Quality figures of the rows this commit wrote (writes checked against constraints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::QualityMetrics>,
 }
 
 /// One action of a commit.

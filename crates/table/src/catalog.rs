@@ -371,6 +371,7 @@ impl Catalog {
             name: ident.name.clone(),
             schema,
             properties,
+            constraints: Vec::new(),
             created_ms: now_ms(),
         };
         match Table::create_log(self.ctx.clone(), ident.clone(), metadata, principal).await {

@@ -17,8 +17,9 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
+use crate::quality::Validator;
 use crate::schema::TableSchema;
-use crate::table::{Table, WriteMode};
+use crate::table::{Snapshot, Table, WriteMode};
 use crate::write::{DataWriter, col_list, conform_batch};
 use crate::{Error, Result};
 
@@ -94,6 +95,15 @@ pub struct IngestReport {
     pub bytes: u64,
     /// Input bytes read.
     pub input_bytes: u64,
+    /// Quality figures, when the table has constraints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality::QualityMetrics>,
+    /// Rows that broke a constraint, with the rule (`quality_rule`), for the quarantine table.
+    #[serde(skip)]
+    pub quarantine: Vec<RecordBatch>,
+    /// The table the bad rows went to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_table: Option<String>,
 }
 
 struct Counting<R> {
@@ -153,16 +163,19 @@ pub fn infer_schema(path: &Path, format: Option<Format>, level: &str) -> Result<
     Ok(TableSchema::from_arrow(&schema, level))
 }
 
-/// Read the files and commit their rows in one commit with `mode`.
+/// Read the files and commit their rows in one commit with `mode`. With constraints on the
+/// table, pass a [`Validator`] made at `snap` (the version the write goes on).
+#[allow(clippy::too_many_arguments)]
 pub async fn ingest_files(
     table: &Table,
+    snap: &Snapshot,
     paths: &[&Path],
     format: Option<Format>,
     mode: WriteMode,
     principal: &str,
     progress: &(dyn Fn(Progress) + Send + Sync),
+    mut validator: Option<Validator>,
 ) -> Result<IngestReport> {
-    let snap = table.snapshot().await?;
     let mut total = 0;
     for p in paths {
         total += std::fs::metadata(p).map_err(|e| io_err(p, e))?.len();
@@ -174,7 +187,7 @@ pub async fn ingest_files(
         }
     }
     let counter = Arc::new(AtomicU64::new(0));
-    let mut w = table.writer(&snap)?;
+    let mut w = table.writer(snap)?;
     let mut rows = 0u64;
     for p in paths {
         let fmt = match format {
@@ -190,6 +203,7 @@ pub async fn ingest_files(
             total,
             &mut rows,
             progress,
+            validator.as_mut(),
         )
         .await;
         if let Err(e) = r {
@@ -197,9 +211,6 @@ pub async fn ingest_files(
             return Err(e);
         }
     }
-    let files = w.finish().await?;
-    let nfiles = files.len();
-    let bytes = files.iter().map(|f| f.size).sum();
     let mut params = BTreeMap::new();
     params.insert(
         "source".into(),
@@ -209,13 +220,16 @@ pub async fn ingest_files(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let version = table.commit_files(&snap, files, principal, mode, params).await?;
+    let out = crate::quality::finish_write(table, snap, w, validator, principal, mode, params).await?;
     Ok(IngestReport {
-        version,
-        rows,
-        files: nfiles,
-        bytes,
+        version: out.version,
+        rows: out.metrics.as_ref().map_or(rows, |m| m.rows_written),
+        files: out.files.len(),
+        bytes: out.files.iter().map(|f| f.size).sum(),
         input_bytes: counter.load(Ordering::Relaxed),
+        quality: out.metrics,
+        quarantine: out.quarantine,
+        quarantine_table: None,
     })
 }
 
@@ -229,6 +243,7 @@ async fn ingest_one(
     total: u64,
     rows: &mut u64,
     progress: &(dyn Fn(Progress) + Send + Sync),
+    mut validator: Option<&mut Validator>,
 ) -> Result<()> {
     let name = path.display().to_string();
     let target = w.schema().clone();
@@ -262,6 +277,10 @@ async fn ingest_one(
                 // line 1 is the header
                 let b = conform_batch(&b, schema, &target, &name, &|r| format!("line {}", base + r + 2))?;
                 in_file += b.num_rows() as u64;
+                let b = match validator.as_deref_mut() {
+                    Some(v) => v.check(b, &name, &|r| format!("line {}", base + r as u64 + 2))?,
+                    None => b,
+                };
                 *rows += b.num_rows() as u64;
                 w.write(b).await?;
                 report(*rows);
@@ -279,6 +298,10 @@ async fn ingest_one(
                 let b = decode_json(&json_schema, &chunk, first_line, &name)?;
                 if let Some(b) = b {
                     let b = conform_batch(&b, schema, &target, &name, &|r| format!("line {}", first_line + r))?;
+                    let b = match validator.as_deref_mut() {
+                        Some(v) => v.check(b, &name, &|r| format!("line {}", first_line + r as u64))?,
+                        None => b,
+                    };
                     *rows += b.num_rows() as u64;
                     w.write(b).await?;
                     report(*rows);
@@ -304,6 +327,10 @@ async fn ingest_one(
                 let base = in_file;
                 let b = conform_batch(&b, schema, &target, &name, &|r| format!("row {}", base + r + 1))?;
                 in_file += b.num_rows() as u64;
+                let b = match validator.as_deref_mut() {
+                    Some(v) => v.check(b, &name, &|r| format!("row {}", base + r as u64 + 1))?,
+                    None => b,
+                };
                 *rows += b.num_rows() as u64;
                 w.write(b).await?;
                 report(*rows);

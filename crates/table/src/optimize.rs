@@ -213,7 +213,8 @@ async fn rewrite(
                 }
             } else if let Some(first) = batches.first() {
                 let all = concat_batches(&first.schema(), &batches)?;
-                w.write(sort_batch(&all, &opts.sort_by, &table.ident().to_string())?).await?;
+                w.write(sort_batch(&all, &opts.sort_by, &table.ident().to_string())?)
+                    .await?;
             }
             removed.extend(bin.iter().cloned());
             done += bin.len() as u64;

@@ -822,40 +822,63 @@ impl Table {
         files: Vec<AddFile>,
         principal: &str,
         mode: WriteMode,
+        parameters: BTreeMap<String, String>,
+    ) -> Result<u64> {
+        self.commit_write(snap, files, &[], principal, mode, parameters, None, false)
+            .await
+    }
+
+    /// Commit staged files with the given mode, also removing `removed` live files (rows they
+    /// held were rewritten into `files`), with the write's quality figures. `exclusive` makes
+    /// any concurrent commit a conflict (writes to tables with a UNIQUE constraint). Deletes the
+    /// staged files if the commit is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_write(
+        &self,
+        snap: &Snapshot,
+        files: Vec<AddFile>,
+        removed: &[AddFile],
+        principal: &str,
+        mode: WriteMode,
         mut parameters: BTreeMap<String, String>,
+        quality: Option<crate::quality::QualityMetrics>,
+        exclusive: bool,
     ) -> Result<u64> {
         let mut actions = Vec::new();
-        let mut scope = ReadScope::default();
+        let mut scope = ReadScope {
+            whole_table: exclusive,
+            ..Default::default()
+        };
         let now = now_ms();
+        let remove = |f: &AddFile| {
+            Action::Remove(RemoveFile {
+                path: f.path.clone(),
+                tier: f.tier.clone(),
+                removed_ms: now,
+            })
+        };
         match mode {
-            WriteMode::Append => {}
+            WriteMode::Append => actions.extend(removed.iter().map(remove)),
             WriteMode::Overwrite => {
                 scope.whole_table = true;
-                for f in snap.files.values() {
-                    actions.push(Action::Remove(RemoveFile {
-                        path: f.path.clone(),
-                        tier: f.tier.clone(),
-                        removed_ms: now,
-                    }));
-                }
+                actions.extend(snap.files.values().map(remove));
             }
             WriteMode::OverwritePartitions => {
                 scope.partitions = files.iter().map(|f| f.partition.clone()).collect();
-                for f in snap.files.values().filter(|f| scope.partitions.contains(&f.partition)) {
-                    actions.push(Action::Remove(RemoveFile {
-                        path: f.path.clone(),
-                        tier: f.tier.clone(),
-                        removed_ms: now,
-                    }));
-                }
+                actions.extend(
+                    snap.files
+                        .values()
+                        .filter(|f| scope.partitions.contains(&f.partition) || removed.iter().any(|r| r.path == f.path))
+                        .map(remove),
+                );
             }
         }
         let rows: u64 = files.iter().map(|f| f.rows).sum();
         parameters.insert("rows".into(), rows.to_string());
         actions.extend(files.iter().cloned().map(Action::Add));
-        let result = self
-            .commit(snap, actions, info(principal, mode.operation(), parameters), &scope)
-            .await;
+        let mut info = info(principal, mode.operation(), parameters);
+        info.quality = quality;
+        let result = self.commit(snap, actions, info, &scope).await;
         // Only a conflict or a refusal proves the commit did not land; after any other failure
         // the staged files stay (a later vacuum removes them if nothing references them).
         if let Err(Error::Conflict { .. } | Error::QuotaExceeded { .. }) = &result {
@@ -935,9 +958,22 @@ impl Table {
         principal: &str,
         change: impl FnOnce(&mut crate::schema::TableSchema) -> Result<()>,
     ) -> Result<u64> {
+        self.update_metadata(operation, parameters, principal, |m| change(&mut m.schema))
+            .await
+    }
+
+    /// Change the table's metadata (schema, constraints) in a metadata-only commit. A
+    /// concurrent commit makes it fail with a conflict.
+    pub async fn update_metadata(
+        &self,
+        operation: &str,
+        parameters: BTreeMap<String, String>,
+        principal: &str,
+        change: impl FnOnce(&mut crate::action::Metadata) -> Result<()>,
+    ) -> Result<u64> {
         let snap = self.snapshot().await?;
         let mut meta = snap.metadata.clone();
-        change(&mut meta.schema)?;
+        change(&mut meta)?;
         meta.schema
             .validate(&self.ident.to_string(), self.ctx.keyring.classifications())?;
         let scope = ReadScope {
@@ -1020,6 +1056,7 @@ pub fn info(principal: &str, operation: &str, parameters: BTreeMap<String, Strin
         operation: operation.to_string(),
         token: uuid::Uuid::new_v4().to_string(),
         parameters,
+        quality: None,
     }
 }
 

@@ -15,36 +15,39 @@ fn esc(s: &str) -> String {
 
 const COLORS: [&str; 6] = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"];
 
-fn chart(r: &CapacityReport) -> String {
+/// One line of a [`line_chart`].
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    /// Legend.
+    pub name: String,
+    /// Points: (x label, y).
+    pub points: Vec<(String, f64)>,
+    /// A dashed horizontal line in the series' colour (a capacity, a target).
+    pub level: Option<f64>,
+}
+
+/// An inline SVG line chart over the x labels `xs` (in order), y from 0 to the largest value.
+pub fn line_chart(xs: &[String], series: &[Series], y_fmt: &dyn Fn(f64) -> String, aria: &str) -> String {
     let (w, h, pad) = (900.0f64, 320.0f64, 60.0f64);
-    let days: Vec<&str> = r
-        .history
-        .values()
-        .flat_map(|s| s.iter().map(|p| p.day.as_str()))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let max = r
-        .history
-        .values()
-        .flat_map(|s| s.iter().map(|p| p.bytes))
-        .chain(r.tiers.iter().filter_map(|t| t.capacity))
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+    let max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1).chain(s.level))
+        .fold(0.0f64, f64::max);
+    let max = if max > 0.0 { max } else { 1.0 };
     let x = |i: usize| {
         pad + (w - 2.0 * pad)
-            * if days.len() > 1 {
-                i as f64 / (days.len() - 1) as f64
+            * if xs.len() > 1 {
+                i as f64 / (xs.len() - 1) as f64
             } else {
                 0.5
             }
     };
-    let y = |b: f64| h - pad - (h - 2.0 * pad) * b / max;
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * v / max;
     let mut s = String::new();
     let _ = write!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="usage per tier over time">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{}">"#,
+        esc(aria)
     );
     let _ = write!(
         s,
@@ -53,16 +56,16 @@ fn chart(r: &CapacityReport) -> String {
         w - pad
     );
     for k in 0..=4 {
-        let b = max * k as f64 / 4.0;
+        let v = max * k as f64 / 4.0;
         let _ = write!(
             s,
             r##"<text x="{}" y="{}" font-size="11" text-anchor="end" fill="#444">{}</text>"##,
             pad - 6.0,
-            y(b) + 4.0,
-            esc(&fmt_bytes(b as u64))
+            y(v) + 4.0,
+            esc(&y_fmt(v))
         );
     }
-    if let (Some(first), Some(last)) = (days.first(), days.last()) {
+    if let (Some(first), Some(last)) = (xs.first(), xs.last()) {
         let _ = write!(
             s,
             r##"<text x="{pad}" y="{}" font-size="11" fill="#444">{}</text><text x="{}" y="{}" font-size="11" text-anchor="end" fill="#444">{}</text>"##,
@@ -73,14 +76,15 @@ fn chart(r: &CapacityReport) -> String {
             esc(last)
         );
     }
-    for (n, (tier, pts)) in r.history.iter().enumerate() {
+    for (n, sr) in series.iter().enumerate() {
         let color = COLORS[n % COLORS.len()];
-        let path: Vec<String> = pts
+        let path: Vec<String> = sr
+            .points
             .iter()
-            .filter_map(|p| {
-                days.iter()
-                    .position(|d| *d == p.day)
-                    .map(|i| format!("{:.1},{:.1}", x(i), y(p.bytes as f64)))
+            .filter_map(|(label, v)| {
+                xs.iter()
+                    .position(|d| d == label)
+                    .map(|i| format!("{:.1},{:.1}", x(i), y(*v)))
             })
             .collect();
         if !path.is_empty() {
@@ -90,11 +94,11 @@ fn chart(r: &CapacityReport) -> String {
                 path.join(" ")
             );
         }
-        if let Some(cap) = r.tiers.iter().find(|t| &t.tier == tier).and_then(|t| t.capacity) {
+        if let Some(level) = sr.level {
             let _ = write!(
                 s,
                 r#"<line x1="{pad}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="{color}" stroke-dasharray="6 4"/>"#,
-                y(cap as f64),
+                y(level),
                 w - pad
             );
         }
@@ -105,21 +109,57 @@ fn chart(r: &CapacityReport) -> String {
             12.0 + 18.0 * n as f64,
             w - pad - 132.0,
             22.0 + 18.0 * n as f64,
-            esc(tier)
+            esc(&sr.name)
         );
     }
     s.push_str("</svg>");
     s
 }
 
+fn chart(r: &CapacityReport) -> String {
+    let days: Vec<String> = r
+        .history
+        .values()
+        .flat_map(|s| s.iter().map(|p| p.day.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let series: Vec<Series> = r
+        .history
+        .iter()
+        .map(|(tier, pts)| Series {
+            name: tier.clone(),
+            points: pts.iter().map(|p| (p.day.clone(), p.bytes as f64)).collect(),
+            level: r
+                .tiers
+                .iter()
+                .find(|t| &t.tier == tier)
+                .and_then(|t| t.capacity)
+                .map(|c| c as f64),
+        })
+        .collect();
+    line_chart(&days, &series, &|v| fmt_bytes(v as u64), "usage per tier over time")
+}
+
+/// `<!doctype html>...<body>` with the report style and a title.
+pub fn page_start(title: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:2em}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f4f4}}\
+         td:first-child{{text-align:left}}</style></head><body>",
+        esc(title)
+    )
+}
+
+/// Escape text for HTML.
+pub fn escape(s: &str) -> String {
+    esc(s)
+}
+
 /// The report as an HTML page.
 pub fn render(r: &CapacityReport) -> String {
-    let mut s = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Stratalake capacity</title>\
-         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}\
-         td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}\
-         td:first-child{text-align:left}</style></head><body>",
-    );
+    let mut s = page_start("Stratalake capacity");
     let generated = chrono::DateTime::from_timestamp_millis(r.generated_ms)
         .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();

@@ -4,6 +4,7 @@ mod backup;
 mod conformance;
 mod faults;
 mod keys;
+mod maintenance;
 mod slt;
 mod tiering;
 
