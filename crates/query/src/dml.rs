@@ -124,6 +124,39 @@ impl DataSink for RewriteSink {
         let ctx = self.table.context();
         let root = self.table.ident().root();
         let table_schema = &self.snapshot.metadata.schema;
+        // UPDATE checks the table's constraints on the rows it writes: every rule but freshness
+        // (an old row stays old) and UNIQUE, whose key columns it may not assign.
+        let mut validator = match &self.change {
+            Change::Update(assign) if !self.snapshot.metadata.constraints.is_empty() => {
+                use stratalake_table::quality::Constraint;
+                for c in &self.snapshot.metadata.constraints {
+                    if let Constraint::Unique { name, columns, .. } = c
+                        && let Some((i, _)) = assign
+                            .iter()
+                            .find(|(i, _)| columns.contains(self.schema.field(*i).name()))
+                    {
+                        return Err(datafusion::error::DataFusionError::Plan(format!(
+                            "UPDATE may not set {:?}: it is a key of the UNIQUE constraint {name:?} (delete and insert the row instead)",
+                            self.schema.field(*i).name()
+                        )));
+                    }
+                }
+                let mut probe = (*self.snapshot).clone();
+                probe
+                    .metadata
+                    .constraints
+                    .retain(|c| !matches!(c, Constraint::Unique { .. } | Constraint::Freshness { .. }));
+                crate::quality::validator(
+                    &self.table,
+                    &probe,
+                    stratalake_table::quality::OnError::Reject,
+                    false,
+                )
+                .await
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+            }
+            _ => None,
+        };
         let mut w = self.table.writer(&self.snapshot).map_err(external)?;
         let target = w.schema().clone();
         let mut removed = Vec::new();
@@ -154,7 +187,14 @@ impl DataSink for RewriteSink {
                         out.push(b);
                     } else {
                         hit += n;
-                        out.push(self.apply(b, &mask)?);
+                        let changed = self.apply(b, &mask)?;
+                        let changed = match validator.as_mut() {
+                            Some(v) => v
+                                .check(changed, self.operation, &|_| "an updated row".to_string())
+                                .map_err(external)?,
+                            None => changed,
+                        };
+                        out.push(changed);
                     }
                 }
                 if hit == 0 {
