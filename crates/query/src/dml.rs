@@ -146,14 +146,9 @@ impl DataSink for RewriteSink {
                     .metadata
                     .constraints
                     .retain(|c| !matches!(c, Constraint::Unique { .. } | Constraint::Freshness { .. }));
-                crate::quality::validator(
-                    &self.table,
-                    &probe,
-                    stratalake_table::quality::OnError::Reject,
-                    false,
-                )
-                .await
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                crate::quality::validator(&self.table, &probe, stratalake_table::quality::OnError::Reject, false)
+                    .await
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
             }
             _ => None,
         };

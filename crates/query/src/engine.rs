@@ -193,6 +193,12 @@ impl QueryEngine {
                 self.run_ddl(d, &touched).await?;
                 return Ok(SessionContext::new().read_empty()?);
             }
+            if merge::is_merge(&tokens) {
+                let n = self.merge(tokens, &touched).await?;
+                return Ok(SessionContext::new()
+                    .sql(&format!("SELECT CAST({n} AS BIGINT UNSIGNED) AS count"))
+                    .await?);
+            }
             self.plan(tokens, &touched).await
         }
         .await;
@@ -207,6 +213,20 @@ impl QueryEngine {
         let r = async {
             if let Some(d) = ddl::parse(&tokens)? {
                 return Ok(Output::Done(self.run_ddl(d, &touched).await?));
+            }
+            if merge::is_merge(&tokens) {
+                let n = self.merge(tokens, &touched).await?;
+                let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+                    "count",
+                    arrow::datatypes::DataType::UInt64,
+                    false,
+                )]));
+                let batch =
+                    RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow::array::UInt64Array::from(vec![n]))])?;
+                return Ok(Output::Rows {
+                    schema,
+                    batches: vec![batch],
+                });
             }
             let df = self.plan(tokens, &touched).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -787,3 +807,6 @@ impl AsOf {
         ))
     }
 }
+
+#[path = "merge.rs"]
+mod merge;

@@ -50,3 +50,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) fn external(e: stratalake_table::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::Table(e.into())
+    }
+}

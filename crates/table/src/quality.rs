@@ -772,6 +772,7 @@ pub async fn finish_write(
             params,
             metrics.clone(),
             exclusive,
+            None,
         )
         .await?;
     Ok(WriteOutcome {

@@ -824,14 +824,14 @@ impl Table {
         mode: WriteMode,
         parameters: BTreeMap<String, String>,
     ) -> Result<u64> {
-        self.commit_write(snap, files, &[], principal, mode, parameters, None, false)
+        self.commit_write(snap, files, &[], principal, mode, parameters, None, false, None)
             .await
     }
 
     /// Commit staged files with the given mode, also removing `removed` live files (rows they
     /// held were rewritten into `files`), with the write's quality figures. `exclusive` makes
     /// any concurrent commit a conflict (writes to tables with a UNIQUE constraint). Deletes the
-    /// staged files if the commit is refused.
+    /// staged files if the commit is refused. `operation` names it in history (default: the mode's).
     #[allow(clippy::too_many_arguments)]
     pub async fn commit_write(
         &self,
@@ -843,6 +843,7 @@ impl Table {
         mut parameters: BTreeMap<String, String>,
         quality: Option<crate::quality::QualityMetrics>,
         exclusive: bool,
+        operation: Option<&str>,
     ) -> Result<u64> {
         let mut actions = Vec::new();
         let mut scope = ReadScope {
@@ -876,7 +877,7 @@ impl Table {
         let rows: u64 = files.iter().map(|f| f.rows).sum();
         parameters.insert("rows".into(), rows.to_string());
         actions.extend(files.iter().cloned().map(Action::Add));
-        let mut info = info(principal, mode.operation(), parameters);
+        let mut info = info(principal, operation.unwrap_or(mode.operation()), parameters);
         info.quality = quality;
         let result = self.commit(snap, actions, info, &scope).await;
         // Only a conflict or a refusal proves the commit did not land; after any other failure
