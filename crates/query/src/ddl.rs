@@ -141,7 +141,7 @@ pub enum Ddl {
         if_exists: bool,
     },
     /// `ALTER TABLE ... ADD|DROP CONSTRAINT` (see [`crate::quality`]).
-    Constraint(crate::quality::AlterConstraint),
+    Constraint(crate::quality::AlterTable),
 }
 
 fn word_is(t: &Token, w: &str) -> bool {

@@ -17,7 +17,7 @@ use stratalake_table::{Access, ColumnDef, TableIdent, TableSchema};
 
 use crate::catalog::{AsOf, Ctx, LakeCatalogProvider};
 use crate::ddl::{self, Ddl};
-use crate::quality::AlterConstraint;
+use crate::quality::AlterTable;
 use crate::{Error, Result};
 
 type Touched = Arc<std::sync::Mutex<Vec<String>>>;
@@ -352,8 +352,12 @@ impl QueryEngine {
                 subject.require(Privilege::Admin, Some(&ident.namespace), None)?
             }
             Ddl::DropTable { name, .. }
-            | Ddl::Constraint(AlterConstraint::Add { table: name, .. })
-            | Ddl::Constraint(AlterConstraint::Drop { table: name, .. }) => {
+            | Ddl::Constraint(AlterTable::Add { table: name, .. })
+            | Ddl::Constraint(AlterTable::Drop { table: name, .. })
+            | Ddl::Constraint(AlterTable::AddColumn { table: name, .. })
+            | Ddl::Constraint(AlterTable::RenameColumn { table: name, .. })
+            | Ddl::Constraint(AlterTable::AlterType { table: name, .. })
+            | Ddl::Constraint(AlterTable::DropColumn { table: name, .. }) => {
                 let ident = self.resolve(name)?;
                 touched.lock().expect("touched lock").push(ident.to_string());
                 subject.require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?
@@ -530,14 +534,66 @@ impl QueryEngine {
                 }
                 r => r.map(|_| format!("namespace {name} dropped")).map_err(Into::into),
             },
-            Ddl::Constraint(AlterConstraint::Add { table, constraint }) => {
+            Ddl::Constraint(AlterTable::Add { table, constraint }) => {
                 let ident = self.resolve(&table)?;
                 let t = self.catalog.table(&ident).await?;
                 let what = format!("{} {}", constraint.name(), constraint.describe());
                 let v = crate::quality::add_constraint(&t, constraint, p).await?;
                 Ok(format!("constraint {what} added to {ident} (version {v})"))
             }
-            Ddl::Constraint(AlterConstraint::Drop { table, name }) => {
+            Ddl::Constraint(AlterTable::AddColumn { table, column, default }) => {
+                use stratalake_table::evolve::SchemaChange;
+                let ident = self.resolve(&table)?;
+                let t = self.catalog.table(&ident).await?;
+                let ty = self
+                    .resolve_types(std::slice::from_ref(&column.sql_type))
+                    .await?
+                    .remove(0);
+                let level = match column.classification {
+                    Some(l) => l,
+                    None => t.context().keyring.classifications().default.clone(),
+                };
+                let mut c = ColumnDef::new(&column.name, ty, level);
+                c.nullable = !column.not_null;
+                c.default = default;
+                let v = stratalake_table::evolve::evolve(&t, SchemaChange::AddColumn(c), p).await?;
+                Ok(format!("column {} added to {ident} (version {v})", column.name))
+            }
+            Ddl::Constraint(AlterTable::RenameColumn { table, from, to }) => {
+                let ident = self.resolve(&table)?;
+                self.refuse_if_policies_use(&ident, &from).await?;
+                let t = self.catalog.table(&ident).await?;
+                let change = stratalake_table::evolve::SchemaChange::RenameColumn {
+                    from: from.clone(),
+                    to: to.clone(),
+                };
+                let v = stratalake_table::evolve::evolve(&t, change, p).await?;
+                Ok(format!("column {from} of {ident} renamed to {to} (version {v})"))
+            }
+            Ddl::Constraint(AlterTable::AlterType {
+                table,
+                column,
+                sql_type,
+            }) => {
+                let ident = self.resolve(&table)?;
+                let t = self.catalog.table(&ident).await?;
+                let to = self.resolve_types(std::slice::from_ref(&sql_type)).await?.remove(0);
+                let change = stratalake_table::evolve::SchemaChange::WidenColumn {
+                    column: column.clone(),
+                    to: to.clone(),
+                };
+                let v = stratalake_table::evolve::evolve(&t, change, p).await?;
+                Ok(format!("column {column} of {ident} is now {to} (version {v})"))
+            }
+            Ddl::Constraint(AlterTable::DropColumn { table, column }) => {
+                let ident = self.resolve(&table)?;
+                self.refuse_if_policies_use(&ident, &column).await?;
+                let t = self.catalog.table(&ident).await?;
+                let change = stratalake_table::evolve::SchemaChange::DropColumn { column: column.clone() };
+                let v = stratalake_table::evolve::evolve(&t, change, p).await?;
+                Ok(format!("column {column} dropped from {ident} (version {v})"))
+            }
+            Ddl::Constraint(AlterTable::Drop { table, name }) => {
                 let ident = self.resolve(&table)?;
                 let t = self.catalog.table(&ident).await?;
                 let v = crate::quality::drop_constraint(&t, &name, p).await?;
@@ -574,6 +630,8 @@ impl QueryEngine {
                             data_type: t,
                             nullable: !c.not_null,
                             classification: c.classification.unwrap_or_else(|| default_level.clone()),
+                            aliases: Vec::new(),
+                            default: None,
                         })
                         .collect(),
                     partition_by,
@@ -589,6 +647,33 @@ impl QueryEngine {
     }
 
     /// Turn SQL type names into Arrow types exactly as DataFusion's SQL planner does.
+    /// A column that a mask or row filter names cannot be renamed or dropped: the policy would
+    /// stop applying (a mask) or stop planning (a filter).
+    async fn refuse_if_policies_use(&self, ident: &TableIdent, column: &str) -> Result<()> {
+        let state = self.catalog.state().await?;
+        let key = ident.to_string();
+        if let Some(cols) = state.access.masks.get(&key)
+            && cols.keys().any(|c| c.eq_ignore_ascii_case(column))
+        {
+            return Err(Error::Sql(format!(
+                "column {column:?} of {ident} has a mask: remove the mask first (and create it again afterwards)"
+            )));
+        }
+        if let Some(filters) = state.access.row_filters.get(&key)
+            && let Some((name, _)) = filters.iter().find(|(_, f)| {
+                f.predicate
+                    .to_lowercase()
+                    .split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                    .any(|w| w == column.to_lowercase())
+            })
+        {
+            return Err(Error::Sql(format!(
+                "row filter {name:?} on {ident} uses column {column:?}: drop it first (and create it again afterwards)"
+            )));
+        }
+        Ok(())
+    }
+
     async fn resolve_types(&self, sql_types: &[String]) -> Result<Vec<arrow::datatypes::DataType>> {
         // Tables store plain Utf8/Binary; DataFusion's view types are a query-time choice.
         let ctx = SessionContext::new_with_config(

@@ -19,6 +19,7 @@ pub mod ddl;
 mod dml;
 mod engine;
 mod error;
+mod evolution;
 mod policy;
 pub mod provider;
 pub mod quality;

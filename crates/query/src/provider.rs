@@ -611,22 +611,40 @@ impl TableProvider for LakeTableProvider {
                 st.total_byte_size = Precision::Inexact(files.iter().map(|f| f.size as usize).sum());
                 st
             });
+            let table_schema = &self.snapshot.metadata.schema;
             for f in files {
                 let loc = store.path(&format!("{root}/{}", f.path));
+                // The file holds columns under the names they had when it was written.
+                let physical = f.physical_columns();
+                let phys = |names: &mut dyn Iterator<Item = &str>| -> HashSet<String> {
+                    names
+                        .filter_map(|n| table_schema.column(n))
+                        .filter_map(|c| stratalake_table::TableSchema::physical_name(c, &physical))
+                        .map(String::from)
+                        .collect()
+                };
+                let needed_f = phys(&mut needed.iter().copied());
+                let filter_f = phys(&mut filter_cols.iter().map(String::as_str));
                 // Least key: only the classifications of columns this scan reads (and the
                 // reader may decrypt) are unwrapped; `count(*)` needs just the footer key.
                 let levels = f
                     .keys
                     .groups
                     .iter()
-                    .filter(|g| {
-                        self.access.allows(&g.classification) || g.columns.iter().any(|c| filter_cols.contains(c))
-                    })
-                    .filter(|g| g.columns.iter().any(|c| needed.contains(c.as_str())))
+                    .filter(|g| self.access.allows(&g.classification) || g.columns.iter().any(|c| filter_f.contains(c)))
+                    .filter(|g| g.columns.iter().any(|c| needed_f.contains(c)))
                     .map(|g| g.classification.clone())
                     .collect();
+                let file_schema = table_schema.file_arrow_schema(&physical);
+                let needed_refs: HashSet<&str> = needed_f.iter().map(String::as_str).collect();
                 let (props, hidden) = keyring
-                    .open_file_for(self.table.id(), f, &self.schema, &Access::Levels(levels), Some(&needed))
+                    .open_file_for(
+                        self.table.id(),
+                        f,
+                        &file_schema,
+                        &Access::Levels(levels),
+                        Some(&needed_refs),
+                    )
                     .await
                     .map_err(external)?;
                 // any column without its key (not cleared, or not read) needs the page index off
@@ -647,6 +665,9 @@ impl TableProvider for LakeTableProvider {
             // ranges over the target partitions (uneven files made uneven partitions otherwise).
             let groups: Vec<Vec<PartitionedFile>> = vec![pfiles];
             let mut builder = FileScanConfigBuilder::new(url, Arc::new(source));
+            if let Some(e) = crate::evolution::Evolved::of(&self.snapshot.metadata.schema)? {
+                builder = builder.with_expr_adapter(Some(Arc::new(e)));
+            }
             if let Some(st) = stats {
                 builder = builder.with_statistics(st);
             }

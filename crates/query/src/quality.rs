@@ -171,9 +171,43 @@ pub async fn drop_constraint(table: &Table, name: &str, principal: &str) -> Resu
         .await?)
 }
 
-/// A parsed `ALTER TABLE ... ADD|DROP CONSTRAINT`.
+/// A parsed `ALTER TABLE`: constraints and column changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AlterConstraint {
+pub enum AlterTable {
+    /// `ADD COLUMN name type [NOT NULL] [DEFAULT literal] [CLASSIFICATION level]`.
+    AddColumn {
+        /// Table name parts.
+        table: Vec<String>,
+        /// The column (type as SQL text).
+        column: crate::ddl::ColumnSpec,
+        /// DEFAULT literal text.
+        default: Option<String>,
+    },
+    /// `RENAME COLUMN a TO b`.
+    RenameColumn {
+        /// Table name parts.
+        table: Vec<String>,
+        /// Current name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+    /// `ALTER COLUMN c [SET DATA] TYPE t`.
+    AlterType {
+        /// Table name parts.
+        table: Vec<String>,
+        /// Column.
+        column: String,
+        /// SQL type text.
+        sql_type: String,
+    },
+    /// `DROP COLUMN c`.
+    DropColumn {
+        /// Table name parts.
+        table: Vec<String>,
+        /// Column.
+        column: String,
+    },
     /// Add.
     Add {
         /// Table name parts.
@@ -207,6 +241,17 @@ fn string(p: &mut Parser<'_>, what: &str) -> Result<String> {
     }
 }
 
+/// A literal's value as text (`'abc'` → `abc`, `-1.5`, `true`); `None` for NULL.
+fn literal_value(p: &mut Parser<'_>) -> Result<Option<String>> {
+    match p.peek_token().token {
+        Token::Word(w) if w.keyword == Keyword::TRUE || w.keyword == Keyword::FALSE => {
+            p.next_token();
+            Ok(Some(w.value.to_lowercase()))
+        }
+        _ => literal(p),
+    }
+}
+
 fn literal(p: &mut Parser<'_>) -> Result<Option<String>> {
     match p.next_token().token {
         Token::Word(w) if w.keyword == Keyword::NULL => Ok(None),
@@ -221,7 +266,7 @@ fn literal(p: &mut Parser<'_>) -> Result<Option<String>> {
 }
 
 /// Parse `ALTER TABLE ... ADD|DROP CONSTRAINT ...` if `tokens` hold one.
-pub fn parse_alter(tokens: &[Token]) -> Result<Option<AlterConstraint>> {
+pub fn parse_alter(tokens: &[Token]) -> Result<Option<AlterTable>> {
     let sig: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
     let is = |i: usize, w: &str| matches!(sig.get(i), Some(Token::Word(x)) if x.value.eq_ignore_ascii_case(w));
     if !(is(0, "alter") && is(1, "table")) {
@@ -239,11 +284,66 @@ pub fn parse_alter(tokens: &[Token]) -> Result<Option<AlterConstraint>> {
     if p.parse_keywords(&[Keyword::DROP, Keyword::CONSTRAINT]) {
         let name = p.parse_identifier()?.value;
         end(&mut p)?;
-        return Ok(Some(AlterConstraint::Drop { table, name }));
+        return Ok(Some(AlterTable::Drop { table, name }));
+    }
+    if p.parse_keywords(&[Keyword::DROP, Keyword::COLUMN]) {
+        let column = p.parse_identifier()?.value;
+        end(&mut p)?;
+        return Ok(Some(AlterTable::DropColumn { table, column }));
+    }
+    if p.parse_keywords(&[Keyword::RENAME, Keyword::COLUMN]) {
+        let from = p.parse_identifier()?.value;
+        p.expect_keyword(Keyword::TO)?;
+        let to = p.parse_identifier()?.value;
+        end(&mut p)?;
+        return Ok(Some(AlterTable::RenameColumn { table, from, to }));
+    }
+    if p.parse_keywords(&[Keyword::ALTER, Keyword::COLUMN]) {
+        let column = p.parse_identifier()?.value;
+        let _ = p.parse_keywords(&[Keyword::SET, Keyword::DATA]);
+        p.expect_keyword(Keyword::TYPE)?;
+        let sql_type = p.parse_data_type()?.to_string();
+        end(&mut p)?;
+        return Ok(Some(AlterTable::AlterType {
+            table,
+            column,
+            sql_type,
+        }));
+    }
+    if p.parse_keywords(&[Keyword::ADD, Keyword::COLUMN]) {
+        let name = p.parse_identifier()?.value;
+        let sql_type = p.parse_data_type()?.to_string();
+        let mut column = crate::ddl::ColumnSpec {
+            name,
+            sql_type,
+            not_null: false,
+            classification: None,
+        };
+        let mut default = None;
+        loop {
+            if p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
+                column.not_null = true;
+            } else if p.parse_keyword(Keyword::NULL) {
+                column.not_null = false;
+            } else if p.parse_keyword(Keyword::DEFAULT) {
+                default = literal_value(&mut p)?;
+            } else if word(&mut p, "classification") || word(&mut p, "classified") {
+                let _ = p.parse_keyword(Keyword::AS);
+                column.classification = Some(match p.next_token().token {
+                    Token::Word(w) => w.value.to_lowercase(),
+                    Token::SingleQuotedString(s) => s.to_lowercase(),
+                    other => return Err(Error::Sql(format!("CLASSIFICATION needs a level name, found {other}"))),
+                });
+            } else {
+                break;
+            }
+        }
+        end(&mut p)?;
+        return Ok(Some(AlterTable::AddColumn { table, column, default }));
     }
     if !p.parse_keywords(&[Keyword::ADD, Keyword::CONSTRAINT]) {
         return Err(Error::Unsupported(
-            "ALTER TABLE supports ADD CONSTRAINT and DROP CONSTRAINT".into(),
+            "ALTER TABLE supports ADD COLUMN, RENAME COLUMN, ALTER COLUMN ... TYPE, DROP COLUMN, ADD CONSTRAINT and DROP CONSTRAINT".into(),
         ));
     }
     let name = p.parse_identifier()?.value.to_lowercase();
@@ -351,7 +451,7 @@ pub fn parse_alter(tokens: &[Token]) -> Result<Option<AlterConstraint>> {
         ));
     };
     end(&mut p)?;
-    Ok(Some(AlterConstraint::Add { table, constraint }))
+    Ok(Some(AlterTable::Add { table, constraint }))
 }
 
 fn end(p: &mut Parser<'_>) -> Result<()> {

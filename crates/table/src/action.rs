@@ -56,6 +56,17 @@ pub struct AddFile {
     pub created_ms: i64,
 }
 
+impl AddFile {
+    /// The file's top-level column names as written (the key groups list them).
+    pub fn physical_columns(&self) -> Vec<&str> {
+        self.keys
+            .groups
+            .iter()
+            .flat_map(|g| g.columns.iter().map(String::as_str))
+            .collect()
+    }
+}
+
 /// A data file removed from the table (its object stays until vacuum).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveFile {
@@ -110,6 +121,10 @@ pub struct Metadata {
     /// Data quality constraints every write is checked against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<crate::quality::Constraint>,
+    /// Names of dropped columns (and their earlier names): never given to a new column, since old
+    /// files still hold them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_columns: Vec<String>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_ms: i64,
 }

@@ -372,6 +372,7 @@ impl Catalog {
             schema,
             properties,
             constraints: Vec::new(),
+            retired_columns: Vec::new(),
             created_ms: now_ms(),
         };
         match Table::create_log(self.ctx.clone(), ident.clone(), metadata, principal).await {

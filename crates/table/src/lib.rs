@@ -20,6 +20,7 @@ pub mod action;
 pub mod audit;
 pub mod catalog;
 mod error;
+pub mod evolve;
 pub mod heat;
 pub mod ingest;
 pub mod keyring;

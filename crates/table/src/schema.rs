@@ -23,6 +23,14 @@ pub struct ColumnDef {
     pub nullable: bool,
     /// Classification level, e.g. `public`, `internal`, `confidential`, `secret`.
     pub classification: String,
+    /// Earlier names of the column, oldest first: files written before a rename hold it under
+    /// one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// The value rows of files written before the column was added read as (SQL literal text);
+    /// NULL when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 impl ColumnDef {
@@ -33,6 +41,8 @@ impl ColumnDef {
             data_type,
             nullable: true,
             classification: classification.into(),
+            aliases: Vec::new(),
+            default: None,
         }
     }
 
@@ -226,6 +236,13 @@ impl TableSchema {
             if !seen.insert(c.name.to_lowercase()) {
                 return Err(bad(format!("duplicate column {:?}", c.name)));
             }
+            for a in &c.aliases {
+                if !seen.insert(a.to_lowercase()) {
+                    return Err(bad(format!(
+                        "column name {a:?} is used twice (current or earlier name)"
+                    )));
+                }
+            }
             classes.rank(&c.classification)?;
             check_type(&c.data_type).map_err(|r| bad(format!("column {:?}: {r}", c.name)))?;
         }
@@ -291,6 +308,30 @@ impl TableSchema {
             .or_else(|| self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
     }
 
+    /// The name column `c` has in a file whose top-level columns are `physical`: its current
+    /// name, or the newest earlier name the file has; `None` when the file predates the column.
+    pub fn physical_name<'a>(c: &'a ColumnDef, physical: &[&str]) -> Option<&'a str> {
+        if physical.contains(&c.name.as_str()) {
+            return Some(&c.name);
+        }
+        c.aliases
+            .iter()
+            .rev()
+            .map(String::as_str)
+            .find(|a| physical.contains(a))
+    }
+
+    /// The Arrow schema of the table's columns as a file with top-level columns `physical`
+    /// holds them: renamed columns under the name they had, columns added later left out.
+    pub fn file_arrow_schema(&self, physical: &[&str]) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .filter_map(|c| Self::physical_name(c, physical).map(|n| Field::new(n, c.data_type.clone(), true)))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
     /// The Arrow schema of the table.
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
@@ -312,6 +353,8 @@ impl TableSchema {
                     data_type: f.data_type().clone(),
                     nullable: f.is_nullable(),
                     classification: level.to_string(),
+                    aliases: Vec::new(),
+                    default: None,
                 })
                 .collect(),
             partition_by: vec![],
