@@ -185,7 +185,7 @@ enum PolicyCmd {
         #[arg(long)]
         table: String,
     },
-    /// Mask a column for a principal or role: null, redact, partial:N or expr:SQL.
+    /// Mask a column for a principal or role: null, redact, hash, partial:N, bucket:W, deny or expr:SQL.
     Mask {
         /// The table.
         table: String,
@@ -194,7 +194,7 @@ enum PolicyCmd {
         /// The principal or role.
         #[arg(long = "to")]
         grantee: String,
-        /// null | redact | partial:N (keep the last N characters) | expr:SQL
+        /// null | redact | hash | partial:N (keep the last N characters) | bucket:W (a number, or day/week/month/quarter/year) | deny | expr:SQL
         #[arg(long)]
         mask: String,
     },

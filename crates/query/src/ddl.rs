@@ -81,7 +81,7 @@ pub enum Ddl {
         /// SQL predicate.
         predicate: String,
     },
-    /// `CREATE MASK ON table (column) FOR grantee AS {NULL | REDACT | PARTIAL(n) | EXPR sql}`.
+    /// `CREATE MASK ON table (column) FOR grantee AS {NULL | REDACT | HASH | PARTIAL(n) | BUCKET(w) | DENY | EXPR sql}`.
     CreateMask {
         /// Table name parts.
         table: Vec<String>,
@@ -423,6 +423,7 @@ fn parse_access(tokens: &[Token]) -> Result<Ddl> {
             let level = need(4, "a classification level")?.to_lowercase();
             let mask = match lw(6).as_str() {
                 "partial" => format!("partial:{}", need(8, "a number")?),
+                "bucket" => format!("bucket:{}", need(8, "a width")?),
                 "expr" => {
                     return Err(Error::Sql(
                         "a classification mask cannot be an expression (it applies to every table): use NULL, REDACT, HASH or PARTIAL(n)".into(),
@@ -471,10 +472,21 @@ fn parse_access(tokens: &[Token]) -> Result<Ddl> {
                     }
                     format!("partial:{}", need(spec_start + 2, "a number")?)
                 }
+                "bucket" => {
+                    if sig.get(spec_start + 1) != Some(&&Token::LParen)
+                        || sig.get(spec_start + 3) != Some(&&Token::RParen)
+                    {
+                        return Err(Error::Sql(
+                            "expected BUCKET(width): a number, or day, week, month, quarter or year".into(),
+                        ));
+                    }
+                    format!("bucket:{}", need(spec_start + 2, "a width")?)
+                }
+                "deny" => "deny".to_string(),
                 "expr" => format!("expr:{}", rest_text(tokens, spec_start + 1)),
                 other => {
                     return Err(Error::Sql(format!(
-                        "unknown mask {other}: use NULL, REDACT, PARTIAL(n) or EXPR sql"
+                        "unknown mask {other}: use NULL, REDACT, HASH, PARTIAL(n), BUCKET(width), DENY or EXPR sql"
                     )));
                 }
             };

@@ -192,6 +192,20 @@ pub fn check_mask(
             field.data_type()
         )));
     }
+    if let stratalake_table::access::Mask::Bucket { width } = mask {
+        use arrow::datatypes::DataType;
+        let temporal = matches!(
+            field.data_type(),
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+        );
+        let unit = stratalake_table::access::BUCKET_UNITS.contains(&width.as_str());
+        if !(temporal && unit || field.data_type().is_numeric() && !unit) {
+            return Err(Error::Sql(format!(
+                "BUCKET({width}) does not fit column {column:?} of type {}: numbers take a width, dates and timestamps a unit (day, week, month, quarter, year)",
+                field.data_type()
+            )));
+        }
+    }
     if let stratalake_table::access::Mask::Expr { sql } = mask {
         let probe = probe_subject();
         let bound = bind_principal(sql, &probe)?;

@@ -280,8 +280,19 @@ impl LakeTableProvider {
             field.data_type(),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
         );
+        let temporal = matches!(
+            field.data_type(),
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+        );
         let sql = match mask {
-            Mask::Null => return Ok(None),
+            Mask::Null | Mask::Deny => return Ok(None),
+            Mask::Bucket { width } if temporal && stratalake_table::access::BUCKET_UNITS.contains(&width.as_str()) => {
+                format!("date_trunc('{width}', {col})")
+            }
+            Mask::Bucket { width } if field.data_type().is_numeric() && width.parse::<f64>().is_ok() => {
+                format!("CASE WHEN {col} IS NULL THEN NULL ELSE floor({col} / {width}) * {width} END")
+            }
+            Mask::Bucket { .. } => return Ok(None),
             Mask::Redact | Mask::Partial { .. } | Mask::Hash if !text => return Ok(None),
             Mask::Hash => {
                 let key = hash_key.ok_or_else(|| DataFusionError::Internal("hash mask without its key".into()))?;
@@ -515,6 +526,29 @@ impl TableProvider for LakeTableProvider {
                 && let Some(m) = self.subject.level_masks.get(&c.classification)
             {
                 masks.insert(c.name.clone(), m.clone());
+            }
+        }
+        // Denied columns: a query may not touch them at all.
+        let denied: Vec<&String> = masks
+            .iter()
+            .filter(|(_, m)| **m == Mask::Deny)
+            .map(|(c, _)| c)
+            .collect();
+        if !denied.is_empty() {
+            let asked: Vec<usize> = projection
+                .cloned()
+                .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+            let mut touched: Vec<String> = asked.iter().map(|i| self.schema.field(*i).name().clone()).collect();
+            touched.extend(
+                filters
+                    .iter()
+                    .flat_map(|f| f.column_refs().into_iter().map(|c| c.name.clone())),
+            );
+            if let Some(c) = touched.iter().find(|c| denied.contains(c)) {
+                return Err(external(stratalake_table::Error::PermissionDenied {
+                    principal: self.subject.principal.clone(),
+                    reason: format!("may not read column {c:?} of {ident} (denied)"),
+                }));
             }
         }
         let visible_filters: Vec<Expr> = filters

@@ -198,7 +198,21 @@ pub enum Mask {
         /// The expression.
         sql: String,
     },
+    /// Buckets: a number rounded down to a multiple of `width` (`1000`: 52 340 → 52 000), a date
+    /// or timestamp truncated to the `width` unit (`day`, `week`, `month`, `quarter`, `year`);
+    /// NULL for other types.
+    Bucket {
+        /// A positive number, or a calendar unit.
+        width: String,
+    },
+    /// The column may not be read at all: a query that selects it or filters, groups, joins or
+    /// orders on it is refused (its key is never unwrapped). `count(*)` and the other columns
+    /// still work.
+    Deny,
 }
+
+/// Calendar units a date bucket may use.
+pub const BUCKET_UNITS: [&str; 5] = ["day", "week", "month", "quarter", "year"];
 
 impl fmt::Display for Mask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -208,20 +222,33 @@ impl fmt::Display for Mask {
             Mask::Hash => f.write_str("hash"),
             Mask::Partial { keep_last } => write!(f, "partial({keep_last})"),
             Mask::Expr { sql } => write!(f, "expr({sql})"),
+            Mask::Bucket { width } => write!(f, "bucket({width})"),
+            Mask::Deny => f.write_str("deny"),
         }
     }
 }
 
 impl Mask {
-    /// Parse `null`, `redact`, `partial:N` or `expr:SQL`.
+    /// Parse `null`, `redact`, `hash`, `partial:N`, `bucket:W`, `deny` or `expr:SQL`.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = || Error::InvalidName {
+        let bad = || {
+            Error::InvalidName {
             kind: "mask",
             name: s.to_string(),
-            reason: "use null, redact, hash, partial:N (keep the last N characters) or expr:SQL".into(),
+            reason: "use null, redact, hash, partial:N (keep the last N characters), bucket:W (a number, or day, week, month, quarter, year), deny or expr:SQL".into(),
+        }
         };
         match s.split_once(':') {
             None if s.eq_ignore_ascii_case("null") => Ok(Mask::Null),
+            None if s.eq_ignore_ascii_case("deny") => Ok(Mask::Deny),
+            Some((k, w)) if k.eq_ignore_ascii_case("bucket") => {
+                let w = w.trim().to_lowercase();
+                let number = w.parse::<f64>().is_ok_and(|n| n > 0.0 && n.is_finite());
+                if !number && !BUCKET_UNITS.contains(&w.as_str()) {
+                    return Err(bad());
+                }
+                Ok(Mask::Bucket { width: w })
+            }
             None if s.eq_ignore_ascii_case("redact") => Ok(Mask::Redact),
             None if s.eq_ignore_ascii_case("hash") => Ok(Mask::Hash),
             Some((k, n)) if k.eq_ignore_ascii_case("partial") => Ok(Mask::Partial {
