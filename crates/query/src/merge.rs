@@ -59,6 +59,16 @@ fn table_name(f: &TableFactor) -> Result<(Vec<String>, Option<String>)> {
     }
 }
 
+/// A cast that fails on values that do not fit (instead of writing NULL), naming the column.
+fn strict_cast(a: &ArrayRef, to: &DataType, column: &str) -> Result<ArrayRef> {
+    let opts = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    arrow::compute::cast_with_options(a, to, &opts)
+        .map_err(|e| Error::Sql(format!("MERGE: cannot store a value of {column:?} as {to}: {e}")))
+}
+
 async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     Ok(ctx.sql(sql).await?.collect().await?)
 }
@@ -86,6 +96,9 @@ impl QueryEngine {
         touched.lock().expect("touched lock").push(ident.to_string());
         let state = self.catalog.state().await?;
         let subject = self.subject(&state)?;
+        // MERGE reads the target's rows (its count and errors answer questions about them) and
+        // changes them: SELECT and INSERT are both needed.
+        subject.require(Privilege::Select, Some(&ident.namespace), Some(&ident.name))?;
         subject.require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))?;
         if subject.row_filters.contains_key(&ident.to_string()) || subject.masks.contains_key(&ident.to_string()) {
             return Err(Error::Table(stratalake_table::Error::PermissionDenied {
@@ -296,7 +309,9 @@ impl QueryEngine {
                             let vals: Vec<ArrayRef> = cols
                                 .iter()
                                 .enumerate()
-                                .map(|(i, _)| cast(b.column(i), arrow.field(i).data_type()))
+                                .map(|(i, _)| {
+                                    strict_cast(b.column(i), arrow.field(i).data_type(), arrow.field(i).name())
+                                })
                                 .collect::<std::result::Result<_, _>>()?;
                             updated.push(RecordBatch::try_new(arrow.clone(), vals)?);
                         }
@@ -357,7 +372,7 @@ impl QueryEngine {
                         }
                         n_ins += b.num_rows() as u64;
                         let vals: Vec<ArrayRef> = (0..cols.len())
-                            .map(|i| cast(b.column(i), arrow.field(i).data_type()))
+                            .map(|i| strict_cast(b.column(i), arrow.field(i).data_type(), arrow.field(i).name()))
                             .collect::<std::result::Result<_, _>>()?;
                         inserted.push(RecordBatch::try_new(
                             Arc::new(Schema::new(
@@ -390,7 +405,17 @@ impl QueryEngine {
             async move { crate::quality::validator(&t, &probe, OnError::Reject, true).await }
         };
         let mut v_upd = validator(|c| !matches!(c, Constraint::Unique { .. } | Constraint::Freshness { .. })).await?;
-        let mut v_ins = validator(|c| !matches!(c, Constraint::Unique { .. })).await?;
+        // Inserted rows: every rule; a UNIQUE key already in the table (or twice among the
+        // inserted rows) is refused whatever the ON DUPLICATE policy, as MERGE decides matching.
+        let mut v_ins = {
+            let mut probe = snap.clone();
+            for c in &mut probe.metadata.constraints {
+                if let Constraint::Unique { on_duplicate, .. } = c {
+                    *on_duplicate = stratalake_table::quality::OnDuplicate::Reject;
+                }
+            }
+            crate::quality::validator(&t, &probe, OnError::Reject, true).await?
+        };
         let mut w = t.writer(&snap)?;
         let target_schema = w.schema().clone();
         let schema = &snap.metadata.schema;

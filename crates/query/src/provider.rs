@@ -310,7 +310,8 @@ impl LakeTableProvider {
             }
             Mask::Redact => format!("CASE WHEN {col} IS NULL THEN NULL ELSE '****' END"),
             Mask::Partial { keep_last } => format!(
-                "CASE WHEN {col} IS NULL THEN NULL ELSE concat(repeat('*', greatest(character_length({col}) - {keep_last}, 0)), right({col}, {keep_last})) END"
+                // a value no longer than what would be kept is hidden whole
+                "CASE WHEN {col} IS NULL THEN NULL WHEN character_length({col}) <= {keep_last} THEN repeat('*', character_length({col})) ELSE concat(repeat('*', character_length({col}) - {keep_last}), right({col}, {keep_last})) END"
             ),
             Mask::Expr { sql } => {
                 crate::policy::bind_principal(sql, &self.subject).map_err(|e| DataFusionError::Plan(e.to_string()))?
@@ -584,9 +585,18 @@ impl TableProvider for LakeTableProvider {
         ctx.reads.record(self.table.id(), files.iter().copied());
         let root = self.table.ident().root();
         let keyring = &ctx.keyring;
+        // Time travel: a file moved to another tier since is read where it is now (same path,
+        // same bytes), since the old copy goes once the move retention has passed.
+        let now_on: HashMap<String, String> = if self.writable {
+            HashMap::new()
+        } else {
+            let latest = self.table.snapshot().await.map_err(external)?;
+            latest.files.into_iter().map(|(p, f)| (p, f.tier)).collect()
+        };
         let mut by_tier: BTreeMap<&str, Vec<&AddFile>> = BTreeMap::new();
         for f in files {
-            by_tier.entry(f.tier.as_str()).or_default().push(f);
+            let tier = now_on.get(&f.path).unwrap_or(&f.tier);
+            by_tier.entry(tier.as_str()).or_default().push(f);
         }
         let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut withheld = false;
@@ -787,6 +797,7 @@ impl TableProvider for LakeTableProvider {
                 ));
             }
         };
+        stratalake_table::quality::check_write_rights(&self.subject, ident, &self.snapshot, mode).map_err(external)?;
         let sink = LakeSink {
             table: self.table.clone(),
             snapshot: self.snapshot.clone(),

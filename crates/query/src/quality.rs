@@ -94,6 +94,7 @@ pub async fn add_constraint(table: &Table, c: Constraint, principal: &str) -> Re
         )));
     }
     stratalake_table::names::validate_ident("constraint", c.name())?;
+    let c = c.normalized(&snap.metadata.schema, &table.ident().to_string())?;
     // Check the existing rows: a validator over the table with this constraint alone.
     let mut probe = snap.clone();
     probe.metadata.constraints = vec![c.clone()];

@@ -653,10 +653,13 @@ impl Lake {
         );
         let r: Result<IngestReport> = async {
             let t = self.table(table).await?;
-            self.subject()
-                .await?
-                .require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
+            let subject = self.subject().await?;
+            subject.require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
             let snap = t.snapshot().await?;
+            stratalake_table::quality::check_write_rights(&subject, t.ident(), &snap, mode)?;
+            if on_error == OnError::Quarantine {
+                self.check_quarantine(&subject, &t, &snap).await?;
+            }
             let validator =
                 stratalake_query::quality::validator(&t, &snap, on_error, mode != WriteMode::Overwrite).await?;
             let mut report = stratalake_table::ingest::ingest_files(
@@ -684,49 +687,153 @@ impl Lake {
         r
     }
 
-    /// Append an ingest's bad rows to `<table>_quarantine`, creating it like the table (every
-    /// column nullable, same classifications) plus `quality_rule` and `quality_version`.
+    /// The quarantine table of `t`: `<table>_quarantine` in the same namespace.
+    fn quarantine_ident(t: &Table) -> TableIdent {
+        TableIdent::new(&t.ident().namespace, format!("{}_quarantine", t.ident().name))
+    }
+
+    /// What the quarantine table of a table with schema `snap` looks like: every column nullable
+    /// and classified as in the table, plus `quality_rule` and `quality_version`.
+    fn quarantine_schema(&self, snap: &Snapshot) -> TableSchema {
+        let lowest = self.config.classifications.levels[0].clone();
+        let mut columns: Vec<ColumnDef> = snap
+            .metadata
+            .schema
+            .columns
+            .iter()
+            .map(|c| ColumnDef::new(&c.name, c.data_type.clone(), &c.classification))
+            .collect();
+        columns.push(ColumnDef::new(
+            "quality_rule",
+            arrow::datatypes::DataType::Utf8,
+            &lowest,
+        ));
+        columns.push(ColumnDef::new(
+            "quality_version",
+            arrow::datatypes::DataType::Int64,
+            &lowest,
+        ));
+        TableSchema {
+            columns,
+            partition_by: Vec::new(),
+        }
+    }
+
+    /// Before a quarantining ingest: the quarantine table must exist with the expected columns
+    /// and at least the table's row filters and masks (or the caller must be able to create it,
+    /// which copies them), and the caller needs INSERT on it.
+    async fn check_quarantine(
+        &self,
+        subject: &stratalake_table::access::Subject,
+        t: &Table,
+        snap: &Snapshot,
+    ) -> Result<()> {
+        let q = Self::quarantine_ident(t);
+        match self.catalog.table(&q).await {
+            Err(stratalake_table::Error::TableNotFound(_)) => {
+                if !subject.allows(Privilege::Admin, Some(&q.namespace), None) {
+                    return Err(stratalake_table::Error::PermissionDenied {
+                        principal: subject.principal.clone(),
+                        reason: format!(
+                            "may not create the quarantine table {q}: an administrator of namespace {} must run the first quarantining ingest (or create it)",
+                            q.namespace
+                        ),
+                    }
+                    .into());
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+            Ok(qt) => {
+                subject.require(Privilege::Insert, Some(&q.namespace), Some(&q.name))?;
+                let have = qt.snapshot().await?.metadata.schema;
+                let want = self.quarantine_schema(snap);
+                let same = have.columns.len() == want.columns.len()
+                    && have.columns.iter().zip(&want.columns).all(|(h, w)| {
+                        h.name == w.name && h.data_type == w.data_type && h.classification == w.classification
+                    });
+                if !same {
+                    return Err(Error::Config {
+                        path: q.to_string(),
+                        reason: format!(
+                            "the quarantine table does not match {} (columns, types and classifications must be the table's, plus quality_rule and quality_version); rename or drop it",
+                            t.ident()
+                        ),
+                    });
+                }
+                let state = self.catalog.state().await?;
+                let (src, dst) = (t.ident().to_string(), q.to_string());
+                let filters_ok = state.access.row_filters.get(&src).is_none_or(|fs| {
+                    fs.iter()
+                        .all(|(n, f)| state.access.row_filters.get(&dst).and_then(|d| d.get(n)) == Some(f))
+                });
+                let masks_ok = state.access.masks.get(&src).is_none_or(|ms| {
+                    ms.iter().all(|(c, g)| {
+                        state
+                            .access
+                            .masks
+                            .get(&dst)
+                            .and_then(|d| d.get(c))
+                            .is_some_and(|d| g.iter().all(|(k, m)| d.get(k) == Some(m)))
+                    })
+                });
+                if !filters_ok || !masks_ok {
+                    return Err(Error::Config {
+                        path: q.to_string(),
+                        reason: format!(
+                            "the quarantine table lacks row filters or masks that {} has: its readers would see rows and values the table hides; set the same policies on it",
+                            t.ident()
+                        ),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Append an ingest's bad rows to `<table>_quarantine`, creating it (with the table's row
+    /// filters and masks) on first use.
     async fn quarantine(&self, t: &Table, snap: &Snapshot, report: &IngestReport) -> Result<String> {
         use arrow::array::{ArrayRef, Int64Array};
-        let ident = TableIdent::new(&t.ident().namespace, format!("{}_quarantine", t.ident().name));
-        let lowest = self.config.classifications.levels[0].clone();
+        let ident = Self::quarantine_ident(t);
         let qt = match self.catalog.table(&ident).await {
             Ok(q) => q,
             Err(stratalake_table::Error::TableNotFound(_)) => {
-                let mut columns: Vec<ColumnDef> = snap
-                    .metadata
-                    .schema
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        let mut c = c.clone();
-                        c.nullable = true;
-                        c
-                    })
-                    .collect();
-                columns.push(ColumnDef::new(
-                    "quality_rule",
-                    arrow::datatypes::DataType::Utf8,
-                    &lowest,
-                ));
-                columns.push(ColumnDef::new(
-                    "quality_version",
-                    arrow::datatypes::DataType::Int64,
-                    &lowest,
-                ));
-                let schema = TableSchema {
-                    columns,
-                    partition_by: Vec::new(),
-                };
-                match self
+                let q = self
                     .catalog
-                    .create_table(&ident, schema, Default::default(), &self.principal)
-                    .await
-                {
-                    Ok(q) => q,
-                    Err(stratalake_table::Error::TableExists(_)) => self.catalog.table(&ident).await?,
-                    Err(e) => return Err(e.into()),
+                    .create_table(
+                        &ident,
+                        self.quarantine_schema(snap),
+                        Default::default(),
+                        &self.principal,
+                    )
+                    .await?;
+                // The table's policies apply to its quarantined rows too.
+                use stratalake_table::access::AccessAction;
+                let state = self.catalog.state().await?;
+                let (src, dst) = (t.ident().to_string(), ident.to_string());
+                let mut actions = Vec::new();
+                for (name, filter) in state.access.row_filters.get(&src).into_iter().flatten() {
+                    actions.push(AccessAction::SetRowFilter {
+                        table: dst.clone(),
+                        name: name.clone(),
+                        filter: filter.clone(),
+                    });
                 }
+                for (column, by) in state.access.masks.get(&src).into_iter().flatten() {
+                    for (grantee, mask) in by {
+                        actions.push(AccessAction::SetMask {
+                            table: dst.clone(),
+                            column: column.clone(),
+                            grantee: grantee.clone(),
+                            mask: mask.clone(),
+                        });
+                    }
+                }
+                if !actions.is_empty() {
+                    self.catalog.change_access(actions, &self.principal).await?;
+                }
+                q
             }
             Err(e) => return Err(e.into()),
         };
@@ -736,21 +843,28 @@ impl Lake {
             .quarantine
             .iter()
             .map(|b| {
-                let mut cols: Vec<ArrayRef> = b.columns().to_vec();
-                cols.push(Arc::new(Int64Array::from(vec![report.version as i64; b.num_rows()])));
+                // by name: the quarantine table's columns are the table's plus the two of its own
+                let mut cols: Vec<ArrayRef> = Vec::with_capacity(arrow.fields().len());
+                for f in arrow.fields() {
+                    cols.push(match f.name().as_str() {
+                        "quality_version" => Arc::new(Int64Array::from(vec![report.version as i64; b.num_rows()])),
+                        name => b.column_by_name(name).cloned().ok_or_else(|| Error::Config {
+                            path: ident.to_string(),
+                            reason: format!("quarantined rows have no column {name:?}"),
+                        })?,
+                    });
+                }
                 Ok(RecordBatch::try_new(arrow.clone(), cols)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        qt.append(&batches, &self.principal).await.map_err(|e| {
-            Error::Config {
-                path: ident.to_string(),
-                reason: format!(
-                    "the good rows were committed as version {} of {}, but the {} quarantined row(s) could not be written: {e}",
-                    report.version,
-                    t.ident(),
-                    report.quarantine.iter().map(|b| b.num_rows()).sum::<usize>()
-                ),
-            }
+        qt.append(&batches, &self.principal).await.map_err(|e| Error::Config {
+            path: ident.to_string(),
+            reason: format!(
+                "the good rows were committed as version {} of {}, but the {} quarantined row(s) could not be written: {e}",
+                report.version,
+                t.ident(),
+                report.quarantine.iter().map(|b| b.num_rows()).sum::<usize>()
+            ),
         })?;
         Ok(ident.to_string())
     }

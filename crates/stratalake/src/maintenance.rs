@@ -53,7 +53,18 @@ impl Lake {
             let lock = stratalake_tiering::mover::lock(self.catalog.context(), "vacuum").await?;
             let r = stratalake_table::vacuum::vacuum(&t, retain.as_millis() as i64, now, dry_run).await;
             lock.release().await?;
-            Ok(r?)
+            let r = r?;
+            // Deleted files leave the read cache too.
+            if let (Some(cache), false) = (&self.cache, dry_run) {
+                for tp in &r.paths {
+                    if let Some((tier, path)) = tp.split_once(':')
+                        && let Ok(store) = t.context().tiers.get(tier)
+                    {
+                        cache.evict_object(tier, &store.path(&format!("{}/{path}", ident.root())));
+                    }
+                }
+            }
+            Ok(r)
         }
         .await;
         let rows = r.as_ref().ok().map(|r| r.paths.len() as u64);

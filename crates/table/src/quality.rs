@@ -127,6 +127,38 @@ impl Constraint {
         }
     }
 
+    /// This constraint with its column names spelled as the table spells them; an unknown column
+    /// is an error naming it.
+    pub fn normalized(&self, schema: &crate::schema::TableSchema, table: &str) -> Result<Self> {
+        let fix = |c: &str| -> Result<String> {
+            schema
+                .column(c)
+                .map(|x| x.name.clone())
+                .ok_or_else(|| Error::InvalidSchema {
+                    table: table.into(),
+                    reason: format!(
+                        "constraint {:?} names column {c:?}, which the table does not have",
+                        self.name()
+                    ),
+                })
+        };
+        let mut out = self.clone();
+        match &mut out {
+            Constraint::Check { .. } => {}
+            Constraint::Unique { columns, .. } => {
+                for c in columns.iter_mut() {
+                    *c = fix(c)?;
+                }
+            }
+            Constraint::NotNull { column, .. }
+            | Constraint::AllowedValues { column, .. }
+            | Constraint::Range { column, .. }
+            | Constraint::Pattern { column, .. }
+            | Constraint::Freshness { column, .. } => *column = fix(column)?,
+        }
+        Ok(out)
+    }
+
     /// A one-line description (`UNIQUE (id) ON DUPLICATE KEEP LAST`).
     pub fn describe(&self) -> String {
         match self {
@@ -781,4 +813,38 @@ pub async fn finish_write(
         metrics,
         quarantine: checked.map(|c| c.quarantine).unwrap_or_default(),
     })
+}
+
+/// Writes a principal under row filters or masks on a table may not make: replacing rows it
+/// cannot see (overwrites), or writing to a table with a UNIQUE constraint (whose checks and
+/// replacements would answer questions about hidden rows). Partition overwrites of a table with
+/// a UNIQUE constraint are refused for everyone: the replaced partitions' keys would count.
+pub fn check_write_rights(
+    subject: &crate::access::Subject,
+    table: &crate::TableIdent,
+    snap: &Snapshot,
+    mode: crate::table::WriteMode,
+) -> Result<()> {
+    let unique = snap
+        .metadata
+        .constraints
+        .iter()
+        .any(|c| matches!(c, Constraint::Unique { .. }));
+    if unique && mode == crate::table::WriteMode::OverwritePartitions {
+        return Err(Error::BadData {
+            source_name: table.to_string(),
+            reason: "a table with a UNIQUE constraint cannot be written with overwrite-partitions: append with ON DUPLICATE KEEP LAST, or overwrite the whole table".into(),
+        });
+    }
+    let key = table.to_string();
+    let restricted = subject.row_filters.contains_key(&key) || subject.masks.contains_key(&key);
+    if restricted && (mode != crate::table::WriteMode::Append || unique) {
+        return Err(Error::PermissionDenied {
+            principal: subject.principal.clone(),
+            reason: format!(
+                "has row filters or masks on {table}, so it may only append to it, and not at all while it has a UNIQUE constraint"
+            ),
+        });
+    }
+    Ok(())
 }

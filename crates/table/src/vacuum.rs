@@ -95,6 +95,12 @@ async fn sweep(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool, moved_
                 continue;
             }
             let delete = match gone.get(&(tier.as_str(), path)) {
+                // An object written after its file left this tier is a new copy (a recall or a
+                // move back in progress), not the old one: it stays.
+                Some((_, left_ms, _)) if meta.last_modified.timestamp_millis() > *left_ms => {
+                    report.kept_recent_orphans += 1;
+                    false
+                }
                 Some((version, left_ms, moved)) if *left_ms <= cutoff && (*moved || !moved_only) => {
                     if *moved {
                         report.moved_copies += 1;

@@ -168,6 +168,14 @@ impl ReadCache {
         Ok(())
     }
 
+    /// Drop the cached copy of an object (after vacuum deleted it: deleted data must not linger
+    /// on local disk).
+    pub fn evict_object(&self, tier: &str, location: &Path) {
+        let key = Self::key(tier, location);
+        self.forget(&key);
+        let _ = std::fs::remove_file(self.dir.join(&key));
+    }
+
     fn key(tier: &str, location: &Path) -> String {
         let mut h = Sha256::new();
         h.update(tier.as_bytes());

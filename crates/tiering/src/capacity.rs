@@ -212,11 +212,12 @@ pub async fn report(policy: &Policy, tables: &[TableState], now_ms: i64, window_
             if p.1 != f.tier {
                 p.1 = "mixed".into();
             }
+            let mut levels: BTreeMap<&str, u64> = BTreeMap::new();
             for g in &f.keys.groups {
-                r.classifications
-                    .entry(g.classification.clone())
-                    .or_default()
-                    .add(1, 0, g.bytes);
+                *levels.entry(g.classification.as_str()).or_default() += g.bytes;
+            }
+            for (level, bytes) in levels {
+                r.classifications.entry(level.to_string()).or_default().add(1, 0, bytes);
             }
         }
         r.tables.entry(name.clone()).or_default();

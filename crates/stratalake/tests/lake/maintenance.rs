@@ -196,3 +196,81 @@ async fn vacuum_spares_readers_of_retained_snapshots_and_staged_writes() {
     let v = lake.verify(&[], &|_, _| {}).await.unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
+    use stratalake::table::quality::OnError;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("p.csv");
+    std::fs::write(&csv, "id,age,region\n1,34,north\n2,-5,south\n").unwrap();
+    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
+    admin.bootstrap_admin().await.unwrap();
+    admin
+        .sql(
+            "CREATE TABLE people (id INT NOT NULL, age INT, region VARCHAR); \
+             ALTER TABLE people ADD CONSTRAINT sane_age RANGE age BETWEEN 0 AND 150; \
+             CREATE PRINCIPAL loader; GRANT INSERT ON TABLE people TO loader; \
+             CREATE PRINCIPAL reader; GRANT SELECT ON NAMESPACE default TO reader; \
+             CREATE ROW FILTER north ON people FOR reader WHERE region = 'north'",
+        )
+        .await
+        .unwrap();
+    let ingest = |lake: Lake| {
+        let csv = csv.clone();
+        async move {
+            lake.ingest_with(
+                "people",
+                &[csv.as_path()],
+                None,
+                stratalake::WriteMode::Append,
+                OnError::Quarantine,
+                &|_| {},
+            )
+            .await
+        }
+    };
+    // a loader may not create the quarantine table
+    let e = ingest(admin.as_principal("loader")).await.unwrap_err().to_string();
+    assert!(
+        e.contains("may not create the quarantine table default.people_quarantine"),
+        "{e}"
+    );
+    assert_eq!(count(&admin, "SELECT count(*) FROM people").await, 0);
+    // an administrator's first quarantining ingest creates it, with the table's row filter
+    let r = ingest(admin.clone()).await.unwrap();
+    assert_eq!(r.quarantine_table.as_deref(), Some("default.people_quarantine"));
+    let reader = admin.as_principal("reader");
+    assert_eq!(count(&reader, "SELECT count(*) FROM people_quarantine").await, 0);
+    assert_eq!(count(&admin, "SELECT count(*) FROM people_quarantine").await, 1);
+    // afterwards a loader with INSERT on it may quarantine
+    admin
+        .sql("GRANT INSERT ON TABLE people_quarantine TO loader")
+        .await
+        .unwrap();
+    ingest(admin.as_principal("loader")).await.unwrap();
+    assert_eq!(count(&admin, "SELECT count(*) FROM people_quarantine").await, 2);
+    // a quarantine table that does not match is refused
+    admin
+        .sql(
+            "CREATE TABLE other (id INT NOT NULL, age INT); \
+             ALTER TABLE other ADD CONSTRAINT sane_age RANGE age BETWEEN 0 AND 150; \
+             CREATE TABLE other_quarantine (id INT, age INT CLASSIFICATION public)",
+        )
+        .await
+        .unwrap();
+    let csv2 = dir.path().join("o.csv");
+    std::fs::write(&csv2, "id,age\n1,-1\n").unwrap();
+    let e = admin
+        .ingest_with(
+            "other",
+            &[csv2.as_path()],
+            None,
+            stratalake::WriteMode::Append,
+            OnError::Quarantine,
+            &|_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not match default.other"), "{e}");
+}
