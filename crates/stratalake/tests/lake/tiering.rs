@@ -71,6 +71,19 @@ async fn verify_clean(lake: &Lake) -> u64 {
     r.rows
 }
 
+/// A lake whose `cold` tier is `memory://<name>-<pid>` and whose one rule sends every file there.
+async fn all_to_cold(dir: &std::path::Path, name: &str) -> Lake {
+    let cold = format!("memory://{name}-{}", std::process::id());
+    tiered_lake(dir, vec![tier("cold", &cold)], |c| {
+        c.rules.push(RuleConfig {
+            to: "cold".into(),
+            since_write: Some("0s".into()),
+            ..Default::default()
+        });
+    })
+    .await
+}
+
 /// Rules by partition age, pins, recall, time travel across a move; results never change.
 async fn rules_pins_and_recall(lake: &Lake) {
     fill_logs(lake).await;
@@ -185,15 +198,7 @@ async fn local_and_s3_tiers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_read_cache_stays_within_its_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let cold = format!("memory://cache-{}", std::process::id());
-    let lake = tiered_lake(dir.path(), vec![tier("cold", &cold)], |c| {
-        c.rules.push(RuleConfig {
-            to: "cold".into(),
-            since_write: Some("0s".into()),
-            ..Default::default()
-        });
-    })
-    .await;
+    let lake = all_to_cold(dir.path(), "cache").await;
     fill_logs(&lake).await;
     let before = all_rows(&lake).await;
     let plan = lake.tier_plan().await.unwrap();
@@ -408,15 +413,7 @@ async fn bad_tiering_settings_are_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_and_the_mover_lose_nothing_of_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let cold = format!("memory://concurrent-{}", std::process::id());
-    let lake = tiered_lake(dir.path(), vec![tier("cold", &cold)], |c| {
-        c.rules.push(RuleConfig {
-            to: "cold".into(),
-            since_write: Some("0s".into()),
-            ..Default::default()
-        });
-    })
-    .await;
+    let lake = all_to_cold(dir.path(), "concurrent").await;
     let t = lake.create_table("ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
     for (k, r) in ["r0", "r1", "r2", "r3", "r4", "r5"].iter().enumerate() {
