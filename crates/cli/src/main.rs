@@ -674,19 +674,8 @@ enum AccessCmd<'a> {
 
 /// `7d`, `12h`, `30m`, `45s`.
 fn parse_duration(s: &str) -> Result<std::time::Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("duration {s:?}: expected a number and a unit (d, h, m, s), e.g. 7d"))?;
-    let secs = match unit {
-        "d" => n * 86400,
-        "h" => n * 3600,
-        "m" => n * 60,
-        "s" => n,
-        _ => bail!("duration {s:?}: the unit must be d, h, m or s"),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    let ms = stratalake::table::units::parse_duration_ms(s).map_err(anyhow::Error::msg)?;
+    Ok(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 fn kv(s: &str) -> Result<(String, String)> {

@@ -1663,11 +1663,15 @@ since_write = "0s"
             .all(|m| m["to"] == "cold" && m["reason"] == "rule \"all-to-cold\""),
         "{plan}"
     );
+    assert_eq!(ok(p, &query), before); // a second reader: two read-statistics objects
+    assert_eq!(std::fs::read_dir(p.join("data/_tiering/reads")).unwrap().count(), 2);
     let out = ok(p, &["tier", "run", "--dry-run"]);
     assert!(out.contains("3 file(s)"), "{out}");
     let out = ok(p, &["tier", "run", "--concurrency", "2", "--bandwidth", "100MiB"]);
     assert!(out.starts_with("moved 3 file(s)"), "{out}");
     assert_eq!(std::fs::read_dir(p.join("cold/default/t/data")).unwrap().count(), 3);
+    // the read statistics every `sql` wrote are folded into one object by the run
+    assert_eq!(std::fs::read_dir(p.join("data/_tiering/reads")).unwrap().count(), 1);
     let tiers: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "tier", "list"])).unwrap();
     assert_eq!(
         (tiers[0]["files"].as_u64(), tiers[1]["files"].as_u64()),
@@ -1974,28 +1978,7 @@ fn constraints_quarantine_quality_report_and_compare() {
     assert!(e.contains("no column \"nope\""), "{e}");
 }
 
-/// Now as `YYYY-MM-DDTHH:MM:SS` (UTC), from the system clock.
+/// Now as `YYYY-MM-DDTHH:MM:SS` (UTC).
 fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // civil from days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()
 }

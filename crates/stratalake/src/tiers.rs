@@ -96,13 +96,7 @@ impl Lake {
     async fn heat(&self) -> Result<ReadHeat> {
         let ctx = self.catalog.context();
         let mut heat = stratalake_table::heat::load(ctx.tiers.metadata()).await?;
-        for (t, parts) in ctx.reads.pending().tables {
-            let e = heat.tables.entry(t).or_default();
-            for (k, ms) in parts {
-                let v = e.entry(k).or_insert(ms);
-                *v = (*v).max(ms);
-            }
-        }
+        heat.merge(ctx.reads.pending());
         Ok(heat)
     }
 
@@ -141,7 +135,11 @@ impl Lake {
     pub async fn tier_list(&self) -> Result<Vec<TierInfo>> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
         let states = self.table_states(None).await?;
-        let usage = stratalake_tiering::plan::tier_usage(&states);
+        self.tier_infos(&states)
+    }
+
+    fn tier_infos(&self, states: &[TableState]) -> Result<Vec<TierInfo>> {
+        let usage = stratalake_tiering::plan::tier_usage(states);
         let ctx = self.catalog.context();
         let meta_url = ctx.tiers.metadata().url().to_string();
         let mut out = Vec::new();
@@ -230,11 +228,18 @@ impl Lake {
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
             let states = self.table_states(None).await?;
-            let tables = states
+            let tables: std::collections::BTreeMap<String, stratalake_table::Table> = states
                 .into_iter()
                 .map(|s| (s.table.ident().to_string(), s.table))
                 .collect();
-            Ok(stratalake_tiering::mover::run(self.catalog.context(), &tables, plan, &opts).await?)
+            let ctx = self.catalog.context();
+            let ids: Vec<String> = tables.values().map(|t| t.id().to_string()).collect();
+            let report = stratalake_tiering::mover::run(ctx, &tables, plan, &opts).await?;
+            // Fold the read-heat objects every query process wrote into one (dropping tables
+            // that are gone), so the planner's listing stays short.
+            self.flush_read_stats().await?;
+            stratalake_table::heat::compact(ctx.tiers.metadata(), &ids).await?;
+            Ok(report)
         }
         .await;
         self.record(
@@ -289,8 +294,11 @@ impl Lake {
 
     /// Fill per tier, moves the rules would make now, warnings, and the read cache.
     pub async fn tier_status(&self) -> Result<TierStatus> {
-        let tiers = self.tier_list().await?;
-        let plan = self.tier_plan().await?;
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        // one read of every table's log for both the fill and the plan
+        let states = self.table_states(None).await?;
+        let tiers = self.tier_infos(&states)?;
+        let plan = stratalake_tiering::plan::plan(&self.policy, &states, &self.heat().await?, now_ms());
         let mut pending: Vec<PendingMoves> = tiers
             .iter()
             .map(|t| PendingMoves {

@@ -31,7 +31,8 @@ impl ReadHeat {
         self.tables.get(table_id)?.get(&partition_key(partition)).copied()
     }
 
-    fn merge(&mut self, other: ReadHeat) {
+    /// Fold `other` in, keeping the later time per partition.
+    pub fn merge(&mut self, other: ReadHeat) {
         for (t, parts) in other.tables {
             let mine = self.tables.entry(t).or_default();
             for (k, ms) in parts {
@@ -63,12 +64,6 @@ impl ReadTracker {
             parts.insert(partition_key(&f.partition), now);
         }
         p.1.get_or_insert(now);
-    }
-
-    /// Whether reads are pending for longer than `age_ms`.
-    pub fn due(&self, age_ms: i64) -> bool {
-        let p = self.pending.lock().expect("read tracker");
-        p.1.is_some_and(|since| now_ms() - since >= age_ms)
     }
 
     /// Write pending reads to the metadata tier (nothing when none are pending).

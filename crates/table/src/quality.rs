@@ -419,16 +419,6 @@ impl Validator {
         Ok(v)
     }
 
-    /// Whether the table has constraints at all (writes without any skip the validator).
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// Whether rows are held back until [`Validator::finish`] (keep last).
-    pub fn buffers(&self) -> bool {
-        matches!(self.unique, Some((_, _, OnDuplicate::KeepLast)))
-    }
-
     async fn index_existing(&mut self, table: &Table, snap: &Snapshot) -> Result<()> {
         let (_, cols, _) = self.unique.clone().expect("unique");
         let names: Vec<String> = cols.iter().map(|i| self.names[*i].clone()).collect();
