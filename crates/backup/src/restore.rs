@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -122,7 +123,7 @@ impl Repository {
             .collect();
         if !existing.is_empty() && !opts.force {
             return Err(Error::Refused(format!(
-                "the target already holds {}; restore into an empty lake or under another name (--as), or pass --force to drop and replace",
+                "the target already holds {}; restore into an empty lake or under another name (--into), or pass --force to drop and replace",
                 existing.join(", ")
             )));
         }
@@ -159,6 +160,33 @@ impl Repository {
             }
         }
 
+        // Replacing tables drops them first (the restored table takes their place): every
+        // object the restore needs is read and checked before anything is dropped, so a
+        // damaged backup leaves the target as it was.
+        if !existing.is_empty() {
+            let all: Vec<&(AddFile, &FileRef)> = jobs.iter().flat_map(|j| j.files.iter()).collect();
+            let (files_total, bytes_total) = (all.len() as u64, all.iter().map(|f| f.0.size).sum());
+            let (done_files, done_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+            futures::stream::iter(all.into_iter().map(|(add, fref)| {
+                let (done_files, done_bytes) = (&done_files, &done_bytes);
+                async move {
+                    self.fetch_checked(add, fref).await?;
+                    done_files.fetch_add(1, Ordering::Relaxed);
+                    done_bytes.fetch_add(add.size, Ordering::Relaxed);
+                    progress(Progress {
+                        phase: "checking",
+                        files_done: done_files.load(Ordering::Relaxed),
+                        files_total,
+                        bytes_done: done_bytes.load(Ordering::Relaxed),
+                        bytes_total,
+                    });
+                    Ok::<_, Error>(())
+                }
+            }))
+            .buffer_unordered(opts.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        }
         for ident in &existing {
             let ident = TableIdent::parse(ident, "default")?;
             target.drop_table(&ident, &opts.principal).await?;
@@ -200,25 +228,7 @@ impl Repository {
                 let (ctx, root, tick, done_files, done_bytes) = (&ctx, &root, &tick, &done_files, &done_bytes);
                 let tier = tier_for(&add.tier);
                 async move {
-                    let name = data_path(&fref.sha256);
-                    let bytes = match self.store.get_opt(&name).await? {
-                        Some(b) => b,
-                        None => {
-                            return Err(Error::Damaged {
-                                object: name,
-                                reason: "missing".into(),
-                            });
-                        }
-                    };
-                    if bytes.len() as u64 != add.size
-                        || hex(&Sha256::digest(&bytes)) != fref.sha256
-                        || crc32fast::hash(&bytes) != add.crc32
-                    {
-                        return Err(Error::Damaged {
-                            object: name,
-                            reason: "content does not match the backup (damaged); nothing was published".into(),
-                        });
-                    }
+                    let bytes = self.fetch_checked(add, fref).await?;
                     ctx.tiers
                         .get(&tier)?
                         .put(&format!("{root}/{}", add.path), bytes)
@@ -274,6 +284,28 @@ impl Repository {
         tick();
         tracing::info!(backup = %id, tables = summary.tables.len(), "restore published");
         Ok(summary)
+    }
+
+    /// One data object of a backup, read whole and checked against the sizes and hashes the
+    /// manifest and the log recorded for it.
+    async fn fetch_checked(&self, add: &AddFile, fref: &FileRef) -> Result<Bytes> {
+        let name = data_path(&fref.sha256);
+        let Some(bytes) = self.store.get_opt(&name).await? else {
+            return Err(Error::Damaged {
+                object: name,
+                reason: "missing; nothing was published".into(),
+            });
+        };
+        if bytes.len() as u64 != add.size
+            || hex(&Sha256::digest(&bytes)) != fref.sha256
+            || crc32fast::hash(&bytes) != add.crc32
+        {
+            return Err(Error::Damaged {
+                object: name,
+                reason: "content does not match the backup (damaged); nothing was published".into(),
+            });
+        }
+        Ok(bytes)
     }
 
     async fn plan_restore<'m>(

@@ -146,6 +146,20 @@ fn rate(bytes: u64, started: std::time::Instant) -> String {
     format!("{}/s", mib((bytes as f64 / s) as u64))
 }
 
+/// A command's JSON report with how long it took and its throughput (`bytes` moved).
+fn timed_json(report: impl serde::Serialize, bytes: u64, started: std::time::Instant) -> Result<String> {
+    let secs = started.elapsed().as_secs_f64();
+    let mut v = serde_json::to_value(report)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("seconds".into(), serde_json::json!((secs * 1000.0).round() / 1000.0));
+        o.insert(
+            "bytes_per_second".into(),
+            serde_json::json!((bytes as f64 / secs.max(1e-6)).round() as u64),
+        );
+    }
+    Ok(serde_json::to_string_pretty(&v)?)
+}
+
 fn bar(what: &str) -> (output::Progress, impl Fn(Progress) + Send + Sync + 'static) {
     let bar = output::Progress::new(what, true);
     let b2 = bar.clone();
@@ -165,7 +179,11 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let lake = open(cli).await?;
             let url = repo.url()?;
             let r = lake.backup_init(&url, &repo.options()?).await?;
-            println!("created backup repository {} at {url}", r.id());
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::json!({ "id": r.id(), "url": url }));
+            } else {
+                println!("created backup repository {} at {url}", r.id());
+            }
         }
         BackupCmd::Create { repo, tables, all: _ } => {
             let lake = open(cli).await?;
@@ -178,7 +196,8 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             bar.finish();
             let m = m.context("the backup was not recorded (no manifest written); run it again")?;
             if fmt == OutFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&m.totals)?);
+                let report = serde_json::json!({ "id": m.id, "totals": m.totals });
+                println!("{}", timed_json(report, m.totals.new_bytes, started)?);
             } else {
                 println!(
                     "backup {}: {} table(s), {} file(s), {}; copied {} new file(s), {} ({}), {} log object(s)",
@@ -234,7 +253,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             bar.finish();
             let report = report?;
             if fmt == OutFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", timed_json(&report, report.bytes_read, started)?);
             } else {
                 println!(
                     "checked {} backup(s), {} object(s), read {} ({})",
@@ -300,7 +319,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             bar.finish();
             let s = s.context("nothing was published to the target lake")?;
             if fmt == OutFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                println!("{}", timed_json(&s, s.bytes, started)?);
             } else {
                 for t in &s.tables {
                     println!("restored {} at version {} ({} rows)", t.table, t.version, t.rows);

@@ -1251,17 +1251,21 @@ fn backup_create_list_verify_restore_forget_prune() {
     let out = ok(&l.path, &["backup", "create", "--repo", repo_s]);
     assert!(out.contains("copied 2 new file(s)"), "{out}");
     let out = ok(&l.path, &["--format", "json", "backup", "create", "--repo", repo_s]);
-    let totals: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let totals = &created["totals"];
     assert_eq!(
         (totals["files"].as_u64(), totals["new_files"].as_u64()),
         (Some(2), Some(0))
     );
+    assert!(created["seconds"].as_f64().is_some() && created["bytes_per_second"].as_u64().is_some());
+    let second_id = created["id"].as_str().unwrap().to_string();
     ok(&l.path, &["sql", "-c", "INSERT INTO permits VALUES (3, 'north', 'Cy')"]);
     ok(&l.path, &["backup", "create", "--repo", repo_s, "--table", "permits"]);
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&ok(&l.path, &["--format", "json", "backup", "list", "--repo", repo_s])).unwrap();
     assert_eq!(list.len(), 3);
     assert!(list.iter().all(|b| b["status"] == "ok"));
+    assert_eq!(list[1]["id"], second_id.as_str());
     let first = list[0]["id"].as_str().unwrap().to_string();
     let out = ok(&l.path, &["backup", "verify", "--repo", repo_s, "--read-data"]);
     assert!(out.contains("no problems found"), "{out}");
@@ -1388,8 +1392,27 @@ fn a_backup_or_restore_killed_at_any_point_leaves_nothing_half_done() {
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap().success()
     };
+    // Random kill points (shown on failure), spread over the span of a run.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut points = || -> Vec<u64> {
+        let mut v: Vec<u64> = (0..5)
+            .map(|i| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                i * 80 + seed % 80
+            })
+            .collect();
+        v.sort();
+        eprintln!("kill points (ms): {v:?}");
+        v
+    };
     let mut finished = 0;
-    for ms in [5u64, 30, 80, 150, 300] {
+    for ms in points() {
         let exited = kill_after(&["backup", "create", "--repo", repo_s], ms);
         // Every listed backup is whole. A run killed after writing its
         // manifest (the last step) but before exiting counts as finished.
@@ -1412,7 +1435,7 @@ fn a_backup_or_restore_killed_at_any_point_leaves_nothing_half_done() {
 
     let target = dir.join("restored");
     let t = target.to_str().unwrap();
-    for ms in [5u64, 30, 80, 150, 300] {
+    for ms in points() {
         if kill_after(&["backup", "restore", "latest", "--repo", repo_s, "--target", t], ms) {
             break;
         }

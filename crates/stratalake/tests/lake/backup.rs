@@ -209,6 +209,26 @@ async fn damage_is_named_and_restore_publishes_nothing() {
     assert!(r.problems[0].problem.contains("sha256"));
     let e = assert_restore_publishes_nothing(&lake, &repo, &b, "memory://bk-dmg-1").await;
     assert!(e.contains(flip.as_str()), "{e}");
+    // Replacing the live table (--force) from the damaged backup: refused before the live
+    // table is dropped, so it still answers as before.
+    let before = q(&lake, "admin", ALL).await;
+    let e = lake
+        .restore(
+            &repo,
+            &b,
+            RestoreOptions {
+                table: Some(TableIdent::new("default", "permits")),
+                force: true,
+                principal: "admin".into(),
+                ..Default::default()
+            },
+            &|_| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(flip.as_str()), "{e}");
+    assert_eq!(q(&lake, "admin", ALL).await, before);
     std::fs::write(obj(flip), {
         bytes[100] ^= 0x40;
         &bytes
@@ -233,7 +253,8 @@ async fn damage_is_named_and_restore_publishes_nothing() {
     );
     assert!(named.iter().any(|(o, p)| o.ends_with(gone.as_str()) && *p == "missing"));
     assert!(r.damaged_backups().contains(&b));
-    assert_restore_publishes_nothing(&lake, &repo, &b, "memory://bk-dmg-2").await;
+    let e = assert_restore_publishes_nothing(&lake, &repo, &b, "memory://bk-dmg-2").await;
+    assert!(e.contains(trunc.as_str()) || e.contains(gone.as_str()), "{e}");
     std::fs::write(obj(trunc), &t).unwrap();
 }
 
