@@ -1525,6 +1525,12 @@ fn key_list_rotate_retire_shred() {
             "confidential",
         ],
     );
+    let e = fails(&l.path, &["sql", "-c", "SELECT id, name FROM people ORDER BY id"]);
+    assert!(e.contains("\"name\"") && e.contains("shredded"), "{e}");
+    ok(
+        &l.path,
+        &["sql", "-c", "CREATE MASK FOR CLASSIFICATION confidential AS NULL"],
+    );
     let rows = ok(
         &l.path,
         &[

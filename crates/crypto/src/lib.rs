@@ -31,6 +31,7 @@
 //! assert_eq!(format!("{d:?}"), "DataKey(<redacted>)");
 //! ```
 
+pub mod conformance;
 mod error;
 mod keys;
 pub mod parquet_props;

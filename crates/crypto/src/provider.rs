@@ -640,68 +640,14 @@ impl KeyProvider for MemoryKeyProvider {
 mod tests {
     use super::*;
 
-    /// What every provider must do. `managed`: it creates and destroys versions itself.
-    async fn conformance(p: &dyn KeyProvider, managed: bool) {
-        let (id1, k1) = p.current("internal").await.unwrap();
-        assert_eq!(p.get(&id1).await.unwrap(), k1);
-        assert_eq!(p.current("internal").await.unwrap().0, id1, "current is stable");
-        let (pid, pk) = p.current("public").await.unwrap();
-        assert_ne!(pk, k1, "levels have their own keys");
-        // get never substitutes another version
-        let absent = KeyId::new("internal", id1.version + 50);
-        assert!(matches!(p.get(&absent).await, Err(Error::KeyNotFound { .. })));
-        // keys never show in Debug, describe or errors
-        let secret = B64.encode(k1.expose());
-        let e = p.get(&absent).await.unwrap_err().to_string();
-        for shown in [format!("{p:?}"), p.describe(), e] {
-            assert!(!shown.contains(&secret), "{shown}");
-        }
-        if managed {
-            let id2 = p.rotate("internal").await.unwrap();
-            assert_eq!(id2.version, id1.version + 1);
-            let (cur, k2) = p.current("internal").await.unwrap();
-            assert_eq!(cur, id2);
-            assert_ne!(k2, k1);
-            assert_eq!(p.get(&id1).await.unwrap(), k1, "older versions stay readable");
-            assert_eq!(
-                p.versions("internal").await.unwrap(),
-                vec![(id1.clone(), false), (id2.clone(), false)]
-            );
-            assert_eq!(
-                p.destroy("internal", Some(id1.version)).await.unwrap(),
-                vec![id1.clone()]
-            );
-            assert!(matches!(p.get(&id1).await, Err(Error::KeyDestroyed { .. })));
-            assert_eq!(p.current("internal").await.unwrap().0, id2);
-            // shredding: every version, and no new one afterwards
-            assert_eq!(p.destroy("internal", None).await.unwrap(), vec![id2.clone()]);
-            assert!(matches!(p.get(&id2).await, Err(Error::KeyDestroyed { .. })));
-            assert!(matches!(p.current("internal").await, Err(Error::KeyDestroyed { .. })));
-            assert!(matches!(p.rotate("internal").await, Err(Error::KeyDestroyed { .. })));
-            assert!(matches!(
-                p.destroy("nosuch", Some(1)).await,
-                Err(Error::KeyNotFound { .. })
-            ));
-            assert_eq!(p.get(&pid).await.unwrap(), pk, "other levels are untouched");
-        } else {
-            let e = p.rotate("internal").await.unwrap_err();
-            assert!(matches!(e, Error::Unsupported { .. }), "{e}");
-            assert!(matches!(
-                p.destroy("internal", None).await,
-                Err(Error::Unsupported { .. })
-            ));
-            assert_eq!(p.versions("internal").await.unwrap(), vec![(id1, false)]);
-        }
-    }
-
     #[tokio::test]
     async fn every_provider_passes_the_conformance_suite() {
-        conformance(&MemoryKeyProvider::new(), true).await;
+        crate::conformance::check_provider(&MemoryKeyProvider::new(), true).await;
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("master.keys");
         let kf = KeyFileProvider::create(&path, &["public".to_string(), "internal".to_string()]).unwrap();
-        conformance(&kf, true).await;
+        crate::conformance::check_provider(&kf, true).await;
         // what was destroyed stays destroyed for every process that opens the file
         let reopened = KeyFileProvider::open(&path).unwrap();
         assert!(matches!(
@@ -721,7 +667,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), B64.encode(v)))
         .collect();
         let env = EnvKeyProvider::with_lookup(move |n| vars.get(n).cloned());
-        conformance(&env, false).await;
+        crate::conformance::check_provider(&env, false).await;
         let e = env.rotate("internal").await.unwrap_err().to_string();
         assert!(e.contains("STRATALAKE_KEY_INTERNAL_V2"), "{e}");
     }

@@ -151,6 +151,7 @@ fn probe_subject() -> Subject {
         row_filters: Default::default(),
         masks: Default::default(),
         level_masks: Default::default(),
+        shredded: Default::default(),
     }
 }
 
@@ -241,6 +242,7 @@ mod tests {
             row_filters: BTreeMap::new(),
             masks: BTreeMap::new(),
             level_masks: BTreeMap::new(),
+            shredded: Default::default(),
         };
         assert_eq!(
             bind_principal(

@@ -529,27 +529,43 @@ impl TableProvider for LakeTableProvider {
                 masks.insert(c.name.clone(), m.clone());
             }
         }
-        // Denied columns: a query may not touch them at all.
-        let denied: Vec<&String> = masks
+        // The columns this query touches: asked for, or in its conditions.
+        let mut touched: Vec<String> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect())
             .iter()
-            .filter(|(_, m)| **m == Mask::Deny)
-            .map(|(c, _)| c)
+            .map(|i| self.schema.field(*i).name().clone())
             .collect();
-        if !denied.is_empty() {
-            let asked: Vec<usize> = projection
-                .cloned()
-                .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-            let mut touched: Vec<String> = asked.iter().map(|i| self.schema.field(*i).name().clone()).collect();
-            touched.extend(
-                filters
-                    .iter()
-                    .flat_map(|f| f.column_refs().into_iter().map(|c| c.name.clone())),
-            );
-            if let Some(c) = touched.iter().find(|c| denied.contains(c)) {
-                return Err(external(stratalake_table::Error::PermissionDenied {
-                    principal: self.subject.principal.clone(),
-                    reason: format!("may not read column {c:?} of {ident} (denied)"),
-                }));
+        touched.extend(
+            filters
+                .iter()
+                .flat_map(|f| f.column_refs().into_iter().map(|c| c.name.clone())),
+        );
+        // Denied columns: a query may not touch them at all.
+        if let Some(c) = touched.iter().find(|c| masks.get(*c) == Some(&Mask::Deny)) {
+            return Err(external(stratalake_table::Error::PermissionDenied {
+                principal: self.subject.principal.clone(),
+                reason: format!("may not read column {c:?} of {ident} (denied)"),
+            }));
+        }
+        // Shredded levels: no key opens their columns any more, and no mask can compute from
+        // their values. A NULL or REDACT mask shows them as NULL; otherwise touching one is an
+        // error naming it (never a silent NULL).
+        for c in &self.snapshot.metadata.schema.columns {
+            if !self.subject.shredded.contains(&c.classification) || !touched.contains(&c.name) {
+                continue;
+            }
+            match masks.get(&c.name) {
+                Some(Mask::Null | Mask::Redact) => {
+                    masks.insert(c.name.clone(), Mask::Null);
+                }
+                _ => {
+                    return Err(external(stratalake_table::Error::Shredded {
+                        table: ident.to_string(),
+                        column: c.name.clone(),
+                        level: c.classification.clone(),
+                    }));
+                }
             }
         }
         let visible_filters: Vec<Expr> = filters

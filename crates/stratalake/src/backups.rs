@@ -18,7 +18,37 @@ pub enum KeySource {
     Env,
 }
 
+/// Where a lake notes the backup repositories it created or opened (one object per repository:
+/// its URL and the master key versions its key slots are wrapped under), so that retiring a
+/// master key version never strands a repository (see [`Lake::retire_key`]).
+pub(crate) const REPOSITORIES: &str = "_backup/repositories/";
+
+/// What the lake noted about one repository.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct NotedRepository {
+    pub id: String,
+    pub url: String,
+    pub slots: Vec<stratalake_crypto::KeyId>,
+}
+
 impl Lake {
+    async fn note_repository(&self, repo: &Repository) -> Result<()> {
+        let noted = NotedRepository {
+            id: repo.id().to_string(),
+            url: repo.store().url().to_string(),
+            slots: repo.key_slots().await?,
+        };
+        let body = serde_json::to_vec_pretty(&noted)
+            .map_err(|e| Error::Table(stratalake_table::Error::Internal(e.to_string())))?;
+        self.catalog
+            .context()
+            .tiers
+            .metadata()
+            .put(&format!("{REPOSITORIES}{}.json", noted.id), body.into())
+            .await?;
+        Ok(())
+    }
+
     /// Create a backup repository at `url` (a folder, `file:///…`, `memory://…` or
     /// `s3://bucket/prefix`), keyed to this lake's master keys. Lake administrators only.
     ///
@@ -43,7 +73,9 @@ impl Lake {
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
             let store = Store::open(url, options)?;
-            Ok(Repository::init(store, &self.catalog.context().keyring).await?)
+            let repo = Repository::init(store, &self.catalog.context().keyring).await?;
+            self.note_repository(&repo).await?;
+            Ok(repo)
         }
         .await;
         self.record("backup", format!("BACKUP INIT {url}"), vec![], None, &r)
@@ -55,7 +87,9 @@ impl Lake {
     pub async fn backup_repository(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
         let store = Store::open(url, options)?;
-        Ok(Repository::open(store, &self.catalog.context().keyring).await?)
+        let repo = Repository::open(store, &self.catalog.context().keyring).await?;
+        self.note_repository(&repo).await?;
+        Ok(repo)
     }
 
     /// Back up `tables` (`None`: the whole lake, with its principals, roles, grants and

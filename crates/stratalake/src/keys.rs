@@ -171,10 +171,24 @@ impl Lake {
         r
     }
 
+    /// Open the repository at `url` with default options (adding a key slot under the current
+    /// version of the lowest level); `false` when no repository is there any more.
+    async fn reslot_repository(&self, url: &str) -> Result<bool> {
+        let store = stratalake_table::Store::open(url, &Default::default())?;
+        if store.get_opt("config.json").await?.is_none() {
+            return Ok(false);
+        }
+        self.backup_repository(url, &Default::default()).await?;
+        Ok(true)
+    }
+
     /// Destroy one old master key version. Refused while it is current or any live file uses it
     /// (run [`Lake::rotate_keys`] first), and while table histories use it unless
     /// `drop_history`: then time travel to those versions, and restores of backups taken before
-    /// the rotation, fail naming this key. Lake administrators only.
+    /// the rotation, fail naming this key. Retiring a version of the lowest level first opens
+    /// every backup repository the lake has used whose key slots would all be gone (adding a
+    /// slot under the current version), and is refused, naming it, for one it cannot open.
+    /// Lake administrators only.
     pub async fn retire_key(&self, id: &KeyId, drop_history: bool) -> Result<()> {
         let r = async {
             let status = self.key_status().await?;
@@ -205,9 +219,41 @@ impl Lake {
                     s.history_files
                 ));
             }
-            self.catalog
-                .context()
-                .keyring
+            // A backup repository's key is wrapped under the lowest level's master keys: one
+            // whose every slot would be gone could not be opened any more, even for backups
+            // taken after the rotation. Each repository the lake has used is opened (which adds
+            // a slot under the current version); one that is gone is forgotten.
+            let keyring = &self.catalog.context().keyring;
+            if id.classification == keyring.classifications().lowest() {
+                let meta = self.catalog.context().tiers.metadata();
+                for (name, _) in meta.list(crate::backups::REPOSITORIES).await? {
+                    let Some(raw) = meta.get_opt(&name).await? else { continue };
+                    let Ok(noted) = serde_json::from_slice::<crate::backups::NotedRepository>(&raw) else {
+                        continue;
+                    };
+                    let mut opens = false;
+                    for k in noted.slots.iter().filter(|k| *k != id) {
+                        opens |= keyring.provider().get(k).await.is_ok();
+                    }
+                    if opens {
+                        continue;
+                    }
+                    match self.reslot_repository(&noted.url).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::info!(repo = %noted.url, "backup repository is gone; forgotten");
+                            meta.delete(&name).await?;
+                        }
+                        Err(e) => {
+                            return refuse(format!(
+                                "backup repository {} ({}) holds its key only under it and could not be opened to add a slot under the current version ({e}): open it once (`stratalake backup list --repo {} [--repo-option ...]`), then retire",
+                                noted.url, noted.id, noted.url
+                            ));
+                        }
+                    }
+                }
+            }
+            keyring
                 .provider()
                 .destroy(&id.classification, Some(id.version))
                 .await?;

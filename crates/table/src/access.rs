@@ -712,8 +712,7 @@ impl AccessState {
     pub fn resolve(&self, principal: &str, classes: &Classifications) -> Result<Subject> {
         let mut subject = self.resolve_unshredded(principal, classes)?;
         subject.cleared.retain(|l| !self.shredded.contains(l));
-        // A classification mask computes from the raw value, which no key opens any more.
-        subject.level_masks.retain(|l, _| !self.shredded.contains(l));
+        subject.shredded = self.shredded.clone();
         Ok(subject)
     }
 
@@ -759,6 +758,7 @@ impl AccessState {
             row_filters: BTreeMap::new(),
             masks: BTreeMap::new(),
             level_masks: self.level_masks.clone(),
+            shredded: BTreeSet::new(),
         };
         for (table, cols) in &self.masks {
             let (ns, t) = table.split_once('.').unwrap_or(("", table));
@@ -817,6 +817,9 @@ pub struct Subject {
     pub masks: BTreeMap<String, BTreeMap<String, Mask>>,
     /// Classification policies: how columns of levels above the clearance are shown.
     pub level_masks: BTreeMap<String, Mask>,
+    /// Levels whose master keys were destroyed: their columns read as NULL under a NULL or
+    /// REDACT mask, and any other query touching them is refused.
+    pub shredded: BTreeSet<String>,
 }
 
 impl Subject {
@@ -832,6 +835,7 @@ impl Subject {
             row_filters: BTreeMap::new(),
             masks: BTreeMap::new(),
             level_masks: BTreeMap::new(),
+            shredded: BTreeSet::new(),
         }
     }
 

@@ -89,6 +89,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A query touched a column whose classification was crypto-shredded.
+    #[error(
+        "column {column:?} of {table} cannot be read: the master keys of classification {level:?} were destroyed (shredded); a NULL or REDACT mask for {level:?} (CREATE MASK FOR CLASSIFICATION {level} AS NULL) shows it as NULL, or drop the column"
+    )]
+    Shredded {
+        table: String,
+        column: String,
+        level: String,
+    },
     /// The principal may not do this.
     #[error("permission denied: {principal} {reason}")]
     PermissionDenied { principal: String, reason: String },

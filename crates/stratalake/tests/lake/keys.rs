@@ -13,20 +13,32 @@ async fn q(lake: &Lake, sql: &str) -> String {
     csv(&lake.sql(sql).await.unwrap())
 }
 
-fn data_files(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
+/// Every file under `dir`.
+fn walkdir(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.insert(p.display().to_string(), std::fs::read(&p).unwrap());
+            } else {
+                out.push(p.display().to_string());
             }
         }
     }
     out
+}
+
+fn data_files(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir(dir)
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet"))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 const ALL: &str = "SELECT id, region, owner FROM permits ORDER BY id";
@@ -122,6 +134,48 @@ async fn rotation_rewraps_keys_without_touching_data_and_retirement_is_guarded()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retiring_the_lowest_level_never_strands_a_backup_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_with_data(dir.path()).await;
+    let url = dir.path().join("repo").to_str().unwrap().to_string();
+    let gone = dir.path().join("gone").to_str().unwrap().to_string();
+    let repo = lake.backup_init(&url, &BTreeMap::new()).await.unwrap();
+    let b = lake.backup(&repo, None, &|_| {}).await.unwrap();
+    lake.backup_init(&gone, &BTreeMap::new()).await.unwrap();
+    std::fs::remove_dir_all(&gone).unwrap();
+    // the repository key is wrapped under public/v1 only
+    assert_eq!(repo.key_slots().await.unwrap(), vec![KeyId::new("public", 1)]);
+    lake.rotate_keys(Some("public")).await.unwrap();
+    // retiring v1 opens each repository the lake used (adding a slot under v2) and forgets
+    // the one that is gone
+    lake.retire_key(&KeyId::new("public", 1), true).await.unwrap();
+    let reopened = lake.backup_repository(&url, &BTreeMap::new()).await.unwrap();
+    assert_eq!(
+        reopened.key_slots().await.unwrap(),
+        vec![KeyId::new("public", 1), KeyId::new("public", 2)]
+    );
+    assert!(reopened.verify(true, &|_| {}).await.unwrap().problems.is_empty());
+    let noted: Vec<String> = walkdir(&dir.path().join("lake"))
+        .into_iter()
+        .filter(|p| p.contains("_backup/repositories/"))
+        .collect();
+    assert_eq!(noted.len(), 1, "the repository that is gone is forgotten: {noted:?}");
+    // the backup taken before the rotation needs public/v1 for its files' footers
+    let twin = lake.empty_twin("memory://keys-lowest-twin").unwrap();
+    let e = twin
+        .restore(&reopened, &b.id, RestoreOptions::default(), &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("public/v1"), "{e}");
+    let after = lake.backup(&reopened, None, &|_| {}).await.unwrap();
+    twin.restore(&reopened, &after.id, RestoreOptions::default(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(q(&twin, ALL).await, q(&lake, ALL).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_and_concurrent_writers_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_with_data(dir.path()).await;
@@ -167,9 +221,30 @@ async fn shredding_makes_a_classification_unreadable_everywhere() {
     assert!(e.contains("footer"), "{e}");
     let ids = lake.shred_level("confidential").await.unwrap();
     assert_eq!(ids, vec![KeyId::new("confidential", 1)]);
-    // every session, admins included, now reads NULL there; other columns are intact
-    assert_eq!(q(&lake, ALL).await, "1,north,\n2,south,\n");
-    // a classification mask computes from raw values, which nothing can open any more
+    // every session, admins included: a query touching the column is refused, naming it;
+    // the other columns are intact
+    let unreadable = |e: String| {
+        assert!(
+            e.contains("\"owner\"") && e.contains("shredded") && e.contains("confidential"),
+            "{e}"
+        )
+    };
+    unreadable(lake.sql(ALL).await.unwrap_err().to_string());
+    unreadable(
+        lake.sql("SELECT id FROM permits WHERE owner IS NULL")
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
+    assert_eq!(
+        q(&lake, "SELECT id, region FROM permits ORDER BY id").await,
+        "1,north\n2,south\n"
+    );
+    // a mask computing from the raw value cannot apply; a NULL or REDACT mask shows NULL
+    lake.sql("CREATE MASK FOR CLASSIFICATION confidential AS PARTIAL(2)")
+        .await
+        .unwrap();
+    unreadable(lake.sql(ALL).await.unwrap_err().to_string());
     lake.sql("CREATE MASK FOR CLASSIFICATION confidential AS REDACT")
         .await
         .unwrap();
@@ -197,5 +272,9 @@ async fn shredding_makes_a_classification_unreadable_everywhere() {
     twin.restore(&repo, &b.id, RestoreOptions::default(), &|_| {})
         .await
         .unwrap();
-    assert_eq!(q(&twin, ALL).await, "1,north,\n2,south,\n");
+    unreadable(twin.sql(ALL).await.unwrap_err().to_string());
+    assert_eq!(
+        q(&twin, "SELECT id, region FROM permits ORDER BY id").await,
+        "1,north\n2,south\n"
+    );
 }
