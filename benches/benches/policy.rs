@@ -174,7 +174,7 @@ fn main() {
         let admin_session = admin.session("admin");
 
         if let Ok(q) = std::env::var("STRATALAKE_BENCH_EXPLAIN") {
-            // Show both physical plans of one query, for investigating a ratio.
+            // Show the physical plans of one query on each side, for investigating a ratio.
             let sql = QUERIES
                 .iter()
                 .find(|(n, _)| *n == q)
@@ -182,7 +182,8 @@ fn main() {
                 .unwrap_or(QUERIES[0].1);
             for (side, df) in [
                 ("datafusion", ctx.sql(sql).await.unwrap()),
-                ("stratalake", admin_session.sql(sql).await.unwrap()),
+                ("stratalake admin", admin_session.sql(sql).await.unwrap()),
+                ("stratalake analyst", session.sql(sql).await.unwrap()),
             ] {
                 let plan = df.create_physical_plan().await.unwrap();
                 println!(

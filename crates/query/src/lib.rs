@@ -21,8 +21,10 @@ mod engine;
 mod error;
 mod evolution;
 mod policy;
+mod policy_exec;
 pub mod provider;
 pub mod quality;
+mod stats;
 
 pub use catalog::AsOf;
 pub use engine::{CATALOG_NAME, Output, QueryEngine, split_statements};

@@ -40,7 +40,6 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column as PhysColumn, Literal};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
@@ -329,7 +328,8 @@ impl LakeTableProvider {
                 field.name()
             ))
         })?;
-        Ok(Some(datafusion::logical_expr::cast(e, field.data_type().clone())))
+        let e = datafusion::logical_expr::cast(e, field.data_type().clone());
+        Ok(Some(simplify(state, e, df_schema)?))
     }
 
     /// The key of hash masks: derived from the lake's least-sensitive master key, the same for
@@ -363,13 +363,14 @@ impl LakeTableProvider {
             .as_any()
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("row filters need a DataFusion SessionState".into()))?;
-        st.create_logical_expr(&sql, &df_schema).map_err(|e| {
+        let e = st.create_logical_expr(&sql, &df_schema).map_err(|e| {
             // the predicate itself is an administrator's secret: name the table, not the text
             DataFusionError::Plan(format!(
                 "a row filter on {} does not plan against its columns: {e}",
                 self.table.ident()
             ))
-        })
+        })?;
+        simplify(state, e, df_schema)
     }
 
     /// Plan a copy-on-write DELETE (no assignments), UPDATE or TRUNCATE; the work happens when
@@ -445,6 +446,24 @@ impl LakeTableProvider {
 }
 
 /// Column references without a table qualifier, to plan against the table's own schema.
+/// Fold constants and move casts from columns onto literals, as DataFusion's optimizer does for
+/// the query's own conditions (policy expressions are planned here, past that optimizer): a
+/// comparison of `CAST(l_quantity AS DECIMAL(22,2))` with `CAST(0 AS DECIMAL(22,2))` becomes
+/// one of `l_quantity` with `0.00`.
+fn simplify(state: &dyn Session, e: Expr, schema: DFSchema) -> DFResult<Expr> {
+    use datafusion::logical_expr::simplify::SimplifyContext;
+    use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+    let schema = Arc::new(schema);
+    let ctx = SimplifyContext::builder()
+        .with_schema(schema.clone())
+        .with_config_options(Arc::new(state.config_options().clone()))
+        .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+        .build();
+    let simplifier = ExprSimplifier::new(ctx);
+    // coerced first: the casts to unwrap are the ones coercion adds
+    simplifier.simplify(simplifier.coerce(e, &schema)?)
+}
+
 fn unqualify(e: Expr) -> DFResult<Expr> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     e.transform_up(|e| match e {
@@ -655,6 +674,20 @@ impl TableProvider for LakeTableProvider {
         } else {
             read.iter().map(|i| self.schema.field(*i).name().as_str()).collect()
         };
+        // Column statistics for the planner (from the files' footers): only for columns the
+        // session sees raw, and none under a row filter (they would describe rows it may not
+        // see; min/max could even answer a query from them).
+        let stat_cols: Vec<usize> = if policy.is_none() && state.config_options().execution.collect_statistics {
+            read.iter()
+                .copied()
+                .filter(|i| {
+                    let name = self.schema.field(*i).name();
+                    wanted.contains(i) && !self.hidden.contains(name) && !masks.contains_key(name)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         for (tier, files) in by_tier {
             let store = ctx.tiers.get(tier).map_err(external)?;
             let url = tier_url(tier);
@@ -667,6 +700,8 @@ impl TableProvider for LakeTableProvider {
             // the row count is withheld (it would count rows the session may not see); the bytes
             // stored are kept, an upper bound of what the scan reads, so joins still put the
             // smaller side first.
+            let mut wanted_stats = Vec::new();
+            let mut stored_names: Vec<Vec<Option<String>>> = Vec::new();
             let stats = {
                 let mut st = Statistics::new_unknown(&self.schema);
                 if policy.is_none() {
@@ -713,9 +748,47 @@ impl TableProvider for LakeTableProvider {
                     .map_err(external)?;
                 // any column without its key (not cleared, or not read) needs the page index off
                 withheld |= !hidden.is_empty() || needed.len() < self.schema.fields().len();
+                if !stat_cols.is_empty() {
+                    let stored: Vec<Option<String>> = stat_cols
+                        .iter()
+                        .map(|i| {
+                            table_schema
+                                .column(self.schema.field(*i).name())
+                                .and_then(|c| stratalake_table::TableSchema::physical_name(c, &physical))
+                                .filter(|n| needed_f.contains(*n))
+                                .map(String::from)
+                        })
+                        .collect();
+                    wanted_stats.push(crate::stats::Wanted {
+                        key: format!("{}/{}", self.table.id(), f.path),
+                        location: loc.clone(),
+                        size: f.size,
+                        props: props.clone(),
+                        file_schema: file_schema.clone(),
+                        columns: stored.iter().flatten().cloned().collect(),
+                    });
+                    stored_names.push(stored);
+                }
                 keys.files.insert(loc.to_string(), props);
                 pfiles.push(PartitionedFile::new(loc.to_string(), f.size));
             }
+            let stats = if stat_cols.is_empty() {
+                stats
+            } else {
+                let files = crate::stats::gather(store.read_store(), wanted_stats).await;
+                let columns = stat_cols
+                    .iter()
+                    .enumerate()
+                    .map(|(k, i)| {
+                        let stored: Vec<Option<&str>> = stored_names.iter().map(|s| s[k].as_deref()).collect();
+                        (
+                            *i,
+                            crate::stats::merge_column(&files, &stored, self.schema.field(*i).data_type()),
+                        )
+                    })
+                    .collect();
+                stats.map(|st| crate::stats::with_columns(st, columns))
+            };
             per_tier.push((url, keys, pfiles, stats));
         }
         // The query's own conditions on columns the session sees raw let Parquet skip row groups
@@ -775,7 +848,7 @@ impl TableProvider for LakeTableProvider {
         if let Some(expr) = policy {
             let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
             let predicate = state.create_physical_expr(expr, &read_schema)?;
-            union = Arc::new(FilterExec::try_new(predicate, union)?);
+            union = Arc::new(crate::policy_exec::PolicyFilterExec::try_new(predicate, union)?);
         }
         if read == wanted
             && mask_exprs.is_empty()

@@ -338,7 +338,8 @@ async fn partition_pruning_uses_identity_and_time_transforms() {
             b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
         )
     }
-    assert_eq!(files_and_count(&s, "true").await, (6, 6));
+    // (an unfiltered count(id) is answered from the files' statistics, also without reading)
+    assert_eq!(files_and_count(&s, "id > 0").await, (6, 6));
     assert_eq!(
         files_and_count(&s, "ts >= TIMESTAMP '2025-01-02 00:00:00'").await,
         (4, 4)
