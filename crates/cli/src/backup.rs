@@ -103,6 +103,12 @@ pub enum BackupCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Stop tracking a repository deleted on purpose (key retirement otherwise insists on
+    /// opening every repository this lake used, to keep its key slots current).
+    Detach {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
     /// Remove objects no backup references (after forget, or left by a stopped backup).
     Prune {
         #[command(flatten)]
@@ -369,6 +375,19 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     })
                     .collect();
                 print_rows(&["id", "action", "kept_by"], rows, fmt)?;
+            }
+        }
+        BackupCmd::Detach { repo } => {
+            let lake = open(cli).await?;
+            let url = repo.url()?;
+            let n = lake.detach_repository(&url).await?;
+            if n == 0 {
+                bail!("this lake does not track a backup repository at {url}");
+            }
+            if fmt == OutFormat::Json {
+                println!("{}", serde_json::json!({ "detached": url }));
+            } else {
+                println!("no longer tracking backup repository {url}");
             }
         }
         BackupCmd::Prune { repo, dry_run } => {

@@ -1248,6 +1248,12 @@ fn backup_create_list_verify_restore_forget_prune() {
     assert!(out.contains("created backup repository"), "{out}");
     let e = fails(&l.path, &["backup", "init", "--repo", repo_s]);
     assert!(e.contains("already holds a backup repository"), "{e}");
+    let spare = dir.join("spare");
+    ok(&l.path, &["backup", "init", "--repo", spare.to_str().unwrap()]);
+    let out = ok(&l.path, &["backup", "detach", "--repo", spare.to_str().unwrap()]);
+    assert!(out.contains("no longer tracking"), "{out}");
+    let e = fails(&l.path, &["backup", "detach", "--repo", spare.to_str().unwrap()]);
+    assert!(e.contains("does not track"), "{e}");
     let out = ok(&l.path, &["backup", "create", "--repo", repo_s]);
     assert!(out.contains("copied 2 new file(s)"), "{out}");
     let out = ok(&l.path, &["--format", "json", "backup", "create", "--repo", repo_s]);

@@ -30,3 +30,4 @@ pub use catalog::AsOf;
 pub use engine::{CATALOG_NAME, Output, QueryEngine, split_statements};
 pub use error::{Error, Result};
 pub use policy::{check_mask, check_row_filter};
+pub use stats::forget_all as forget_cached_statistics;

@@ -3,10 +3,12 @@
 //! A plain `FilterExec` would let DataFusion's filter pushdown merge the session's own
 //! conditions into it (`user_condition AND policy`), evaluating them on rows the policy hides:
 //! a condition that fails on some value (`100 / (amount - 30)`) would then reveal, by its
-//! error, that a hidden row holds it. This node runs a `FilterExec` but keeps every condition
-//! of its parents above it. It still hands those conditions to the scan below for pruning by
-//! statistics (which evaluates nothing on rows), unless the session turned on Parquet filter
-//! pushdown, which would evaluate them on rows inside the reader.
+//! error, that a hidden row holds it. This node runs a `FilterExec` but keeps the conditions of
+//! its parents above it, except those that cannot fail on any value (comparisons of columns
+//! with literals and the like), which it evaluates ahead of the policy so that the policy runs
+//! only on the rows they keep. It hands the parents' conditions to the scan below for pruning
+//! by statistics (which evaluates nothing on rows), unless Parquet filter pushdown is on, which
+//! would evaluate them on rows inside the reader. It does not let a sort move below it either.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,11 +19,15 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::split_conjunction;
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
+};
+use datafusion::physical_expr::{conjunction, split_conjunction};
 use datafusion::physical_plan::execution_plan::CardinalityEffect;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::filter_pushdown::{
     ChildFilterDescription, ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
+    PushedDown,
 };
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{
@@ -70,7 +76,9 @@ impl ExecutionPlan for PolicyFilterExec {
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        // It does keep the order, but saying so would let DataFusion's sort pushdown move a
+        // sort (and its expressions) below the policy, onto rows it hides.
+        vec![false]
     }
 
     fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
@@ -116,12 +124,11 @@ impl ExecutionPlan for PolicyFilterExec {
         parent_filters: Vec<Arc<dyn PhysicalExpr>>,
         config: &ConfigOptions,
     ) -> Result<FilterDescription> {
-        let input = self.filter.input();
-        let child = if config.execution.parquet.pushdown_filters {
-            ChildFilterDescription::all_unsupported(&parent_filters)
-        } else {
-            ChildFilterDescription::from_child(&parent_filters, input)?
-        };
+        if config.execution.parquet.pushdown_filters {
+            // the scan would evaluate whatever it is handed row by row: hand it nothing
+            return Ok(FilterDescription::new().with_child(ChildFilterDescription::all_unsupported(&parent_filters)));
+        }
+        let child = ChildFilterDescription::from_child(&parent_filters, self.filter.input())?;
         // The policy's own conditions may go into the scan (they are meant to see every row).
         let child = if phase == FilterPushdownPhase::Pre {
             child.with_self_filters(
@@ -138,12 +145,77 @@ impl ExecutionPlan for PolicyFilterExec {
 
     fn handle_child_pushdown_result(
         &self,
-        _phase: FilterPushdownPhase,
+        phase: FilterPushdownPhase,
         child_pushdown_result: ChildPushdownResult,
-        _config: &ConfigOptions,
+        config: &ConfigOptions,
     ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
-        // Whatever the scan took (for pruning), the parents keep evaluating their conditions
-        // above the policy.
-        Ok(FilterPushdownPropagation::all_unsupported(child_pushdown_result))
+        if phase != FilterPushdownPhase::Pre || config.execution.parquet.pushdown_filters {
+            return Ok(FilterPushdownPropagation::all_unsupported(child_pushdown_result));
+        }
+        // A parent condition that cannot fail on any value (comparisons of columns and
+        // literals, AND/OR/NOT, IS NULL, IN and LIKE over literals) reveals nothing when it
+        // sees a hidden row: it is taken in, ahead of the policy, so that the policy runs only
+        // on the rows it keeps. Every other condition stays above.
+        let mut taken = Vec::new();
+        let verdicts: Vec<PushedDown> = child_pushdown_result
+            .parent_filters
+            .iter()
+            .map(|f| {
+                if cannot_fail(&f.filter) {
+                    taken.push(f.filter.clone());
+                    PushedDown::Yes
+                } else {
+                    PushedDown::No
+                }
+            })
+            .collect();
+        let propagation = FilterPushdownPropagation::with_parent_pushdown_result(verdicts);
+        if taken.is_empty() {
+            return Ok(propagation);
+        }
+        taken.push(self.filter.predicate().clone());
+        let node = Self::try_new(conjunction(taken), self.filter.input().clone())?;
+        Ok(propagation.with_updated_node(Arc::new(node)))
     }
+}
+
+/// Whether evaluating `e` on any row can neither fail nor reveal anything but its boolean
+/// outcome: no arithmetic, casts or functions, whose errors depend on the values.
+fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
+    use datafusion::logical_expr::Operator;
+    if e.downcast_ref::<Column>().is_some() || e.downcast_ref::<Literal>().is_some() {
+        return true;
+    }
+    if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+        return matches!(
+            b.op(),
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::And
+                | Operator::Or
+                | Operator::IsDistinctFrom
+                | Operator::IsNotDistinctFrom
+        ) && cannot_fail(b.left())
+            && cannot_fail(b.right());
+    }
+    if let Some(n) = e.downcast_ref::<NotExpr>() {
+        return cannot_fail(n.arg());
+    }
+    if let Some(n) = e.downcast_ref::<IsNullExpr>() {
+        return cannot_fail(n.arg());
+    }
+    if let Some(n) = e.downcast_ref::<IsNotNullExpr>() {
+        return cannot_fail(n.arg());
+    }
+    if let Some(l) = e.downcast_ref::<InListExpr>() {
+        return cannot_fail(l.expr()) && l.list().iter().all(|x| x.downcast_ref::<Literal>().is_some());
+    }
+    if let Some(l) = e.downcast_ref::<LikeExpr>() {
+        return cannot_fail(l.expr()) && l.pattern().downcast_ref::<Literal>().is_some();
+    }
+    false
 }

@@ -321,15 +321,18 @@ impl LakeTableProvider {
             .as_any()
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("masks need a DataFusion SessionState".into()))?;
-        let e = st.create_logical_expr(&sql, &df_schema).map_err(|e| {
+        // as for row filters: the mask's text is not for the session
+        let broken = |e: DataFusionError| {
+            tracing::warn!(table = %self.table.ident(), column = %field.name(), error = %e, "a mask does not plan");
             DataFusionError::Plan(format!(
-                "the mask of {}.{} does not plan: {e}",
+                "the mask of {}.{} does not plan; an administrator must fix it (the reason is in the log)",
                 self.table.ident(),
                 field.name()
             ))
-        })?;
+        };
+        let e = st.create_logical_expr(&sql, &df_schema).map_err(broken)?;
         let e = datafusion::logical_expr::cast(e, field.data_type().clone());
-        Ok(Some(simplify(state, e, df_schema)?))
+        Ok(Some(simplify(state, e, df_schema).map_err(broken)?))
     }
 
     /// The key of hash masks: derived from the lake's least-sensitive master key, the same for
@@ -363,14 +366,17 @@ impl LakeTableProvider {
             .as_any()
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("row filters need a DataFusion SessionState".into()))?;
-        let e = st.create_logical_expr(&sql, &df_schema).map_err(|e| {
-            // the predicate itself is an administrator's secret: name the table, not the text
+        // The predicate is an administrator's secret and DataFusion's errors quote it: the
+        // session is told which table, the log gets the reason.
+        let broken = |e: DataFusionError| {
+            tracing::warn!(table = %self.table.ident(), error = %e, "a row filter does not plan");
             DataFusionError::Plan(format!(
-                "a row filter on {} does not plan against its columns: {e}",
+                "a row filter on {} does not plan against its columns; an administrator must fix it (the reason is in the log)",
                 self.table.ident()
             ))
-        })?;
-        simplify(state, e, df_schema)
+        };
+        let e = st.create_logical_expr(&sql, &df_schema).map_err(broken)?;
+        simplify(state, e, df_schema).map_err(broken)
     }
 
     /// Plan a copy-on-write DELETE (no assignments), UPDATE or TRUNCATE; the work happens when
@@ -764,7 +770,6 @@ impl TableProvider for LakeTableProvider {
                         location: loc.clone(),
                         size: f.size,
                         props: props.clone(),
-                        file_schema: file_schema.clone(),
                         columns: stored.iter().flatten().cloned().collect(),
                     });
                     stored_names.push(stored);

@@ -11,10 +11,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::DataType;
 use datafusion::common::stats::{ColumnStatistics, Precision};
 use datafusion::common::{ScalarValue, Statistics};
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::parquet::arrow::parquet_to_arrow_schema;
 use datafusion::parquet::encryption::decrypt::FileDecryptionProperties;
 use futures::StreamExt;
 use object_store::path::Path;
@@ -41,14 +42,18 @@ fn cache() -> &'static Mutex<HashMap<String, Arc<FileStats>>> {
     CACHE.get_or_init(Default::default)
 }
 
+/// Drop every cached statistic (after a classification was shredded, its values must not stay
+/// in memory, even where no session can be given them).
+pub fn forget_all() {
+    cache().lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 /// One file a scan wants statistics of.
 pub(crate) struct Wanted {
     pub key: String,
     pub location: Path,
     pub size: u64,
     pub props: Arc<FileDecryptionProperties>,
-    /// The file's columns under their stored names (its Arrow schema).
-    pub file_schema: SchemaRef,
     /// Stored names of the columns the planner needs and the scan holds the keys of.
     pub columns: HashSet<String>,
 }
@@ -117,19 +122,48 @@ async fn read_footer(store: &Arc<dyn ObjectStore>, w: &Wanted) -> Option<FileSta
         .await
         .map_err(|e| tracing::debug!(file = %w.location, error = %e, "no statistics from the footer"))
         .ok()?;
-    let st = DFParquetMetadata::statistics_from_parquet_metadata(&metadata, &w.file_schema).ok()?;
-    let columns = w
-        .file_schema
+    // Summarised in the types the file stores (a widened column's old files hold the narrower
+    // type; merge_column casts the bounds).
+    let fm = metadata.file_metadata();
+    let stored = parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata()).ok()?;
+    let stored = Arc::new(arrow::datatypes::Schema::new(
+        stored
+            .fields()
+            .iter()
+            .filter(|f| w.columns.contains(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    let st = DFParquetMetadata::statistics_from_parquet_metadata(&metadata, &stored).ok()?;
+    let rows = fm.num_rows().max(0) as usize;
+    let columns = stored
         .fields()
         .iter()
         .zip(st.column_statistics)
-        .filter(|(f, _)| w.columns.contains(f.name()))
-        .map(|(f, s)| (f.name().clone(), s))
+        .map(|(f, s)| (f.name().clone(), usable(s, rows, f.data_type())))
         .collect();
     Some(FileStats {
         decoded: w.columns.clone(),
         columns,
     })
+}
+
+/// What of a file's column statistics the planner may rely on. A NULL bound means "every value
+/// is NULL" only when the null count says so (otherwise the statistics were missing or could
+/// not be read); float bounds leave out NaN, which `max` ranks highest, so they are inexact.
+fn usable(s: ColumnStatistics, rows: usize, ty: &DataType) -> ColumnStatistics {
+    let all_null = s.null_count == Precision::Exact(rows);
+    let bound = |b: Precision<ScalarValue>| match b.get_value() {
+        Some(v) if v.is_null() && !all_null => Precision::Absent,
+        _ if ty.is_floating() => b.to_inexact(),
+        _ => b,
+    };
+    ColumnStatistics {
+        null_count: s.null_count,
+        min_value: bound(s.min_value),
+        max_value: bound(s.max_value),
+        ..ColumnStatistics::new_unknown()
+    }
 }
 
 /// A column's statistics over several files: `stored[i]` is the name file `i` stores it under

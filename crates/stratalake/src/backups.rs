@@ -49,6 +49,38 @@ impl Lake {
         Ok(())
     }
 
+    /// Stop keeping track of the backup repository at `url` (or with that id): key retirement
+    /// no longer opens it to keep its key slots current. For a repository deleted on purpose.
+    /// Returns how many notes were removed. Lake administrators only.
+    pub async fn detach_repository(&self, url_or_id: &str) -> Result<usize> {
+        let r = async {
+            self.subject().await?.require(Privilege::Admin, None, None)?;
+            let meta = self.catalog.context().tiers.metadata();
+            // the note holds the store's own spelling of the URL (a folder becomes file://...)
+            let spelled = Store::open(url_or_id, &BTreeMap::new())
+                .ok()
+                .map(|s| s.url().to_string());
+            let mut removed = 0;
+            for (name, _) in meta.list(REPOSITORIES).await? {
+                let Some(raw) = meta.get_opt(&name).await? else {
+                    continue;
+                };
+                let matches = serde_json::from_slice::<NotedRepository>(&raw)
+                    .map(|n| n.url == url_or_id || n.id == url_or_id || Some(&n.url) == spelled.as_ref())
+                    .unwrap_or(false);
+                if matches {
+                    meta.delete(&name).await?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        }
+        .await;
+        self.record("backup", format!("BACKUP DETACH {url_or_id}"), vec![], None, &r)
+            .await?;
+        r
+    }
+
     /// Create a backup repository at `url` (a folder, `file:///…`, `memory://…` or
     /// `s3://bucket/prefix`), keyed to this lake's master keys. Lake administrators only.
     ///

@@ -171,15 +171,22 @@ impl Lake {
         r
     }
 
-    /// Open the repository at `url` with default options (adding a key slot under the current
-    /// version of the lowest level); `false` when no repository is there any more.
-    async fn reslot_repository(&self, url: &str) -> Result<bool> {
-        let store = stratalake_table::Store::open(url, &Default::default())?;
-        if store.get_opt("config.json").await?.is_none() {
-            return Ok(false);
+    /// Open the repository at `url` with default options, which adds a key slot under the
+    /// current version of the lowest level; its slots afterwards.
+    async fn reslot_repository(&self, url: &str) -> Result<Vec<KeyId>> {
+        let repo = self.backup_repository(url, &Default::default()).await?;
+        Ok(repo.key_slots().await?)
+    }
+
+    /// Whether a key slot other than `retiring` opens with a master key the provider holds.
+    async fn slot_survives(&self, slots: &[KeyId], retiring: &KeyId) -> bool {
+        let provider = self.catalog.context().keyring.provider();
+        for k in slots.iter().filter(|k| *k != retiring) {
+            if provider.get(k).await.is_ok() {
+                return true;
+            }
         }
-        self.backup_repository(url, &Default::default()).await?;
-        Ok(true)
+        false
     }
 
     /// Destroy one old master key version. Refused while it is current or any live file uses it
@@ -187,7 +194,8 @@ impl Lake {
     /// `drop_history`: then time travel to those versions, and restores of backups taken before
     /// the rotation, fail naming this key. Retiring a version of the lowest level first opens
     /// every backup repository the lake has used whose key slots would all be gone (adding a
-    /// slot under the current version), and is refused, naming it, for one it cannot open.
+    /// slot under the current version), and is refused, naming it, for one it cannot open
+    /// (detach a repository deleted on purpose with [`Lake::detach_repository`]).
     /// Lake administrators only.
     pub async fn retire_key(&self, id: &KeyId, drop_history: bool) -> Result<()> {
         let r = async {
@@ -222,34 +230,35 @@ impl Lake {
             // A backup repository's key is wrapped under the lowest level's master keys: one
             // whose every slot would be gone could not be opened any more, even for backups
             // taken after the rotation. Each repository the lake has used is opened (which adds
-            // a slot under the current version); one that is gone is forgotten.
+            // a slot under the current version); one that cannot be opened stops the retirement.
             let keyring = &self.catalog.context().keyring;
             if id.classification == keyring.classifications().lowest() {
                 let meta = self.catalog.context().tiers.metadata();
                 for (name, _) in meta.list(crate::backups::REPOSITORIES).await? {
                     let Some(raw) = meta.get_opt(&name).await? else { continue };
-                    let Ok(noted) = serde_json::from_slice::<crate::backups::NotedRepository>(&raw) else {
-                        continue;
-                    };
-                    let mut opens = false;
-                    for k in noted.slots.iter().filter(|k| *k != id) {
-                        opens |= keyring.provider().get(k).await.is_ok();
-                    }
-                    if opens {
-                        continue;
-                    }
-                    match self.reslot_repository(&noted.url).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::info!(repo = %noted.url, "backup repository is gone; forgotten");
-                            meta.delete(&name).await?;
+                    let noted: crate::backups::NotedRepository = serde_json::from_slice(&raw).map_err(|e| {
+                        Error::KeyInUse {
+                            id: id.to_string(),
+                            reason: format!("the lake's note {name} on a backup repository cannot be read ({e}); fix or remove it, then retire"),
                         }
+                    })?;
+                    if self.slot_survives(&noted.slots, id).await {
+                        continue;
+                    }
+                    let slots = match self.reslot_repository(&noted.url).await {
+                        Ok(slots) => slots,
                         Err(e) => {
                             return refuse(format!(
-                                "backup repository {} ({}) holds its key only under it and could not be opened to add a slot under the current version ({e}): open it once (`stratalake backup list --repo {} [--repo-option ...]`), then retire",
-                                noted.url, noted.id, noted.url
+                                "backup repository {} ({}) holds its key only under it and could not be opened to add a slot under the current version ({e}): open it once (`stratalake backup list --repo {} [--repo-option ...]`), or, if it is gone for good, `stratalake backup detach --repo {}`; then retire",
+                                noted.url, noted.id, noted.url, noted.url
                             ));
                         }
+                    };
+                    if !self.slot_survives(&slots, id).await {
+                        return refuse(format!(
+                            "backup repository {} ({}) has no key slot that opens without it; open it with a lake holding the current version, then retire",
+                            noted.url, noted.id
+                        ));
                     }
                 }
             }
@@ -280,7 +289,10 @@ impl Lake {
                     &self.principal,
                 )
                 .await?;
-            Ok(self.catalog.context().keyring.provider().destroy(level, None).await?)
+            let destroyed = self.catalog.context().keyring.provider().destroy(level, None).await?;
+            // nothing of the level's values stays in this process's planner statistics
+            stratalake_query::forget_cached_statistics();
+            Ok(destroyed)
         }
         .await;
         self.record("key", format!("KEY SHRED {level}"), vec![], None, &r)

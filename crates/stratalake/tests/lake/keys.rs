@@ -146,8 +146,15 @@ async fn retiring_the_lowest_level_never_strands_a_backup_repository() {
     // the repository key is wrapped under public/v1 only
     assert_eq!(repo.key_slots().await.unwrap(), vec![KeyId::new("public", 1)]);
     lake.rotate_keys(Some("public")).await.unwrap();
-    // retiring v1 opens each repository the lake used (adding a slot under v2) and forgets
-    // the one that is gone
+    // retiring v1 opens each repository the lake used (adding a slot under v2); one it cannot
+    // open stops it, until detached on purpose
+    let e = lake
+        .retire_key(&KeyId::new("public", 1), true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&gone) && e.contains("backup detach"), "{e}");
+    assert_eq!(lake.detach_repository(&gone).await.unwrap(), 1);
     lake.retire_key(&KeyId::new("public", 1), true).await.unwrap();
     let reopened = lake.backup_repository(&url, &BTreeMap::new()).await.unwrap();
     assert_eq!(
@@ -159,7 +166,7 @@ async fn retiring_the_lowest_level_never_strands_a_backup_repository() {
         .into_iter()
         .filter(|p| p.contains("_backup/repositories/"))
         .collect();
-    assert_eq!(noted.len(), 1, "the repository that is gone is forgotten: {noted:?}");
+    assert_eq!(noted.len(), 1, "the detached repository is no longer noted: {noted:?}");
     // the backup taken before the rotation needs public/v1 for its files' footers
     let twin = lake.empty_twin("memory://keys-lowest-twin").unwrap();
     let e = twin
