@@ -24,12 +24,13 @@ use datafusion::physical_expr::expressions::{
 };
 use datafusion::physical_expr::{conjunction, split_conjunction};
 use datafusion::physical_plan::execution_plan::CardinalityEffect;
-use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::filter_pushdown::{
     ChildFilterDescription, ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
     PushedDown,
 };
 use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
 };
@@ -39,19 +40,42 @@ use datafusion::physical_plan::{
 #[derive(Debug)]
 pub(crate) struct PolicyFilterExec {
     filter: Arc<FilterExec>,
+    /// Input columns passed on (a narrowing projection above taken in, as `FilterExec` does,
+    /// so that rows are copied with only the columns the plan still needs).
+    projection: Option<Vec<usize>>,
 }
 
 impl PolicyFilterExec {
     pub(crate) fn try_new(predicate: Arc<dyn PhysicalExpr>, input: Arc<dyn ExecutionPlan>) -> Result<Self> {
+        Self::build(predicate, input, None)
+    }
+
+    fn build(
+        predicate: Arc<dyn PhysicalExpr>,
+        input: Arc<dyn ExecutionPlan>,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
+        let filter = FilterExecBuilder::new(predicate, input)
+            .apply_projection(projection.clone())?
+            .build()?;
         Ok(Self {
-            filter: Arc::new(FilterExec::try_new(predicate, input)?),
+            filter: Arc::new(filter),
+            projection,
         })
     }
 }
 
 impl DisplayAs for PolicyFilterExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PolicyFilterExec: {}", self.filter.predicate())
+        write!(f, "PolicyFilterExec: {}", self.filter.predicate())?;
+        if let Some(p) = &self.projection {
+            let names: Vec<String> = p
+                .iter()
+                .map(|i| self.filter.input().schema().field(*i).name().clone())
+                .collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -88,10 +112,28 @@ impl ExecutionPlan for PolicyFilterExec {
                 children.len()
             )));
         }
-        Ok(Arc::new(Self::try_new(
+        Ok(Arc::new(Self::build(
             self.filter.predicate().clone(),
             children.swap_remove(0),
+            self.projection.clone(),
         )?))
+    }
+
+    fn try_swapping_with_projection(&self, projection: &ProjectionExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        // Only a plain choice of columns (it evaluates nothing) is taken in; anything computed
+        // stays above the policy.
+        if self.projection.is_some() {
+            return Ok(None);
+        }
+        let mut keep = Vec::with_capacity(projection.expr().len());
+        for e in projection.expr() {
+            match e.expr.downcast_ref::<Column>() {
+                Some(c) if c.name() == e.alias => keep.push(c.index()),
+                _ => return Ok(None),
+            }
+        }
+        let node = Self::build(self.filter.predicate().clone(), self.filter.input().clone(), Some(keep))?;
+        Ok(Some(Arc::new(node)))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
@@ -149,7 +191,8 @@ impl ExecutionPlan for PolicyFilterExec {
         child_pushdown_result: ChildPushdownResult,
         config: &ConfigOptions,
     ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
-        if phase != FilterPushdownPhase::Pre || config.execution.parquet.pushdown_filters {
+        // (parent conditions are in output columns: only taken in while those are the input's)
+        if phase != FilterPushdownPhase::Pre || config.execution.parquet.pushdown_filters || self.projection.is_some() {
             return Ok(FilterPushdownPropagation::all_unsupported(child_pushdown_result));
         }
         // A parent condition that cannot fail on any value (comparisons of columns and
@@ -174,7 +217,7 @@ impl ExecutionPlan for PolicyFilterExec {
             return Ok(propagation);
         }
         taken.push(self.filter.predicate().clone());
-        let node = Self::try_new(conjunction(taken), self.filter.input().clone())?;
+        let node = Self::build(conjunction(taken), self.filter.input().clone(), None)?;
         Ok(propagation.with_updated_node(Arc::new(node)))
     }
 }

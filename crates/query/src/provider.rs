@@ -263,7 +263,56 @@ impl PruningStatistics for PartitionRanges {
     }
 }
 
+/// One Parquet scan over files of one tier.
+struct ScanParts {
+    url: ObjectStoreUrl,
+    keys: Arc<ScanKeys>,
+    files: Vec<PartitionedFile>,
+    stats: Option<Statistics>,
+    page_index: bool,
+    pruning: Option<Arc<dyn PhysicalExpr>>,
+    columns: Vec<usize>,
+    limit: Option<usize>,
+}
+
 impl LakeTableProvider {
+    fn parquet_scan(&self, p: ScanParts) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let mut opts = TableParquetOptions::default();
+        opts.global.enable_page_index = p.page_index;
+        opts.global.pushdown_filters = false;
+        let mut source = ParquetSource::new(self.schema.clone())
+            .with_table_parquet_options(opts)
+            .with_encryption_factory(p.keys);
+        if let Some(e) = p.pruning {
+            source = source.with_predicate(e);
+        }
+        // One group: DataFusion's file-scan repartitioning then splits it into even byte
+        // ranges over the target partitions (uneven files made uneven partitions otherwise).
+        // Largest file first: the order decides how DataFusion's even byte split falls on the
+        // files, and file names (UUIDs) made it random. Measured with TPC-H SF 1 on 2 cores:
+        // smallest-first made every lineitem scan about 30% slower (docs/benchmarks.md).
+        let mut files = p.files;
+        files.sort_by(|a, b| {
+            b.object_meta
+                .size
+                .cmp(&a.object_meta.size)
+                .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
+        });
+        let mut builder = FileScanConfigBuilder::new(p.url, Arc::new(source));
+        if let Some(e) = crate::evolution::Evolved::of(&self.snapshot.metadata.schema)? {
+            builder = builder.with_expr_adapter(Some(Arc::new(e)));
+        }
+        if let Some(st) = p.stats {
+            builder = builder.with_statistics(st);
+        }
+        let conf = builder
+            .with_file_groups(vec![FileGroup::new(files)])
+            .with_projection_indices(Some(p.columns))?
+            .with_limit(p.limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(conf))
+    }
+
     /// A mask as an expression over the table's raw columns, cast to the column's type; `None`
     /// for a constant NULL.
     fn mask_expr(
@@ -639,7 +688,6 @@ impl TableProvider for LakeTableProvider {
             let tier = now_on.get(&f.path).unwrap_or(&f.tier);
             by_tier.entry(tier.as_str()).or_default().push(f);
         }
-        let mut plans: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let mut withheld = false;
         let mut per_tier = Vec::new();
         let wanted: Vec<usize> = projection
@@ -680,6 +728,46 @@ impl TableProvider for LakeTableProvider {
         } else {
             read.iter().map(|i| self.schema.field(*i).name().as_str()).collect()
         };
+        // Files whose statistics prove the row filter true for every row (no NULLs in its
+        // columns, and no row can satisfy its negation) are read without it, and without the
+        // columns only it needs: Iceberg's residual evaluation. The others are filtered.
+        let policy_cols: HashSet<String> = policy
+            .iter()
+            .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
+            .collect();
+        let mask_cols: HashSet<String> = mask_exprs
+            .values()
+            .flatten()
+            .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
+            .collect();
+        let out: Vec<usize> = read
+            .iter()
+            .copied()
+            .filter(|i| {
+                let name = self.schema.field(*i).name();
+                // kept unless only the row filter needs it
+                !policy_cols.contains(name)
+                    || mask_cols.contains(name)
+                    || (wanted.contains(i) && !self.hidden.contains(name))
+            })
+            .collect();
+        let residual = match &policy {
+            Some(p) if state.config_options().execution.collect_statistics => {
+                let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+                simplify(state, !p.clone(), df_schema.clone())
+                    .and_then(|n| state.create_physical_expr(n, &df_schema))
+                    .ok()
+                    .and_then(|n| {
+                        PruningPredicateBuilder::new()
+                            .with_file_schema(self.schema.clone())
+                            .build(n)
+                    })
+            }
+            _ => None,
+        };
+        let policy_idx: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|i| policy_cols.contains(self.schema.field(*i).name()))
+            .collect();
         // Column statistics for the planner (from the files' footers): only for columns the
         // session sees raw, and none under a row filter (they would describe rows it may not
         // see; min/max could even answer a query from them).
@@ -717,7 +805,7 @@ impl TableProvider for LakeTableProvider {
                 Some(st)
             };
             let table_schema = &self.snapshot.metadata.schema;
-            for f in files {
+            for f in files.iter().copied() {
                 let loc = store.path(&format!("{root}/{}", f.path));
                 // The file holds columns under the names they had when it was written.
                 let physical = f.physical_columns();
@@ -754,8 +842,15 @@ impl TableProvider for LakeTableProvider {
                     .map_err(external)?;
                 // any column without its key (not cleared, or not read) needs the page index off
                 withheld |= !hidden.is_empty() || needed.len() < self.schema.fields().len();
-                if !stat_cols.is_empty() {
-                    let stored: Vec<Option<String>> = stat_cols
+                let probe_cols = if policy.is_none() {
+                    &stat_cols
+                } else if residual.is_some() {
+                    &policy_idx
+                } else {
+                    &Vec::new()
+                };
+                if !probe_cols.is_empty() {
+                    let stored: Vec<Option<String>> = probe_cols
                         .iter()
                         .map(|i| {
                             table_schema
@@ -777,7 +872,46 @@ impl TableProvider for LakeTableProvider {
                 keys.files.insert(loc.to_string(), props);
                 pfiles.push(PartitionedFile::new(loc.to_string(), f.size));
             }
-            let stats = if stat_cols.is_empty() {
+            let mut proven = vec![false; pfiles.len()];
+            if let (Some(residual), false) = (&residual, stored_names.is_empty()) {
+                let found = crate::stats::gather(store.read_store(), std::mem::take(&mut wanted_stats)).await;
+                let mut ranges = HashMap::new();
+                let mut no_nulls = vec![true; pfiles.len()];
+                for (k, i) in policy_idx.iter().enumerate() {
+                    let field = self.schema.field(*i);
+                    let ty = field.data_type();
+                    let (mut lo, mut hi, mut nulls) = (Vec::new(), Vec::new(), Vec::new());
+                    for (j, st) in found.iter().enumerate() {
+                        let (min, max, n) = match (st, stored_names[j][k].as_deref()) {
+                            (Some(st), Some(name)) => st.bounds(name, ty),
+                            _ => (None, None, None),
+                        };
+                        no_nulls[j] &= n == Some(0);
+                        let null = ScalarValue::try_from(ty)?;
+                        lo.push(min.unwrap_or_else(|| null.clone()));
+                        hi.push(max.unwrap_or(null));
+                        nulls.push(n.map(|n| n as u64));
+                    }
+                    ranges.insert(
+                        field.name().clone(),
+                        (
+                            ScalarValue::iter_to_array(lo)?,
+                            ScalarValue::iter_to_array(hi)?,
+                            Arc::new(UInt64Array::from(nulls)) as ArrayRef,
+                        ),
+                    );
+                }
+                let bounds = PartitionRanges {
+                    ranges,
+                    rows: files.iter().map(|f| f.rows).collect(),
+                };
+                // pruned = no row can fail the filter
+                let keep = residual.prune(&bounds)?;
+                for (j, k) in keep.iter().enumerate() {
+                    proven[j] = !k && no_nulls[j];
+                }
+            }
+            let stats = if stat_cols.is_empty() || policy.is_some() {
                 stats
             } else {
                 let files = crate::stats::gather(store.read_store(), wanted_stats).await;
@@ -794,7 +928,8 @@ impl TableProvider for LakeTableProvider {
                     .collect();
                 stats.map(|st| crate::stats::with_columns(st, columns))
             };
-            per_tier.push((url, keys, pfiles, stats));
+            let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
+            per_tier.push((url, keys, pfiles, proven, sizes, stats));
         }
         // The query's own conditions on columns the session sees raw let Parquet skip row groups
         // and pages by their statistics (rows are still filtered above the scan).
@@ -811,50 +946,76 @@ impl TableProvider for LakeTableProvider {
             }
             None => None,
         };
-        for (url, keys, pfiles, stats) in per_tier {
-            let mut opts = TableParquetOptions::default();
-            opts.global.enable_page_index = !withheld;
-            opts.global.pushdown_filters = false;
-            let mut source = ParquetSource::new(self.schema.clone())
-                .with_table_parquet_options(opts)
-                .with_encryption_factory(Arc::new(keys));
-            if let Some(p) = &pruning {
-                source = source.with_predicate(p.clone());
+        // Per tier: the files the row filter must check, and those proven to pass whole.
+        let mut checked: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        let mut passed: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        for (url, keys, pfiles, proven, sizes, stats) in per_tier {
+            let keys = Arc::new(keys);
+            let (mut to_check, mut to_pass) = (Vec::new(), Vec::new());
+            let (mut check_bytes, mut pass_bytes) = (0usize, 0usize);
+            for ((pf, ok), size) in pfiles.into_iter().zip(proven).zip(sizes) {
+                if ok {
+                    to_pass.push(pf);
+                    pass_bytes += size as usize;
+                } else {
+                    to_check.push(pf);
+                    check_bytes += size as usize;
+                }
             }
-            // One group: DataFusion's file-scan repartitioning then splits it into even byte
-            // ranges over the target partitions (uneven files made uneven partitions otherwise).
-            // Largest file first: the order decides how DataFusion's even byte split falls on
-            // the files, and file names (UUIDs) made it random. Measured with TPC-H SF 1 on 2
-            // cores: smallest-first made every lineitem scan about 30% slower (docs/benchmarks.md).
-            let mut pfiles = pfiles;
-            pfiles.sort_by(|a, b| {
-                b.object_meta
-                    .size
-                    .cmp(&a.object_meta.size)
-                    .then_with(|| a.object_meta.location.cmp(&b.object_meta.location))
-            });
-            let groups: Vec<Vec<PartitionedFile>> = vec![pfiles];
-            let mut builder = FileScanConfigBuilder::new(url, Arc::new(source));
-            if let Some(e) = crate::evolution::Evolved::of(&self.snapshot.metadata.schema)? {
-                builder = builder.with_expr_adapter(Some(Arc::new(e)));
+            for (group, bytes, filtered) in [(to_check, check_bytes, true), (to_pass, pass_bytes, false)] {
+                if group.is_empty() {
+                    continue;
+                }
+                let mut st = stats.clone();
+                if policy.is_some()
+                    && let Some(st) = st.as_mut()
+                {
+                    st.total_byte_size = Precision::Inexact(bytes);
+                }
+                let filtered = filtered && policy.is_some();
+                let scan = self.parquet_scan(ScanParts {
+                    url: url.clone(),
+                    keys: keys.clone(),
+                    files: group,
+                    stats: st,
+                    page_index: !withheld,
+                    pruning: pruning.clone(),
+                    columns: if filtered { read.clone() } else { out.clone() },
+                    // a row filter runs above the scan: a limit below it would drop visible rows
+                    limit: if filtered { None } else { limit },
+                })?;
+                if filtered {
+                    checked.push(scan);
+                } else {
+                    passed.push(scan);
+                }
             }
-            if let Some(st) = stats {
-                builder = builder.with_statistics(st);
-            }
-            let conf = builder
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(Some(read.clone()))?
-                // a row filter runs above the scan: a limit below it would drop visible rows
-                .with_limit(if policy.is_some() { None } else { limit })
-                .build();
-            plans.push(DataSourceExec::from_data_source(conf));
         }
-        let mut union = UnionExec::try_new(plans)?;
-        if let Some(expr) = policy {
-            let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
-            let predicate = state.create_physical_expr(expr, &read_schema)?;
-            union = Arc::new(crate::policy_exec::PolicyFilterExec::try_new(predicate, union)?);
+        let mut parts: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !checked.is_empty() {
+            let mut plan = UnionExec::try_new(checked)?;
+            if let Some(expr) = policy {
+                let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
+                let predicate = state.create_physical_expr(expr, &read_schema)?;
+                plan = Arc::new(crate::policy_exec::PolicyFilterExec::try_new(predicate, plan)?);
+                if out != read {
+                    // the columns only the filter needed go (passed-whole files never read them)
+                    let keep = out
+                        .iter()
+                        .map(|i| {
+                            let pos = read.iter().position(|r| r == i).expect("out is part of read");
+                            let name = self.schema.field(*i).name();
+                            ProjectionExpr::new(Arc::new(PhysColumn::new(name, pos)), name.clone())
+                        })
+                        .collect::<Vec<_>>();
+                    plan = Arc::new(ProjectionExec::try_new(keep, plan)?);
+                }
+            }
+            parts.push(plan);
         }
+        parts.extend(passed);
+        let union = UnionExec::try_new(parts)?;
+        let read = out;
         if read == wanted
             && mask_exprs.is_empty()
             && wanted

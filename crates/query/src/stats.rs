@@ -37,6 +37,29 @@ pub(crate) struct FileStats {
     columns: HashMap<String, ColumnStatistics>,
 }
 
+impl FileStats {
+    /// A column's (stored name) minimum, maximum (in the table's type `ty`, `None` when
+    /// unknown) and exact null count.
+    pub(crate) fn bounds(
+        &self,
+        stored: &str,
+        ty: &DataType,
+    ) -> (Option<ScalarValue>, Option<ScalarValue>, Option<usize>) {
+        let Some(s) = self.columns.get(stored) else {
+            return (None, None, None);
+        };
+        let exact = |p: Precision<ScalarValue>| match p {
+            Precision::Exact(v) if !v.is_null() => Some(v),
+            _ => None,
+        };
+        let nulls = match s.null_count {
+            Precision::Exact(n) => Some(n),
+            _ => None,
+        };
+        (exact(cast(&s.min_value, ty)), exact(cast(&s.max_value, ty)), nulls)
+    }
+}
+
 fn cache() -> &'static Mutex<HashMap<String, Arc<FileStats>>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<FileStats>>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)

@@ -554,3 +554,65 @@ async fn delete_removes_rows_from_live_files_and_racing_rewrites_conflict() {
     lake.sql("EXPLAIN DELETE FROM ev").await.unwrap();
     assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 90);
 }
+
+/// A row filter that the files' own statistics prove true for every row is not evaluated on
+/// them (and the columns only it needs are not read); files it may reject are filtered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn row_filters_proven_by_file_statistics_are_skipped() {
+    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
+    admin.bootstrap_admin().await.unwrap();
+    admin
+        .sql(
+            "CREATE TABLE readings (id INT NOT NULL, level INT); \
+             INSERT INTO readings VALUES (1, 5), (2, 7); \
+             CREATE PRINCIPAL ana WITH (clearance = 'internal'); GRANT SELECT ON TABLE readings TO ana; \
+             CREATE ROW FILTER non_negative ON readings FOR ana WHERE level >= 0",
+        )
+        .await
+        .unwrap();
+    let ana = admin.as_principal("ana").session("ana");
+    async fn plan_and_ids(s: &stratalake::QueryEngine) -> (String, Vec<i32>) {
+        let df = s.sql("SELECT id FROM readings ORDER BY id").await.unwrap();
+        let plan = df.clone().create_physical_plan().await.unwrap();
+        let text = stratalake::datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        let ids = df
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<stratalake::arrow::array::Int32Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        (text, ids)
+    }
+    // one file, every level >= 0 and none NULL: no filter, and `level` is not read
+    let (plan, ids) = plan_and_ids(&ana).await;
+    assert_eq!(ids, vec![1, 2], "{plan}");
+    assert!(!plan.contains("PolicyFilterExec") && !plan.contains("level"), "{plan}");
+    // a file with a negative level and one with a NULL level: both checked, the first not
+    let admin_session = admin.session("boss");
+    admin_session
+        .execute("INSERT INTO readings VALUES (3, -1), (4, 9)")
+        .await
+        .unwrap();
+    admin_session
+        .execute("INSERT INTO readings VALUES (5, NULL), (6, 2)")
+        .await
+        .unwrap();
+    let (plan, ids) = plan_and_ids(&ana).await;
+    assert_eq!(ids, vec![1, 2, 4, 6]);
+    assert_eq!(plan.matches("PolicyFilterExec").count(), 1, "{plan}");
+    // the scan under the filter holds the two files it may reject
+    let checked = plan.split("PolicyFilterExec").nth(1).unwrap();
+    let scan = checked.lines().find(|l| l.contains("DataSourceExec")).unwrap();
+    assert_eq!(scan.matches(".parquet").count(), 2, "{plan}");
+    assert_eq!(plan.matches(".parquet").count(), 3, "{plan}");
+}
