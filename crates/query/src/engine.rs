@@ -305,7 +305,9 @@ impl QueryEngine {
         }
         let stmt = stmts.pop_front().expect("one");
         refuse_unsafe(&stmt)?;
-        if matches!(stmt, DFStatement::Explain(_)) && (!c.subject.row_filters.is_empty() || !c.subject.masks.is_empty())
+        let level_masked = c.subject.level_masks.keys().any(|l| !c.subject.cleared.contains(l));
+        if matches!(stmt, DFStatement::Explain(_))
+            && (!c.subject.row_filters.is_empty() || !c.subject.masks.is_empty() || level_masked)
         {
             // Plans show policy conditions and mask expressions (with the principal's attribute
             // values bound in): not for principals those policies restrict.

@@ -170,6 +170,10 @@ pub struct AccessState {
     /// cleared for them any more, so their columns read as NULL or their level's mask.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub shredded: BTreeSet<String>,
+    /// A principal was created once: bootstrap mode (everything allowed) is over for good, even
+    /// if every principal is dropped later (which then locks everyone out: fail closed).
+    #[serde(default)]
+    pub initialized: bool,
 }
 
 /// How a masked column is shown to the principals a mask applies to. Masks are computed inside
@@ -399,7 +403,21 @@ impl AccessState {
 
     /// Whether the lake is still in bootstrap mode (no principal exists).
     pub fn bootstrap(&self) -> bool {
-        self.principals.is_empty()
+        !self.initialized && self.principals.is_empty()
+    }
+
+    /// Principals holding `admin` on the lake (directly or through roles).
+    fn lake_admins(&self) -> Vec<&String> {
+        self.principals
+            .keys()
+            .filter(|p| {
+                let mut names = self.member_roles(p);
+                names.insert((*p).clone());
+                self.grants
+                    .iter()
+                    .any(|g| names.contains(&g.grantee) && g.privilege == Privilege::Admin && g.on == Securable::Lake)
+            })
+            .collect()
     }
 
     pub(crate) fn exists(&self, name: &str) -> bool {
@@ -463,6 +481,14 @@ impl AccessState {
                         reason: "does not exist".into(),
                     });
                 }
+                if self.lake_admins() == [name] {
+                    return Err(Error::InvalidName {
+                        kind: "principal",
+                        name: name.clone(),
+                        reason: "is the lake's last administrator; grant ADMIN ON LAKE to another principal first"
+                            .into(),
+                    });
+                }
             }
             AccessAction::SetAttribute { principal, key, value } => {
                 if !self.principals.contains_key(principal) {
@@ -486,11 +512,8 @@ impl AccessState {
             AccessAction::AddMember { role: r, member } => {
                 role(r)?;
                 known(member)?;
-                if r == member
-                    || self.member_roles(member).contains(r)
-                        && self.roles.contains_key(member)
-                        && self.contains(member, r)
-                {
+                // a role may not end up inside itself: `member` must not already hold `r`
+                if r == member || (self.roles.contains_key(member) && self.contains(member, r)) {
                     return Err(Error::InvalidName {
                         kind: "role",
                         name: r.clone(),
@@ -579,6 +602,7 @@ impl AccessState {
     pub(crate) fn apply(&mut self, a: &AccessAction) {
         match a {
             AccessAction::CreatePrincipal { name, kind, attributes } => {
+                self.initialized = true;
                 self.principals.insert(
                     name.clone(),
                     PrincipalEntry {
@@ -863,5 +887,27 @@ impl Subject {
             principal: self.principal.clone(),
             reason: format!("has no {privilege} privilege on {on}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_mode_never_comes_back() {
+        let mut s = AccessState::default();
+        assert!(s.bootstrap());
+        s.apply(&AccessAction::CreatePrincipal {
+            name: "ana".into(),
+            kind: "user".into(),
+            attributes: BTreeMap::new(),
+        });
+        s.apply(&AccessAction::DropPrincipal { name: "ana".into() });
+        assert!(s.principals.is_empty());
+        // with no principal left, nobody may do anything: fail closed, not open
+        assert!(!s.bootstrap());
+        let classes = Classifications::default();
+        assert!(s.resolve("anyone", &classes).is_err());
     }
 }

@@ -828,7 +828,31 @@ pub fn check_write_rights(
     }
     let key = table.to_string();
     let restricted = subject.row_filters.contains_key(&key) || subject.masks.contains_key(&key);
-    if restricted && (mode != crate::table::WriteMode::Append || unique) {
+    // Duplicate checks compare with every row of the table: refusals, removed-duplicate counts
+    // and replacements would tell a writer about rows or values it may not read. A writer to a
+    // UNIQUE table must be able to read all of it.
+    if unique && !subject.superuser {
+        let reads_all = subject.allows(
+            crate::access::Privilege::Select,
+            Some(&table.namespace),
+            Some(&table.name),
+        ) && !restricted
+            && snap
+                .metadata
+                .schema
+                .columns
+                .iter()
+                .all(|c| subject.cleared.contains(&c.classification));
+        if !reads_all {
+            return Err(Error::PermissionDenied {
+                principal: subject.principal.clone(),
+                reason: format!(
+                    "may not write to {table}: it has a UNIQUE constraint, whose duplicate checks compare with every row, so writers need SELECT on all of it (every column cleared, no row filter or mask)"
+                ),
+            });
+        }
+    }
+    if restricted && mode != crate::table::WriteMode::Append {
         return Err(Error::PermissionDenied {
             principal: subject.principal.clone(),
             reason: format!(
