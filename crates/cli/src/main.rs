@@ -93,6 +93,12 @@ enum Command {
         /// Only the last N records.
         #[arg(long)]
         limit: Option<usize>,
+        /// Only records that touched this table (`ns.table`, or `table` in `default`).
+        #[arg(long)]
+        table: Option<String>,
+        /// Only records from the last DURATION (e.g. 30m, 24h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
     },
     /// Backups: init, create, list, verify, restore, forget, prune.
     #[command(subcommand)]
@@ -205,7 +211,16 @@ enum PolicyCmd {
         #[arg(long = "from")]
         grantee: String,
     },
-    /// List row filters.
+    /// Classification policy: every session not cleared for LEVEL sees that level's columns, in
+    /// every table, through MASK (none: NULL again).
+    Classification {
+        /// The classification level.
+        level: String,
+        /// null | redact | hash | partial:N | bucket:W | deny | none
+        #[arg(long)]
+        mask: String,
+    },
+    /// List row filters, column masks and classification policies.
     List,
 }
 
@@ -401,6 +416,27 @@ async fn open(cli: &Cli) -> Result<Lake> {
     })
 }
 
+/// What the session's principal may see of a table's metadata: whether it may know the table
+/// at all (any privilege on it), and whether it may see its row counts and history (ADMIN on
+/// it; counts also with SELECT and no row filter, since `count(*)` would tell them anyway).
+struct Sight {
+    known: bool,
+    counts: bool,
+    history: bool,
+}
+
+fn sight(subject: &stratalake::table::access::Subject, id: &TableIdent) -> Sight {
+    use stratalake::table::access::Privilege;
+    let (ns, t) = (Some(id.namespace.as_str()), Some(id.name.as_str()));
+    let admin = subject.allows(Privilege::Admin, ns, t);
+    let select = subject.allows(Privilege::Select, ns, t);
+    Sight {
+        known: admin || select || subject.allows(Privilege::Insert, ns, t),
+        counts: admin || (select && !subject.row_filters.contains_key(&id.to_string())),
+        history: admin,
+    }
+}
+
 fn ident(name: &str) -> Result<TableIdent> {
     Ok(TableIdent::parse(name, stratalake::DEFAULT_NAMESPACE)?)
 }
@@ -557,10 +593,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await?;
             println!("mask of {table}.{column} for {grantee} dropped");
         }
+        Command::Policy(PolicyCmd::Classification { level, mask }) => {
+            let lake = open(&cli).await?;
+            let m = match mask.to_ascii_lowercase().as_str() {
+                "none" => None,
+                _ => Some(stratalake::table::access::Mask::parse(mask)?),
+            };
+            lake.change_access(vec![stratalake::table::access::AccessAction::SetLevelMask {
+                level: level.to_lowercase(),
+                mask: m.clone(),
+            }])
+            .await?;
+            match m {
+                Some(m) => println!("columns classified {level} are shown as {m} to sessions not cleared for it"),
+                None => println!("columns classified {level} read as NULL to sessions not cleared for it"),
+            }
+        }
         Command::Policy(PolicyCmd::List) => {
             let lake = open(&cli).await?;
             let st = lake.access_state().await?;
             let mut rows = Vec::new();
+            for (level, m) in &st.level_masks {
+                rows.push(vec![
+                    "(every table)".to_string(),
+                    format!("classification {level}"),
+                    "sessions not cleared for it".to_string(),
+                    m.to_string(),
+                ]);
+            }
             for (table, filters) in &st.row_filters {
                 for (name, f) in filters {
                     rows.push(vec![
@@ -601,10 +661,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             principal,
             outcome,
             limit,
+            table,
+            since,
         } => {
             let lake = open(&cli).await?;
             let mut records = lake.audit_records().await?;
             records.retain(|r| principal.as_ref().is_none_or(|p| &r.event.principal == p));
+            if let Some(t) = table {
+                let t = ident(t)?.to_string();
+                records.retain(|r| r.event.tables.contains(&t));
+            }
+            if let Some(d) = since {
+                let from = chrono::Utc::now().timestamp_millis() - parse_duration(d)?.as_millis() as i64;
+                records.retain(|r| r.time_ms >= from);
+            }
             records.retain(|r| {
                 outcome
                     .as_ref()
@@ -627,6 +697,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                             r.event.kind.clone(),
                             r.event.statement.clone(),
                             r.event.tables.join(", "),
+                            r.event.policies.join("; "),
                             r.event.rows.map(|n| n.to_string()).unwrap_or_default(),
                             r.event.outcome.to_string(),
                             r.event.error.clone().unwrap_or_default(),
@@ -641,6 +712,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "kind",
                         "statement",
                         "tables",
+                        "policies",
                         "rows",
                         "outcome",
                         "error",
@@ -867,24 +939,41 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                 Some(n) => vec![n.clone()],
                 None => lake.namespaces().await?,
             };
+            // only tables the principal holds a privilege on (as SHOW TABLES); counts only
+            // where they cannot reveal rows it may not see
+            let subject = lake.subject().await?;
             let mut rows = Vec::new();
             for ns in namespaces {
                 for t in lake.tables(&ns).await? {
-                    let table = lake.table(&format!("{ns}.{t}")).await?;
+                    let id = TableIdent::new(&ns, &t);
+                    let may = sight(&subject, &id);
+                    if !may.known {
+                        continue;
+                    }
+                    let table = lake.table(&id.to_string()).await?;
                     let s = table.snapshot().await?;
+                    let count = |v: String| if may.counts { v } else { String::new() };
                     rows.push(vec![
                         ns.clone(),
                         t,
                         s.version.to_string(),
-                        s.files.len().to_string(),
-                        s.rows().to_string(),
-                        s.bytes().to_string(),
+                        count(s.files.len().to_string()),
+                        count(s.rows().to_string()),
+                        count(s.bytes().to_string()),
                     ]);
                 }
             }
             print_rows(&["namespace", "table", "version", "files", "rows", "bytes"], rows, fmt)?;
         }
         TableCmd::Describe { name, as_of } => {
+            let subject = lake.subject().await?;
+            if !sight(&subject, &ident(name)?).known {
+                bail!(
+                    "permission denied: {} holds no privilege on table {}",
+                    subject.principal,
+                    ident(name)?
+                );
+            }
             let t = lake.table(name).await?;
             let s = match as_of
                 .as_deref()
@@ -981,6 +1070,15 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             }
         }
         TableCmd::History { name, limit } => {
+            // who wrote what, and how many rows each commit added or removed: administrators
+            let subject = lake.subject().await?;
+            if !sight(&subject, &ident(name)?).history {
+                bail!(
+                    "permission denied: {} has no ADMIN privilege on table {} (its history shows every commit)",
+                    subject.principal,
+                    ident(name)?
+                );
+            }
             let t = lake.table(name).await?;
             let h = t.history(*limit).await?;
             if fmt == OutFormat::Json {

@@ -865,6 +865,34 @@ fn principals_roles_grants_and_clearance() {
     );
     let roles = ok(p, &["--format", "csv", "role", "list"]);
     assert!(roles.contains("caseworker,confidential,ana"), "{roles}");
+    // table metadata follows privileges too: a table is listed and described only for its
+    // grantees, its counts only where they reveal no hidden row, its history to administrators
+    let o = run(p, &["--as", "mallory", "table", "list"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mallory is not a principal"));
+    let o = run(p, &["--as", "etl", "--format", "csv", "table", "list", "gov"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("cases"));
+    let o = as_ana(&["--format", "csv", "table", "list", "gov"]);
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(listed.contains("gov,cases,") && listed.ends_with(",,,\n"), "{listed}");
+    assert!(as_ana(&["table", "describe", "gov.cases"]).status.success());
+    let o = run(p, &["--as", "etl", "table", "describe", "gov.cases"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds no privilege on table gov.cases"));
+    let o = as_ana(&["table", "history", "gov.cases"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no ADMIN privilege on table gov.cases"));
+    let o = as_ana(&["quality", "constraints", "gov.cases"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no SELECT privilege"));
+    // attributes and role membership from the CLI
+    ok(p, &["principal", "set", "ana", "region", "south"]);
+    assert!(ok(p, &["--format", "csv", "principal", "list"]).contains("region=south"));
+    ok(p, &["principal", "set", "ana", "region"]);
+    assert!(!ok(p, &["--format", "csv", "principal", "list"]).contains("region="));
+    ok(p, &["role", "create", "auditors"]);
+    ok(p, &["role", "add", "auditors", "etl"]);
+    assert!(ok(p, &["--format", "csv", "role", "list"]).contains("auditors,,etl"));
+    ok(p, &["role", "remove", "auditors", "etl"]);
+    ok(p, &["role", "drop", "auditors"]);
+    assert!(!ok(p, &["--format", "csv", "role", "list"]).contains("auditors"));
     ok(p, &["principal", "drop", "ana"]);
     assert!(!ok(p, &["--format", "csv", "grants"]).contains("ana,"));
 }
@@ -1206,6 +1234,58 @@ fn column_masks_are_applied_inside_the_scan() {
     assert_eq!(q("SELECT income FROM people WHERE id = 1"), "income\n\"\"\n");
     let list = ok(p, &["--format", "csv", "policy", "list"]);
     assert!(list.contains("default.people,mask iban,ana,partial(4)"), "{list}");
+    // the audit log names the policies each statement was read under (kinds, not parameters)
+    let audit = ok(
+        p,
+        &[
+            "--format",
+            "json",
+            "audit",
+            "--principal",
+            "ana",
+            "--table",
+            "people",
+            "--since",
+            "1h",
+            "--limit",
+            "1",
+        ],
+    );
+    let records: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records[0]["statement"], "SELECT income FROM people WHERE id = 1");
+    let policies = records[0]["policies"].to_string();
+    assert!(policies.contains("clearance hides default.people.income"), "{policies}");
+    let first = ok(
+        p,
+        &["--format", "json", "audit", "--principal", "ana", "--table", "people"],
+    );
+    let first: Vec<serde_json::Value> = serde_json::from_str(&first).unwrap();
+    let policies = first[0]["policies"].to_string();
+    assert!(
+        policies.contains("mask partial on default.people.iban")
+            && policies.contains("mask null on default.people.name")
+            && !policies.contains("partial(4)"),
+        "{policies}"
+    );
+    let none = ok(p, &["--format", "json", "audit", "--table", "other", "--since", "1h"]);
+    assert_eq!(none.trim(), "[]");
+    // classification policies from the CLI: income (confidential, above ana's clearance, no
+    // column mask any more) is shown through the level's mask, in every table
+    ok(p, &["policy", "classification", "confidential", "--mask", "redact"]);
+    assert_eq!(q("SELECT income FROM people WHERE id = 1"), "income\n\"\"\n");
+    let list = ok(p, &["--format", "csv", "policy", "list"]);
+    assert!(
+        list.contains("classification confidential,sessions not cleared for it,redact"),
+        "{list}"
+    );
+    let e = fails(
+        p,
+        &["policy", "classification", "confidential", "--mask", "expr:upper(x)"],
+    );
+    assert!(e.contains("expression"), "{e}");
+    ok(p, &["policy", "classification", "confidential", "--mask", "none"]);
+    assert!(!ok(p, &["--format", "csv", "policy", "list"]).contains("classification confidential"));
 }
 
 fn csv_count(lake: &Path, table: &str) -> i64 {

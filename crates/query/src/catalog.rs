@@ -33,7 +33,7 @@ pub(crate) struct Ctx {
     pub subject: Subject,
     pub as_of: Option<AsOf>,
     /// Tables this statement resolved, for the audit record.
-    pub touched: Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) touched: crate::engine::Touched,
 }
 
 impl fmt::Debug for Ctx {
@@ -58,18 +58,21 @@ impl Ctx {
             self.subject.require(Privilege::Select, ns, t)?;
         }
         let table = self.catalog.table(ident).await?;
-        let (snap, writable) = match as_of {
-            None => (table.snapshot().await?, true),
-            Some(AsOf::Version(v)) => (table.snapshot_at(v).await?, false),
-            Some(AsOf::Timestamp(ts)) => (table.snapshot_as_of(ts).await?, false),
+        let (snap, current) = match as_of {
+            None => (table.snapshot().await?, None),
+            Some(AsOf::Version(v)) => (table.snapshot_at(v).await?, Some(table.snapshot().await?)),
+            Some(AsOf::Timestamp(ts)) => (table.snapshot_as_of(ts).await?, Some(table.snapshot().await?)),
         };
+        let writable = current.is_none();
         Ok(LakeTableProvider::new(
             table,
             snap,
             self.access.clone(),
             self.subject.clone(),
             writable,
-        ))
+            current.as_ref().map(|c| &c.metadata.schema),
+        )
+        .recording_policies(self.touched.policies.clone()))
     }
 }
 

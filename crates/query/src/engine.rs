@@ -20,7 +20,19 @@ use crate::ddl::{self, Ddl};
 use crate::quality::AlterTable;
 use crate::{Error, Result};
 
-type Touched = Arc<std::sync::Mutex<Vec<String>>>;
+/// What a statement touched, for its audit record: tables, and the policies applied to them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Touched {
+    tables: Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) policies: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Touched {
+    /// The tables.
+    pub(crate) fn lock(&self) -> std::sync::LockResult<std::sync::MutexGuard<'_, Vec<String>>> {
+        self.tables.lock()
+    }
+}
 
 /// Name of the DataFusion catalog the lake is registered as.
 pub const CATALOG_NAME: &str = "lake";
@@ -42,6 +54,7 @@ fn audit_table(records: &[stratalake_table::audit::Record]) -> Result<datafusion
         Field::new("kind", DataType::Utf8, false),
         Field::new("statement", DataType::Utf8, false),
         Field::new("tables", DataType::Utf8, false),
+        Field::new("policies", DataType::Utf8, false),
         Field::new("rows", DataType::Int64, true),
         Field::new("outcome", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
@@ -62,6 +75,7 @@ fn audit_table(records: &[stratalake_table::audit::Record]) -> Result<datafusion
             col(&|r| r.event.kind.clone()),
             col(&|r| r.event.statement.clone()),
             col(&|r| r.event.tables.join(", ")),
+            col(&|r| r.event.policies.join("; ")),
             Arc::new(Int64Array::from(
                 records
                     .iter()
@@ -250,9 +264,10 @@ impl QueryEngine {
             (e.to_string(), denied)
         });
         let tables = touched.lock().expect("touched lock").clone();
+        let policies = touched.policies.lock().expect("touched lock").clone();
         self.catalog
             .audit()
-            .record(&self.principal, "sql", text, tables, rows, failure)
+            .record_with_policies(&self.principal, "sql", text, tables, policies, rows, failure)
             .await?;
         Ok(())
     }

@@ -192,7 +192,13 @@ impl ExecutionPlan for PolicyFilterExec {
         config: &ConfigOptions,
     ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
         // (parent conditions are in output columns: only taken in while those are the input's)
-        if phase != FilterPushdownPhase::Pre || config.execution.parquet.pushdown_filters || self.projection.is_some() {
+        // (and only while the policy itself cannot fail: otherwise the session's conditions
+        // would choose which hidden rows reach a policy error)
+        if phase != FilterPushdownPhase::Pre
+            || config.execution.parquet.pushdown_filters
+            || self.projection.is_some()
+            || !cannot_fail(self.filter.predicate())
+        {
             return Ok(FilterPushdownPropagation::all_unsupported(child_pushdown_result));
         }
         // A parent condition that cannot fail on any value (comparisons of columns and
@@ -224,7 +230,7 @@ impl ExecutionPlan for PolicyFilterExec {
 
 /// Whether evaluating `e` on any row can neither fail nor reveal anything but its boolean
 /// outcome: no arithmetic, casts or functions, whose errors depend on the values.
-fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
+pub(crate) fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
     use datafusion::logical_expr::Operator;
     if e.downcast_ref::<Column>().is_some() || e.downcast_ref::<Literal>().is_some() {
         return true;

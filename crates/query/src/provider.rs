@@ -67,6 +67,10 @@ pub struct LakeTableProvider {
     /// Columns the subject is not cleared for: returned as NULL, never decrypted.
     hidden: HashSet<String>,
     writable: bool,
+    /// For an earlier version: each of its columns' current definition (by its old name).
+    lineage: HashMap<String, stratalake_table::schema::ColumnDef>,
+    /// Where scans note the policies they applied (for the statement's audit record).
+    applied: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl fmt::Debug for LakeTableProvider {
@@ -81,13 +85,42 @@ impl fmt::Debug for LakeTableProvider {
 impl LakeTableProvider {
     /// A provider over `snapshot` of `table` for `subject`, decrypting only what `access`
     /// allows. `writable` is false for time-travel snapshots.
-    pub fn new(table: Table, snapshot: Snapshot, access: Access, subject: Subject, writable: bool) -> Self {
+    /// A provider over `snapshot`. For a snapshot of an earlier version (time travel), pass the
+    /// table's current schema as `current`: today's classifications and masks govern reads of
+    /// yesterday's data (each old column is followed to its current name through renames), so
+    /// reclassifying or masking a column also covers its history.
+    pub fn new(
+        table: Table,
+        snapshot: Snapshot,
+        access: Access,
+        subject: Subject,
+        writable: bool,
+        current: Option<&stratalake_table::TableSchema>,
+    ) -> Self {
+        let lineage: HashMap<String, stratalake_table::schema::ColumnDef> = match current {
+            None => HashMap::new(),
+            Some(cur) => snapshot
+                .metadata
+                .schema
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    cur.columns
+                        .iter()
+                        .find(|n| n.name == c.name || n.aliases.contains(&c.name))
+                        .map(|n| (c.name.clone(), n.clone()))
+                })
+                .collect(),
+        };
         let hidden: HashSet<String> = snapshot
             .metadata
             .schema
             .columns
             .iter()
-            .filter(|c| !access.allows(&c.classification))
+            .filter(|c| {
+                !access.allows(&c.classification)
+                    || lineage.get(&c.name).is_some_and(|n| !access.allows(&n.classification))
+            })
             .map(|c| c.name.clone())
             .collect();
         // Hidden columns read as NULL, so they are nullable in what this subject sees.
@@ -112,7 +145,21 @@ impl LakeTableProvider {
             subject,
             hidden,
             writable,
+            lineage,
+            applied: Default::default(),
         }
+    }
+
+    /// Note the policies each scan applies in `applied` (the statement's audit record).
+    pub fn recording_policies(mut self, applied: Arc<std::sync::Mutex<Vec<String>>>) -> Self {
+        self.applied = applied;
+        self
+    }
+
+    /// The classifications governing a column: its own and, for an earlier version, that of
+    /// the column it is today.
+    fn levels_of<'a>(&'a self, c: &'a stratalake_table::schema::ColumnDef) -> impl Iterator<Item = &'a String> {
+        std::iter::once(&c.classification).chain(self.lineage.get(&c.name).map(|n| &n.classification))
     }
 
     /// The snapshot read.
@@ -311,6 +358,51 @@ impl LakeTableProvider {
             .with_limit(p.limit)
             .build();
         Ok(DataSourceExec::from_data_source(conf))
+    }
+
+    /// Which files the row filter is proven to keep whole: no NULL in any of its columns, and
+    /// `residual` (the pruning predicate of the filter's negation) rules out every row.
+    fn prove(
+        &self,
+        residual: &datafusion::physical_optimizer::pruning::PruningPredicate,
+        policy_idx: &[usize],
+        found: &[Option<Arc<crate::stats::FileStats>>],
+        stored_names: &[Vec<Option<String>>],
+        files: &[&AddFile],
+    ) -> DFResult<Vec<bool>> {
+        let mut ranges = HashMap::new();
+        let mut no_nulls = vec![true; files.len()];
+        for (k, i) in policy_idx.iter().enumerate() {
+            let field = self.schema.field(*i);
+            let ty = field.data_type();
+            let (mut lo, mut hi, mut nulls) = (Vec::new(), Vec::new(), Vec::new());
+            for (j, st) in found.iter().enumerate() {
+                let (min, max, n) = match (st, stored_names[j][k].as_deref()) {
+                    (Some(st), Some(name)) => st.bounds(name, ty),
+                    _ => (None, None, None),
+                };
+                no_nulls[j] &= n == Some(0);
+                let null = ScalarValue::try_from(ty)?;
+                lo.push(min.unwrap_or_else(|| null.clone()));
+                hi.push(max.unwrap_or(null));
+                nulls.push(n.map(|n| n as u64));
+            }
+            ranges.insert(
+                field.name().clone(),
+                (
+                    ScalarValue::iter_to_array(lo)?,
+                    ScalarValue::iter_to_array(hi)?,
+                    Arc::new(UInt64Array::from(nulls)) as ArrayRef,
+                ),
+            );
+        }
+        let bounds = PartitionRanges {
+            ranges,
+            rows: files.iter().map(|f| f.rows).collect(),
+        };
+        // pruned = no row can fail the filter
+        let keep = residual.prune(&bounds)?;
+        Ok(keep.iter().zip(no_nulls).map(|(k, n)| !k && n).collect())
     }
 
     /// A mask as an expression over the table's raw columns, cast to the column's type; `None`
@@ -593,13 +685,31 @@ impl TableProvider for LakeTableProvider {
             .require(Privilege::Select, Some(&ident.namespace), Some(&ident.name))
             .map_err(external)?;
         // Only filters over visible columns may steer which files are read.
-        let mut masks = self.subject.masks.get(&ident.to_string()).cloned().unwrap_or_default();
+        let table_masks = self.subject.masks.get(&ident.to_string()).cloned().unwrap_or_default();
+        // masks are set on today's column names; an earlier version's column gets the mask of
+        // the column it is today
+        let mut masks: BTreeMap<String, Mask> = if self.lineage.is_empty() {
+            table_masks
+        } else {
+            self.snapshot
+                .metadata
+                .schema
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    let now = self.lineage.get(&c.name).map_or(&c.name, |n| &n.name);
+                    table_masks.get(now).map(|m| (c.name.clone(), m.clone()))
+                })
+                .collect()
+        };
         // classification policies: columns above the clearance shown through their level's mask
         for c in &self.snapshot.metadata.schema.columns {
-            if self.hidden.contains(&c.name)
-                && !masks.contains_key(&c.name)
-                && let Some(m) = self.subject.level_masks.get(&c.classification)
-            {
+            if !self.hidden.contains(&c.name) || masks.contains_key(&c.name) {
+                continue;
+            }
+            // the strictest level that hides it decides (today's, for an earlier version)
+            let level = self.levels_of(c).filter(|l| !self.access.allows(l)).last().cloned();
+            if let Some(m) = level.and_then(|l| self.subject.level_masks.get(&l)) {
                 masks.insert(c.name.clone(), m.clone());
             }
         }
@@ -626,7 +736,10 @@ impl TableProvider for LakeTableProvider {
         // their values. A NULL or REDACT mask shows them as NULL; otherwise touching one is an
         // error naming it (never a silent NULL).
         for c in &self.snapshot.metadata.schema.columns {
-            if !self.subject.shredded.contains(&c.classification) || !touched.contains(&c.name) {
+            let Some(level) = self.levels_of(c).find(|l| self.subject.shredded.contains(*l)) else {
+                continue;
+            };
+            if !touched.contains(&c.name) {
                 continue;
             }
             match masks.get(&c.name) {
@@ -637,7 +750,7 @@ impl TableProvider for LakeTableProvider {
                     return Err(external(stratalake_table::Error::Shredded {
                         table: ident.to_string(),
                         column: c.name.clone(),
-                        level: c.classification.clone(),
+                        level: level.clone(),
                     }));
                 }
             }
@@ -651,6 +764,28 @@ impl TableProvider for LakeTableProvider {
             })
             .cloned()
             .collect();
+        // What applies, for the statement's audit record (names and kinds, never predicates).
+        {
+            let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+            match self.subject.row_filter_names.get(&ident.to_string()) {
+                Some(names) if names.is_empty() => applied.push(format!("no row filter grants rows of {ident}")),
+                Some(names) => applied.extend(names.iter().map(|n| format!("row filter {n} on {ident}"))),
+                None => {}
+            }
+            let asked: HashSet<&String> = touched.iter().collect();
+            for (c, m) in &masks {
+                if asked.contains(c) {
+                    applied.push(format!("mask {} on {ident}.{c}", m.kind()));
+                }
+            }
+            for c in self
+                .hidden
+                .iter()
+                .filter(|c| asked.contains(c) && !masks.contains_key(*c))
+            {
+                applied.push(format!("clearance hides {ident}.{c}"));
+            }
+        }
         // Row filters that apply to this subject: None = every row.
         let policy = match self.subject.row_filters.get(&ident.to_string()) {
             None => None,
@@ -757,6 +892,10 @@ impl TableProvider for LakeTableProvider {
                 simplify(state, !p.clone(), df_schema.clone())
                     .and_then(|n| state.create_physical_expr(n, &df_schema))
                     .ok()
+                    // only comparisons of columns with literals and their combinations: the
+                    // pruning rewrite of arithmetic (e.g. `-x` at the integer minimum) or casts
+                    // need not agree with evaluating them row by row
+                    .filter(crate::policy_exec::cannot_fail)
                     .and_then(|n| {
                         PruningPredicateBuilder::new()
                             .with_file_schema(self.schema.clone())
@@ -875,40 +1014,10 @@ impl TableProvider for LakeTableProvider {
             let mut proven = vec![false; pfiles.len()];
             if let (Some(residual), false) = (&residual, stored_names.is_empty()) {
                 let found = crate::stats::gather(store.read_store(), std::mem::take(&mut wanted_stats)).await;
-                let mut ranges = HashMap::new();
-                let mut no_nulls = vec![true; pfiles.len()];
-                for (k, i) in policy_idx.iter().enumerate() {
-                    let field = self.schema.field(*i);
-                    let ty = field.data_type();
-                    let (mut lo, mut hi, mut nulls) = (Vec::new(), Vec::new(), Vec::new());
-                    for (j, st) in found.iter().enumerate() {
-                        let (min, max, n) = match (st, stored_names[j][k].as_deref()) {
-                            (Some(st), Some(name)) => st.bounds(name, ty),
-                            _ => (None, None, None),
-                        };
-                        no_nulls[j] &= n == Some(0);
-                        let null = ScalarValue::try_from(ty)?;
-                        lo.push(min.unwrap_or_else(|| null.clone()));
-                        hi.push(max.unwrap_or(null));
-                        nulls.push(n.map(|n| n as u64));
-                    }
-                    ranges.insert(
-                        field.name().clone(),
-                        (
-                            ScalarValue::iter_to_array(lo)?,
-                            ScalarValue::iter_to_array(hi)?,
-                            Arc::new(UInt64Array::from(nulls)) as ArrayRef,
-                        ),
-                    );
-                }
-                let bounds = PartitionRanges {
-                    ranges,
-                    rows: files.iter().map(|f| f.rows).collect(),
-                };
-                // pruned = no row can fail the filter
-                let keep = residual.prune(&bounds)?;
-                for (j, k) in keep.iter().enumerate() {
-                    proven[j] = !k && no_nulls[j];
+                // only a speed-up: if anything goes wrong, every file is filtered
+                match self.prove(residual, &policy_idx, &found, &stored_names, &files) {
+                    Ok(p) => proven = p,
+                    Err(e) => tracing::debug!(error = %e, "row filter not proven by statistics"),
                 }
             }
             let stats = if stat_cols.is_empty() || policy.is_some() {

@@ -159,11 +159,35 @@ async fn read_footer(store: &Arc<dyn ObjectStore>, w: &Wanted) -> Option<FileSta
     ));
     let st = DFParquetMetadata::statistics_from_parquet_metadata(&metadata, &stored).ok()?;
     let rows = fm.num_rows().max(0) as usize;
+    // DataFusion counts a row group without a null count as having no NULL: a null count is
+    // only trusted when every row group of the (top-level, primitive) column recorded one.
+    let counted = |name: &str| {
+        let leaves: Vec<usize> = fm
+            .schema_descr()
+            .columns()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.path().parts().first().map(String::as_str) == Some(name))
+            .map(|(i, _)| i)
+            .collect();
+        leaves.len() == 1
+            && fm.schema_descr().column(leaves[0]).path().parts().len() == 1
+            && metadata.row_groups().iter().all(|rg| {
+                rg.column(leaves[0])
+                    .statistics()
+                    .is_some_and(|s| s.null_count_opt().is_some())
+            })
+    };
     let columns = stored
         .fields()
         .iter()
         .zip(st.column_statistics)
-        .map(|(f, s)| (f.name().clone(), usable(s, rows, f.data_type())))
+        .map(|(f, mut s)| {
+            if !counted(f.name()) {
+                s.null_count = Precision::Absent;
+            }
+            (f.name().clone(), usable(s, rows, f.data_type()))
+        })
         .collect();
     Some(FileStats {
         decoded: w.columns.clone(),

@@ -122,8 +122,12 @@ fn ratio(n: u64, d: u64) -> f64 {
 }
 
 impl Lake {
-    /// Constraints of `table`.
+    /// Constraints of `table`. Needs SELECT on it.
     pub async fn constraints(&self, table: &str) -> Result<Vec<Constraint>> {
+        let id = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
+        self.subject()
+            .await?
+            .require(Privilege::Select, Some(&id.namespace), Some(&id.name))?;
         Ok(self.table(table).await?.snapshot().await?.metadata.constraints)
     }
 

@@ -233,6 +233,19 @@ impl fmt::Display for Mask {
 }
 
 impl Mask {
+    /// The kind of mask, without its parameters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Mask::Null => "null",
+            Mask::Redact => "redact",
+            Mask::Hash => "hash",
+            Mask::Partial { .. } => "partial",
+            Mask::Expr { .. } => "expr",
+            Mask::Bucket { .. } => "bucket",
+            Mask::Deny => "deny",
+        }
+    }
+
     /// Parse `null`, `redact`, `hash`, `partial:N`, `bucket:W`, `deny` or `expr:SQL`.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || {
@@ -780,6 +793,7 @@ impl AccessState {
             cleared: classes.levels[..=rank].iter().cloned().collect(),
             superuser: false,
             row_filters: BTreeMap::new(),
+            row_filter_names: BTreeMap::new(),
             masks: BTreeMap::new(),
             level_masks: self.level_masks.clone(),
             shredded: BTreeSet::new(),
@@ -808,12 +822,15 @@ impl AccessState {
             if subject.allows(Privilege::Admin, Some(ns), Some(t)) {
                 continue; // table administrators see every row
             }
-            let preds = filters
-                .values()
-                .filter(|f| names.contains(&f.grantee))
-                .map(|f| f.predicate.clone())
-                .collect();
-            subject.row_filters.insert(table.clone(), preds);
+            let applying: Vec<(&String, &RowFilter)> =
+                filters.iter().filter(|(_, f)| names.contains(&f.grantee)).collect();
+            subject
+                .row_filter_names
+                .insert(table.clone(), applying.iter().map(|(n, _)| (*n).clone()).collect());
+            subject.row_filters.insert(
+                table.clone(),
+                applying.iter().map(|(_, f)| f.predicate.clone()).collect(),
+            );
         }
         Ok(subject)
     }
@@ -837,6 +854,8 @@ pub struct Subject {
     /// Row filters by table (`ns.table`): `None` = unrestricted; `Some(predicates)` = the rows
     /// matching any of them (no predicate: no rows).
     pub row_filters: BTreeMap<String, Vec<String>>,
+    /// The names of those row filters (same order), for the audit log.
+    pub row_filter_names: BTreeMap<String, Vec<String>>,
     /// Masks that apply, by table (`ns.table`) and column.
     pub masks: BTreeMap<String, BTreeMap<String, Mask>>,
     /// Classification policies: how columns of levels above the clearance are shown.
@@ -857,6 +876,7 @@ impl Subject {
             cleared: classes.levels.iter().cloned().collect(),
             superuser: true,
             row_filters: BTreeMap::new(),
+            row_filter_names: BTreeMap::new(),
             masks: BTreeMap::new(),
             level_masks: BTreeMap::new(),
             shredded: BTreeSet::new(),

@@ -51,6 +51,10 @@ pub struct Event {
     pub statement: String,
     /// Tables it touched.
     pub tables: Vec<String>,
+    /// Policies applied to what it read (row filters, masks, classification masks, hidden
+    /// columns), e.g. `row filter own_region on default.permits`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
     /// Rows returned or written, when known.
     pub rows: Option<u64>,
     /// Outcome.
@@ -174,12 +178,30 @@ impl AuditLog {
         principal: &str,
         kind: &str,
         statement: &str,
+        tables: Vec<String>,
+        rows: Option<u64>,
+        failure: Option<(String, bool)>,
+    ) -> Result<Record> {
+        self.record_with_policies(principal, kind, statement, tables, Vec::new(), rows, failure)
+            .await
+    }
+
+    /// [`AuditLog::record`], with the policies applied (sorted and deduplicated).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_with_policies(
+        &self,
+        principal: &str,
+        kind: &str,
+        statement: &str,
         mut tables: Vec<String>,
+        mut policies: Vec<String>,
         rows: Option<u64>,
         failure: Option<(String, bool)>,
     ) -> Result<Record> {
         tables.sort();
         tables.dedup();
+        policies.sort();
+        policies.dedup();
         let (outcome, error) = match failure {
             None => (Outcome::Ok, None),
             Some((e, true)) => (Outcome::Denied, Some(e)),
@@ -190,6 +212,7 @@ impl AuditLog {
             kind: kind.to_string(),
             statement: statement.trim().to_string(),
             tables,
+            policies,
             rows,
             outcome,
             error,
