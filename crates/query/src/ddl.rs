@@ -92,6 +92,22 @@ pub enum Ddl {
         /// Mask spec as `Mask::parse` reads it.
         mask: String,
     },
+    /// `DROP ROW FILTER name ON table`.
+    DropRowFilter {
+        /// Policy name.
+        name: String,
+        /// Table name parts.
+        table: Vec<String>,
+    },
+    /// `DROP MASK ON table (column) FOR grantee`.
+    DropMask {
+        /// Table name parts.
+        table: Vec<String>,
+        /// Column.
+        column: String,
+        /// Principal or role.
+        grantee: String,
+    },
     /// `CREATE MASK FOR CLASSIFICATION level AS spec` (spec `NONE` removes it).
     SetLevelMask {
         /// Level.
@@ -164,7 +180,7 @@ pub fn parse(tokens: &[Token]) -> Result<Option<Ddl>> {
         return Ok(crate::quality::parse_alter(tokens)?.map(Ddl::Constraint));
     }
     if (is(0, "create") && (is(1, "principal") || is(1, "user") || is(1, "role") || is(1, "row") || is(1, "mask")))
-        || (is(0, "drop") && (is(1, "principal") || is(1, "user") || is(1, "role")))
+        || (is(0, "drop") && (is(1, "principal") || is(1, "user") || is(1, "role") || is(1, "row") || is(1, "mask")))
     {
         return parse_access(tokens).map(Some);
     }
@@ -329,7 +345,42 @@ fn parse_access(tokens: &[Token]) -> Result<Ddl> {
             .ok_or_else(|| Error::Sql(format!("expected {what}")))
     };
     let create = lw(0) == "create";
+    // a dotted table name from position i: its parts and the position after it
+    let table_at = |mut i: usize| -> Result<(Vec<String>, usize)> {
+        let mut table = vec![need(i, "a table")?.to_lowercase()];
+        while sig.get(i + 1) == Some(&&Token::Period) {
+            table.push(need(i + 2, "a table")?.to_lowercase());
+            i += 2;
+        }
+        Ok((table, i + 1))
+    };
     match (create, lw(1).as_str()) {
+        (false, "row") => {
+            // DROP ROW FILTER name ON t
+            if lw(2) != "filter" || lw(4) != "on" {
+                return Err(Error::Sql("expected DROP ROW FILTER name ON table".into()));
+            }
+            let (table, _) = table_at(5)?;
+            Ok(Ddl::DropRowFilter {
+                name: need(3, "a row filter name")?.to_lowercase(),
+                table,
+            })
+        }
+        (false, "mask") => {
+            // DROP MASK ON t (col) FOR g
+            if lw(2) != "on" {
+                return Err(Error::Sql("expected DROP MASK ON table (column) FOR grantee".into()));
+            }
+            let (table, i) = table_at(3)?;
+            if sig.get(i) != Some(&&Token::LParen) || sig.get(i + 2) != Some(&&Token::RParen) || lw(i + 3) != "for" {
+                return Err(Error::Sql("expected DROP MASK ON table (column) FOR grantee".into()));
+            }
+            Ok(Ddl::DropMask {
+                table,
+                column: need(i + 1, "a column")?,
+                grantee: need(i + 4, "a grantee")?.to_lowercase(),
+            })
+        }
         (false, k @ ("principal" | "user" | "role")) => Ok(Ddl::DropPrincipalOrRole {
             name: need(2, "a name")?.to_lowercase(),
             role: k == "role",

@@ -361,6 +361,8 @@ impl QueryEngine {
             | Ddl::CreateRole { .. }
             | Ddl::DropPrincipalOrRole { .. }
             | Ddl::CreateRowFilter { .. }
+            | Ddl::DropRowFilter { .. }
+            | Ddl::DropMask { .. }
             | Ddl::CreateMask { .. }
             | Ddl::SetLevelMask { .. } => subject.require(Privilege::Admin, None, None)?,
             Ddl::CreateTable { name, .. } => {
@@ -496,6 +498,27 @@ impl QueryEngine {
                 };
                 self.catalog.change_access(vec![action], p).await?;
                 Ok(format!("mask on {ident}({column}) created"))
+            }
+            Ddl::DropRowFilter { name, table } => {
+                let ident = self.resolve(&table)?;
+                touched.lock().expect("touched lock").push(ident.to_string());
+                let action = stratalake_table::access::AccessAction::DropRowFilter {
+                    table: ident.to_string(),
+                    name: name.clone(),
+                };
+                self.catalog.change_access(vec![action], p).await?;
+                Ok(format!("row filter {name} on {ident} dropped"))
+            }
+            Ddl::DropMask { table, column, grantee } => {
+                let ident = self.resolve(&table)?;
+                touched.lock().expect("touched lock").push(ident.to_string());
+                let action = stratalake_table::access::AccessAction::DropMask {
+                    table: ident.to_string(),
+                    column: column.clone(),
+                    grantee: grantee.clone(),
+                };
+                self.catalog.change_access(vec![action], p).await?;
+                Ok(format!("mask on {ident}({column}) for {grantee} dropped"))
             }
             Ddl::SetLevelMask { level, mask } => {
                 use stratalake_table::access::{AccessAction, Mask};

@@ -268,3 +268,70 @@ pub(crate) fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
     }
     false
 }
+
+/// A policy's own expression (a row filter that can fail, a mask): an error it raises on a
+/// stored value could quote that value (`Cannot cast string '123-45-6789'`), so the session gets
+/// a generic error and the log gets the reason.
+#[derive(Debug)]
+pub(crate) struct Guarded {
+    inner: Arc<dyn PhysicalExpr>,
+}
+
+impl PartialEq for Guarded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.eq(&other.inner)
+    }
+}
+
+impl Eq for Guarded {}
+
+impl std::hash::Hash for Guarded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+impl Guarded {
+    pub(crate) fn wrap(inner: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
+        if cannot_fail(&inner) {
+            return inner;
+        }
+        Arc::new(Self { inner })
+    }
+}
+
+impl fmt::Display for Guarded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl PhysicalExpr for Guarded {
+    fn return_field(&self, input_schema: &arrow::datatypes::Schema) -> Result<arrow::datatypes::FieldRef> {
+        self.inner.return_field(input_schema)
+    }
+
+    fn evaluate(&self, batch: &arrow::array::RecordBatch) -> Result<datafusion::logical_expr::ColumnarValue> {
+        self.inner.evaluate(batch).map_err(|e| {
+            tracing::warn!(error = %e, "a row filter or mask failed on a stored value");
+            datafusion::error::DataFusionError::Execution(
+                "a row filter or mask failed on a stored value; an administrator must fix the policy (the reason is in the log)"
+                    .into(),
+            )
+        })
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        vec![&self.inner]
+    }
+
+    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn PhysicalExpr>>) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(Arc::new(Self {
+            inner: children.swap_remove(0),
+        }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt_sql(f)
+    }
+}

@@ -1105,7 +1105,7 @@ impl TableProvider for LakeTableProvider {
             let mut plan = UnionExec::try_new(checked)?;
             if let Some(expr) = policy {
                 let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
-                let predicate = state.create_physical_expr(expr, &read_schema)?;
+                let predicate = crate::policy_exec::Guarded::wrap(state.create_physical_expr(expr, &read_schema)?);
                 plan = Arc::new(crate::policy_exec::PolicyFilterExec::try_new(predicate, plan)?);
                 if out != read {
                     // the columns only the filter needed go (passed-whole files never read them)
@@ -1139,7 +1139,9 @@ impl TableProvider for LakeTableProvider {
         for i in &wanted {
             let field = self.schema.field(*i);
             let expr: Arc<dyn PhysicalExpr> = match (mask_exprs.get(i), read.iter().position(|r| r == i)) {
-                (Some(Some(m)), _) => state.create_physical_expr(m.clone(), &read_schema)?,
+                (Some(Some(m)), _) => {
+                    crate::policy_exec::Guarded::wrap(state.create_physical_expr(m.clone(), &read_schema)?)
+                }
                 (Some(None), _) => Arc::new(Literal::new(ScalarValue::try_from(field.data_type())?)),
                 (None, Some(pos)) if !self.hidden.contains(field.name()) => {
                     Arc::new(PhysColumn::new(field.name(), pos))

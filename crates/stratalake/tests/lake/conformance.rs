@@ -654,3 +654,49 @@ async fn time_travel_applies_todays_classification_and_masks() {
     let raw = csv(&admin.sql("SELECT code, note FROM t VERSION AS OF 1").await.unwrap());
     assert_eq!(raw, "abcd,private note\n");
 }
+
+/// Sessions as different principals in one process: each sees what its principal may, and a
+/// revoke or a new policy applies to an open session's very next statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_sessions_follow_access_changes_at_the_next_statement() {
+    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
+    admin.bootstrap_admin().await.unwrap();
+    admin
+        .sql(
+            "CREATE TABLE t (id INT, region VARCHAR); INSERT INTO t VALUES (1, 'north'), (2, 'south'); \
+             CREATE PRINCIPAL ana WITH (region = 'north', clearance = 'internal'); \
+             CREATE PRINCIPAL bo WITH (region = 'south', clearance = 'internal'); \
+             GRANT SELECT ON TABLE t TO ana; GRANT SELECT ON TABLE t TO bo",
+        )
+        .await
+        .unwrap();
+    let ana = admin.as_principal("ana").session("ana");
+    let bo = admin.as_principal("bo").session("bo");
+    let ids = |s: &stratalake::QueryEngine| {
+        let s = s.clone();
+        async move {
+            let out = s.execute("SELECT id FROM t ORDER BY id").await?;
+            let stratalake::Output::Rows { batches, .. } = &out[0] else {
+                panic!("rows expected")
+            };
+            Ok::<_, stratalake::query::Error>(csv(batches))
+        }
+    };
+    assert_eq!(ids(&ana).await.unwrap(), "1\n2\n");
+    admin
+        .sql("CREATE ROW FILTER own ON t FOR ana WHERE region = current_principal_attribute('region')")
+        .await
+        .unwrap();
+    assert_eq!(ids(&ana).await.unwrap(), "1\n");
+    // a table with row filters shows nothing to whom none applies
+    assert_eq!(ids(&bo).await.unwrap(), "");
+    admin
+        .sql("CREATE ROW FILTER theirs ON t FOR bo WHERE region = current_principal_attribute('region')")
+        .await
+        .unwrap();
+    assert_eq!(ids(&bo).await.unwrap(), "2\n");
+    admin.sql("REVOKE SELECT ON TABLE t FROM ana").await.unwrap();
+    let e = ids(&ana).await.unwrap_err().to_string();
+    assert!(e.contains("no SELECT privilege"), "{e}");
+    assert_eq!(ids(&bo).await.unwrap(), "2\n");
+}
