@@ -622,6 +622,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ]);
             }
             for (table, filters) in &st.row_filters {
+                if filters.is_empty() {
+                    // its filters went with dropped principals or roles
+                    rows.push(vec![
+                        table.clone(),
+                        "(no row filter left)".into(),
+                        String::new(),
+                        "no rows, except to its administrators".into(),
+                    ]);
+                }
                 for (name, f) in filters {
                     rows.push(vec![
                         table.clone(),
@@ -967,7 +976,8 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
         }
         TableCmd::Describe { name, as_of } => {
             let subject = lake.subject().await?;
-            if !sight(&subject, &ident(name)?).known {
+            let may = sight(&subject, &ident(name)?);
+            if !may.known {
                 bail!(
                     "permission denied: {} holds no privilege on table {}",
                     subject.principal,
@@ -985,7 +995,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                 Some(AsOf::Version(v)) => t.snapshot_at(v).await?,
                 Some(AsOf::Timestamp(ts)) => t.snapshot_as_of(ts).await?,
             };
-            describe(&s, fmt)?;
+            describe(&s, may.counts, fmt)?;
         }
         TableCmd::Drop { name } => {
             let n = lake.drop_table(name).await?;
@@ -1128,7 +1138,8 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
     Ok(())
 }
 
-fn describe(s: &stratalake::Snapshot, fmt: OutFormat) -> Result<()> {
+/// A table's columns; its file, row and byte counts only with `counts` (see [`sight`]).
+fn describe(s: &stratalake::Snapshot, counts: bool, fmt: OutFormat) -> Result<()> {
     let schema: &TableSchema = &s.metadata.schema;
     let rows = schema
         .columns
@@ -1150,15 +1161,19 @@ fn describe(s: &stratalake::Snapshot, fmt: OutFormat) -> Result<()> {
         })
         .collect();
     if fmt == OutFormat::Table {
+        let sizes = if counts {
+            format!(
+                ": {} file(s), {} row(s), {} byte(s)",
+                s.files.len(),
+                s.rows(),
+                s.bytes()
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "table {}.{} (id {}) version {}: {} file(s), {} row(s), {} byte(s)",
-            s.metadata.namespace,
-            s.metadata.name,
-            s.metadata.table_id,
-            s.version,
-            s.files.len(),
-            s.rows(),
-            s.bytes()
+            "table {}.{} (id {}) version {}{sizes}",
+            s.metadata.namespace, s.metadata.name, s.metadata.table_id, s.version,
         );
     }
     print_rows(

@@ -875,7 +875,14 @@ fn principals_roles_grants_and_clearance() {
     let o = as_ana(&["--format", "csv", "table", "list", "gov"]);
     let listed = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(listed.contains("gov,cases,") && listed.ends_with(",,,\n"), "{listed}");
-    assert!(as_ana(&["table", "describe", "gov.cases"]).status.success());
+    let o = as_ana(&["table", "describe", "gov.cases"]);
+    assert!(o.status.success());
+    let described = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        described.contains("ssn") && !described.contains("row(s)"),
+        "{described}"
+    );
+    assert!(ok(p, &["table", "describe", "gov.cases"]).contains("3 row(s)"));
     let o = run(p, &["--as", "etl", "table", "describe", "gov.cases"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds no privilege on table gov.cases"));
     let o = as_ana(&["table", "history", "gov.cases"]);

@@ -360,7 +360,12 @@ fn parse_access(tokens: &[Token]) -> Result<Ddl> {
             if lw(2) != "filter" || lw(4) != "on" {
                 return Err(Error::Sql("expected DROP ROW FILTER name ON table".into()));
             }
-            let (table, _) = table_at(5)?;
+            let (table, end) = table_at(5)?;
+            if sig.len() != end {
+                return Err(Error::Sql(
+                    "expected DROP ROW FILTER name ON table, and nothing after".into(),
+                ));
+            }
             Ok(Ddl::DropRowFilter {
                 name: need(3, "a row filter name")?.to_lowercase(),
                 table,
@@ -369,10 +374,16 @@ fn parse_access(tokens: &[Token]) -> Result<Ddl> {
         (false, "mask") => {
             // DROP MASK ON t (col) FOR g
             if lw(2) != "on" {
-                return Err(Error::Sql("expected DROP MASK ON table (column) FOR grantee".into()));
+                return Err(Error::Sql(
+                    "expected DROP MASK ON table (column) FOR grantee (a classification policy goes with CREATE MASK FOR CLASSIFICATION level AS NONE)".into(),
+                ));
             }
             let (table, i) = table_at(3)?;
-            if sig.get(i) != Some(&&Token::LParen) || sig.get(i + 2) != Some(&&Token::RParen) || lw(i + 3) != "for" {
+            if sig.get(i) != Some(&&Token::LParen)
+                || sig.get(i + 2) != Some(&&Token::RParen)
+                || lw(i + 3) != "for"
+                || sig.len() != i + 5
+            {
                 return Err(Error::Sql("expected DROP MASK ON table (column) FOR grantee".into()));
             }
             Ok(Ddl::DropMask {

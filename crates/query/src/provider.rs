@@ -97,6 +97,12 @@ impl LakeTableProvider {
         writable: bool,
         current: Option<&stratalake_table::TableSchema>,
     ) -> Self {
+        let ident = table.ident();
+        let table_admin = subject.allows(
+            stratalake_table::access::Privilege::Admin,
+            Some(&ident.namespace),
+            Some(&ident.name),
+        );
         let lineage: HashMap<String, stratalake_table::schema::ColumnDef> = match current {
             None => HashMap::new(),
             Some(cur) => snapshot
@@ -120,6 +126,9 @@ impl LakeTableProvider {
             .filter(|c| {
                 !access.allows(&c.classification)
                     || lineage.get(&c.name).is_some_and(|n| !access.allows(&n.classification))
+                    // a column dropped since has no policies left to apply: only the table's
+                    // administrators read its history
+                    || (current.is_some() && !lineage.contains_key(&c.name) && !table_admin)
             })
             .map(|c| c.name.clone())
             .collect();
@@ -708,7 +717,12 @@ impl TableProvider for LakeTableProvider {
                 continue;
             }
             // the strictest level that hides it decides (today's, for an earlier version)
-            let level = self.levels_of(c).filter(|l| !self.access.allows(l)).last().cloned();
+            let classes = self.table.context().keyring.classifications();
+            let level = self
+                .levels_of(c)
+                .filter(|l| !self.access.allows(l))
+                .max_by_key(|l| classes.rank(l).unwrap_or(usize::MAX))
+                .cloned();
             if let Some(m) = level.and_then(|l| self.subject.level_masks.get(&l)) {
                 masks.insert(c.name.clone(), m.clone());
             }
@@ -725,6 +739,28 @@ impl TableProvider for LakeTableProvider {
                 .iter()
                 .flat_map(|f| f.column_refs().into_iter().map(|c| c.name.clone())),
         );
+        // What applies, for the statement's audit record (names and kinds, never predicates).
+        {
+            let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+            match self.subject.row_filter_names.get(&ident.to_string()) {
+                Some(names) if names.is_empty() => applied.push(format!("no row filter grants rows of {ident}")),
+                Some(names) => applied.extend(names.iter().map(|n| format!("row filter {n} on {ident}"))),
+                None => {}
+            }
+            let asked: HashSet<&String> = touched.iter().collect();
+            for (c, m) in &masks {
+                if asked.contains(c) {
+                    applied.push(format!("mask {} on {ident}.{c}", m.kind()));
+                }
+            }
+            for c in self
+                .hidden
+                .iter()
+                .filter(|c| asked.contains(c) && !masks.contains_key(*c))
+            {
+                applied.push(format!("clearance hides {ident}.{c}"));
+            }
+        }
         // Denied columns: a query may not touch them at all.
         if let Some(c) = touched.iter().find(|c| masks.get(*c) == Some(&Mask::Deny)) {
             return Err(external(stratalake_table::Error::PermissionDenied {
@@ -764,28 +800,6 @@ impl TableProvider for LakeTableProvider {
             })
             .cloned()
             .collect();
-        // What applies, for the statement's audit record (names and kinds, never predicates).
-        {
-            let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-            match self.subject.row_filter_names.get(&ident.to_string()) {
-                Some(names) if names.is_empty() => applied.push(format!("no row filter grants rows of {ident}")),
-                Some(names) => applied.extend(names.iter().map(|n| format!("row filter {n} on {ident}"))),
-                None => {}
-            }
-            let asked: HashSet<&String> = touched.iter().collect();
-            for (c, m) in &masks {
-                if asked.contains(c) {
-                    applied.push(format!("mask {} on {ident}.{c}", m.kind()));
-                }
-            }
-            for c in self
-                .hidden
-                .iter()
-                .filter(|c| asked.contains(c) && !masks.contains_key(*c))
-            {
-                applied.push(format!("clearance hides {ident}.{c}"));
-            }
-        }
         // Row filters that apply to this subject: None = every row.
         let policy = match self.subject.row_filters.get(&ident.to_string()) {
             None => None,
@@ -1105,7 +1119,12 @@ impl TableProvider for LakeTableProvider {
             let mut plan = UnionExec::try_new(checked)?;
             if let Some(expr) = policy {
                 let read_schema = DFSchema::try_from(self.schema.project(&read)?)?;
-                let predicate = crate::policy_exec::Guarded::wrap(state.create_physical_expr(expr, &read_schema)?);
+                // each conjunct guarded on its own, so the ones that cannot fail still prune
+                let predicate = datafusion::physical_expr::conjunction(
+                    datafusion::physical_expr::split_conjunction(&state.create_physical_expr(expr, &read_schema)?)
+                        .into_iter()
+                        .map(|p| crate::policy_exec::Guarded::wrap(p.clone())),
+                );
                 plan = Arc::new(crate::policy_exec::PolicyFilterExec::try_new(predicate, plan)?);
                 if out != read {
                     // the columns only the filter needed go (passed-whole files never read them)

@@ -420,7 +420,7 @@ impl AccessState {
     }
 
     /// Principals holding `admin` on the lake (directly or through roles).
-    fn lake_admins(&self) -> Vec<&String> {
+    pub fn lake_admins(&self) -> Vec<&String> {
         self.principals
             .keys()
             .filter(|p| {
@@ -631,10 +631,11 @@ impl AccessState {
                     r.members.remove(name);
                 }
                 self.grants.retain(|g| &g.grantee != name);
+                // A table whose filters all went with the grantee keeps an empty set: it shows
+                // no rows (except to its admins) until an administrator decides otherwise.
                 for f in self.row_filters.values_mut() {
                     f.retain(|_, rf| &rf.grantee != name);
                 }
-                self.row_filters.retain(|_, f| !f.is_empty());
                 for cols in self.masks.values_mut() {
                     for g in cols.values_mut() {
                         g.remove(name);

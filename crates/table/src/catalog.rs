@@ -173,7 +173,13 @@ impl CatalogState {
                         );
                     }
                     if let Some(a) = access {
+                        // a restored lake is closed if either side ever had principals
+                        let initialized = self.access.initialized
+                            || !self.access.principals.is_empty()
+                            || a.initialized
+                            || !a.principals.is_empty();
                         self.access = a.clone();
+                        self.access.initialized = initialized;
                     }
                 }
             }
@@ -281,6 +287,13 @@ impl Catalog {
             for a in &actions {
                 probe.validate(a, &classes)?;
                 probe.apply(a);
+            }
+            // Nobody could manage access any more (and bootstrap mode never returns).
+            if !s.access.lake_admins().is_empty() && probe.lake_admins().is_empty() {
+                return Err(Error::PermissionDenied {
+                    principal: principal.to_string(),
+                    reason: "may not remove the lake's last administrator (revoking ADMIN ON LAKE, dropping or leaving its role): grant ADMIN ON LAKE to another principal first".into(),
+                });
             }
             Ok(actions.iter().cloned().map(CatalogAction::Access).collect())
         })
