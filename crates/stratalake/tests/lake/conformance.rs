@@ -559,17 +559,13 @@ async fn delete_removes_rows_from_live_files_and_racing_rewrites_conflict() {
 /// them (and the columns only it needs are not read); files it may reject are filtered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn row_filters_proven_by_file_statistics_are_skipped() {
-    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
-    admin.bootstrap_admin().await.unwrap();
-    admin
-        .sql(
-            "CREATE TABLE readings (id INT NOT NULL, level INT); \
+    let admin = governed_lake(
+        "CREATE TABLE readings (id INT NOT NULL, level INT); \
              INSERT INTO readings VALUES (1, 5), (2, 7); \
              CREATE PRINCIPAL ana WITH (clearance = 'internal'); GRANT SELECT ON TABLE readings TO ana; \
              CREATE ROW FILTER non_negative ON readings FOR ana WHERE level >= 0",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let ana = admin.as_principal("ana").session("ana");
     async fn plan_and_ids(s: &stratalake::QueryEngine) -> (String, Vec<i32>) {
         let df = s.sql("SELECT id FROM readings ORDER BY id").await.unwrap();
@@ -621,17 +617,13 @@ async fn row_filters_proven_by_file_statistics_are_skipped() {
 /// or masking a column also covers its history (followed through renames).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn time_travel_applies_todays_classification_and_masks() {
-    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
-    admin.bootstrap_admin().await.unwrap();
-    admin
-        .sql(
-            "CREATE TABLE t (id INT NOT NULL CLASSIFICATION public, code VARCHAR CLASSIFICATION public, \
+    let admin = governed_lake(
+        "CREATE TABLE t (id INT NOT NULL CLASSIFICATION public, code VARCHAR CLASSIFICATION public, \
              note VARCHAR CLASSIFICATION internal, memo VARCHAR CLASSIFICATION public); \
              INSERT INTO t VALUES (1, 'abcd', 'private note', 'm1'); \
              CREATE PRINCIPAL ana WITH (clearance = 'internal'); GRANT SELECT ON TABLE t TO ana",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let ana = admin.as_principal("ana");
     let q = |sql: &'static str| {
         let ana = ana.clone();
@@ -666,17 +658,13 @@ async fn time_travel_applies_todays_classification_and_masks() {
 /// revoke or a new policy applies to an open session's very next statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn open_sessions_follow_access_changes_at_the_next_statement() {
-    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
-    admin.bootstrap_admin().await.unwrap();
-    admin
-        .sql(
-            "CREATE TABLE t (id INT, region VARCHAR); INSERT INTO t VALUES (1, 'north'), (2, 'south'); \
+    let admin = governed_lake(
+        "CREATE TABLE t (id INT, region VARCHAR); INSERT INTO t VALUES (1, 'north'), (2, 'south'); \
              CREATE PRINCIPAL ana WITH (region = 'north', clearance = 'internal'); \
              CREATE PRINCIPAL bo WITH (region = 'south', clearance = 'internal'); \
              GRANT SELECT ON TABLE t TO ana; GRANT SELECT ON TABLE t TO bo",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let ana = admin.as_principal("ana").session("ana");
     let bo = admin.as_principal("bo").session("bo");
     let ids = |s: &stratalake::QueryEngine| {
@@ -706,4 +694,12 @@ async fn open_sessions_follow_access_changes_at_the_next_statement() {
     let e = ids(&ana).await.unwrap_err().to_string();
     assert!(e.contains("no SELECT privilege"), "{e}");
     assert_eq!(ids(&bo).await.unwrap(), "2\n");
+}
+
+/// An in-memory lake administered by `boss` (bootstrap mode over), set up with `sql`.
+async fn governed_lake(sql: &str) -> Lake {
+    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
+    admin.bootstrap_admin().await.unwrap();
+    admin.sql(sql).await.unwrap();
+    admin
 }
