@@ -622,15 +622,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ]);
             }
             for (table, filters) in &st.row_filters {
-                if filters.is_empty() {
-                    // its filters went with dropped principals or roles
-                    rows.push(vec![
-                        table.clone(),
-                        "(no row filter left)".into(),
-                        String::new(),
-                        "no rows, except to its administrators".into(),
-                    ]);
-                }
                 for (name, f) in filters {
                     rows.push(vec![
                         table.clone(),

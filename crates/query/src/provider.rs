@@ -713,7 +713,11 @@ impl TableProvider for LakeTableProvider {
         };
         // classification policies: columns above the clearance shown through their level's mask
         for c in &self.snapshot.metadata.schema.columns {
-            if !self.hidden.contains(&c.name) || masks.contains_key(&c.name) {
+            // (a column dropped since reads NULL: no policy of today covers it)
+            if !self.hidden.contains(&c.name)
+                || masks.contains_key(&c.name)
+                || (!self.writable && !self.lineage.contains_key(&c.name))
+            {
                 continue;
             }
             // the strictest level that hides it decides (today's, for an earlier version)

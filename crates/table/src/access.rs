@@ -419,6 +419,32 @@ impl AccessState {
         !self.initialized && self.principals.is_empty()
     }
 
+    /// Refuse to drop a grantee that row filters name: dropping the filters with it would lift
+    /// filtering from a table whose only filters they were (its other readers would see every
+    /// row), and keeping them would leave filters for nobody.
+    fn refuse_if_filtered(&self, kind: &'static str, name: &str) -> Result<()> {
+        let named: Vec<String> = self
+            .row_filters
+            .iter()
+            .flat_map(|(t, fs)| {
+                fs.iter()
+                    .filter(|(_, f)| f.grantee == name)
+                    .map(move |(n, _)| format!("{n} on {t}"))
+            })
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        Err(Error::InvalidName {
+            kind,
+            name: name.to_string(),
+            reason: format!(
+                "row filters apply to it ({}); drop or reassign them first",
+                named.join(", ")
+            ),
+        })
+    }
+
     /// Principals holding `admin` on the lake (directly or through roles).
     pub fn lake_admins(&self) -> Vec<&String> {
         self.principals
@@ -494,6 +520,7 @@ impl AccessState {
                         reason: "does not exist".into(),
                     });
                 }
+                self.refuse_if_filtered("principal", name)?;
                 if self.lake_admins() == [name] {
                     return Err(Error::InvalidName {
                         kind: "principal",
@@ -521,7 +548,10 @@ impl AccessState {
                     classes.rank(c)?;
                 }
             }
-            AccessAction::DropRole { name } => role(name)?,
+            AccessAction::DropRole { name } => {
+                role(name)?;
+                self.refuse_if_filtered("role", name)?;
+            }
             AccessAction::AddMember { role: r, member } => {
                 role(r)?;
                 known(member)?;
@@ -631,11 +661,11 @@ impl AccessState {
                     r.members.remove(name);
                 }
                 self.grants.retain(|g| &g.grantee != name);
-                // A table whose filters all went with the grantee keeps an empty set: it shows
-                // no rows (except to its admins) until an administrator decides otherwise.
+                // (validation refuses while row filters name it; kept for old logs)
                 for f in self.row_filters.values_mut() {
                     f.retain(|_, rf| &rf.grantee != name);
                 }
+                self.row_filters.retain(|_, f| !f.is_empty());
                 for cols in self.masks.values_mut() {
                     for g in cols.values_mut() {
                         g.remove(name);

@@ -173,13 +173,9 @@ impl CatalogState {
                         );
                     }
                     if let Some(a) = access {
-                        // a restored lake is closed if either side ever had principals
-                        let initialized = self.access.initialized
-                            || !self.access.principals.is_empty()
-                            || a.initialized
-                            || !a.principals.is_empty();
+                        // the restored lake is closed if the backed-up one was
                         self.access = a.clone();
-                        self.access.initialized = initialized;
+                        self.access.initialized = a.initialized || !a.principals.is_empty();
                     }
                 }
             }
