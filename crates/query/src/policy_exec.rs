@@ -271,7 +271,7 @@ pub(crate) fn cannot_fail(e: &Arc<dyn PhysicalExpr>) -> bool {
 
 /// A policy's own expression (a row filter that can fail, a mask): an error it raises on a
 /// stored value could quote that value (`Cannot cast string '123-45-6789'`), so the session gets
-/// a generic error and the log gets the reason.
+/// a generic error and the log the failing expression, never the value.
 #[derive(Debug)]
 pub(crate) struct Guarded {
     inner: Arc<dyn PhysicalExpr>,
@@ -312,10 +312,13 @@ impl PhysicalExpr for Guarded {
     }
 
     fn evaluate(&self, batch: &arrow::array::RecordBatch) -> Result<datafusion::logical_expr::ColumnarValue> {
-        self.inner.evaluate(batch).map_err(|e| {
-            tracing::warn!(error = %e, "a row filter or mask failed on a stored value");
+        // The error's text may quote the value: it reaches neither the session nor the log
+        // (data values stay out of logs); the log names the expression, which an administrator
+        // can evaluate over the table to find the failing rows.
+        self.inner.evaluate(batch).map_err(|_| {
+            tracing::warn!(expression = %self.inner, "a row filter or mask failed on a stored value");
             datafusion::error::DataFusionError::Execution(
-                "a row filter or mask failed on a stored value; an administrator must fix the policy (the reason is in the log)"
+                "a row filter or mask failed on a stored value; an administrator must fix the policy (the log names its expression)"
                     .into(),
             )
         })

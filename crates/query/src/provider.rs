@@ -859,13 +859,16 @@ impl TableProvider for LakeTableProvider {
                 mask_exprs.insert(*i, self.mask_expr(state, field, m, hash_key)?);
             }
         }
-        let mut filter_cols: HashSet<String> = match &policy {
-            Some(e) => e.column_refs().into_iter().map(|c| c.name.clone()).collect(),
-            None => HashSet::new(),
-        };
-        for e in mask_exprs.values().flatten() {
-            filter_cols.extend(e.column_refs().into_iter().map(|c| c.name.clone()));
-        }
+        let policy_cols: HashSet<String> = policy
+            .iter()
+            .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
+            .collect();
+        let mask_cols: HashSet<String> = mask_exprs
+            .values()
+            .flatten()
+            .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
+            .collect();
+        let filter_cols: HashSet<String> = policy_cols.union(&mask_cols).cloned().collect();
         // Read what the subject may see, plus what the row filter needs (evaluated inside the
         // scan on raw values; those columns still leave the scan as NULL if hidden).
         let read: Vec<usize> = (0..self.schema.fields().len())
@@ -884,15 +887,6 @@ impl TableProvider for LakeTableProvider {
         // Files whose statistics prove the row filter true for every row (no NULLs in its
         // columns, and no row can satisfy its negation) are read without it, and without the
         // columns only it needs: Iceberg's residual evaluation. The others are filtered.
-        let policy_cols: HashSet<String> = policy
-            .iter()
-            .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
-            .collect();
-        let mask_cols: HashSet<String> = mask_exprs
-            .values()
-            .flatten()
-            .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
-            .collect();
         let out: Vec<usize> = read
             .iter()
             .copied()
@@ -938,6 +932,15 @@ impl TableProvider for LakeTableProvider {
                 .collect()
         } else {
             Vec::new()
+        };
+        // Footer statistics each file is probed for: the planner's columns, or the row filter's
+        // (for the residual proof).
+        let probe_cols: &[usize] = if policy.is_none() {
+            &stat_cols
+        } else if residual.is_some() {
+            &policy_idx
+        } else {
+            &[]
         };
         for (tier, files) in by_tier {
             let store = ctx.tiers.get(tier).map_err(external)?;
@@ -999,13 +1002,6 @@ impl TableProvider for LakeTableProvider {
                     .map_err(external)?;
                 // any column without its key (not cleared, or not read) needs the page index off
                 withheld |= !hidden.is_empty() || needed.len() < self.schema.fields().len();
-                let probe_cols = if policy.is_none() {
-                    &stat_cols
-                } else if residual.is_some() {
-                    &policy_idx
-                } else {
-                    &Vec::new()
-                };
                 if !probe_cols.is_empty() {
                     let stored: Vec<Option<String>> = probe_cols
                         .iter()

@@ -23,7 +23,7 @@ use object_store::{ObjectMeta, ObjectStore};
 
 /// Files whose statistics the cache keeps; past this it starts again empty.
 const CACHE_FILES: usize = 200_000;
-/// Footers one scan reads for statistics; a scan over more unseen files plans without them
+/// Footers one scan reads for statistics, per tier; a scan over more unseen files plans without them
 /// (reading 100 000 footers would cost more than a poor join order).
 pub(crate) const MAX_FOOTERS_PER_SCAN: usize = 2_048;
 /// Footers read at once.

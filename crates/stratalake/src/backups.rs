@@ -40,12 +40,12 @@ impl Lake {
         };
         let body = serde_json::to_vec_pretty(&noted)
             .map_err(|e| Error::Table(stratalake_table::Error::Internal(e.to_string())))?;
-        self.catalog
-            .context()
-            .tiers
-            .metadata()
-            .put(&format!("{REPOSITORIES}{}.json", noted.id), body.into())
-            .await?;
+        let meta = self.catalog.context().tiers.metadata();
+        let name = format!("{REPOSITORIES}{}.json", noted.id);
+        // written only when it changes (every backup command opens its repository)
+        if meta.get_opt(&name).await?.as_deref() != Some(body.as_slice()) {
+            meta.put(&name, body.into()).await?;
+        }
         Ok(())
     }
 
