@@ -1205,10 +1205,10 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         .await;
     bar.finish();
     let r = r.map_err(|e| {
-        // A failing store may have failed after accepting the commit (the commit is read back
-        // to check, but that read can fail too); every other failure happens before it.
-        let note = if matches!(&e, stratalake::Error::Table(stratalake::table::Error::Store { .. })) {
-            format!("the store failed: check `stratalake table history {id}` before retrying")
+        // Only a commit whose create the store answered with an error, and that could not be
+        // read back, may have landed; every other failure committed nothing.
+        let note = if !e.nothing_committed() {
+            format!("the outcome is unknown: check `stratalake table history {id}` before retrying")
         } else if e.to_string().contains("nothing was committed") {
             return anyhow::Error::from(e);
         } else {

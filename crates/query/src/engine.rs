@@ -34,6 +34,27 @@ impl Touched {
     }
 }
 
+/// Run a future that executes a plan, turning a panic anywhere inside it (a bug in a reader,
+/// DataFusion, or our own operators) into an error of this statement instead of a crash of the
+/// process. The panic's message goes to the log, not to the session: it may quote a value.
+pub async fn guarded<F: std::future::Future>(f: F) -> Result<F::Output> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(f).catch_unwind().await {
+        Ok(v) => Ok(v),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            tracing::error!(panic = %msg, "a statement panicked; it failed, the process goes on");
+            Err(Error::Table(stratalake_table::Error::Internal(
+                "the statement stopped on an unexpected failure inside the engine (a panic; details in the log); nothing it would have written was committed".into(),
+            )))
+        }
+    }
+}
+
 /// Name of the DataFusion catalog the lake is registered as.
 pub const CATALOG_NAME: &str = "lake";
 const ASOF_SCHEMA: &str = "__asof";
@@ -202,7 +223,7 @@ impl QueryEngine {
         let tokens = stmts.pop().expect("one");
         let text: String = tokens.iter().map(|t| t.to_string()).collect();
         let touched = Touched::default();
-        let r = async {
+        let r = guarded(async {
             if let Some(d) = ddl::parse(&tokens)? {
                 self.run_ddl(d, &touched).await?;
                 return Ok(SessionContext::new().read_empty()?);
@@ -214,8 +235,9 @@ impl QueryEngine {
                     .await?);
             }
             self.plan(tokens, &touched).await
-        }
-        .await;
+        })
+        .await
+        .and_then(|r| r);
         // A frame is audited when planned: its rows are not known yet.
         self.audit(&text, &touched, &r, None).await?;
         r
@@ -224,7 +246,7 @@ impl QueryEngine {
     async fn run(&self, tokens: Vec<Token>) -> Result<Output> {
         let text: String = tokens.iter().map(|t| t.to_string()).collect();
         let touched = Touched::default();
-        let r = async {
+        let r = guarded(async {
             if let Some(d) = ddl::parse(&tokens)? {
                 return Ok(Output::Done(self.run_ddl(d, &touched).await?));
             }
@@ -246,8 +268,9 @@ impl QueryEngine {
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             Ok(Output::Rows { schema, batches })
-        }
-        .await;
+        })
+        .await
+        .and_then(|r| r);
         let rows = match &r {
             Ok(Output::Rows { batches, .. }) => Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
             _ => None,

@@ -27,7 +27,7 @@ pub mod quality;
 mod stats;
 
 pub use catalog::AsOf;
-pub use engine::{CATALOG_NAME, Output, QueryEngine, split_statements};
+pub use engine::{CATALOG_NAME, Output, QueryEngine, guarded, split_statements};
 pub use error::{Error, Result};
 pub use policy::{check_mask, check_row_filter};
 pub use stats::forget_all as forget_cached_statistics;

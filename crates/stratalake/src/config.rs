@@ -54,6 +54,38 @@ pub struct LakeSection {
     pub target_file_size_mib: u64,
     /// `table vacuum` refuses a shorter retention (in hours) without `--force`.
     pub vacuum_min_retention_hours: u64,
+    /// The longest a write may take from its first staged data file to its commit (`6h` when
+    /// absent, at least `15m`). Vacuum never deletes unreferenced files younger than this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staging_grace: Option<String>,
+    /// How long writers keep retrying commits that lost a race (`120s` when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_retry: Option<String>,
+}
+
+impl LakeSection {
+    /// The commit policy these settings give; the error names the bad setting.
+    pub fn commit_policy(&self) -> Result<stratalake_table::logstore::CommitPolicy, String> {
+        use std::time::Duration;
+        use stratalake_table::logstore::{CommitPolicy, MIN_STAGING_GRACE};
+        use stratalake_table::units::parse_duration_ms;
+        let mut p = CommitPolicy::default();
+        if let Some(g) = &self.staging_grace {
+            let ms = parse_duration_ms(g).map_err(|e| format!("[lake] staging_grace: {e}"))?;
+            p.staging_grace = Duration::from_millis(ms.max(0) as u64);
+            if p.staging_grace < MIN_STAGING_GRACE {
+                return Err(format!(
+                    "[lake] staging_grace: {g:?} is shorter than the minimum of {} minutes",
+                    MIN_STAGING_GRACE.as_secs() / 60
+                ));
+            }
+        }
+        if let Some(r) = &self.commit_retry {
+            let ms = parse_duration_ms(r).map_err(|e| format!("[lake] commit_retry: {e}"))?;
+            p.retry_for = Duration::from_millis(ms.max(0) as u64);
+        }
+        Ok(p)
+    }
 }
 
 impl Default for LakeSection {
@@ -64,6 +96,8 @@ impl Default for LakeSection {
             checkpoint_interval: 10,
             target_file_size_mib: 128,
             vacuum_min_retention_hours: 168,
+            staging_grace: None,
+            commit_retry: None,
         }
     }
 }

@@ -47,5 +47,36 @@ impl From<datafusion::error::DataFusionError> for Error {
     }
 }
 
+impl Error {
+    /// The storage core's error inside this one, whichever layer it came through.
+    pub fn table_error(&self) -> Option<&stratalake_table::Error> {
+        match self {
+            Error::Table(t) | Error::Query(stratalake_query::Error::Table(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Whether the operation certainly committed nothing: true for every error except one
+    /// where the store left unknown whether a commit was written (then check the table's
+    /// history before retrying).
+    pub fn nothing_committed(&self) -> bool {
+        self.table_error()
+            .is_none_or(stratalake_table::Error::nothing_committed)
+    }
+
+    /// Whether another writer's commit conflicted with this operation (retry it).
+    pub fn is_conflict(&self) -> bool {
+        self.table_error().is_some_and(stratalake_table::Error::is_conflict)
+    }
+
+    /// Whether a permission check refused the operation.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(
+            self.table_error(),
+            Some(stratalake_table::Error::PermissionDenied { .. })
+        )
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

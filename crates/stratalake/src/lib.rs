@@ -394,7 +394,12 @@ impl Lake {
                     c
                 }
             };
-            let cached = stratalake_tiering::cache::CachedStore::new(&t.name, store.object_store().clone(), c);
+            let cached = stratalake_tiering::cache::CachedStore::new(
+                &t.name,
+                store.object_store().clone(),
+                c,
+                store.expected().clone(),
+            );
             let s = store.clone().with_read_store(Arc::new(cached));
             stores.insert(t.name.clone(), s);
         }
@@ -409,6 +414,10 @@ impl Lake {
             },
             guard: None,
             reads: Default::default(),
+            commit: config.lake.commit_policy().map_err(|reason| Error::Config {
+                path: CONFIG_FILE.into(),
+                reason,
+            })?,
         };
         if !policy.quotas.is_empty() {
             ctx.guard = Some(Arc::new(stratalake_tiering::quota::QuotaGuard::new(

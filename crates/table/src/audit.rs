@@ -100,15 +100,18 @@ fn path(seq: u64) -> String {
 #[derive(Debug)]
 pub struct AuditLog {
     store: Store,
+    policy: crate::logstore::CommitPolicy,
     /// Next sequence number and the hash it chains to, once known.
     head: Mutex<Option<(u64, String)>>,
 }
 
 impl AuditLog {
-    /// The audit log of the lake whose metadata tier is `store`.
-    pub fn new(store: Store) -> Arc<Self> {
+    /// The audit log of the lake whose metadata tier is `store`; lost races are retried for as
+    /// long as `policy` says.
+    pub fn new(store: Store, policy: crate::logstore::CommitPolicy) -> Arc<Self> {
         Arc::new(Self {
             store,
+            policy,
             head: Mutex::new(None),
         })
     }
@@ -139,10 +142,14 @@ impl AuditLog {
         })
     }
 
-    /// Append an event. Concurrent writers (other processes) are ordered by create-if-absent.
+    /// Append an event. Concurrent writers (other processes) are ordered by create-if-absent;
+    /// a record whose create was answered with an error is read back and recognised by its
+    /// hash, so a lost answer never writes the same event twice.
     pub async fn append(&self, event: Event) -> Result<Record> {
+        use crate::logstore::{Created, Retry, create};
         let mut head = self.head.lock().await;
-        for _ in 0..64 {
+        let retry = Retry::new(&self.policy);
+        loop {
             let (seq, prev) = match head.clone() {
                 Some(h) => h,
                 None => self.find_head().await?,
@@ -156,19 +163,37 @@ impl AuditLog {
             };
             r.hash = r.content_hash();
             let body = serde_json::to_vec(&r).map_err(|e| Error::Internal(e.to_string()))?;
-            if self.store.put_create(&path(seq), body.into()).await? {
-                *head = Some((seq + 1, r.hash.clone()));
-                return Ok(r);
+            let ours = |b: &[u8]| serde_json::from_slice::<Record>(b).is_ok_and(|t| t.hash == r.hash);
+            let created = create(&self.store, &path(seq), body.into(), ours)
+                .await
+                .map_err(|e| match e {
+                    Error::StoreFull { .. } | Error::StoreNotWritable { .. } | Error::Store { .. } => {
+                        Error::AuditUnavailable { source: Box::new(e) }
+                    }
+                    e => e,
+                })?;
+            match created {
+                Created::Ours => {
+                    *head = Some((seq + 1, r.hash.clone()));
+                    return Ok(r);
+                }
+                Created::Theirs(b) => {
+                    // another writer took this number: chain after its record
+                    let theirs: Record = serde_json::from_slice(&b).map_err(|e| Error::CorruptLog {
+                        path: path(seq),
+                        reason: format!("not an audit record: {e}"),
+                    })?;
+                    *head = Some((seq + 1, theirs.hash));
+                }
             }
-            // another writer took this number: chain after its record
-            let theirs = self.read(seq).await?;
-            *head = Some((seq + 1, theirs.hash));
+            if retry.elapsed() >= self.policy.retry_for {
+                return Err(Error::Conflict {
+                    table: "_audit".into(),
+                    version: seq,
+                    reason: "too much contention on the audit log".into(),
+                });
+            }
         }
-        Err(Error::Conflict {
-            table: "_audit".into(),
-            version: 0,
-            reason: "too much contention on the audit log".into(),
-        })
     }
 
     /// Record one operation. `failure` is its error text and whether it was a permission

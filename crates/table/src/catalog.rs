@@ -201,7 +201,7 @@ pub struct Catalog {
 impl Catalog {
     /// The catalog of a lake.
     pub fn new(ctx: Arc<StorageContext>) -> Self {
-        let audit = crate::audit::AuditLog::new(ctx.tiers.metadata().clone());
+        let audit = crate::audit::AuditLog::new(ctx.tiers.metadata().clone(), ctx.commit.clone());
         Self {
             ctx,
             cached: Mutex::new(CatalogState::default()),
@@ -238,7 +238,8 @@ impl Catalog {
     {
         let store = self.ctx.tiers.metadata();
         let token = info(principal, operation, BTreeMap::new());
-        for attempt in 0..64u32 {
+        let mut retry = crate::logstore::Retry::new(&self.ctx.commit);
+        loop {
             let state = self.state().await?;
             let actions = f(&state)?;
             let version = state.version.map_or(0, |v| v + 1);
@@ -247,31 +248,18 @@ impl Catalog {
                 info: token.clone(),
                 actions,
             };
-            match log::try_write(store, CATALOG_LOG, version, &commit).await {
-                Ok(true) => return self.state().await,
-                Ok(false) => {
-                    // An earlier attempt of ours (retried by the client) may be the winner.
-                    let winner: Result<CatalogCommit> = log::read(store, CATALOG_LOG, version).await;
-                    if matches!(&winner, Ok(c) if c.info.token == token.token) {
-                        return self.state().await;
-                    }
-                }
-                Err(e) => {
-                    // The store may have applied the write before failing: look before reporting.
-                    let landed: Result<CatalogCommit> = log::read(store, CATALOG_LOG, version).await;
-                    return match landed {
-                        Ok(c) if c.info.token == token.token => self.state().await,
-                        _ => Err(e),
-                    };
-                }
+            let path = log::commit_path(CATALOG_LOG, version);
+            let ours = |b: &[u8]| log::decode::<CatalogCommit>(&path, b).is_ok_and(|c| c.info.token == token.token);
+            match crate::logstore::create(store, &path, log::encode(&commit)?, ours).await? {
+                crate::logstore::Created::Ours => return self.state().await,
+                // Someone else's change came first: recompute ours from the new state (which
+                // also re-checks it, e.g. a namespace created meanwhile).
+                crate::logstore::Created::Theirs(_) => {}
             }
-            tokio::time::sleep(std::time::Duration::from_millis(2u64 << attempt.min(6))).await;
+            if !retry.wait().await {
+                return Err(retry.gave_up("_catalog", version));
+            }
         }
-        Err(Error::Conflict {
-            table: "_catalog".into(),
-            version: 0,
-            reason: "too much contention on the catalog".into(),
-        })
     }
 
     /// Apply access-control changes in one catalog commit, after checking each against the

@@ -73,6 +73,43 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// The store has no space left (a full disk or quota). Nothing of the write that met it was
+    /// committed.
+    #[error("no space left on the store writing {path}: {source}")]
+    StoreFull {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The store refuses writes (a read-only folder or mount, missing permission).
+    #[error("cannot write {path}: {source} (this process may not write the lake's store)")]
+    StoreNotWritable {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// Creating a log object failed and the store did not tell whether it was written.
+    #[error(
+        "the store failed while creating {path} and did not tell whether it was written: {source}; check `stratalake table history` (or `stratalake audit`) before retrying"
+    )]
+    CommitUnknown {
+        path: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A write's staged files waited longer than the lake's staging grace; nothing was committed.
+    #[error(
+        "the write to {table} staged its first file {age_s} s ago, more than the {limit_s} s a write may take (the lake's staging grace less the clock-skew margin); nothing was committed, because vacuum may delete staged files after that: retry, or raise `staging_grace` in stratalake.toml"
+    )]
+    StagingExpired { table: String, age_s: i64, limit_s: i64 },
+    /// The audit log cannot be written: statements do not run unaudited.
+    #[error(
+        "the audit log cannot be written ({source}); every statement is recorded there first, so none runs until the lake's store is writable again"
+    )]
+    AuditUnavailable {
+        #[source]
+        source: Box<Error>,
+    },
     /// Key handling failed.
     #[error(transparent)]
     Crypto(#[from] stratalake_crypto::Error),
@@ -116,4 +153,64 @@ impl Error {
             source,
         }
     }
+
+    /// An object store error writing `path`, classified: a full store, a store that refuses
+    /// writes, or any other failure.
+    pub(crate) fn store_write(path: impl std::fmt::Display, source: object_store::Error) -> Self {
+        let path = path.to_string();
+        match io_kind(&source) {
+            Some(IoKind::Full) => Error::StoreFull { path, source },
+            Some(IoKind::NotWritable) => Error::StoreNotWritable { path, source },
+            None if matches!(source, object_store::Error::PermissionDenied { .. }) => {
+                Error::StoreNotWritable { path, source }
+            }
+            None => Error::Store { path, source },
+        }
+    }
+
+    /// Whether the store refused the request outright, so that it cannot have been applied.
+    pub fn is_definite_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::StoreFull { .. }
+                | Error::StoreNotWritable { .. }
+                | Error::Store {
+                    source: object_store::Error::Unauthenticated { .. } | object_store::Error::NotImplemented { .. },
+                    ..
+                }
+        )
+    }
+
+    /// Whether this is a commit conflict (another writer changed what this write depends on).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+
+    /// Whether nothing of the failed operation can have been committed: every error except one
+    /// whose outcome the store left unknown.
+    pub fn nothing_committed(&self) -> bool {
+        !matches!(self, Error::CommitUnknown { .. })
+    }
+}
+
+enum IoKind {
+    Full,
+    NotWritable,
+}
+
+/// The kind of the I/O error an object store error carries, if it is one we name.
+fn io_kind(e: &object_store::Error) -> Option<IoKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            return match (io.kind(), io.raw_os_error()) {
+                (K::StorageFull | K::QuotaExceeded, _) | (_, Some(28 | 122)) => Some(IoKind::Full),
+                (K::PermissionDenied | K::ReadOnlyFilesystem, _) | (_, Some(13 | 30)) => Some(IoKind::NotWritable),
+                _ => None,
+            };
+        }
+        cur = err.source();
+    }
+    None
 }

@@ -12,6 +12,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use crate::checked::CheckedStore;
 use crate::{Error, Result};
 
 /// One object store and the lake's root inside it. Cheap to clone.
@@ -24,6 +25,39 @@ pub struct Store {
     root: Path,
     /// Set for local folders: writes are fsynced (file and directory) before they count.
     local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
+    /// Size and crc32 the log records for data objects being read (see [`ExpectedObjects`]).
+    expected: Arc<ExpectedObjects>,
+}
+
+/// Size and crc32 that the log records for data objects of a store, registered by scans before
+/// they read them, so that a read cache between the scan and the store keeps only copies that
+/// match the log. Bounded: when full it starts over (a missing entry only means the cache
+/// checks the length alone).
+#[derive(Debug, Default)]
+pub struct ExpectedObjects {
+    entries: Mutex<HashMap<String, (u64, u32)>>,
+}
+
+impl ExpectedObjects {
+    const MAX: usize = 1 << 20;
+
+    /// Record that `location` (a full object path) holds `size` bytes with CRC-32 `crc32`.
+    pub fn expect(&self, location: &Path, size: u64, crc32: u32) {
+        let mut e = self.entries.lock().expect("expected objects");
+        if e.len() >= Self::MAX {
+            e.clear();
+        }
+        e.insert(location.to_string(), (size, crc32));
+    }
+
+    /// What the log records for `location`, if a scan registered it.
+    pub fn get(&self, location: &Path) -> Option<(u64, u32)> {
+        self.entries
+            .lock()
+            .expect("expected objects")
+            .get(location.as_ref())
+            .copied()
+    }
 }
 
 impl fmt::Debug for Store {
@@ -54,13 +88,7 @@ impl Store {
             let name = name.trim_end_matches('/').to_string();
             let mut stores = memory_stores().lock().expect("memory store registry");
             let inner = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
-            return Ok(Self {
-                url: url.to_string(),
-                inner,
-                read: None,
-                root: Path::default(),
-                local: None,
-            });
+            return Ok(Self::from_object_store(url, inner, Path::default()));
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -74,13 +102,7 @@ impl Store {
             }
             let inner = b.build().map_err(|e| cfg(e.to_string()))?;
             let root = Path::parse(prefix.trim_matches('/')).map_err(|e| cfg(e.to_string()))?;
-            return Ok(Self {
-                url: url.to_string(),
-                inner: Arc::new(inner),
-                read: None,
-                root,
-                local: None,
-            });
+            return Ok(Self::from_object_store(url, Arc::new(inner), root));
         }
         let dir = match url.strip_prefix("file://") {
             Some(p) => std::path::PathBuf::from(p),
@@ -92,24 +114,27 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| cfg(e.to_string()))?;
         let dir = dir.canonicalize().map_err(|e| cfg(e.to_string()))?;
         let inner = Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| cfg(e.to_string()))?);
-        Ok(Self {
-            url: format!("file://{}", dir.display()),
-            inner: inner.clone(),
-            read: None,
-            root: Path::default(),
-            local: Some((inner, dir.clone())),
-        })
+        let mut s = Self::from_object_store(format!("file://{}", dir.display()), inner.clone(), Path::default());
+        s.local = Some((inner, dir.clone()));
+        Ok(s)
     }
 
-    /// Wrap an existing object store (for example a fault-injecting one in tests).
+    /// Wrap an existing object store (for example a fault-injecting one in tests). Reads
+    /// through it are checked for length ([`CheckedStore`]).
     pub fn from_object_store(url: impl Into<String>, inner: Arc<dyn ObjectStore>, root: Path) -> Self {
         Self {
             url: url.into(),
-            inner,
+            inner: Arc::new(CheckedStore::new(inner)),
             read: None,
             root,
             local: None,
+            expected: Default::default(),
         }
+    }
+
+    /// Size and crc32 of data objects as the log records them, for read caches.
+    pub fn expected(&self) -> &Arc<ExpectedObjects> {
+        &self.expected
     }
 
     /// The store's URL.
@@ -177,7 +202,7 @@ impl Store {
         self.inner
             .put(&p, PutPayload::from(data))
             .await
-            .map_err(|e| Error::store(&p, e))?;
+            .map_err(|e| Error::store_write(&p, e))?;
         self.sync(&p).await
     }
 
@@ -234,8 +259,15 @@ impl Store {
             Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsafeStore {
                 store: self.url.clone(),
             }),
-            Err(e) => Err(Error::store(&p, e)),
+            Err(e) => Err(Error::store_write(&p, e)),
         }
+    }
+
+    /// Whether a failed write is known not to have happened once a read finds nothing (local
+    /// folders and memory answer synchronously; a remote store may still apply a request whose
+    /// answer was lost).
+    pub fn is_synchronous(&self) -> bool {
+        self.local.is_some() || self.url.starts_with("memory://")
     }
 
     /// Check that create-if-absent really refuses a second create (some S3-compatible servers
@@ -260,7 +292,7 @@ impl Store {
         let p = self.path(rel);
         match self.inner.delete(&p).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::store(&p, e)),
+            Err(e) => Err(Error::store_write(&p, e)),
         }
     }
 

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -18,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::{Action, AddFile, Commit, CommitCounts, CommitInfo, Metadata, PartitionValues, RemoveFile};
 use crate::keyring::Keyring;
 use crate::log;
+use crate::logstore::{self, CommitPolicy, Created, Retry};
 use crate::store::Store;
 use crate::write::{DataWriter, WriteOptions, WriteTarget, conform_batch, delete_files, now_ms};
 use crate::{Error, Result};
@@ -96,6 +96,8 @@ pub struct StorageContext {
     pub guard: Option<Arc<dyn CommitGuard>>,
     /// Which partitions queries read, for placement rules by time since last read.
     pub reads: Arc<crate::heat::ReadTracker>,
+    /// Retries of lost races and the staging grace.
+    pub commit: CommitPolicy,
 }
 
 /// What a commit is about to change, for a [`CommitGuard`].
@@ -328,8 +330,6 @@ pub struct Table {
     ident: TableIdent,
     table_id: String,
 }
-
-const MAX_COMMIT_ATTEMPTS: u32 = 64;
 
 impl Table {
     /// A handle on an existing table (the catalog resolves `table_id`).
@@ -597,8 +597,9 @@ impl Table {
         }))
     }
 
-    /// Commit `actions` on top of `base`. Retries on concurrent commits that do not conflict.
-    /// On failure, the caller's staged files are left for it to delete.
+    /// Commit `actions` on top of `base`. Retries on concurrent commits that do not conflict,
+    /// for at most the lake's [`CommitPolicy::retry_for`]. On failure, the caller's staged files
+    /// are left for it to delete.
     pub async fn commit(
         &self,
         base: &Snapshot,
@@ -607,24 +608,8 @@ impl Table {
         scope: &ReadScope,
     ) -> Result<u64> {
         let mut version = base.version + 1;
-        let mut attempt = 0u32;
-        let our_removes: BTreeSet<&str> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Remove(r) => Some(r.path.as_str()),
-                Action::Rekey(r) => Some(r.path.as_str()),
-                Action::Move(m) => Some(m.path.as_str()),
-                _ => None,
-            })
-            .collect();
-        let our_moves: BTreeSet<&str> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Move(m) => Some(m.path.as_str()),
-                _ => None,
-            })
-            .collect();
-        let ours_changes_meta = actions.iter().any(|a| matches!(a, Action::Metadata(_)));
+        let mut retry = Retry::new(&self.ctx.commit);
+        let check = ConflictCheck::new(&actions, scope);
         // Commit times never go backwards along the log, so TIMESTAMP AS OF is exact.
         let mut info = info;
         let mut last_ts = base.timestamp_ms;
@@ -637,6 +622,13 @@ impl Table {
         };
         let delta: i64 = actions.iter().map(|a| size_of(&base.files, a)).sum();
         let mut bytes_before = base.bytes() as i64;
+        let oldest_staged = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Add(f) => Some(f.created_ms),
+                _ => None,
+            })
+            .min();
         loop {
             if let Some(g) = &self.ctx.guard
                 && delta > 0
@@ -649,87 +641,61 @@ impl Table {
                 })
                 .await?;
             }
-            info.timestamp_ms = now_ms().max(last_ts + 1);
+            // Vacuum may delete unreferenced files older than the staging grace: never commit
+            // files that old (see `vacuum.rs`).
+            let now = now_ms();
+            if let Some(oldest) = oldest_staged
+                && now - oldest > self.ctx.commit.staging_limit_ms()
+            {
+                return Err(Error::StagingExpired {
+                    table: self.ident.to_string(),
+                    age_s: (now - oldest) / 1000,
+                    limit_s: self.ctx.commit.staging_limit_ms() / 1000,
+                });
+            }
+            info.timestamp_ms = now.max(last_ts + 1);
             let commit = Commit {
                 version,
                 info: info.clone(),
                 actions: actions.clone(),
             };
-            let written = match log::try_write(self.meta_store(), &self.log_dir(), version, &commit).await {
-                Ok(w) => w,
-                Err(e) => {
-                    // The store may have applied the write before failing: look before reporting.
-                    return match self.read_commit(version).await {
-                        Ok(c) if c.info.token == info.token => Ok(version),
-                        _ => Err(e),
-                    };
-                }
-            };
-            if written {
-                tracing::info!(table = %self.ident, version, operation = %info.operation, "committed");
-                if self.ctx.checkpoint_interval > 0
-                    && version.is_multiple_of(self.ctx.checkpoint_interval)
-                    && let Err(e) = self.write_checkpoint(version).await
-                {
-                    tracing::warn!(table = %self.ident, version, error = %e, "checkpoint failed; the log stays complete");
-                }
-                return Ok(version);
-            }
-            // Lost the race for `version`: look at the winner.
-            let theirs = self.read_commit(version).await?;
-            if theirs.info.token == info.token {
-                return Ok(version); // our own earlier attempt landed
-            }
-            let conflict = |reason: String| Error::Conflict {
-                table: self.ident.to_string(),
-                version,
-                reason,
-            };
-            for a in &theirs.actions {
-                match a {
-                    Action::Metadata(_) => {
-                        return Err(conflict(format!(
-                            "{} changed the table's metadata",
-                            theirs.info.operation
-                        )));
-                    }
-                    Action::Remove(r)
-                        if our_removes.contains(r.path.as_str()) || scope.whole_table || ours_changes_meta =>
+            let path = log::commit_path(&self.log_dir(), version);
+            let token = info.token.as_str();
+            let ours = |b: &[u8]| log::decode::<Commit>(&path, b).is_ok_and(|c| c.info.token == token);
+            match logstore::create(self.meta_store(), &path, log::encode(&commit)?, ours).await? {
+                Created::Ours => {
+                    tracing::info!(table = %self.ident, version, operation = %info.operation, "committed");
+                    if self.ctx.checkpoint_interval > 0
+                        && version.is_multiple_of(self.ctx.checkpoint_interval)
+                        && let Err(e) = self.write_checkpoint(version).await
                     {
-                        return Err(conflict(format!(
-                            "{} removed file {} that this operation read",
-                            theirs.info.operation, r.path
-                        )));
+                        tracing::warn!(table = %self.ident, version, error = %e, "checkpoint failed; the log stays complete");
                     }
-                    Action::Move(m) if our_moves.contains(m.path.as_str()) => {
-                        return Err(conflict(format!(
-                            "{} moved file {} that this operation moves",
-                            theirs.info.operation, m.path
-                        )));
+                    return Ok(version);
+                }
+                Created::Theirs(bytes) => {
+                    // Lost the race for `version`: check the winner, and every commit that
+                    // landed after it, then go on top of the newest (rebasing instead of
+                    // trying one version at a time, which starves a writer under contention).
+                    let theirs: Commit = log::decode(&path, &bytes)?;
+                    let mut winners = vec![theirs];
+                    let later = log::list(self.meta_store(), &self.log_dir(), Some(version)).await?;
+                    self.check_contiguous(version + 1, &later.commits)?;
+                    for v in later.commits {
+                        winners.push(self.read_commit(v).await?);
                     }
-                    Action::Add(f)
-                        if scope.whole_table || ours_changes_meta || scope.partitions.contains(&f.partition) =>
-                    {
-                        return Err(conflict(format!(
-                            "{} added data to a partition this operation replaces",
-                            theirs.info.operation
-                        )));
+                    for w in &winners {
+                        check.against(w, &self.ident)?;
+                        bytes_before += w.actions.iter().map(|a| size_of(&base.files, a)).sum::<i64>();
+                        last_ts = last_ts.max(w.info.timestamp_ms);
                     }
-                    _ => {}
+                    version += winners.len() as u64;
                 }
             }
-            bytes_before += theirs.actions.iter().map(|a| size_of(&base.files, a)).sum::<i64>();
-            attempt += 1;
-            if attempt >= MAX_COMMIT_ATTEMPTS {
-                return Err(conflict(format!(
-                    "gave up after {attempt} attempts under heavy contention"
-                )));
+            tracing::debug!(table = %self.ident, version, attempt = retry.attempts(), "commit race lost; retrying");
+            if !retry.wait().await {
+                return Err(retry.gave_up(&self.ident.to_string(), version));
             }
-            let backoff = Duration::from_millis((5u64 << attempt.min(6)) + (rand_jitter() % 20));
-            tracing::debug!(table = %self.ident, version, attempt, "commit race lost; retrying");
-            tokio::time::sleep(backoff).await;
-            last_ts = last_ts.max(theirs.info.timestamp_ms);
-            version += 1;
         }
     }
 
@@ -809,7 +775,7 @@ impl Table {
                 &ReadScope::default(),
             )
             .await;
-        if let Err(Error::Conflict { .. } | Error::QuotaExceeded { .. }) = &result {
+        if result.as_ref().is_err_and(Error::nothing_committed) {
             delete_staged(&self.ctx, &self.ident.root(), &added).await;
         }
         result
@@ -880,9 +846,10 @@ impl Table {
         let mut info = info(principal, operation.unwrap_or(mode.operation()), parameters);
         info.quality = quality;
         let result = self.commit(snap, actions, info, &scope).await;
-        // Only a conflict or a refusal proves the commit did not land; after any other failure
-        // the staged files stay (a later vacuum removes them if nothing references them).
-        if let Err(Error::Conflict { .. } | Error::QuotaExceeded { .. }) = &result {
+        // Every failure but one whose outcome the store left unknown proves the commit did not
+        // land; after that one the staged files stay (the commit may refer to them; if it does
+        // not, a later vacuum removes them).
+        if result.as_ref().is_err_and(Error::nothing_committed) {
             delete_staged(&self.ctx, &self.ident.root(), &files).await;
         }
         result
@@ -1013,6 +980,83 @@ impl Table {
     }
 }
 
+/// The conflict rules (`format.md` §6): whether a commit that won a race invalidates ours.
+#[derive(Debug)]
+struct ConflictCheck<'a> {
+    /// Files ours removes, re-keys or moves.
+    removes: BTreeSet<&'a str>,
+    /// Files ours moves.
+    moves: BTreeSet<&'a str>,
+    /// Whether ours changes the metadata.
+    changes_meta: bool,
+    scope: &'a ReadScope,
+}
+
+impl<'a> ConflictCheck<'a> {
+    fn new(actions: &'a [Action], scope: &'a ReadScope) -> Self {
+        let removes = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Remove(r) => Some(r.path.as_str()),
+                Action::Rekey(r) => Some(r.path.as_str()),
+                Action::Move(m) => Some(m.path.as_str()),
+                _ => None,
+            })
+            .collect();
+        let moves = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Move(m) => Some(m.path.as_str()),
+                _ => None,
+            })
+            .collect();
+        Self {
+            removes,
+            moves,
+            changes_meta: actions.iter().any(|a| matches!(a, Action::Metadata(_))),
+            scope,
+        }
+    }
+
+    /// `Err(Conflict)` when `theirs` changed what ours depends on.
+    fn against(&self, theirs: &Commit, table: &TableIdent) -> Result<()> {
+        let conflict = |reason: String| Error::Conflict {
+            table: table.to_string(),
+            version: theirs.version,
+            reason,
+        };
+        let op = &theirs.info.operation;
+        for a in &theirs.actions {
+            match a {
+                Action::Metadata(_) => return Err(conflict(format!("{op} changed the table's metadata"))),
+                Action::Remove(r)
+                    if self.removes.contains(r.path.as_str()) || self.scope.whole_table || self.changes_meta =>
+                {
+                    return Err(conflict(format!(
+                        "{op} removed file {} that this operation read",
+                        r.path
+                    )));
+                }
+                Action::Move(m) if self.moves.contains(m.path.as_str()) => {
+                    return Err(conflict(format!(
+                        "{op} moved file {} that this operation moves",
+                        m.path
+                    )));
+                }
+                Action::Add(f)
+                    if self.scope.whole_table || self.changes_meta || self.scope.partitions.contains(&f.partition) =>
+                {
+                    return Err(conflict(format!(
+                        "{op} added data to a partition this operation replaces"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Delete staged files that will not be committed, each from its own tier (best effort).
 pub(crate) async fn delete_staged(ctx: &StorageContext, table_root: &str, files: &[AddFile]) {
     let mut by_tier: BTreeMap<&str, Vec<AddFile>> = BTreeMap::new();
@@ -1059,10 +1103,4 @@ pub fn info(principal: &str, operation: &str, parameters: BTreeMap<String, Strin
         parameters,
         quality: None,
     }
-}
-
-fn rand_jitter() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
 }

@@ -23,8 +23,8 @@ pub struct VacuumReport {
     pub orphan_files: u64,
     /// Bytes deleted.
     pub bytes: u64,
-    /// Unreferenced files kept because they are younger than the window (a writer may be about
-    /// to commit them).
+    /// Unreferenced files kept because they are younger than the window or the lake's staging
+    /// grace (a writer may be about to commit them).
     pub kept_recent_orphans: u64,
     /// The oldest version still readable in full afterwards (time travel before it fails).
     pub oldest_readable_version: u64,
@@ -34,8 +34,15 @@ pub struct VacuumReport {
 
 /// Vacuum `table`: keep every file that a version committed at or after `now_ms - retain_ms`
 /// (or the latest version) needs; delete files removed before that, copies left on a tier a
-/// file moved away from before that, and unreferenced files last modified before it. Live
-/// files are never deleted.
+/// file moved away from before that, and unreferenced files last modified before it and before
+/// the lake's staging grace. Live files are never deleted.
+///
+/// In-flight writes: a writer's staged files are unreferenced until its commit lands. Vacuum
+/// lists the objects first and reads the log after, so a commit that lands before the log is
+/// read protects its files; one that lands later was staged less than the staging grace before
+/// (a commit refuses older staged files, `Table::commit`), and vacuum keeps every unreferenced
+/// object younger than the grace, whatever `retain_ms` is. No retention, however short, turns a
+/// write that reports success into a missing file.
 pub async fn vacuum(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool) -> Result<VacuumReport> {
     sweep(table, retain_ms, now_ms, dry_run, false).await
 }
@@ -48,6 +55,14 @@ pub async fn clean_moved_copies(table: &Table, retain_ms: i64, now_ms: i64, dry_
 
 async fn sweep(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool, moved_only: bool) -> Result<VacuumReport> {
     let cutoff = now_ms - retain_ms.max(0);
+    let orphan_cutoff = cutoff.min(now_ms - table.context().commit.staging_grace_ms());
+    let root = table.ident().root();
+    // List before reading the log (see above): every object listed that a commit refers to
+    // is then seen referenced.
+    let mut listed = Vec::new();
+    for (tier, store) in table.context().tiers.iter() {
+        listed.push((tier, store, store.list(&format!("{root}/data")).await?));
+    }
     let snap = table.snapshot().await?;
     let commits: Vec<Commit> = futures::stream::iter((0..=snap.version).map(|v| table.read_commit(v)))
         .buffered(16)
@@ -81,13 +96,12 @@ async fn sweep(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool, moved_
             }
         }
     }
-    let root = table.ident().root();
     let mut report = VacuumReport {
         dry_run,
         ..Default::default()
     };
-    for (tier, store) in table.context().tiers.iter() {
-        for (rel, meta) in store.list(&format!("{root}/data")).await? {
+    for (tier, store, objects) in listed {
+        for (rel, meta) in objects {
             let Some(path) = rel.strip_prefix(&format!("{root}/")) else {
                 continue;
             };
@@ -112,7 +126,7 @@ async fn sweep(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool, moved_
                 }
                 Some(_) => false,
                 None if moved_only || known.contains(&(tier.as_str(), path)) => false,
-                None if meta.last_modified.timestamp_millis() < cutoff => {
+                None if meta.last_modified.timestamp_millis() < orphan_cutoff => {
                     report.orphan_files += 1;
                     true
                 }

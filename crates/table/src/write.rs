@@ -356,6 +356,9 @@ impl DataWriter {
         let rel = format!("{}/{}", self.target.table_root, f.rel_path);
         let store = self.target.store.clone();
         let rows = f.rows;
+        // Before the upload starts: the object's modification time is never earlier (vacuum's
+        // staging grace is measured from it).
+        let created_ms = now_ms();
         self.uploads.push_back(tokio::spawn(async move {
             store.put(&rel, Bytes::from(buf)).await?;
             tracing::debug!(file = %rel, size, rows, "data file written");
@@ -370,7 +373,7 @@ impl DataWriter {
             crc32,
             partition: f.partition,
             keys: f.keys,
-            created_ms: now_ms(),
+            created_ms,
         });
         while self.uploads.len() > MAX_PENDING_UPLOADS {
             let h = self.uploads.pop_front().expect("non-empty");

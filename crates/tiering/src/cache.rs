@@ -26,6 +26,8 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use stratalake_table::store::ExpectedObjects;
+
 use crate::{Error, Result};
 
 /// Cache counters and fill.
@@ -171,9 +173,12 @@ impl ReadCache {
     /// Drop the cached copy of an object (after vacuum deleted it: deleted data must not linger
     /// on local disk).
     pub fn evict_object(&self, tier: &str, location: &Path) {
-        let key = Self::key(tier, location);
-        self.forget(&key);
-        let _ = std::fs::remove_file(self.dir.join(&key));
+        self.evict_key(&Self::key(tier, location));
+    }
+
+    fn evict_key(&self, key: &str) {
+        self.forget(key);
+        let _ = std::fs::remove_file(self.dir.join(key));
     }
 
     fn key(tier: &str, location: &Path) -> String {
@@ -261,25 +266,44 @@ pub struct CachedStore {
     tier: String,
     inner: Arc<dyn ObjectStore>,
     cache: Arc<ReadCache>,
+    expected: Arc<ExpectedObjects>,
+}
+
+fn cache_error(reason: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "read cache",
+        source: reason.into(),
+    }
 }
 
 impl CachedStore {
-    /// Wrap `inner`, the store of `tier`.
-    pub fn new(tier: &str, inner: Arc<dyn ObjectStore>, cache: Arc<ReadCache>) -> Self {
+    /// Wrap `inner`, the store of `tier`. `expected` holds the size and crc32 the log records for
+    /// the objects scans read (`Store::expected`): only copies that match are kept.
+    pub fn new(tier: &str, inner: Arc<dyn ObjectStore>, cache: Arc<ReadCache>, expected: Arc<ExpectedObjects>) -> Self {
         Self {
             tier: tier.into(),
             inner,
             cache,
+            expected,
         }
     }
 
     /// Fetch the whole object into the cache. Returns its size, or `None` when it is larger than
-    /// the cache.
+    /// the cache. A copy whose length differs from the object's (a truncated answer) or, when
+    /// the log's figures are known, whose size or crc32 differs from them, is never kept.
     async fn fill(&self, key: &str, location: &Path) -> object_store::Result<Option<u64>> {
         let r = self.inner.get_opts(location, GetOptions::default()).await?;
         let size = r.meta.size;
         if size > self.cache.max {
             return Ok(None);
+        }
+        let expected = self.expected.get(location);
+        if let Some((want, _)) = expected
+            && want != size
+        {
+            return Err(cache_error(format!(
+                "{location} holds {size} bytes, the table log records {want}: not cached (run `stratalake verify`)"
+            )));
         }
         let tmp = self
             .cache
@@ -292,11 +316,26 @@ impl CachedStore {
         let mut file = std::fs::File::create(&tmp).map_err(generic)?;
         let mut stream = r.into_stream();
         let mut n = 0u64;
+        let mut crc = crc32fast::Hasher::new();
         let written: object_store::Result<()> = async {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
                 n += chunk.len() as u64;
+                crc.update(&chunk);
                 file.write_all(&chunk).map_err(generic)?;
+            }
+            if n != size {
+                return Err(cache_error(format!(
+                    "{location}: received {n} of {size} bytes; the short copy is not cached"
+                )));
+            }
+            if let Some((_, want)) = expected {
+                let got = crc.clone().finalize();
+                if got != want {
+                    return Err(cache_error(format!(
+                        "{location}: crc32 {got:08x} of the bytes received differs from the log's {want:08x}; not cached"
+                    )));
+                }
             }
             Ok(())
         }
@@ -348,6 +387,14 @@ impl ObjectStore for CachedStore {
         }
         let key = ReadCache::key(&self.tier, location);
         let mut size = self.cache.touch(&key);
+        if let (Some(have), Some((want, _))) = (size, self.expected.get(location))
+            && have != want
+        {
+            // A copy that does not match the log (left by an older version that cached short
+            // answers): drop it and fetch again.
+            self.cache.evict_key(&key);
+            size = None;
+        }
         if size.is_none() {
             if options.head {
                 return self.inner.get_opts(location, options).await;
@@ -372,10 +419,18 @@ impl ObjectStore for CachedStore {
         }
         let size = size.expect("set above");
         let range = match &options.range {
-            Some(r) => r.as_range(size).map_err(|e| object_store::Error::Generic {
-                store: "read cache",
-                source: Box::new(e),
-            })?,
+            Some(r) => match r.as_range(size) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Either the caller asked past the end, or the copy is not the whole object:
+                    // never serve it again.
+                    self.cache.evict_key(&key);
+                    return Err(object_store::Error::Generic {
+                        store: "read cache",
+                        source: Box::new(e),
+                    });
+                }
+            },
             None => 0..size,
         };
         let meta = ObjectMeta {
@@ -391,8 +446,9 @@ impl ObjectStore for CachedStore {
             match self.cache.read_range(&key, range.clone()) {
                 Ok(b) => b,
                 Err(_) => {
-                    // evicted meanwhile (by another process sharing the folder): read directly
-                    self.cache.forget(&key);
+                    // evicted meanwhile (by another process sharing the folder) or damaged on
+                    // local disk: drop it and read directly
+                    self.cache.evict_key(&key);
                     return self.inner.get_opts(location, options).await;
                 }
             }

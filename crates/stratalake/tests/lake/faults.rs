@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -26,28 +27,43 @@ enum Fault {
     AfterWrite,
     /// The write fails; nothing is stored.
     BeforeWrite,
+    /// The write happens, its answer is lost and the client retries it: the retry finds the
+    /// object there (what an S3 client does with a create whose response was lost).
+    LostThenExists,
+    /// The write fails with "no space left on device"; nothing is stored.
+    DiskFull,
+    /// A read answers with the first half of the bytes asked for.
+    ShortRead,
+    /// A read answers with one byte flipped.
+    FlipByte,
 }
 
-type Armed = Arc<Mutex<Option<(String, Fault)>>>;
+impl Fault {
+    fn on_read(self) -> bool {
+        matches!(self, Fault::ShortRead | Fault::FlipByte)
+    }
+}
 
-/// Fails the next put (or, with [`Fault::BeforeWrite`], delete) whose path contains `pattern`,
-/// once.
+/// Armed faults: path pattern, fault, how many more times it fires.
+type Armed = Arc<Mutex<Vec<(String, Fault, u32)>>>;
+
+/// Fails the next puts (or, with [`Fault::BeforeWrite`], deletes; with read faults, gets) whose
+/// path contains an armed pattern, as many times as armed.
 #[derive(Debug, Default)]
 struct Faulty {
     inner: InMemory,
     armed: Armed,
 }
 
-fn take_fault(armed: &Armed, location: &Path) -> Option<Fault> {
+fn take_fault(armed: &Armed, location: &Path, read: bool) -> Option<Fault> {
     let mut a = armed.lock().unwrap();
-    match &*a {
-        Some((p, f)) if location.as_ref().contains(p.as_str()) => {
-            let f = *f;
-            *a = None;
-            Some(f)
-        }
-        _ => None,
-    }
+    let i = a
+        .iter()
+        .position(|(p, f, n)| *n > 0 && f.on_read() == read && location.as_ref().contains(p.as_str()))?;
+    a[i].2 -= 1;
+    let f = a[i].1;
+    a.retain(|(_, _, n)| *n > 0);
+    Some(f)
 }
 
 impl fmt::Display for Faulty {
@@ -57,12 +73,21 @@ impl fmt::Display for Faulty {
 }
 
 impl Faulty {
+    /// Fire `fault` once at the next operation on a path containing `pattern`.
     fn arm(&self, pattern: &str, fault: Fault) {
-        *self.armed.lock().unwrap() = Some((pattern.to_string(), fault));
+        self.arm_n(pattern, fault, 1);
+    }
+
+    fn arm_n(&self, pattern: &str, fault: Fault, times: u32) {
+        self.armed.lock().unwrap().push((pattern.to_string(), fault, times));
+    }
+
+    fn disarm(&self) {
+        self.armed.lock().unwrap().clear();
     }
 
     fn take(&self, location: &Path) -> Option<Fault> {
-        take_fault(&self.armed, location)
+        take_fault(&self.armed, location, false)
     }
 }
 
@@ -70,6 +95,13 @@ fn injected() -> object_store::Error {
     object_store::Error::Generic {
         store: "Faulty",
         source: "injected fault: connection reset".into(),
+    }
+}
+
+fn disk_full() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "Faulty",
+        source: Box::new(std::io::Error::from(std::io::ErrorKind::StorageFull)),
     }
 }
 
@@ -83,11 +115,16 @@ impl ObjectStore for Faulty {
     ) -> object_store::Result<PutResult> {
         match self.take(location) {
             Some(Fault::BeforeWrite) => Err(injected()),
+            Some(Fault::DiskFull) => Err(disk_full()),
             Some(Fault::AfterWrite) => {
                 self.inner.put_opts(location, payload, opts).await?;
                 Err(injected())
             }
-            None => self.inner.put_opts(location, payload, opts).await,
+            Some(Fault::LostThenExists) => {
+                self.inner.put_opts(location, payload.clone(), opts.clone()).await?;
+                self.inner.put_opts(location, payload, opts).await
+            }
+            Some(Fault::ShortRead | Fault::FlipByte) | None => self.inner.put_opts(location, payload, opts).await,
         }
     }
     async fn put_multipart_opts(
@@ -98,17 +135,40 @@ impl ObjectStore for Faulty {
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let head = options.head;
+        let r = self.inner.get_opts(location, options).await?;
+        let fault = if head {
+            None
+        } else {
+            take_fault(&self.armed, location, true)
+        };
+        let Some(fault) = fault else { return Ok(r) };
+        let (range, meta) = (r.range.clone(), r.meta.clone());
+        let body = r.bytes().await?;
+        let body = match fault {
+            Fault::ShortRead => body.slice(..body.len() / 2),
+            _ => {
+                let mut b = body.to_vec();
+                let mid = b.len() / 2;
+                b[mid] ^= 0x40;
+                bytes::Bytes::from(b)
+            }
+        };
+        Ok(GetResult {
+            payload: object_store::GetResultPayload::Stream(futures::stream::once(async move { Ok(body) }).boxed()),
+            meta,
+            range,
+            attributes: Default::default(),
+        })
     }
     fn delete_stream(
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        use futures::StreamExt;
         let armed = self.armed.clone();
         let checked = locations
             .map(move |l| match l {
-                Ok(p) if take_fault(&armed, &p) == Some(Fault::BeforeWrite) => Err(injected()),
+                Ok(p) if take_fault(&armed, &p, false) == Some(Fault::BeforeWrite) => Err(injected()),
                 other => other,
             })
             .boxed();
@@ -137,8 +197,14 @@ async fn faulty_table_with(others: Vec<(&str, Store)>) -> (Arc<Faulty>, stratala
     for (name, store) in others {
         stores.insert(name.to_string(), store);
     }
+    let (_, t) = events_table(Tiers::new(stores, "hot", "hot").unwrap()).await;
+    (faulty, t)
+}
+
+/// The catalog of a lake on `tiers` (memory keys) and its table `default.ev`.
+async fn events_table(tiers: Tiers) -> (Arc<Catalog>, stratalake::Table) {
     let ctx = Arc::new(StorageContext {
-        tiers: Tiers::new(stores, "hot", "hot").unwrap(),
+        tiers,
         keyring: Keyring::new(
             Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
             Classifications::default(),
@@ -147,8 +213,9 @@ async fn faulty_table_with(others: Vec<(&str, Store)>) -> (Arc<Faulty>, stratala
         write: WriteOptions::default(),
         guard: None,
         reads: Default::default(),
+        commit: Default::default(),
     });
-    let catalog = Catalog::new(ctx);
+    let catalog = Arc::new(Catalog::new(ctx));
     catalog.create_namespace("default", true, "t").await.unwrap();
     let t = catalog
         .create_table(
@@ -159,7 +226,7 @@ async fn faulty_table_with(others: Vec<(&str, Store)>) -> (Arc<Faulty>, stratala
         )
         .await
         .unwrap();
-    (faulty, t)
+    (catalog, t)
 }
 
 async fn faulty_table() -> (Arc<Faulty>, stratalake::Table) {
@@ -327,4 +394,169 @@ async fn a_mover_stopped_at_any_step_loses_nothing() {
     assert_eq!((r.files_moved, r.commits), (3, 1));
     assert_eq!(t.snapshot().await.unwrap().version, v + 1);
     check("hot").await;
+}
+
+/// A lake whose `hot` tier holds the catalog and logs (memory) and whose data files go to a
+/// faulty `cold` tier, read by queries through `read` (given the faulty store and the tier's
+/// expected sizes and checksums).
+async fn faulty_data_tier(
+    read: impl FnOnce(Arc<Faulty>, &Store) -> Option<Arc<dyn ObjectStore>>,
+) -> (Arc<Faulty>, Arc<Catalog>, stratalake::Table) {
+    let faulty = Arc::new(Faulty::default());
+    let mut cold = Store::from_object_store("faulty://cold", faulty.clone(), Path::default());
+    if let Some(r) = read(faulty.clone(), &cold) {
+        cold = cold.with_read_store(r);
+    }
+    let hot = Store::open(&format!("memory://faulty-hot-{}", uuid_like()), &Default::default()).unwrap();
+    let stores = std::collections::BTreeMap::from([("hot".to_string(), hot), ("cold".to_string(), cold)]);
+    let (catalog, t) = events_table(Tiers::new(stores, "hot", "cold").unwrap()).await;
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    for (i, r) in ["north", "south"].iter().enumerate() {
+        let i = i as i64 * 1000;
+        t.append(&[events(&schema, i..i + 1000, r)], "w").await.unwrap();
+    }
+    (faulty, catalog, t)
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `count(*), sum(id)` of the table through SQL, or the error's text.
+async fn totals(catalog: &Arc<Catalog>) -> Result<String, String> {
+    let q = stratalake::QueryEngine::new(catalog.clone(), "t");
+    match q
+        .execute("SELECT count(*), sum(id), min(secret_note) FROM default.ev")
+        .await
+    {
+        Ok(out) => match &out[0] {
+            stratalake::Output::Rows { batches, .. } => Ok(csv(batches)),
+            other => Err(format!("{other:?}")),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+const TOTALS: &str = "2000,1999000,note 0\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_read_is_retried_and_a_persistent_one_fails_the_query_not_the_process() {
+    let (faulty, catalog, _t) = faulty_data_tier(|_, _| None).await;
+    assert_eq!(totals(&catalog).await.unwrap(), TOTALS);
+    // one truncated answer per file: retried, the answer is exact
+    faulty.arm_n("default/ev/data/", Fault::ShortRead, 2);
+    assert_eq!(totals(&catalog).await.unwrap(), TOTALS);
+    // a store that keeps cutting answers short: the query fails naming it; nothing panics
+    faulty.arm_n("default/ev/data/", Fault::ShortRead, 1000);
+    let e = totals(&catalog).await.unwrap_err();
+    assert!(e.contains("short read of default/ev/data/"), "{e}");
+    // healthy again: the next query answers
+    faulty.disarm();
+    assert_eq!(totals(&catalog).await.unwrap(), TOTALS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_answer_does_not_poison_the_read_cache() {
+    for fault in [Fault::ShortRead, Fault::FlipByte] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = stratalake::tiering::cache::ReadCache::open(dir.path(), 64 << 20).unwrap();
+        let c2 = cache.clone();
+        // the cache reads the faulty store directly (no length check below it): its own checks
+        // against the log are all that keeps a bad copy out
+        let (faulty, catalog, _t) = faulty_data_tier(move |raw, store| {
+            let raw: Arc<dyn ObjectStore> = raw;
+            Some(Arc::new(stratalake::tiering::cache::CachedStore::new(
+                "cold",
+                raw,
+                c2,
+                store.expected().clone(),
+            )))
+        })
+        .await;
+        faulty.arm("default/ev/data/", fault);
+        // the bad answer meets the first read of a file (the planner's footer read, which
+        // gives up quietly, or the scan, which fails): either way it is not kept
+        if let Err(e) = totals(&catalog).await {
+            assert!(e.contains("not cached"), "{fault:?}: {e}");
+        }
+        assert!(faulty.armed.lock().unwrap().is_empty(), "{fault:?} never fired");
+        // every later query reads a good copy: the bad one was never kept
+        for _ in 0..3 {
+            assert_eq!(totals(&catalog).await.unwrap(), TOTALS, "{fault:?}");
+        }
+        assert_eq!(cache.stats().files, 2, "{fault:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_names_the_cause_commits_nothing_and_reads_say_why_they_stop() {
+    let (faulty, catalog, t) = faulty_data_tier(|_, _| None).await;
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    let before = t.snapshot().await.unwrap();
+    // the data tier fills up mid-write
+    faulty.arm("region=east", Fault::DiskFull);
+    let e = t
+        .append(
+            &[events(&schema, 5000..5010, "west"), events(&schema, 6000..6010, "east")],
+            "w",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, stratalake::table::Error::StoreFull { .. }), "{e:?}");
+    assert!(e.to_string().starts_with("no space left on the store writing"), "{e}");
+    assert!(e.nothing_committed());
+    let after = t.snapshot().await.unwrap();
+    assert_eq!((after.version, after.rows()), (before.version, before.rows()));
+    let cold = t.context().tiers.get("cold").unwrap().clone();
+    assert_eq!(
+        cold.list("default/ev/data").await.unwrap().len(),
+        2,
+        "the write's files are gone"
+    );
+    // nothing committed is lost, and reads go on
+    assert_eq!(totals(&catalog).await.unwrap(), TOTALS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_audit_log_stops_statements_with_one_line_and_a_lost_answer_writes_one_record() {
+    let (faulty, t) = faulty_table().await;
+    let catalog = Arc::new(Catalog::new(t.context().clone()));
+    let q = stratalake::QueryEngine::new(catalog.clone(), "t");
+    q.execute("SELECT count(*) FROM default.ev").await.unwrap();
+    let n = catalog.audit().records().await.unwrap().len();
+    faulty.arm("_audit/", Fault::DiskFull);
+    let e = q
+        .execute("SELECT count(*) FROM default.ev")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("the audit log cannot be written (no space left on the store"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    assert_eq!(catalog.audit().records().await.unwrap().len(), n);
+    // the client retried a create whose answer was lost: one record, the chain intact
+    faulty.arm("_audit/", Fault::LostThenExists);
+    q.execute("SELECT count(*) FROM default.ev").await.unwrap();
+    let recs = catalog.audit().records().await.unwrap();
+    assert_eq!(recs.len(), n + 1);
+    // the same for a lost answer that comes back as an error
+    faulty.arm("_audit/", Fault::AfterWrite);
+    q.execute("SELECT count(*) FROM default.ev").await.unwrap();
+    assert_eq!(catalog.audit().records().await.unwrap().len(), n + 2);
+    assert!(catalog.audit().verify().await.unwrap().is_empty());
+    // and for table commits and catalog changes
+    let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
+    faulty.arm("_log/00000000000000000001.json", Fault::LostThenExists);
+    assert_eq!(t.append(&[events(&schema, 0..10, "north")], "w").await.unwrap(), 1);
+    assert_eq!(t.snapshot().await.unwrap().version, 1);
+    faulty.arm("_catalog/_log/", Fault::LostThenExists);
+    catalog.create_namespace("other", false, "t").await.unwrap();
+    faulty.arm("_catalog/_log/", Fault::AfterWrite);
+    catalog.create_namespace("third", false, "t").await.unwrap();
+    let state = catalog.state().await.unwrap();
+    assert!(state.namespaces.contains_key("other") && state.namespaces.contains_key("third"));
 }
