@@ -330,9 +330,11 @@ struct IngestArgs {
     /// Files to load.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Input format (default: from each file's extension).
+    /// Input format: csv, tsv, json or parquet (default: from each file's extension).
     #[arg(long = "input-format")]
     input_format: Option<String>,
+    #[command(flatten)]
+    csv: CsvArgs,
     /// What to do with existing rows.
     #[arg(long, value_enum, default_value_t = ModeArg::Append)]
     mode: ModeArg,
@@ -346,6 +348,60 @@ struct IngestArgs {
     /// rows and append the bad ones (with the rule) to `<table>_quarantine`.
     #[arg(long, value_enum, default_value_t = OnErrorArg::Reject)]
     on_error: OnErrorArg,
+}
+
+/// How CSV and TSV files are read.
+#[derive(Args, Debug, Clone, Default)]
+struct CsvArgs {
+    /// CSV field separator: one character, or `tab` (default: detected from the first line
+    /// among `,` `;` tab `|`; tab for .tsv files).
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// CSV quote character.
+    #[arg(long, default_value = "\"")]
+    quote: String,
+    /// CSV escape character inside quotes (default: a doubled quote).
+    #[arg(long)]
+    escape: Option<String>,
+    /// The CSV file has no header line: its fields are the table's columns in order.
+    #[arg(long)]
+    no_header: bool,
+    /// A CSV field equal to this text is NULL (default: an empty field is NULL).
+    #[arg(long = "null", value_name = "TEXT")]
+    null_text: Option<String>,
+    /// Format of DATE fields, chrono/strftime style (e.g. "%d.%m.%Y"; default YYYY-MM-DD).
+    #[arg(long)]
+    date_format: Option<String>,
+    /// Format of TIMESTAMP fields (e.g. "%d.%m.%Y %H:%M"; with %z the offset is read; default
+    /// RFC 3339).
+    #[arg(long)]
+    timestamp_format: Option<String>,
+}
+
+impl CsvArgs {
+    fn options(&self, format: Option<Format>) -> Result<stratalake::IngestOptions> {
+        use stratalake::table::csv::parse_char;
+        let csv = stratalake::table::csv::CsvOptions {
+            delimiter: self
+                .delimiter
+                .as_deref()
+                .map(|d| parse_char("--delimiter", d))
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            quote: parse_char("--quote", &self.quote).map_err(anyhow::Error::msg)?,
+            escape: self
+                .escape
+                .as_deref()
+                .map(|d| parse_char("--escape", d))
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            header: !self.no_header,
+            null: self.null_text.clone(),
+            date_format: self.date_format.clone(),
+            timestamp_format: self.timestamp_format.clone(),
+        };
+        Ok(stratalake::IngestOptions { format, csv })
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -400,6 +456,8 @@ fn main() -> ExitCode {
                     msg.push_str(c);
                 }
             }
+            // One line, whatever a lower layer put in its message (an S3 error body, say).
+            let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
             eprintln!("error: {msg}");
             ExitCode::from(1)
         }
@@ -925,8 +983,11 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                 let sql = format!("CREATE TABLE {id} ({cols}){parts}");
                 lake.session(&principal).execute(&sql).await?;
             } else if let Some(f) = from_file {
-                let mut schema =
-                    stratalake::table::ingest::infer_schema(f, None, &lake.config().classifications.default)?;
+                let mut schema = stratalake::table::ingest::infer_schema(
+                    f,
+                    &Default::default(),
+                    &lake.config().classifications.default,
+                )?;
                 schema.partition_by = parse_partitions(partition_by)?;
                 lake.create_table(&id.to_string(), schema).await?;
             } else {
@@ -1176,11 +1237,16 @@ fn describe(s: &stratalake::Snapshot, counts: bool, fmt: OutFormat) -> Result<()
 
 async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
     let lake = open(cli).await?;
-    let format = a.input_format.as_deref().map(Format::parse).transpose()?;
+    let format = a
+        .input_format
+        .as_deref()
+        .map(|f| Format::parse_named(f, "--input-format"))
+        .transpose()?;
+    let options = a.csv.options(format)?;
     let id = ident(&a.table)?;
     if a.create && lake.table(&id.to_string()).await.is_err() {
         let mut schema =
-            stratalake::table::ingest::infer_schema(&a.files[0], format, &lake.config().classifications.default)?;
+            stratalake::table::ingest::infer_schema(&a.files[0], &options, &lake.config().classifications.default)?;
         schema.partition_by = parse_partitions(&a.partition_by)?;
         lake.create_table(&id.to_string(), schema).await?;
         eprintln!("created table {id} from {}", a.files[0].display());
@@ -1199,7 +1265,7 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         OnErrorArg::Quarantine => stratalake::table::quality::OnError::Quarantine,
     };
     let r = lake
-        .ingest_with(&id.to_string(), &paths, format, mode, on_error, &move |p| {
+        .ingest_with_options(&id.to_string(), &paths, &options, mode, on_error, &move |p| {
             b2.update(p.bytes, p.total_bytes, &format!("{} rows", p.rows))
         })
         .await;
@@ -1207,12 +1273,15 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
     let r = r.map_err(|e| {
         // Only a commit whose create the store answered with an error, and that could not be
         // read back, may have landed; every other failure committed nothing.
-        let note = if !e.nothing_committed() {
-            format!("the outcome is unknown: check `stratalake table history {id}` before retrying")
-        } else if e.to_string().contains("nothing was committed") {
-            return anyhow::Error::from(e);
-        } else {
-            format!("nothing was committed to {id}")
+        let note = match e.commit_outcome() {
+            stratalake::CommitOutcome::Unknown => {
+                format!("the outcome is unknown: check `stratalake table history {id}` before retrying")
+            }
+            stratalake::CommitOutcome::Partly => return anyhow::Error::from(e),
+            stratalake::CommitOutcome::Nothing if e.to_string().contains("nothing was committed") => {
+                return anyhow::Error::from(e);
+            }
+            stratalake::CommitOutcome::Nothing => format!("nothing was committed to {id}"),
         };
         anyhow::Error::from(e).context(note)
     })?;

@@ -218,7 +218,7 @@ fn bad_input_is_rejected_whole_with_file_line_and_column() {
         (
             "wrong_type.csv",
             b"id,name,amount\n2,b,2.0\n3,c,lots\n",
-            &["wrong_type.csv", "line 3", "lots"],
+            &["wrong_type.csv", "line 3, column \"amount\"", "not a number"],
         ),
         (
             "null.csv",
@@ -235,8 +235,16 @@ fn bad_input_is_rejected_whole_with_file_line_and_column() {
             b"id,name\n2,b\n",
             &["missing.csv", "line 1", "\"amount\"", "missing"],
         ),
-        ("utf8.csv", b"id,name,amount\n2,b\xff\xfe,2.0\n", &["utf8.csv", "UTF-8"]),
-        ("ragged.csv", b"id,name,amount\n2,b,2.0,9\n", &["ragged.csv", "line"]),
+        (
+            "utf8.csv",
+            b"id,name,amount\n2,b\xff\xfe,2.0\n",
+            &["utf8.csv", "line 2, column \"name\": invalid UTF-8"],
+        ),
+        (
+            "ragged.csv",
+            b"id,name,amount\n2,b,2.0\n2,b,2.0,9\n",
+            &["ragged.csv", "line 3: a different number of fields"],
+        ),
         (
             "bad.jsonl",
             b"{\"id\": 2, \"name\": \"b\"}\n{\"id\": \"x\"}\n",
@@ -275,6 +283,159 @@ fn bad_input_is_rejected_whole_with_file_line_and_column() {
     assert!(e.contains("SELEC"), "{e}");
     let e = fails(&l.path, &["ingest", "nosuch", good.to_str().unwrap()]);
     assert!(e.contains("default.nosuch does not exist"), "{e}");
+}
+
+#[test]
+fn ingest_rounds_decimals_as_sql_does_and_reads_the_csv_people_have() {
+    let l = new_lake();
+    let dir = l.path.parent().unwrap();
+    ok(
+        &l.path,
+        &[
+            "table",
+            "create",
+            "fees",
+            "--columns",
+            "id INT NOT NULL, fee DECIMAL(10,2), paid DATE, at TIMESTAMP, note VARCHAR",
+        ],
+    );
+    let sum = |l: &Lake| {
+        ok(
+            &l.path,
+            &["--format", "csv", "sql", "-c", "SELECT id, fee FROM fees ORDER BY id"],
+        )
+    };
+    // more fractional digits than the scale: rounded half away from zero, as CAST does
+    let csv = write(
+        dir,
+        "fees.csv",
+        b"id,fee,paid,at,note\n1,1.509,,,\n2,1.999,,,\n3,-1.505,,,\n",
+    );
+    ok(&l.path, &["ingest", "fees", csv.to_str().unwrap()]);
+    let json = write(
+        dir,
+        "fees.jsonl",
+        b"{\"id\": 4, \"fee\": 2.345}\n{\"id\": 5, \"fee\": \"0.005\"}\n",
+    );
+    ok(&l.path, &["ingest", "fees", json.to_str().unwrap()]);
+    assert_eq!(sum(&l), "id,fee\n1,1.51\n2,2.00\n3,-1.51\n4,2.35\n5,0.01\n");
+    let cast = ok(
+        &l.path,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT CAST('1.509' AS DECIMAL(10,2)) AS c",
+        ],
+    );
+    assert_eq!(cast, "c\n1.51\n");
+    // too many digits for the precision: an error with file, line and column, nothing committed
+    let big = write(dir, "big.csv", b"id,fee,paid,at,note\n6,1.00,,,\n7,123456789.5,,,\n");
+    let e = fails(&l.path, &["ingest", "fees", big.to_str().unwrap()]);
+    assert!(
+        e.contains("big.csv") && e.contains("line 3, column \"fee\"") && e.contains("more than DECIMAL(10, 2) holds"),
+        "{e}"
+    );
+    let big = write(
+        dir,
+        "big.jsonl",
+        b"{\"id\": 6, \"fee\": 1}\n{\"id\": 7, \"fee\": 123456789.5}\n",
+    );
+    let e = fails(&l.path, &["ingest", "fees", big.to_str().unwrap()]);
+    assert!(e.contains("big.jsonl") && e.contains("line 2, column \"fee\""), "{e}");
+    let e = fails(
+        &l.path,
+        &[
+            "ingest",
+            "fees",
+            write(dir, "x.csv", b"id,fee,paid,at,note\n8,x1,,,\n").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains("line 2, column \"fee\": the value is not a number") && !e.contains("x1"),
+        "{e}"
+    );
+
+    // semicolons detected; a null text; day-first dates and timestamps
+    let semi = write(
+        dir,
+        "semi.csv",
+        b"id;fee;paid;at;note\n10;NA;24.12.2025;24.12.2025 18:30;\"a;b\"\n11;3.5;NA;NA;\n",
+    );
+    ok(
+        &l.path,
+        &[
+            "ingest",
+            "fees",
+            semi.to_str().unwrap(),
+            "--null",
+            "NA",
+            "--date-format",
+            "%d.%m.%Y",
+            "--timestamp-format",
+            "%d.%m.%Y %H:%M",
+        ],
+    );
+    let out = ok(
+        &l.path,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT id, fee, paid, at, note, note IS NULL AS n FROM fees WHERE id >= 10 ORDER BY id",
+        ],
+    );
+    assert_eq!(
+        out,
+        "id,fee,paid,at,note,n\n10,,2025-12-24,2025-12-24T18:30:00,a;b,false\n11,3.50,,,,false\n"
+    );
+    // a .tsv file, a tab given by name, no header line
+    let tsv = write(dir, "t.tsv", b"id\tfee\tpaid\tat\tnote\n20\t1\t\t\t\n");
+    ok(&l.path, &["ingest", "fees", tsv.to_str().unwrap()]);
+    let txt = write(dir, "t.txt", b"21\t2\t\t\tx\n");
+    ok(
+        &l.path,
+        &[
+            "ingest",
+            "fees",
+            txt.to_str().unwrap(),
+            "--input-format",
+            "tsv",
+            "--no-header",
+        ],
+    );
+    let piped = write(dir, "p.csv", b"22|3|||y\n");
+    ok(
+        &l.path,
+        &[
+            "ingest",
+            "fees",
+            piped.to_str().unwrap(),
+            "--delimiter",
+            "|",
+            "--no-header",
+        ],
+    );
+    let out = ok(
+        &l.path,
+        &[
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT count(*) AS n FROM fees WHERE id >= 20",
+        ],
+    );
+    assert_eq!(out, "n\n3\n");
+    let e = fails(
+        &l.path,
+        &["ingest", "fees", txt.to_str().unwrap(), "--input-format", "xlsx"],
+    );
+    assert!(e.contains("--input-format") && e.contains("tsv"), "{e}");
+    let e = fails(&l.path, &["ingest", "fees", semi.to_str().unwrap(), "--delimiter", ","]);
+    assert!(e.contains("is the delimiter right?"), "{e}");
 }
 
 fn walk(p: &Path) -> Vec<PathBuf> {
@@ -550,7 +711,7 @@ fn parquet_ingest_checks_columns_and_types() {
     );
     let e = fails(&l.path, &["ingest", "t", badtype.to_str().unwrap()]);
     assert!(
-        e.contains("badtype.parquet") && e.contains("\"id\"") && e.contains("four"),
+        e.contains("badtype.parquet") && e.contains("row 2, column \"id\"") && !e.contains("four"),
         "{e}"
     );
     let out = ok(

@@ -49,10 +49,38 @@ pub async fn guarded<F: std::future::Future>(f: F) -> Result<F::Output> {
                 .unwrap_or_else(|| "(no message)".into());
             tracing::error!(panic = %msg, "a statement panicked; it failed, the process goes on");
             Err(Error::Table(stratalake_table::Error::Internal(
-                "the statement stopped on an unexpected failure inside the engine (a panic; details in the log); nothing it would have written was committed".into(),
+                "the statement stopped on an unexpected failure inside the engine (a panic; details in the log); a write it was making was not committed, but a statement of several commits may have made some: check the table's history".into(),
             )))
         }
     }
+}
+
+/// The first word of a statement, upper-cased (after leading comments and parentheses).
+fn tokens_first_word(text: &str) -> String {
+    let mut t = text.trim_start();
+    loop {
+        if let Some(rest) = t.strip_prefix("--") {
+            t = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(rest) = t.strip_prefix("/*") {
+            t = rest.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else if let Some(rest) = t.strip_prefix('(') {
+            t = rest.trim_start();
+        } else {
+            break;
+        }
+    }
+    t.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+/// Whether a statement starting with `word` only reads.
+fn is_read_only(word: &str) -> bool {
+    matches!(
+        word,
+        "SELECT" | "WITH" | "VALUES" | "EXPLAIN" | "SHOW" | "DESCRIBE" | "TABLE"
+    )
 }
 
 /// Name of the DataFusion catalog the lake is registered as.
@@ -239,7 +267,8 @@ impl QueryEngine {
         .await
         .and_then(|r| r);
         // A frame is audited when planned: its rows are not known yet.
-        self.audit(&text, &touched, &r, None).await?;
+        let writes = !is_read_only(&tokens_first_word(&text));
+        self.audit(&text, &touched, &r, None, writes).await?;
         r
     }
 
@@ -275,23 +304,35 @@ impl QueryEngine {
             Ok(Output::Rows { batches, .. }) => Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
             _ => None,
         };
-        self.audit(&text, &touched, &r, rows).await?;
+        let writes = !is_read_only(&tokens_first_word(&text));
+        self.audit(&text, &touched, &r, rows, writes).await?;
         r
     }
 
     /// Record the statement in the audit log. A statement whose record cannot be written fails:
     /// nothing runs unaudited.
-    async fn audit<T>(&self, text: &str, touched: &Touched, r: &Result<T>, rows: Option<u64>) -> Result<()> {
+    /// `writes`: whether the statement can change anything (then an audit failure after it ran
+    /// says that its changes are committed).
+    async fn audit<T>(
+        &self,
+        text: &str,
+        touched: &Touched,
+        r: &Result<T>,
+        rows: Option<u64>,
+        writes: bool,
+    ) -> Result<()> {
         let failure = r.as_ref().err().map(|e| {
             let denied = matches!(e, Error::Table(stratalake_table::Error::PermissionDenied { .. }));
             (e.to_string(), denied)
         });
         let tables = touched.lock().expect("touched lock").clone();
         let policies = touched.policies.lock().expect("touched lock").clone();
+        let ran = failure.is_none() && writes;
         self.catalog
             .audit()
             .record_with_policies(&self.principal, "sql", text, tables, policies, rows, failure)
-            .await?;
+            .await
+            .map_err(|e| if ran { e.after_success() } else { e })?;
         Ok(())
     }
 

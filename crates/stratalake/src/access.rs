@@ -245,10 +245,12 @@ impl Lake {
             let denied = matches!(e, crate::Error::Table(stratalake_table::Error::PermissionDenied { .. }));
             (e.to_string(), denied)
         });
+        let ran = failure.is_none();
         self.catalog
             .audit()
             .record(&self.principal, kind, &statement, tables, rows, failure)
-            .await?;
+            .await
+            .map_err(|e| if ran { e.after_success() } else { e })?;
         Ok(())
     }
 }

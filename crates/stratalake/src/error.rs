@@ -36,6 +36,14 @@ pub enum Error {
     /// Keys failed.
     #[error(transparent)]
     Crypto(#[from] stratalake_crypto::Error),
+    /// Part of an operation was committed and the rest failed.
+    #[error("{committed}, but {failed}")]
+    PartlyCommitted {
+        /// What was committed.
+        committed: String,
+        /// What failed.
+        failed: String,
+    },
     /// Arrow failed (building or printing batches).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -51,17 +59,28 @@ impl Error {
     /// The storage core's error inside this one, whichever layer it came through.
     pub fn table_error(&self) -> Option<&stratalake_table::Error> {
         match self {
-            Error::Table(t) | Error::Query(stratalake_query::Error::Table(t)) => Some(t),
+            Error::Table(t)
+            | Error::Query(stratalake_query::Error::Table(t))
+            | Error::Tiering(stratalake_tiering::Error::Table(t))
+            | Error::Backup(stratalake_backup::Error::Table(t)) => Some(t),
             _ => None,
         }
     }
 
-    /// Whether the operation certainly committed nothing: true for every error except one
-    /// where the store left unknown whether a commit was written (then check the table's
-    /// history before retrying).
+    /// What the failed operation left committed.
+    pub fn commit_outcome(&self) -> CommitOutcome {
+        match (self, self.table_error()) {
+            (Error::PartlyCommitted { .. }, _) | (_, Some(stratalake_table::Error::NotAudited { .. })) => {
+                CommitOutcome::Partly
+            }
+            (_, Some(stratalake_table::Error::CommitUnknown { .. })) => CommitOutcome::Unknown,
+            _ => CommitOutcome::Nothing,
+        }
+    }
+
+    /// Whether the operation certainly committed nothing ([`CommitOutcome::Nothing`]).
     pub fn nothing_committed(&self) -> bool {
-        self.table_error()
-            .is_none_or(stratalake_table::Error::nothing_committed)
+        self.commit_outcome() == CommitOutcome::Nothing
     }
 
     /// Whether another writer's commit conflicted with this operation (retry it).
@@ -76,6 +95,19 @@ impl Error {
             Some(stratalake_table::Error::PermissionDenied { .. })
         )
     }
+}
+
+/// What a failed operation left committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Nothing: retrying it is safe.
+    Nothing,
+    /// Some of it, as the error says (committed but not audited; good rows committed and
+    /// quarantined ones not).
+    Partly,
+    /// The store did not tell whether the commit was written: check the table's history before
+    /// retrying.
+    Unknown,
 }
 
 /// Result alias of this crate.

@@ -61,10 +61,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use config::{KeysSection, LakeConfig, LakeSection, TierConfig};
-pub use error::{Error, Result};
+pub use error::{CommitOutcome, Error, Result};
 pub use stratalake_crypto as crypto;
 pub use stratalake_query::{AsOf, Output, QueryEngine};
-pub use stratalake_table::ingest::{Format, IngestReport, Progress};
+pub use stratalake_table::ingest::{Format, IngestOptions, IngestReport, Progress};
 use stratalake_table::quality::OnError;
 pub use stratalake_table::verify::{Problem, VerifyReport};
 pub use stratalake_table::{
@@ -646,6 +646,40 @@ impl Lake {
         on_error: OnError,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<IngestReport> {
+        self.ingest_with_options(table, files, &IngestOptions::format(format), mode, on_error, progress)
+            .await
+    }
+
+    /// [`Lake::ingest_with`] with reading options: CSV delimiter, quote, header, null text,
+    /// date and timestamp formats ([`stratalake_table::csv::CsvOptions`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// use stratalake::table::ingest::IngestOptions;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let csv = dir.path().join("fees.csv");
+    /// std::fs::write(&csv, "id;fee;paid\n1;1,5;NA\n2;NA;24.12.2025\n").unwrap();
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE fees (id INT NOT NULL, fee VARCHAR, paid DATE)").await?;
+    /// let mut opts = IngestOptions::default();
+    /// opts.csv.null = Some("NA".into());
+    /// opts.csv.date_format = Some("%d.%m.%Y".into());
+    /// let r = lake.ingest_with_options("fees", &[csv.as_path()], &opts, stratalake::WriteMode::Append,
+    ///                                  stratalake::table::quality::OnError::Reject, &|_| {}).await?;
+    /// assert_eq!(r.rows, 2); // the `;` delimiter was detected
+    /// let rows = lake.sql("SELECT count(fee) AS f, count(paid) AS p FROM fees").await?;
+    /// assert!(stratalake::arrow::util::pretty::pretty_format_batches(&rows)?.to_string().contains("| 1 | 1 |"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn ingest_with_options(
+        &self,
+        table: &str,
+        files: &[&Path],
+        options: &IngestOptions,
+        mode: WriteMode,
+        on_error: OnError,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<IngestReport> {
         let statement = format!(
             "INGEST {} INTO {table} ({}{})",
             files
@@ -675,7 +709,7 @@ impl Lake {
                 &t,
                 &snap,
                 files,
-                format,
+                options,
                 mode,
                 &self.principal,
                 progress,
@@ -866,15 +900,19 @@ impl Lake {
                 Ok(RecordBatch::try_new(arrow.clone(), cols)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        qt.append(&batches, &self.principal).await.map_err(|e| Error::Config {
-            path: ident.to_string(),
-            reason: format!(
-                "the good rows were committed as version {} of {}, but the {} quarantined row(s) could not be written: {e}",
-                report.version,
-                t.ident(),
-                report.quarantine.iter().map(|b| b.num_rows()).sum::<usize>()
-            ),
-        })?;
+        qt.append(&batches, &self.principal)
+            .await
+            .map_err(|e| Error::PartlyCommitted {
+                committed: format!(
+                    "the good rows were committed as version {} of {}",
+                    report.version,
+                    t.ident()
+                ),
+                failed: format!(
+                    "the {} quarantined row(s) could not be written to {ident}: {e}",
+                    report.quarantine.iter().map(|b| b.num_rows()).sum::<usize>()
+                ),
+            })?;
         Ok(ident.to_string())
     }
 

@@ -102,6 +102,11 @@ pub struct MoveFile {
     /// Why it moved (the rule, pin or command), shown in history.
     #[serde(default)]
     pub reason: String,
+    /// When the copy on `to` was started (ms): until this commit that copy is an unreferenced
+    /// object, and the commit is refused once it is older than the staging grace allows (as
+    /// for new files). Absent in moves written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_ms: Option<i64>,
 }
 
 /// Table metadata: identity, schema, properties. The first commit holds one; later ones replace it.

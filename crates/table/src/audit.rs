@@ -73,6 +73,11 @@ pub struct Record {
     /// The event.
     #[serde(flatten)]
     pub event: Event,
+    /// Random, so that two identical events recorded at the same time by two processes are
+    /// two records (a writer recognises its own record by its hash). Absent in records written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
     /// SHA-256 (hex) of the previous record, zeros for the first.
     pub prev_hash: String,
     /// SHA-256 (hex) of this record's content (everything above).
@@ -158,12 +163,13 @@ impl AuditLog {
                 seq,
                 time_ms: now_ms(),
                 event: event.clone(),
+                nonce: format!("{:016x}", crate::logstore::random_u64()),
                 prev_hash: prev,
                 hash: String::new(),
             };
             r.hash = r.content_hash();
             let body = serde_json::to_vec(&r).map_err(|e| Error::Internal(e.to_string()))?;
-            let ours = |b: &[u8]| serde_json::from_slice::<Record>(b).is_ok_and(|t| t.hash == r.hash);
+            let ours = |b: &[u8]| serde_json::from_slice::<Record>(b).ok().map(|t| t.hash == r.hash);
             let created = create(&self.store, &path(seq), body.into(), ours)
                 .await
                 .map_err(|e| match e {

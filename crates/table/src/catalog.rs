@@ -249,9 +249,19 @@ impl Catalog {
                 actions,
             };
             let path = log::commit_path(CATALOG_LOG, version);
-            let ours = |b: &[u8]| log::decode::<CatalogCommit>(&path, b).is_ok_and(|c| c.info.token == token.token);
+            let ours = |b: &[u8]| {
+                log::decode::<CatalogCommit>(&path, b)
+                    .ok()
+                    .map(|c| c.info.token == token.token)
+            };
             match crate::logstore::create(store, &path, log::encode(&commit)?, ours).await? {
-                crate::logstore::Created::Ours => return self.state().await,
+                // Committed: a failure to read the state back must not read as "not committed".
+                crate::logstore::Created::Ours => {
+                    return self.state().await.map_err(|e| Error::CommitUnknown {
+                        path: store.path(&path).to_string(),
+                        source: Box::new(e),
+                    });
+                }
                 // Someone else's change came first: recompute ours from the new state (which
                 // also re-checks it, e.g. a namespace created meanwhile).
                 crate::logstore::Created::Theirs(_) => {}

@@ -171,6 +171,16 @@ impl ObjectStore for CheckedStore {
                 return Ok(r);
             }
             let range = r.range.clone();
+            // The range the store says it answers must be the one asked for.
+            if let Some(want) = options.range.as_ref().and_then(|g| g.as_range(r.meta.size).ok())
+                && want != range
+            {
+                if attempt >= ATTEMPTS {
+                    return Err(short(location, want, range.end - range.start, attempt));
+                }
+                pause(attempt).await;
+                continue;
+            }
             let expected = range.end - range.start;
             let stream = match r.payload {
                 // A local file: read with read_exact, which fails on a short file.

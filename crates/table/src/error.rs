@@ -110,6 +110,15 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// The operation ran, and what it changed is committed, but its audit record could not be
+    /// written; its result is withheld.
+    #[error(
+        "the operation ran (anything it changed is committed) but its audit record could not be written ({source}); its result is withheld"
+    )]
+    NotAudited {
+        #[source]
+        source: Box<Error>,
+    },
     /// Key handling failed.
     #[error(transparent)]
     Crypto(#[from] stratalake_crypto::Error),
@@ -187,9 +196,18 @@ impl Error {
     }
 
     /// Whether nothing of the failed operation can have been committed: every error except one
-    /// whose outcome the store left unknown.
+    /// whose outcome the store left unknown, or one raised after the operation committed.
     pub fn nothing_committed(&self) -> bool {
-        !matches!(self, Error::CommitUnknown { .. })
+        !matches!(self, Error::CommitUnknown { .. } | Error::NotAudited { .. })
+    }
+
+    /// The error to report when the operation itself succeeded and writing its audit record
+    /// failed: an unwritable audit log then means "committed, not audited".
+    pub fn after_success(self) -> Error {
+        match self {
+            Error::AuditUnavailable { source } => Error::NotAudited { source },
+            e => e,
+        }
     }
 }
 

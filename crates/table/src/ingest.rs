@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
+use crate::csv::{self as csvin, CsvOptions};
 use crate::quality::Validator;
 use crate::schema::TableSchema;
 use crate::table::{Snapshot, Table, WriteMode};
@@ -29,8 +30,11 @@ const BATCH_ROWS: usize = 8192;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// Comma-separated values with a header line.
+    /// Delimited text (comma, or the delimiter given or detected), with a header line unless
+    /// told otherwise ([`CsvOptions`]).
     Csv,
+    /// Tab-separated values: CSV with a tab delimiter.
+    Tsv,
     /// One JSON object per line.
     Json,
     /// Parquet.
@@ -47,26 +51,52 @@ impl Format {
             .to_ascii_lowercase();
         match ext.as_str() {
             "csv" => Ok(Format::Csv),
+            "tsv" | "tab" => Ok(Format::Tsv),
             "json" | "jsonl" | "ndjson" => Ok(Format::Json),
             "parquet" | "pq" => Ok(Format::Parquet),
             _ => Err(Error::BadData {
                 source_name: path.display().to_string(),
-                reason: "unknown file type: name it .csv, .jsonl or .parquet, or give the format (CLI: --input-format)"
+                reason: "unknown file type: name it .csv, .tsv, .jsonl or .parquet, or give the format (CLI: --input-format)"
                     .into(),
+            }),
+        }
+    }
+
+    /// Parse a format name (`flag` names where it came from, for the error).
+    pub fn parse_named(s: &str, flag: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "csv" => Ok(Format::Csv),
+            "tsv" => Ok(Format::Tsv),
+            "json" | "jsonl" | "ndjson" => Ok(Format::Json),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(Error::BadData {
+                source_name: flag.into(),
+                reason: format!("unknown format {other:?}: use csv, tsv, json or parquet"),
             }),
         }
     }
 
     /// Parse a format name.
     pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "csv" => Ok(Format::Csv),
-            "json" | "jsonl" | "ndjson" => Ok(Format::Json),
-            "parquet" => Ok(Format::Parquet),
-            other => Err(Error::BadData {
-                source_name: "--format".into(),
-                reason: format!("unknown format {other:?}: use csv, json or parquet"),
-            }),
+        Self::parse_named(s, "format")
+    }
+}
+
+/// How input files are read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestOptions {
+    /// The format of every file; `None`: from each file's extension.
+    pub format: Option<Format>,
+    /// CSV and TSV reading.
+    pub csv: CsvOptions,
+}
+
+impl IngestOptions {
+    /// The options for one format and otherwise the defaults.
+    pub fn format(format: Option<Format>) -> Self {
+        Self {
+            format,
+            ..Default::default()
         }
     }
 }
@@ -132,8 +162,8 @@ fn open_counting(path: &Path, n: &Arc<AtomicU64>) -> Result<BufReader<Counting<F
 }
 
 /// Infer a table schema from a file (every column classified `level`).
-pub fn infer_schema(path: &Path, format: Option<Format>, level: &str) -> Result<TableSchema> {
-    let format = match format {
+pub fn infer_schema(path: &Path, options: &IngestOptions, level: &str) -> Result<TableSchema> {
+    let format = match options.format {
         Some(f) => f,
         None => Format::from_path(path)?,
     };
@@ -143,10 +173,9 @@ pub fn infer_schema(path: &Path, format: Option<Format>, level: &str) -> Result<
         reason: e.to_string(),
     };
     let schema = match format {
-        Format::Csv => {
+        Format::Csv | Format::Tsv => {
             let f = File::open(path).map_err(|e| io_err(path, e))?;
-            arrow::csv::reader::Format::default()
-                .with_header(true)
+            csv_format(path, format, &options.csv)?
                 .infer_schema(f, Some(10_000))
                 .map_err(bad)?
                 .0
@@ -163,6 +192,45 @@ pub fn infer_schema(path: &Path, format: Option<Format>, level: &str) -> Result<
     Ok(TableSchema::from_arrow(&schema, level))
 }
 
+/// The delimiter of a CSV or TSV file: given, tab for TSV, else detected from its first line.
+fn delimiter(path: &Path, format: Format, opts: &CsvOptions) -> Result<u8> {
+    if let Some(d) = opts.delimiter {
+        return Ok(d);
+    }
+    if format == Format::Tsv {
+        return Ok(b'\t');
+    }
+    let mut first = Vec::new();
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    BufReader::new(f)
+        .take(1 << 20)
+        .read_until(b'\n', &mut first)
+        .map_err(|e| io_err(path, e))?;
+    Ok(csvin::detect_delimiter(&first, opts.quote))
+}
+
+/// arrow-csv's reading options for a file.
+fn csv_format(path: &Path, format: Format, opts: &CsvOptions) -> Result<arrow::csv::reader::Format> {
+    let mut f = arrow::csv::reader::Format::default()
+        .with_header(opts.header)
+        .with_delimiter(delimiter(path, format, opts)?)
+        .with_quote(opts.quote);
+    if let Some(e) = opts.escape {
+        f = f.with_escape(e);
+    }
+    if let Some(n) = &opts.null {
+        f = f.with_null_regex(null_regex(n)?);
+    }
+    Ok(f)
+}
+
+fn null_regex(text: &str) -> Result<regex::Regex> {
+    regex::Regex::new(&format!("^{}$", regex::escape(text))).map_err(|e| Error::BadData {
+        source_name: "--null".into(),
+        reason: e.to_string(),
+    })
+}
+
 /// Read the files and commit their rows in one commit with `mode`. With constraints on the
 /// table, pass a [`Validator`] made at `snap` (the version the write goes on).
 #[allow(clippy::too_many_arguments)]
@@ -170,12 +238,13 @@ pub async fn ingest_files(
     table: &Table,
     snap: &Snapshot,
     paths: &[&Path],
-    format: Option<Format>,
+    options: &IngestOptions,
     mode: WriteMode,
     principal: &str,
     progress: &(dyn Fn(Progress) + Send + Sync),
     mut validator: Option<Validator>,
 ) -> Result<IngestReport> {
+    let format = options.format;
     let mut total = 0;
     for p in paths {
         total += std::fs::metadata(p).map_err(|e| io_err(p, e))?.len();
@@ -199,6 +268,7 @@ pub async fn ingest_files(
             &snap.metadata.schema,
             p,
             fmt,
+            &options.csv,
             &counter,
             total,
             &mut rows,
@@ -239,6 +309,7 @@ async fn ingest_one(
     schema: &TableSchema,
     path: &Path,
     format: Format,
+    csv_opts: &CsvOptions,
     counter: &Arc<AtomicU64>,
     total: u64,
     rows: &mut u64,
@@ -255,30 +326,38 @@ async fn ingest_one(
         })
     };
     match format {
-        Format::Csv => {
-            let file_schema = csv_file_schema(path, schema)?;
+        Format::Csv | Format::Tsv => {
+            let (file_schema, columns) = csv_file_schema(path, format, csv_opts, schema)?;
             let fields: Vec<String> = file_schema.fields().iter().map(|f| f.name().clone()).collect();
             let reader = open_counting(path, counter)?;
-            let csv = arrow::csv::ReaderBuilder::new(file_schema)
-                .with_header(true)
-                .with_batch_size(BATCH_ROWS)
-                .build(reader)
-                .map_err(|e| Error::BadData {
-                    source_name: name.clone(),
-                    reason: e.to_string(),
-                })?;
+            let mut builder = arrow::csv::ReaderBuilder::new(file_schema)
+                .with_format(csv_format(path, format, csv_opts)?)
+                .with_batch_size(BATCH_ROWS);
+            if let Some(n) = &csv_opts.null {
+                builder = builder.with_null_regex(null_regex(n)?);
+            }
+            let csv = builder.build(reader).map_err(|e| Error::BadData {
+                source_name: name.clone(),
+                reason: e.to_string(),
+            })?;
+            // file lines of data records: after the header, if there is one
+            let first_line = if csv_opts.header { 2 } else { 1 };
             let mut in_file = 0u64;
             for b in csv {
                 let b = b.map_err(|e| Error::BadData {
                     source_name: name.clone(),
-                    reason: csv_error(&e.to_string(), &fields),
+                    reason: csv_error(&e.to_string(), &fields, csv_opts.header),
                 })?;
                 let base = in_file;
-                // line 1 is the header
-                let b = conform_batch(&b, schema, &target, &name, &|r| format!("line {}", base + r + 2))?;
+                let line = |r: u64| format!("line {}", base + r + first_line);
+                let b = typed(&b, &columns, &target, csv_opts).map_err(|(row, col, why)| Error::BadData {
+                    source_name: name.clone(),
+                    reason: format!("{}, column {col:?}: {why}", line(row as u64)),
+                })?;
+                let b = conform_batch(&b, schema, &target, &name, &line)?;
                 in_file += b.num_rows() as u64;
                 let b = match validator.as_deref_mut() {
-                    Some(v) => v.check(b, &name, &|r| format!("line {}", base + r as u64 + 2))?,
+                    Some(v) => v.check(b, &name, &|r| line(r as u64))?,
                     None => b,
                 };
                 *rows += b.num_rows() as u64;
@@ -287,7 +366,7 @@ async fn ingest_one(
             }
         }
         Format::Json => {
-            let json_schema = nullable(&target);
+            let json_schema = json_read_schema(&target);
             let mut reader = open_counting(path, counter)?;
             let mut line_no = 0u64;
             loop {
@@ -342,9 +421,9 @@ async fn ingest_one(
     Ok(())
 }
 
-/// arrow-csv numbers data records from 1 (without the header) and columns from 0; say it as a
-/// person reading the file would: file line and column name.
-fn csv_error(msg: &str, fields: &[String]) -> String {
+/// Say arrow-csv's errors as a person reading the file would: file line and column name, and
+/// never the row's values.
+fn csv_error(msg: &str, fields: &[String], header: bool) -> String {
     let num_after = |key: &str| -> Option<(usize, usize, u64)> {
         let i = msg.find(key)? + key.len();
         let digits: String = msg[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -356,63 +435,138 @@ fn csv_error(msg: &str, fields: &[String]) -> String {
         Some(i) => &msg[..i],
         None => msg,
     };
-    let mut out = msg.to_string();
-    if let Some((a, b, line)) = num_after(" at line ") {
-        out = format!("{} at line {}{}", &msg[..a], line + 1, &msg[b..]);
+    if msg.contains("invalid UTF-8")
+        && let (Some((_, _, line)), Some((_, _, field))) = (num_after(" for line "), num_after(" and field "))
+    {
+        // arrow-csv counts lines of the file (the header included) and fields from 1
+        return match fields.get((field as usize).wrapping_sub(1)) {
+            Some(col) => format!("line {line}, column {col:?}: invalid UTF-8"),
+            None => format!("line {line}: invalid UTF-8"),
+        };
     }
-    let col = num_after(" for column ")
-        .or_else(|| num_after(" field "))
-        .and_then(|(_, _, c)| fields.get(c as usize));
-    if let Some(col) = col {
-        out = format!("column {col:?}: {out}");
+    if msg.contains("incorrect number of fields")
+        && let Some((_, _, line)) = num_after(" for line ")
+    {
+        let found = num_after(" got ")
+            .map(|(_, _, n)| format!(" ({n})"))
+            .unwrap_or_default();
+        return format!(
+            "line {line}: a different number of fields{found} than the {} column(s) {} (check the delimiter and quotes)",
+            fields.len(),
+            if header { "of the header" } else { "of the table" }
+        );
     }
-    out
+    msg.to_string()
 }
 
-fn nullable(schema: &SchemaRef) -> SchemaRef {
+/// The CSV file's columns in header order (or the table's, without a header), all read as
+/// text; and, per field, the table column it fills.
+fn csv_file_schema(
+    path: &Path,
+    format: Format,
+    opts: &CsvOptions,
+    schema: &TableSchema,
+) -> Result<(SchemaRef, Vec<String>)> {
+    let name = path.display().to_string();
+    let columns: Vec<String> = if opts.header {
+        let mut f = File::open(path).map_err(|e| io_err(path, e))?;
+        let (header, _) = csv_format(path, format, opts)?
+            .infer_schema(&mut f, Some(0))
+            .map_err(|e| Error::BadData {
+                source_name: name.clone(),
+                reason: format!("line 1 (header): {e}"),
+            })?;
+        let mut columns = Vec::new();
+        for h in header.fields() {
+            let col = schema.column(h.name()).ok_or_else(|| Error::BadData {
+                source_name: name.clone(),
+                reason: format!(
+                    "line 1 (header): column {:?} is not in the table (columns: {}){}",
+                    h.name(),
+                    col_list(schema),
+                    if header.fields().len() == 1 && h.name().contains([';', '\t', '|', ',']) {
+                        " - is the delimiter right? (--delimiter)".to_string()
+                    } else {
+                        String::new()
+                    }
+                ),
+            })?;
+            if columns.contains(&col.name) {
+                return Err(Error::BadData {
+                    source_name: name,
+                    reason: format!("line 1 (header): column {:?} appears twice", col.name),
+                });
+            }
+            columns.push(col.name.clone());
+        }
+        for c in &schema.columns {
+            if !columns.contains(&c.name) {
+                return Err(Error::BadData {
+                    source_name: name,
+                    reason: format!("line 1 (header): column {:?} is missing", c.name),
+                });
+            }
+        }
+        columns
+    } else {
+        schema.columns.iter().map(|c| c.name.clone()).collect()
+    };
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(c, arrow::datatypes::DataType::Utf8, true))
+        .collect();
+    Ok((Arc::new(Schema::new(fields)), columns))
+}
+
+/// Convert a batch of text fields to the table's types, column by column. `Err((row, column,
+/// reason))` names the first field that does not convert.
+fn typed(
+    batch: &RecordBatch,
+    columns: &[String],
+    target: &SchemaRef,
+    opts: &CsvOptions,
+) -> std::result::Result<RecordBatch, (usize, String, String)> {
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays = Vec::with_capacity(columns.len());
+    for (i, c) in columns.iter().enumerate() {
+        let field = target
+            .field_with_name(c)
+            .map_err(|_| (0, c.clone(), "not in the table".to_string()))?;
+        let text = batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| (0, c.clone(), "not read as text".to_string()))?;
+        let a = csvin::convert(text, field.data_type(), opts).map_err(|(row, why)| (row, c.clone(), why))?;
+        fields.push(Field::new(c, field.data_type().clone(), true));
+        arrays.push(a);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| (0, String::new(), e.to_string()))
+}
+
+/// The schema JSON lines are decoded with: every column nullable (NOT NULL is checked with line
+/// numbers), and decimals read with one more digit of scale than the column has, because
+/// arrow-json's decimal parser cuts off extra digits: the cast to the column then rounds half
+/// away from zero, as SQL does (the first cut digit decides, so cutting after it is exact).
+fn json_read_schema(schema: &SchemaRef) -> SchemaRef {
+    use arrow::datatypes::DataType as D;
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
-            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .map(|f| {
+                let t = match f.data_type() {
+                    D::Decimal32(_, s) | D::Decimal64(_, s) | D::Decimal128(_, s) | D::Decimal256(_, s)
+                        if *s >= 0 && *s < 76 =>
+                    {
+                        D::Decimal256(76, s + 1)
+                    }
+                    t => t.clone(),
+                };
+                Field::new(f.name(), t, true)
+            })
             .collect::<Vec<_>>(),
     ))
-}
-
-/// The CSV file's columns in header order, typed from the table; all nullable so that NOT NULL
-/// is checked with line numbers.
-fn csv_file_schema(path: &Path, schema: &TableSchema) -> Result<SchemaRef> {
-    let name = path.display().to_string();
-    let mut f = File::open(path).map_err(|e| io_err(path, e))?;
-    let (header, _) = arrow::csv::reader::Format::default()
-        .with_header(true)
-        .infer_schema(&mut f, Some(0))
-        .map_err(|e| Error::BadData {
-            source_name: name.clone(),
-            reason: format!("line 1 (header): {e}"),
-        })?;
-    f.seek(SeekFrom::Start(0)).map_err(|e| io_err(path, e))?;
-    let mut fields = Vec::new();
-    for h in header.fields() {
-        let col = schema.column(h.name()).ok_or_else(|| Error::BadData {
-            source_name: name.clone(),
-            reason: format!(
-                "line 1 (header): column {:?} is not in the table (columns: {})",
-                h.name(),
-                col_list(schema)
-            ),
-        })?;
-        fields.push(Field::new(col.name.clone(), col.data_type.clone(), true));
-    }
-    for c in &schema.columns {
-        if !fields.iter().any(|f| f.name() == &c.name) {
-            return Err(Error::BadData {
-                source_name: name,
-                reason: format!("line 1 (header): column {:?} is missing", c.name),
-            });
-        }
-    }
-    Ok(Arc::new(Schema::new(fields)))
 }
 
 /// Read up to `max` non-empty lines. Returns the bytes, the line number of the first, and the count.

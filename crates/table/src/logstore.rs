@@ -64,8 +64,8 @@ impl CommitPolicy {
     }
 }
 
-/// Backoff between attempts after lost races: full jitter over a window that doubles from 4 ms
-/// to at most 256 ms, for at most [`CommitPolicy::retry_for`]. The window stays small so that a
+/// Backoff between attempts after lost races: full jitter over a window that doubles from 8 ms
+/// (after the first lost race) to at most 256 ms, for at most [`CommitPolicy::retry_for`]. The window stays small so that a
 /// writer who lost many times does not wait longer than a newcomer (exponential growth without
 /// a low cap is what starves the unlucky ones).
 #[derive(Debug)]
@@ -138,37 +138,46 @@ pub enum Created {
 
 /// Create the log object `path` (relative to the store root) holding `body`, if no one else has
 /// (see the module documentation for the contract). `is_ours` tells our own body from another
-/// writer's.
-pub async fn create(store: &Store, path: &str, body: Bytes, is_ours: impl Fn(&[u8]) -> bool) -> Result<Created> {
+/// writer's in what the store holds: `Some(true)` ours, `Some(false)` theirs, `None` when it
+/// cannot tell (the object does not decode); whose it is then stays unknown
+/// ([`Error::CommitUnknown`]), never taken for someone else's.
+pub async fn create(
+    store: &Store,
+    path: &str,
+    body: Bytes,
+    is_ours: impl Fn(&[u8]) -> Option<bool>,
+) -> Result<Created> {
+    let unknown = |source: Error| Error::CommitUnknown {
+        path: store.path(path).to_string(),
+        source: Box::new(source),
+    };
+    let undecodable = || Error::CorruptLog {
+        path: path.to_string(),
+        reason: "read back after its create, it does not decode: whether it is ours is unknown".into(),
+    };
+    let classify = |b: Bytes| match is_ours(&b) {
+        Some(true) => Ok(Created::Ours),
+        Some(false) => Ok(Created::Theirs(b)),
+        None => Err(unknown(undecodable())),
+    };
     match store.put_create(path, body).await {
         Ok(true) => Ok(Created::Ours),
         Ok(false) => match store.get_opt(path).await {
-            Ok(Some(b)) if is_ours(&b) => Ok(Created::Ours),
-            Ok(Some(b)) => Ok(Created::Theirs(b)),
+            Ok(Some(b)) => classify(b),
             // It existed a moment ago and cannot be read now: whose it is stays unknown.
-            Ok(None) => Err(Error::CommitUnknown {
-                path: store.path(path).to_string(),
-                source: Box::new(Error::CorruptLog {
-                    path: path.to_string(),
-                    reason: "existed when created and was gone when read back".into(),
-                }),
-            }),
-            Err(e) => Err(Error::CommitUnknown {
-                path: store.path(path).to_string(),
-                source: Box::new(e),
-            }),
+            Ok(None) => Err(unknown(Error::CorruptLog {
+                path: path.to_string(),
+                reason: "existed when created and was gone when read back".into(),
+            })),
+            Err(e) => Err(unknown(e)),
         },
         Err(e @ Error::UnsafeStore { .. }) => Err(e),
         Err(e) => {
             // The store may have applied the create before failing: look before reporting.
             match store.get_opt(path).await {
-                Ok(Some(b)) if is_ours(&b) => Ok(Created::Ours),
-                Ok(Some(b)) => Ok(Created::Theirs(b)),
+                Ok(Some(b)) => classify(b),
                 Ok(None) if store.is_synchronous() || e.is_definite_refusal() => Err(e),
-                Ok(None) | Err(_) => Err(Error::CommitUnknown {
-                    path: store.path(path).to_string(),
-                    source: Box::new(e),
-                }),
+                Ok(None) | Err(_) => Err(unknown(e)),
             }
         }
     }

@@ -152,6 +152,11 @@ impl Store {
         self.read.as_ref().unwrap_or(&self.inner)
     }
 
+    /// Whether query reads go through a read cache ([`Self::with_read_store`]).
+    pub fn has_read_store(&self) -> bool {
+        self.read.is_some()
+    }
+
     /// Route query reads through `read` (a cache wrapping [`Self::object_store`]).
     pub fn with_read_store(mut self, read: Arc<dyn ObjectStore>) -> Self {
         self.read = Some(read);

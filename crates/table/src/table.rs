@@ -357,14 +357,17 @@ impl Table {
             info: info(principal, "CREATE TABLE", BTreeMap::new()),
             actions: vec![Action::Metadata(metadata)],
         };
-        if !log::try_write(t.meta_store(), &t.log_dir(), 0, &commit).await? {
-            return Err(Error::TableExists(format!(
+        let path = log::commit_path(&t.log_dir(), 0);
+        let token = commit.info.token.as_str();
+        let ours = |b: &[u8]| log::decode::<Commit>(&path, b).ok().map(|c| c.info.token == token);
+        match logstore::create(t.meta_store(), &path, log::encode(&commit)?, ours).await? {
+            Created::Ours => Ok(t),
+            Created::Theirs(_) => Err(Error::TableExists(format!(
                 "{} (a log already exists at {})",
                 t.ident,
                 t.log_dir()
-            )));
+            ))),
         }
-        Ok(t)
     }
 
     /// The table's identifier.
@@ -622,10 +625,13 @@ impl Table {
         };
         let delta: i64 = actions.iter().map(|a| size_of(&base.files, a)).sum();
         let mut bytes_before = base.bytes() as i64;
+        // Objects this commit makes referenced that were unreferenced until now: new files, and
+        // the copies a move made on its target tier.
         let oldest_staged = actions
             .iter()
             .filter_map(|a| match a {
                 Action::Add(f) => Some(f.created_ms),
+                Action::Move(m) => m.copied_ms,
                 _ => None,
             })
             .min();
@@ -661,7 +667,7 @@ impl Table {
             };
             let path = log::commit_path(&self.log_dir(), version);
             let token = info.token.as_str();
-            let ours = |b: &[u8]| log::decode::<Commit>(&path, b).is_ok_and(|c| c.info.token == token);
+            let ours = |b: &[u8]| log::decode::<Commit>(&path, b).ok().map(|c| c.info.token == token);
             match logstore::create(self.meta_store(), &path, log::encode(&commit)?, ours).await? {
                 Created::Ours => {
                     tracing::info!(table = %self.ident, version, operation = %info.operation, "committed");

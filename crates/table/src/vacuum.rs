@@ -55,7 +55,14 @@ pub async fn clean_moved_copies(table: &Table, retain_ms: i64, now_ms: i64, dry_
 
 async fn sweep(table: &Table, retain_ms: i64, now_ms: i64, dry_run: bool, moved_only: bool) -> Result<VacuumReport> {
     let cutoff = now_ms - retain_ms.max(0);
-    let orphan_cutoff = cutoff.min(now_ms - table.context().commit.staging_grace_ms());
+    // Never below the default: a vacuum configured with a shorter grace than the writers'
+    // (another process, another configuration) must not delete what they may still commit.
+    let grace = table
+        .context()
+        .commit
+        .staging_grace_ms()
+        .max(crate::logstore::CommitPolicy::default().staging_grace_ms());
+    let orphan_cutoff = cutoff.min(now_ms - grace);
     let root = table.ident().root();
     // List before reading the log (see above): every object listed that a commit refers to
     // is then seen referenced.

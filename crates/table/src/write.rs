@@ -143,12 +143,30 @@ pub fn conform_batch(
                 ..Default::default()
             };
             cast_with_options(&col, field.data_type(), &opts).map_err(|e| {
-                bad(format!(
-                    "column {:?}: cannot store {} as {}: {e}",
-                    def.name,
-                    col.data_type(),
-                    field.data_type()
-                ))
+                // Name the first value that does not fit (a lenient cast leaves it NULL), and
+                // say why without quoting it.
+                let lenient = cast_with_options(&col, field.data_type(), &CastOptions::default()).ok();
+                let row = (0..col.len()).find(|i| col.is_valid(*i) && lenient.as_ref().is_none_or(|l| l.is_null(*i)));
+                let why = if e.to_string().contains("too large") || e.to_string().contains("Overflow") {
+                    "the value does not fit (too many digits or too large)".to_string()
+                } else {
+                    "the value cannot be converted".to_string()
+                };
+                match row {
+                    Some(r) => bad(format!(
+                        "{}, column {:?}: cannot store {} as {}: {why}",
+                        position(r as u64),
+                        def.name,
+                        col.data_type(),
+                        field.data_type()
+                    )),
+                    None => bad(format!(
+                        "column {:?}: cannot store {} as {}: {e}",
+                        def.name,
+                        col.data_type(),
+                        field.data_type()
+                    )),
+                }
             })?
         };
         if !def.nullable && col.null_count() > 0 {

@@ -331,15 +331,16 @@ async fn run_locked(
                 }
             }
             let root = table.ident().root();
-            let copied: Vec<(&PlannedMove, AddFile)> = futures::stream::iter(todo.into_iter().map(|(m, f)| {
+            let copied: Vec<(&PlannedMove, AddFile, i64)> = futures::stream::iter(todo.into_iter().map(|(m, f)| {
                 let (root, limiter, tick) = (&root, &limiter, &tick);
                 async move {
                     let src = ctx.tiers.get(&m.from)?;
                     let dst = ctx.tiers.get(&m.to)?;
+                    let started = stratalake_table::write::now_ms();
                     copy_file(src, dst, &m.from, &m.to, root, &f, Some(limiter)).await?;
                     tracing::debug!(table = %m.table, file = %m.path, from = %m.from, to = %m.to, "copied");
                     tick(1, f.size);
-                    Ok::<_, Error>((m, f))
+                    Ok::<_, Error>((m, f, started))
                 }
             }))
             .buffer_unordered(opts.concurrency.max(1))
@@ -374,26 +375,27 @@ async fn run_locked(
 async fn commit_batch(
     table: &Table,
     mut snap: Snapshot,
-    copied: &[(&PlannedMove, AddFile)],
+    copied: &[(&PlannedMove, AddFile, i64)],
     principal: &str,
 ) -> Result<(u64, u64, u64)> {
-    let mut live: Vec<&(&PlannedMove, AddFile)> = copied.iter().collect();
+    let mut live: Vec<&(&PlannedMove, AddFile, i64)> = copied.iter().collect();
     for _ in 0..8 {
-        live.retain(|(m, _)| snap.files.get(&m.path).is_some_and(|f| f.tier == m.from));
+        live.retain(|(m, _, _)| snap.files.get(&m.path).is_some_and(|f| f.tier == m.from));
         if live.is_empty() {
             break;
         }
         let moves: Vec<MoveFile> = live
             .iter()
-            .map(|(m, _)| MoveFile {
+            .map(|(m, _, started)| MoveFile {
                 path: m.path.clone(),
                 from: m.from.clone(),
                 to: m.to.clone(),
                 reason: m.reason.clone(),
+                copied_ms: Some(*started),
             })
             .collect();
-        let bytes: u64 = live.iter().map(|(_, f)| f.size).sum();
-        let mut reasons: Vec<&str> = live.iter().map(|(m, _)| m.reason.as_str()).collect();
+        let bytes: u64 = live.iter().map(|(_, f, _)| f.size).sum();
+        let mut reasons: Vec<&str> = live.iter().map(|(m, _, _)| m.reason.as_str()).collect();
         reasons.sort();
         reasons.dedup();
         let params = BTreeMap::from([

@@ -772,3 +772,55 @@ async fn sixteen_concurrent_writers_never_starve() {
     assert_eq!(count(&lake, "SELECT count(DISTINCT id) FROM conc.ev").await, 1600);
     assert_eq!(t.snapshot().await.unwrap().version, 160);
 }
+
+/// Parquet input with more fractional digits than the column: rounded half away from zero, as
+/// SQL casts do; a value too large for the precision is an error naming the row and column.
+#[tokio::test]
+async fn parquet_input_with_a_wider_decimal_scale_rounds() {
+    use stratalake::arrow::array::Decimal128Array;
+    use stratalake::arrow::datatypes::{Field, Schema};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, values: Vec<i128>| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("fee", DataType::Decimal128(12, 3), true),
+        ]));
+        let n = values.len() as i64;
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..n)),
+                Arc::new(Decimal128Array::from(values).with_precision_and_scale(12, 3).unwrap()),
+            ],
+        )
+        .unwrap();
+        let p = dir.path().join(name);
+        let mut w = stratalake::datafusion::parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&p).unwrap(),
+            schema,
+            None,
+        )
+        .unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        p
+    };
+    let lake = Lake::in_memory().await.unwrap();
+    lake.sql("CREATE TABLE fees (id BIGINT NOT NULL, fee DECIMAL(10,2))")
+        .await
+        .unwrap();
+    let ok = write("ok.parquet", vec![1509, 1999, -1505, 1504]);
+    lake.ingest("fees", &[ok.as_path()], None, WriteMode::Append, &|_| {})
+        .await
+        .unwrap();
+    let rows = lake.sql("SELECT fee FROM fees ORDER BY id").await.unwrap();
+    assert_eq!(csv(&rows), "1.51\n2.00\n-1.51\n1.50\n");
+    let big = write("big.parquet", vec![1000, 123_456_789_500]);
+    let e = lake
+        .ingest("fees", &[big.as_path()], None, WriteMode::Append, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("big.parquet") && e.contains("row 2, column \"fee\""), "{e}");
+    assert_eq!(count(&lake, "SELECT count(*) FROM fees").await, 4);
+}

@@ -560,3 +560,19 @@ async fn an_unwritable_audit_log_stops_statements_with_one_line_and_a_lost_answe
     let state = catalog.state().await.unwrap();
     assert!(state.namespaces.contains_key("other") && state.namespaces.contains_key("third"));
 }
+
+#[tokio::test]
+async fn a_write_that_committed_but_could_not_be_audited_says_so() {
+    let (faulty, t) = faulty_table().await;
+    let catalog = Arc::new(Catalog::new(t.context().clone()));
+    let q = stratalake::QueryEngine::new(catalog.clone(), "t");
+    faulty.arm("_audit/", Fault::DiskFull);
+    let e = q
+        .execute("INSERT INTO default.ev VALUES (1, 'north', 'n')")
+        .await
+        .unwrap_err();
+    let outer = stratalake::Error::Query(e);
+    assert_eq!(outer.commit_outcome(), stratalake::CommitOutcome::Partly, "{outer}");
+    assert!(outer.to_string().contains("is committed"), "{outer}");
+    assert_eq!(t.snapshot().await.unwrap().rows(), 1);
+}
