@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use stratalake::backup::{KeepPolicy, Progress, Repository, RestoreOptions};
 use stratalake::{KeySource, Lake};
 
-use crate::output::{self, OutFormat, print_rows};
+use crate::output::{self, print_rows};
 use crate::{Cli, ident, kv, open};
 
 #[derive(Args, Debug)]
@@ -185,7 +185,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let lake = open(cli).await?;
             let url = repo.url()?;
             let r = lake.backup_init(&url, &repo.options()?).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::json!({ "id": r.id(), "url": url }));
             } else {
                 println!("created backup repository {} at {url}", r.id());
@@ -201,7 +201,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                 .await;
             bar.finish();
             let m = m.context("the backup was not recorded (no manifest written); run it again")?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 let report = serde_json::json!({ "id": m.id, "totals": m.totals });
                 println!("{}", timed_json(report, m.totals.new_bytes, started)?);
             } else {
@@ -222,7 +222,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let lake = open(cli).await?;
             let r = repo.open(&lake).await?;
             let list = r.list().await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 let rows = list
@@ -258,7 +258,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let report = r.verify(*read_data, &cb).await;
             bar.finish();
             let report = report?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", timed_json(&report, report.bytes_read, started)?);
             } else {
                 println!(
@@ -285,7 +285,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(3));
             }
-            if fmt != OutFormat::Json {
+            if !fmt.is_json() {
                 println!("no problems found");
             }
         }
@@ -324,7 +324,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let s = target_lake.restore(&r, &id, opts, &cb).await;
             bar.finish();
             let s = s.context("nothing was published to the target lake")?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", timed_json(&s, s.bytes, started)?);
             } else {
                 for t in &s.tables {
@@ -357,7 +357,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                 monthly: *keep_monthly,
             };
             let d = r.forget(ids, &policy, *dry_run).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
                 let rows = d
@@ -384,7 +384,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             if n == 0 {
                 bail!("this lake does not track a backup repository at {url}");
             }
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::json!({ "detached": url }));
             } else {
                 println!("no longer tracking backup repository {url}");
@@ -394,7 +394,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let lake = open(cli).await?;
             let r = repo.open(&lake).await?;
             let p = r.prune(*dry_run).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
                 println!(

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use stratalake::crypto::KeyId;
 
-use crate::output::{OutFormat, print_rows};
+use crate::output::print_rows;
 use crate::{Cli, open};
 
 #[derive(Subcommand, Debug)]
@@ -49,7 +49,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
     match cmd {
         KeyCmd::List => {
             let s = lake.key_status().await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 let rows = s
@@ -80,7 +80,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
         }
         KeyCmd::Rotate { classification } => {
             let r = lake.rotate_keys(classification.as_deref()).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 for k in &r.new_keys {

@@ -5,6 +5,7 @@ mod demo;
 mod keys;
 mod output;
 mod quality;
+mod shell;
 mod tier;
 
 use std::path::{Path, PathBuf};
@@ -12,9 +13,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use stratalake::{AsOf, Format, InitOptions, Lake, Output, TableIdent, TableSchema, WriteMode};
+use stratalake::{AsOf, Format, InitOptions, Lake, TableIdent, TableSchema, WriteMode};
 
-use crate::output::{OutFormat, print_batches, print_rows};
+use crate::output::{OutFormat, print_rows};
 
 /// Stratalake: an encrypted, embeddable data lake.
 #[derive(Parser, Debug)]
@@ -422,15 +423,50 @@ struct SqlArgs {
     /// Run one or more statements and exit.
     #[arg(short = 'c', long = "command")]
     command: Option<String>,
-    /// Run the statements of a file and exit.
+    /// Run the statements of a file and exit (`-` reads them from stdin, as does a script piped
+    /// in without -c or -f).
     #[arg(short = 'f', long = "file", conflicts_with = "command")]
     file: Option<PathBuf>,
     /// Read every table as of a version number or a timestamp (read-only).
     #[arg(long)]
     as_of: Option<String>,
+    /// Rows an aligned table shows at most, the rest counted (0: all). CSV and JSON output
+    /// always stream every row.
+    #[arg(long, default_value_t = 40)]
+    maxrows: usize,
+    /// Run the remaining statements of a script after one fails (the exit code still says so).
+    #[arg(long)]
+    continue_on_error: bool,
+    /// Stop a statement that runs longer than this (e.g. 30s, 10m).
+    #[arg(long)]
+    timeout: Option<String>,
+}
+
+/// Whether an error comes from writing to a pipe whose reader has gone (`... | head`).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.to_string().contains("Broken pipe")
+    })
 }
 
 fn main() -> ExitCode {
+    // `stratalake ... | head`: once the reader is gone, stop quietly (as ripgrep and git do)
+    // instead of panicking in a print.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -447,6 +483,7 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             let mut msg = chain[0].clone();
@@ -580,7 +617,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .verify(tables, &move |i, n| b2.update(i as u64, n as u64, ""))
                 .await?;
             bar.finish();
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
@@ -600,7 +637,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("error: verify found {} problem(s)", report.problems.len());
                 return Ok(ExitCode::from(3));
             }
-            if fmt != OutFormat::Json {
+            if !fmt.is_json() {
                 println!("no problems found");
             }
         }
@@ -742,7 +779,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let skip = records.len().saturating_sub(*n);
                 records.drain(..skip);
             }
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&records)?);
             } else {
                 let rows = records
@@ -1027,27 +1064,12 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             print_rows(&["namespace", "table", "version", "files", "rows", "bytes"], rows, fmt)?;
         }
         TableCmd::Describe { name, as_of } => {
-            let subject = lake.subject().await?;
-            let may = sight(&subject, &ident(name)?);
-            if !may.known {
-                bail!(
-                    "permission denied: {} holds no privilege on table {}",
-                    subject.principal,
-                    ident(name)?
-                );
-            }
-            let t = lake.table(name).await?;
-            let s = match as_of
+            let as_of = as_of
                 .as_deref()
                 .map(AsOf::parse)
                 .transpose()
-                .map_err(anyhow::Error::msg)?
-            {
-                None => t.snapshot().await?,
-                Some(AsOf::Version(v)) => t.snapshot_at(v).await?,
-                Some(AsOf::Timestamp(ts)) => t.snapshot_as_of(ts).await?,
-            };
-            describe(&s, may.counts, fmt)?;
+                .map_err(anyhow::Error::msg)?;
+            describe_at(&lake, name, as_of, fmt).await?;
         }
         TableCmd::Drop { name } => {
             let n = lake.drop_table(name).await?;
@@ -1060,7 +1082,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             force,
         } => {
             let r = lake.vacuum(name, parse_duration(retain)?, *dry_run, *force).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }
@@ -1109,7 +1131,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                 .await;
             bar.finish();
             let r = r?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }
@@ -1143,7 +1165,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             }
             let t = lake.table(name).await?;
             let h = t.history(*limit).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&h)?);
                 return Ok(());
             }
@@ -1191,8 +1213,53 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
 }
 
 /// A table's columns; its file, row and byte counts only with `counts` (see [`sight`]).
-fn describe(s: &stratalake::Snapshot, counts: bool, fmt: OutFormat) -> Result<()> {
+/// `\\d TABLE` in the shell: the table now.
+pub(crate) async fn describe_for(lake: &Lake, name: &str, _shell: bool, fmt: OutFormat) -> Result<()> {
+    describe_at(lake, name, None, fmt).await
+}
+
+/// Describe a table (as of a version or time) as the lake's principal may see it.
+async fn describe_at(lake: &Lake, name: &str, as_of: Option<AsOf>, fmt: OutFormat) -> Result<()> {
+    let subject = lake.subject().await?;
+    let id = ident(name)?;
+    let may = sight(&subject, &id);
+    if !may.known {
+        bail!(
+            "permission denied: {} holds no privilege on table {id}",
+            subject.principal
+        );
+    }
+    let t = lake.table(name).await?;
+    let s = match as_of {
+        None => t.snapshot().await?,
+        Some(AsOf::Version(v)) => t.snapshot_at(v).await?,
+        Some(AsOf::Timestamp(ts)) => t.snapshot_as_of(ts).await?,
+    };
+    describe(&s, &subject, may.counts, fmt)
+}
+
+/// What reading a column gives `subject`: its values, a mask, or nothing.
+fn column_access(subject: &stratalake::table::access::Subject, table: &str, c: &stratalake::ColumnDef) -> String {
+    if let Some(m) = subject.masks.get(table).and_then(|m| m.get(&c.name)) {
+        return format!("mask {m}");
+    }
+    if subject.superuser || subject.cleared.contains(&c.classification) {
+        return "values".into();
+    }
+    match subject.level_masks.get(&c.classification) {
+        Some(m) => format!("mask {m} (not cleared for {})", c.classification),
+        None => format!("NULL (not cleared for {})", c.classification),
+    }
+}
+
+fn describe(
+    s: &stratalake::Snapshot,
+    subject: &stratalake::table::access::Subject,
+    counts: bool,
+    fmt: OutFormat,
+) -> Result<()> {
     let schema: &TableSchema = &s.metadata.schema;
+    let table = format!("{}.{}", s.metadata.namespace, s.metadata.name);
     let rows = schema
         .columns
         .iter()
@@ -1209,6 +1276,7 @@ fn describe(s: &stratalake::Snapshot, counts: bool, fmt: OutFormat) -> Result<()
                 if c.nullable { "yes".into() } else { "no".into() },
                 c.classification.clone(),
                 part.join(", "),
+                column_access(subject, &table, c),
             ]
         })
         .collect();
@@ -1228,8 +1296,13 @@ fn describe(s: &stratalake::Snapshot, counts: bool, fmt: OutFormat) -> Result<()
             s.metadata.namespace, s.metadata.name, s.metadata.table_id, s.version,
         );
     }
+    if fmt == OutFormat::Table
+        && let Some(f) = subject.row_filter_names.get(&table)
+    {
+        println!("rows you see are filtered by: {}", f.join(", "));
+    }
     print_rows(
-        &["column", "type", "nullable", "classification", "partition"],
+        &["column", "type", "nullable", "classification", "partition", "you read"],
         rows,
         fmt,
     )
@@ -1285,7 +1358,7 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         };
         anyhow::Error::from(e).context(note)
     })?;
-    if fmt == OutFormat::Json {
+    if fmt.is_json() {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         let secs = started.elapsed().as_secs_f64();
@@ -1321,100 +1394,40 @@ async fn sql(cli: &Cli, a: &SqlArgs, fmt: OutFormat) -> Result<ExitCode> {
         .map(AsOf::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let engine = lake.session(lake.principal()).with_as_of(as_of);
-    let text = match (&a.command, &a.file) {
-        (Some(c), _) => Some(c.clone()),
-        (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?),
+    let timeout = a
+        .timeout
+        .as_deref()
+        .map(|t| {
+            stratalake::table::units::parse_duration_ms(t)
+                .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64))
+                .map_err(|e| anyhow::anyhow!("--timeout: {e}"))
+        })
+        .transpose()?;
+    let engine = lake.session(lake.principal()).with_as_of(as_of).with_timeout(timeout);
+    let settings = shell::Settings {
+        format: fmt,
+        maxrows: a.maxrows,
+        continue_on_error: a.continue_on_error,
+    };
+    let script = match (&a.command, &a.file) {
+        (Some(c), _) => Some((c.clone(), "-c".to_string())),
+        (None, Some(f)) => Some(shell::read_script(f)?),
+        (None, None) if !shell::interactive() => Some(shell::read_script(Path::new("-"))?),
         (None, None) => None,
     };
-    if let Some(text) = text {
-        for stmt in stratalake::query::split_statements(&text)? {
-            let s: String = stmt.iter().map(|t| t.to_string()).collect();
-            for out in engine.execute(&s).await? {
-                show(out, fmt)?;
-            }
+    let ok = match script {
+        Some((text, source)) => {
+            let out = Box::new(std::io::BufWriter::new(std::io::stdout()));
+            shell::run_script(&engine, &text, &source, &settings, out).await?
         }
-    } else {
-        shell(&lake, engine, fmt).await?;
-    }
+        None => {
+            shell::shell(&lake, engine, &settings).await?;
+            true
+        }
+    };
     // Which partitions were read, for placement rules by time since last read.
     if let Err(e) = lake.flush_read_stats().await {
         tracing::warn!(error = %e, "could not record read statistics");
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn show(out: Output, fmt: OutFormat) -> Result<()> {
-    match out {
-        Output::Rows { schema, batches } => print_batches(&schema, &batches, fmt),
-        Output::Done(msg) => {
-            if fmt == OutFormat::Table {
-                println!("{msg}");
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn shell(lake: &Lake, engine: stratalake::QueryEngine, fmt: OutFormat) -> Result<()> {
-    use rustyline::error::ReadlineError;
-    let mut rl = rustyline::DefaultEditor::new()?;
-    let history = lake.dir().map(|d| d.join(".sql_history"));
-    if let Some(h) = &history {
-        let _ = rl.load_history(h);
-    }
-    println!("stratalake SQL shell: end statements with ';', \\q to quit, \\d to list tables");
-    let mut buf = String::new();
-    loop {
-        let prompt = if buf.is_empty() {
-            "stratalake> "
-        } else {
-            "        ...> "
-        };
-        match rl.readline(prompt) {
-            Ok(line) => {
-                let t = line.trim();
-                if buf.is_empty() && (t == "\\q" || t == "quit" || t == "exit") {
-                    break;
-                }
-                if buf.is_empty() && t == "\\d" {
-                    buf = "SHOW TABLES;".into();
-                } else {
-                    buf.push_str(&line);
-                    buf.push('\n');
-                }
-                if !buf.trim_end().ends_with(';') {
-                    continue;
-                }
-                let _ = rl.add_history_entry(buf.trim());
-                let started = std::time::Instant::now();
-                match engine.execute(&buf).await {
-                    Ok(outs) => {
-                        for o in outs {
-                            if let Err(e) = show(o, fmt) {
-                                eprintln!("error: {e}");
-                            }
-                        }
-                        eprintln!("({:.3} s)", started.elapsed().as_secs_f64());
-                    }
-                    Err(e) => eprintln!("error: {e}"),
-                }
-                buf.clear();
-            }
-            Err(ReadlineError::Interrupted) => buf.clear(),
-            Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if let Some(h) = &history {
-        // statements may hold literal values: keep the history private
-        if rl.save_history(h).is_ok() {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ = std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o600));
-            }
-        }
-    }
-    Ok(())
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

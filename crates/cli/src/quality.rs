@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use crate::output::{OutFormat, print_rows};
+use crate::output::print_rows;
 use crate::{Cli, open};
 
 #[derive(Subcommand, Debug)]
@@ -51,7 +51,7 @@ pub async fn run(cli: &Cli, cmd: &QualityCmd) -> Result<ExitCode> {
                 std::fs::write(path, stratalake::quality_html(&r))
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -133,7 +133,7 @@ pub async fn run(cli: &Cli, cmd: &QualityCmd) -> Result<ExitCode> {
         }
         QualityCmd::Compare { left, right, key } => {
             let r = lake.quality_compare(left, right, key).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
@@ -165,7 +165,7 @@ pub async fn run(cli: &Cli, cmd: &QualityCmd) -> Result<ExitCode> {
         }
         QualityCmd::Constraints { table } => {
             let cs = lake.constraints(table).await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&cs)?);
             } else {
                 let rows = cs.iter().map(|c| vec![c.name().to_string(), c.describe()]).collect();

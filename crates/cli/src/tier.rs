@@ -74,7 +74,7 @@ fn pct(f: Option<f64>) -> String {
 }
 
 fn print_plan(plan: &Plan, fmt: OutFormat) -> Result<()> {
-    if fmt == OutFormat::Json {
+    if fmt.is_json() {
         println!("{}", serde_json::to_string_pretty(plan)?);
         return Ok(());
     }
@@ -108,7 +108,7 @@ fn print_plan(plan: &Plan, fmt: OutFormat) -> Result<()> {
 }
 
 fn print_report(r: &MoveReport, fmt: OutFormat) -> Result<()> {
-    if fmt == OutFormat::Json {
+    if fmt.is_json() {
         println!("{}", serde_json::to_string_pretty(r)?);
         return Ok(());
     }
@@ -157,7 +157,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
     match cmd {
         TierCmd::List => {
             let tiers = lake.tier_list().await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&tiers)?);
             } else {
                 let rows = tiers
@@ -212,7 +212,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
         }
         TierCmd::Status => {
             let s = lake.tier_status().await?;
-            if fmt == OutFormat::Json {
+            if fmt.is_json() {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 let rows = s
@@ -263,7 +263,7 @@ pub async fn capacity(cli: &Cli, a: &CapacityArgs) -> Result<ExitCode> {
         std::fs::write(path, stratalake::tiering::html::render(&r))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if fmt == OutFormat::Json {
+    if fmt.is_json() {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }

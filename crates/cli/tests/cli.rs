@@ -571,10 +571,138 @@ fn sql_shell_reads_statements_from_stdin() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("table default.t created"), "{stdout}");
-    assert!(stdout.contains("| 42    |"), "{stdout}");
-    assert!(stderr.contains("error:") && stderr.contains("nope"), "{stderr}");
+    // a script piped in: no banner or prompts, statements across lines, and the first failing
+    // statement stops it with its line and a non-zero exit code
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.starts_with("table default.t created"), "{stdout}");
+    assert!(
+        stdout.contains("| 42    |") && !stdout.contains("stratalake>"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.starts_with("error: <stdin>:5: ") && stderr.contains("nope"),
+        "{stderr}"
+    );
+}
+
+/// Run `stratalake sql` on `script` through stdin (or as the arguments say).
+fn sql_stdin(lake: &Path, args: &[&str], script: &str) -> Output {
+    use std::io::Write;
+    let mut child = bin()
+        .arg("--lake")
+        .arg(lake)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn scripts_split_statements_stop_at_errors_and_stream_results() {
+    let l = new_lake();
+    let dir = l.path.parent().unwrap();
+    // ';' inside strings and comments does not end a statement; a comment after ';' does not wait
+    let script = "CREATE TABLE t (x INT, s VARCHAR); -- a table\n\
+                  INSERT INTO t VALUES (1, 'a;b'), (2, ''), /* ; */ (3, NULL);\n\
+                  SELECT x, s, s IS NULL AS n FROM t ORDER BY x; -- done\n";
+    let out = sql_stdin(&l.path, &["--format", "csv", "sql"], script);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.ends_with("x,s,n\n1,a;b,false\n2,,false\n3,,true\n"), "{stdout}");
+    // -f FILE: the failing statement's file and line; the rest does not run
+    let f = write(
+        dir,
+        "s.sql",
+        b"INSERT INTO t VALUES (4, 'd');\n\nSELECT nope\n  FROM t;\nINSERT INTO t VALUES (5, 'e');\n",
+    );
+    let o = run(&l.path, &["sql", "-f", f.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        e.starts_with(&format!("error: {}:3: ", f.display())) && e.contains("nope"),
+        "{e}"
+    );
+    let count = |l: &Lake| {
+        ok(
+            &l.path,
+            &["--format", "csv", "sql", "-c", "SELECT count(*) AS n FROM t"],
+        )
+    };
+    assert_eq!(count(&l), "n\n4\n");
+    // --continue-on-error runs the rest, and still fails
+    let o = run(&l.path, &["sql", "--continue-on-error", "-f", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(count(&l), "n\n6\n");
+    // -f - reads stdin
+    let out = sql_stdin(
+        &l.path,
+        &["--format", "csv", "sql", "-f", "-"],
+        "SELECT max(x) AS m FROM t;",
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "m\n5\n");
+    // aligned tables: NULL is not the empty string; long results are cut with a note
+    let out = ok(
+        &l.path,
+        &["sql", "-c", "SELECT x, s FROM t WHERE x IN (2, 3) ORDER BY x"],
+    );
+    assert!(out.contains("| 2 |      |") && out.contains("| 3 | NULL |"), "{out}");
+    let out = ok(&l.path, &["sql", "--maxrows", "2", "-c", "SELECT x FROM t ORDER BY x"]);
+    assert!(
+        out.contains("(6 rows, the first 2 shown") && !out.contains("| 3 |"),
+        "{out}"
+    );
+    // one JSON document for several statements; NDJSON a row per line, NULLs present
+    let out = ok(
+        &l.path,
+        &[
+            "--format",
+            "json",
+            "sql",
+            "-c",
+            "SELECT x FROM t WHERE x < 3 ORDER BY x; SELECT count(*) AS n FROM t",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, serde_json::json!([[{"x": 1}, {"x": 2}], [{"n": 6}]]));
+    let out = ok(
+        &l.path,
+        &[
+            "--format",
+            "ndjson",
+            "sql",
+            "-c",
+            "SELECT x, s FROM t WHERE x >= 3 ORDER BY x",
+        ],
+    );
+    assert_eq!(out.lines().next().unwrap(), r#"{"x":3,"s":null}"#, "{out}");
+    // a reader that goes away early: no panic, exit 0
+    let mut child = bin()
+        .arg("--lake")
+        .arg(&l.path)
+        .args([
+            "--format",
+            "csv",
+            "sql",
+            "-c",
+            "SELECT value FROM generate_series(1, 2000000)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Read;
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 64];
+        stdout.read_exact(&mut first).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !e.contains("panicked"), "{:?} {e}", o.status);
 }
 
 #[test]
@@ -2264,4 +2392,81 @@ fn constraints_quarantine_quality_report_and_compare() {
 /// Now as `YYYY-MM-DDTHH:MM:SS` (UTC).
 fn chrono_like_now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// The interactive shell in a pseudo-terminal (driven by Python's `pty`, which the test script
+/// installs anyway): Ctrl-C cancels the running statement and the shell stays open; the history
+/// is written as it goes (private); tab completes table names; `\d T` says what the user reads.
+#[test]
+fn the_shell_cancels_on_ctrl_c_completes_names_and_keeps_history() {
+    let l = new_lake();
+    ok(
+        &l.path,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE permits (id INT, owner VARCHAR CLASSIFICATION confidential)",
+        ],
+    );
+    let driver = r#"
+import os, pty, select, sys, time
+binary, lake = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["USER"] = "tester"
+    os.execv(binary, [binary, "--lake", lake, "sql"])
+seen = b""
+def until(pat, timeout=60):
+    global seen
+    end = time.time() + timeout
+    while time.time() < end:
+        if pat in seen:
+            seen = seen[seen.index(pat) + len(pat):]
+            return
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                break
+            seen += d
+    sys.exit("timed out waiting for %r; output: %r" % (pat, seen))
+until(b"stratalake> ")
+os.write(fd, b"SELECT sum(value) FROM generate_series(1, 1000000000000);\r")
+time.sleep(2)
+os.write(fd, b"\x03")
+until(b"cancelled")
+until(b"stratalake> ")
+history = os.path.join(lake, ".sql_history")
+if not os.path.exists(history) or b"generate_series" not in open(history, "rb").read():
+    sys.exit("history not written as it goes")
+if os.stat(history).st_mode & 0o077:
+    sys.exit("history readable by others")
+os.write(fd, b"SELECT 6 * 7 AS answer;\r")
+until(b"| 42     |")
+until(b"stratalake> ")
+os.write(fd, b"SELECT count(*) AS n FROM permi\t")
+time.sleep(0.5)
+os.write(fd, b";\r")
+until(b"| 0 |")
+until(b"stratalake> ")
+os.write(fd, b"\\d permits\r")
+until(b"you read")
+os.write(fd, b"\\q\r")
+_, status = os.waitpid(pid, 0)
+sys.exit(0 if os.waitstatus_to_exitcode(status) == 0 else "shell exited with %r" % status)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(driver)
+        .arg(env!("CARGO_BIN_EXE_stratalake"))
+        .arg(&l.path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -167,7 +167,85 @@ pub struct QueryEngine {
     as_of: Option<AsOf>,
     default_namespace: String,
     target_partitions: usize,
+    cancel: Option<Cancel>,
+    timeout: Option<std::time::Duration>,
 }
+
+/// Stops the statement running in the sessions that hold it ([`QueryEngine::with_cancel`]):
+/// cheap to clone, shared by whoever may cancel (a Ctrl-C handler, a protocol's cancel request).
+/// A cancelled statement fails with [`Error::Cancelled`] and is audited as such; the next
+/// statement starts after [`Cancel::reset`].
+#[derive(Clone, Debug, Default)]
+pub struct Cancel {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    cancelled: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancel {
+    /// Cancel the running statement (and every later one until [`Cancel::reset`]).
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Let statements run again.
+    pub fn reset(&self) {
+        self.inner.cancelled.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether it was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wait until it is cancelled.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A piece of a statement's result, as [`QueryEngine::execute_streaming`] hands it over.
+#[derive(Debug)]
+pub enum Piece<'a> {
+    /// A statement with rows starts: its columns. The text of the statement and the line of
+    /// the input it starts on come with it.
+    Start {
+        /// Columns.
+        schema: &'a SchemaRef,
+        /// Line (from 1) of the statement in the text given.
+        line: u64,
+    },
+    /// Rows of the current statement.
+    Batch(&'a RecordBatch),
+    /// The statement with rows ended.
+    End {
+        /// Rows it produced.
+        rows: u64,
+    },
+    /// A statement without rows (DDL) finished, with its message.
+    Done {
+        /// What it did.
+        message: &'a str,
+        /// Line (from 1) of the statement in the text given.
+        line: u64,
+    },
+}
+
+/// The receiver of a streamed result: an error from it stops the statement.
+pub type Sink<'s> = dyn FnMut(Piece<'_>) -> Result<()> + Send + 's;
 
 impl QueryEngine {
     /// An engine over `catalog` acting as `principal`, reading every classification.
@@ -179,6 +257,41 @@ impl QueryEngine {
             as_of: None,
             default_namespace: "default".into(),
             target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            cancel: None,
+            timeout: None,
+        }
+    }
+
+    /// Statements of this session stop when `cancel` is cancelled.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// Statements of this session that run longer than `timeout` fail with [`Error::Timeout`].
+    pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Run `fut` within this session's cancellation and timeout.
+    async fn limited<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let cancelled = async {
+            match &self.cancel {
+                Some(c) => c.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timed_out = async {
+            match self.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = fut => r,
+            _ = cancelled => Err(Error::Cancelled),
+            _ = timed_out => Err(Error::Timeout(self.timeout.unwrap_or_default())),
         }
     }
 
@@ -235,10 +348,95 @@ impl QueryEngine {
     /// Run every statement of `sql` in order, collecting each one's output.
     pub async fn execute(&self, sql: &str) -> Result<Vec<Output>> {
         let mut out = Vec::new();
-        for stmt in split_statements(sql)? {
-            out.push(self.run(stmt).await?);
-        }
+        let mut cur: Option<(SchemaRef, Vec<RecordBatch>)> = None;
+        self.execute_streaming(sql, &mut |p: Piece<'_>| {
+            match p {
+                Piece::Start { schema, .. } => cur = Some((schema.clone(), Vec::new())),
+                Piece::Batch(b) => {
+                    if let Some((_, v)) = &mut cur {
+                        v.push(b.clone());
+                    }
+                }
+                Piece::End { .. } => {
+                    if let Some((schema, batches)) = cur.take() {
+                        out.push(Output::Rows { schema, batches });
+                    }
+                }
+                Piece::Done { message, .. } => out.push(Output::Done(message.to_string())),
+            }
+            Ok(())
+        })
+        .await?;
         Ok(out)
+    }
+
+    /// Run every statement of `sql` in order, handing each one's result to `sink` as it is
+    /// produced (rows are never collected here: memory is bounded by what the sink keeps).
+    /// Stops at the first failing statement; the error names the line it starts on.
+    pub async fn execute_streaming(&self, sql: &str, sink: &mut Sink<'_>) -> Result<()> {
+        for (line, stmt) in statements_with_lines(sql)? {
+            if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                return Err(Error::Cancelled);
+            }
+            // boxed: a statement's future is large (planning, execution, audit) and would
+            // otherwise sit on the caller's stack
+            Box::pin(self.run_streaming(stmt, line, sink)).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_streaming(&self, tokens: Vec<Token>, line: u64, sink: &mut Sink<'_>) -> Result<()> {
+        let text: String = tokens.iter().map(|t| t.to_string()).collect();
+        let touched = Touched::default();
+        let mut rows: Option<u64> = None;
+        let r = self
+            .limited(async {
+                guarded(async {
+                    if let Some(d) = ddl::parse(&tokens)? {
+                        let message = self.run_ddl(d, &touched).await?;
+                        return sink(Piece::Done {
+                            message: &message,
+                            line,
+                        });
+                    }
+                    if merge::is_merge(&tokens) {
+                        let n = self.merge(tokens, &touched).await?;
+                        let schema: SchemaRef =
+                            Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+                                "count",
+                                arrow::datatypes::DataType::UInt64,
+                                false,
+                            )]));
+                        let batch = RecordBatch::try_new(
+                            schema.clone(),
+                            vec![Arc::new(arrow::array::UInt64Array::from(vec![n]))],
+                        )?;
+                        rows = Some(1);
+                        sink(Piece::Start { schema: &schema, line })?;
+                        sink(Piece::Batch(&batch))?;
+                        return sink(Piece::End { rows: 1 });
+                    }
+                    let df = self.plan(tokens, &touched).await?;
+                    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                    let mut stream = df.execute_stream().await?;
+                    sink(Piece::Start { schema: &schema, line })?;
+                    let mut n = 0u64;
+                    while let Some(b) = futures::StreamExt::next(&mut stream).await {
+                        let b = b?;
+                        n += b.num_rows() as u64;
+                        rows = Some(n);
+                        sink(Piece::Batch(&b))?;
+                    }
+                    rows = Some(n);
+                    sink(Piece::End { rows: n })
+                })
+                .await
+                .and_then(|r| r)
+            })
+            .await;
+        let writes = !is_read_only(&tokens_first_word(&text));
+        self.audit(&text, &touched, &r, rows, writes).await?;
+        r
     }
 
     /// Plan exactly one statement. Queries come back unexecuted; DDL runs now and returns an
@@ -269,43 +467,6 @@ impl QueryEngine {
         // A frame is audited when planned: its rows are not known yet.
         let writes = !is_read_only(&tokens_first_word(&text));
         self.audit(&text, &touched, &r, None, writes).await?;
-        r
-    }
-
-    async fn run(&self, tokens: Vec<Token>) -> Result<Output> {
-        let text: String = tokens.iter().map(|t| t.to_string()).collect();
-        let touched = Touched::default();
-        let r = guarded(async {
-            if let Some(d) = ddl::parse(&tokens)? {
-                return Ok(Output::Done(self.run_ddl(d, &touched).await?));
-            }
-            if merge::is_merge(&tokens) {
-                let n = self.merge(tokens, &touched).await?;
-                let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
-                    "count",
-                    arrow::datatypes::DataType::UInt64,
-                    false,
-                )]));
-                let batch =
-                    RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow::array::UInt64Array::from(vec![n]))])?;
-                return Ok(Output::Rows {
-                    schema,
-                    batches: vec![batch],
-                });
-            }
-            let df = self.plan(tokens, &touched).await?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            Ok(Output::Rows { schema, batches })
-        })
-        .await
-        .and_then(|r| r);
-        let rows = match &r {
-            Ok(Output::Rows { batches, .. }) => Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
-            _ => None,
-        };
-        let writes = !is_read_only(&tokens_first_word(&text));
-        self.audit(&text, &touched, &r, rows, writes).await?;
         r
     }
 
@@ -810,6 +971,47 @@ fn refuse_unsafe(stmt: &DFStatement) -> Result<()> {
 }
 
 /// Split SQL text into statements at top-level semicolons (strings and comments respected).
+/// The statements of `sql` with the line (from 1) each starts on.
+pub fn statements_with_lines(sql: &str) -> Result<Vec<(u64, Vec<Token>)>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .with_unescape(false)
+        .tokenize_with_location()
+        .map_err(|e| Error::Sql(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut cur: Vec<Token> = Vec::new();
+    let mut first_line: Option<u64> = None;
+    for t in tokens {
+        if t.token == Token::SemiColon {
+            out.push((first_line.take().unwrap_or(1), std::mem::take(&mut cur)));
+            continue;
+        }
+        if first_line.is_none() && !matches!(t.token, Token::Whitespace(_) | Token::EOF) {
+            first_line = Some(t.span.start.line);
+        }
+        cur.push(t.token);
+    }
+    out.push((first_line.unwrap_or(1), cur));
+    out.retain(|(_, s)| s.iter().any(|t| !matches!(t, Token::Whitespace(_) | Token::EOF)));
+    if out.is_empty() {
+        return Err(Error::Sql("no statement given".into()));
+    }
+    Ok(out)
+}
+
+/// Whether `sql` ends a statement: it tokenizes (no string or comment left open) and its last
+/// token other than whitespace and comments is `;` (what a shell waits for before running).
+pub fn is_complete(sql: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).with_unescape(false).tokenize() else {
+        return false;
+    };
+    tokens
+        .iter()
+        .rev()
+        .find(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
+        .is_some_and(|t| *t == Token::SemiColon)
+}
+
+/// Split `sql` into its statements (`;` inside strings and comments does not end one).
 pub fn split_statements(sql: &str) -> Result<Vec<Vec<Token>>> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
         // keep escapes as written ('O''Brien'): the text is re-assembled from these tokens

@@ -13,6 +13,16 @@ pub enum Error {
     /// The statement is valid SQL but not supported here.
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// The statement was cancelled.
+    #[error(
+        "the statement was cancelled (a read returned nothing more; a write that had reached its commit may have committed: check the table's history)"
+    )]
+    Cancelled,
+    /// The statement ran longer than the session's timeout and was stopped.
+    #[error(
+        "the statement ran longer than the statement timeout of {0:?} and was stopped (a write that had reached its commit may have committed: check the table's history)"
+    )]
+    Timeout(std::time::Duration),
     /// DataFusion failed.
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),

@@ -27,7 +27,10 @@ pub mod quality;
 mod stats;
 
 pub use catalog::AsOf;
-pub use engine::{CATALOG_NAME, Output, QueryEngine, guarded, split_statements};
+pub use engine::{
+    CATALOG_NAME, Cancel, Output, Piece, QueryEngine, Sink, guarded, is_complete, split_statements,
+    statements_with_lines,
+};
 pub use error::{Error, Result};
 pub use policy::{check_mask, check_row_filter};
 pub use stats::forget_all as forget_cached_statistics;

@@ -64,10 +64,12 @@ impl CommitPolicy {
     }
 }
 
-/// Backoff between attempts after lost races: full jitter over a window that doubles from 8 ms
-/// (after the first lost race) to at most 256 ms, for at most [`CommitPolicy::retry_for`]. The window stays small so that a
-/// writer who lost many times does not wait longer than a newcomer (exponential growth without
-/// a low cap is what starves the unlucky ones).
+/// Waiting between attempts after lost races: a random 0–2 ms, for at most
+/// [`CommitPolicy::retry_for`]. A writer that lost a race goes straight to the head of the log
+/// (it reads the commits it lost to), so there is no herd to spread out; the jitter only breaks
+/// lockstep. Longer, growing backoff was measured to starve: 16 writers on one local folder had
+/// a worst append of 4.4 s with a window growing to 256 ms and 0.5 s with this one, and served
+/// twice the commits per second (`benches/commits.rs`).
 #[derive(Debug)]
 pub struct Retry {
     started: Instant,
@@ -101,8 +103,7 @@ impl Retry {
         if self.started.elapsed() >= self.limit {
             return false;
         }
-        let window = 4u64 << self.attempts.min(6);
-        let ms = random_u64() % (window + 1);
+        let ms = random_u64() % 3;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         true
     }

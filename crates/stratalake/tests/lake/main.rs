@@ -5,6 +5,7 @@ mod conformance;
 mod faults;
 mod keys;
 mod maintenance;
+mod sessions;
 mod slt;
 mod tiering;
 
