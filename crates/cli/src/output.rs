@@ -256,70 +256,18 @@ impl ResultWriter {
     }
 }
 
+/// Print a whole result to stdout in the chosen format (every row: listings are never cut).
 pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], fmt: OutFormat) -> Result<()> {
-    match fmt {
-        OutFormat::Ndjson => {
-            let mut out = std::io::stdout().lock();
-            let mut w = stratalake::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, stratalake::arrow::json::writer::LineDelimited>(&mut out);
-            for b in batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-        }
-        OutFormat::Table => {
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                println!(
-                    "{}",
-                    stratalake::arrow::util::pretty::pretty_format_batches_with_options(
-                        &[RecordBatch::new_empty(schema.clone())],
-                        &table_options()
-                    )?
-                );
-                if header.is_empty() {
-                    return Ok(());
-                }
-                println!("(0 rows)");
-            } else {
-                println!(
-                    "{}",
-                    stratalake::arrow::util::pretty::pretty_format_batches_with_options(batches, &table_options())?
-                );
-                let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-                println!("({n} row{})", if n == 1 { "" } else { "s" });
-            }
-        }
-        OutFormat::Csv => {
-            let mut w = stratalake::arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(std::io::stdout());
-            if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(schema.clone()))?;
-            }
-            for b in batches {
-                w.write(b)?;
-            }
-        }
-        OutFormat::Json => {
-            let mut buf = Vec::new();
-            {
-                let mut w = stratalake::arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, stratalake::arrow::json::writer::JsonArray>(&mut buf);
-                for b in batches {
-                    w.write(b)?;
-                }
-                w.finish()?;
-            }
-            if buf.is_empty() {
-                buf.extend_from_slice(b"[]");
-            }
-            println!("{}", String::from_utf8_lossy(&buf));
-        }
+    use stratalake::query::Piece;
+    let mut w = ResultWriter::new(fmt, Box::new(std::io::stdout()), 1);
+    w.piece(Piece::Start { schema, line: 1 })?;
+    for b in batches {
+        w.piece(Piece::Batch(b))?;
     }
-    Ok(())
+    w.piece(Piece::End {
+        rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+    })?;
+    w.finish()
 }
 
 /// Print string rows under headers in the chosen format.
