@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use stratalake::backup::{KeepPolicy, Progress, Repository, RestoreOptions};
 use stratalake::{KeySource, Lake};
 
-use crate::output::{self, print_rows};
+use crate::output::{self, Cell, print_json_as, print_rows};
 use crate::{Cli, ident, kv, open};
 
 #[derive(Args, Debug)]
@@ -71,12 +71,17 @@ pub enum BackupCmd {
         #[arg(long, requires = "table")]
         version: Option<u64>,
         /// The lake to restore into (default: --lake). A folder without a lake gets a new one,
-        /// with the master keys of --key-file (default: --lake's key file).
+        /// with a copy of the master keys of --key-file (default: --lake's key file) in its
+        /// folder, so that it depends on nothing outside it.
         #[arg(long)]
         target: Option<String>,
-        /// Master key file for a new target lake.
+        /// Master key file for a new target lake (copied into it).
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Use --key-file in place instead of copying it: both lakes then share one key file
+        /// (a rotation or shred in one changes the other's keys too).
+        #[arg(long, requires = "key_file")]
+        shared_key_file: bool,
         /// Drop target tables of the same names first.
         #[arg(long)]
         force: bool,
@@ -143,17 +148,13 @@ impl RepoArgs {
     }
 }
 
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / 1048576.0)
-}
-
 fn rate(bytes: u64, started: std::time::Instant) -> String {
     let s = started.elapsed().as_secs_f64().max(1e-6);
-    format!("{}/s", mib((bytes as f64 / s) as u64))
+    format!("{}/s", output::size((bytes as f64 / s) as u64))
 }
 
 /// A command's JSON report with how long it took and its throughput (`bytes` moved).
-fn timed_json(report: impl serde::Serialize, bytes: u64, started: std::time::Instant) -> Result<String> {
+fn timed_json(report: impl serde::Serialize, bytes: u64, started: std::time::Instant) -> Result<serde_json::Value> {
     let secs = started.elapsed().as_secs_f64();
     let mut v = serde_json::to_value(report)?;
     if let Some(o) = v.as_object_mut() {
@@ -163,7 +164,7 @@ fn timed_json(report: impl serde::Serialize, bytes: u64, started: std::time::Ins
             serde_json::json!((bytes as f64 / secs.max(1e-6)).round() as u64),
         );
     }
-    Ok(serde_json::to_string_pretty(&v)?)
+    Ok(v)
 }
 
 fn bar(what: &str) -> (output::Progress, impl Fn(Progress) + Send + Sync + 'static) {
@@ -203,16 +204,16 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let m = m.context("the backup was not recorded (no manifest written); run it again")?;
             if fmt.is_json() {
                 let report = serde_json::json!({ "id": m.id, "totals": m.totals });
-                println!("{}", timed_json(report, m.totals.new_bytes, started)?);
+                print_json_as(&timed_json(report, m.totals.new_bytes, started)?, fmt)?;
             } else {
                 println!(
                     "backup {}: {} table(s), {} file(s), {}; copied {} new file(s), {} ({}), {} log object(s)",
                     m.id,
                     m.totals.tables,
                     m.totals.files,
-                    mib(m.totals.bytes),
+                    output::size(m.totals.bytes),
                     m.totals.new_files,
-                    mib(m.totals.new_bytes),
+                    output::size(m.totals.new_bytes),
                     rate(m.totals.new_bytes, started),
                     m.totals.new_meta
                 );
@@ -223,23 +224,23 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let r = repo.open(&lake).await?;
             let list = r.list().await?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                print_json_as(&list, fmt)?;
             } else {
                 let rows = list
                     .iter()
                     .map(|b| {
                         vec![
-                            b.id.clone(),
+                            Cell::from(&b.id),
                             if b.created_ms > 0 {
-                                stratalake::table::write::fmt_ms(b.created_ms)
+                                Cell::Time(b.created_ms)
                             } else {
-                                String::new()
+                                Cell::Null
                             },
-                            b.tables.join(", "),
-                            b.files.to_string(),
-                            b.bytes.to_string(),
-                            b.new_bytes.to_string(),
-                            b.status.clone(),
+                            Cell::from(b.tables.join(", ")),
+                            Cell::from(b.files),
+                            Cell::Bytes(b.bytes),
+                            Cell::Bytes(b.new_bytes),
+                            Cell::from(&b.status),
                         ]
                     })
                     .collect();
@@ -259,13 +260,13 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             bar.finish();
             let report = report?;
             if fmt.is_json() {
-                println!("{}", timed_json(&report, report.bytes_read, started)?);
+                print_json_as(&timed_json(&report, report.bytes_read, started)?, fmt)?;
             } else {
                 println!(
                     "checked {} backup(s), {} object(s), read {} ({})",
                     report.backups,
                     report.objects,
-                    mib(report.bytes_read),
+                    output::size(report.bytes_read),
                     rate(report.bytes_read, started)
                 );
                 if !report.problems.is_empty() {
@@ -297,9 +298,10 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             version,
             target,
             key_file,
+            shared_key_file,
             force,
         } => {
-            let target_lake = open_target(cli, target.as_deref(), key_file.as_deref()).await?;
+            let target_lake = open_target(cli, target.as_deref(), key_file.as_deref(), *shared_key_file).await?;
             let r = repo.open(&target_lake).await?;
             let id = if backup == "latest" {
                 r.list()
@@ -325,7 +327,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             bar.finish();
             let s = s.context("nothing was published to the target lake")?;
             if fmt.is_json() {
-                println!("{}", timed_json(&s, s.bytes, started)?);
+                print_json_as(&timed_json(&s, s.bytes, started)?, fmt)?;
             } else {
                 for t in &s.tables {
                     println!("restored {} at version {} ({} rows)", t.table, t.version, t.rows);
@@ -334,7 +336,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     "restored backup {}: {} file(s), {} ({})",
                     s.backup,
                     s.files,
-                    mib(s.bytes),
+                    output::size(s.bytes),
                     rate(s.bytes, started)
                 );
             }
@@ -358,7 +360,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             };
             let d = r.forget(ids, &policy, *dry_run).await?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&d)?);
+                print_json_as(&d, fmt)?;
             } else {
                 let rows = d
                     .iter()
@@ -395,15 +397,15 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let r = repo.open(&lake).await?;
             let p = r.prune(*dry_run).await?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+                print_json_as(&p, fmt)?;
             } else {
                 println!(
                     "{} {} object(s), {}; {} object(s), {} still referenced",
                     if *dry_run { "would remove" } else { "removed" },
                     p.objects,
-                    mib(p.bytes),
+                    output::size(p.bytes),
                     p.kept_objects,
-                    mib(p.kept_bytes)
+                    output::size(p.kept_bytes)
                 );
             }
         }
@@ -413,7 +415,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
 
 /// The lake a restore writes into: `--target` (created when it holds no lake yet, with the
 /// master keys of `--key-file` or of `--lake`), else `--lake`.
-async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>) -> Result<Lake> {
+async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>, shared: bool) -> Result<Lake> {
     let Some(t) = target else {
         return open(cli).await;
     };
@@ -429,7 +431,8 @@ async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>) -
             .with_context(|| format!("cannot open the target lake {}", dir.display()))?
     } else {
         let keys = match key_file {
-            Some(k) => KeySource::File(k.to_path_buf()),
+            Some(k) if shared => KeySource::File(k.to_path_buf()),
+            Some(k) => KeySource::Copy(k.to_path_buf()),
             None => {
                 let source = open(cli)
                     .await
@@ -437,14 +440,19 @@ async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>) -
                 let k = &source.config().keys;
                 match (k.provider.as_str(), &k.file, source.dir()) {
                     ("env", _, _) => KeySource::Env,
-                    (_, Some(f), Some(d)) => KeySource::File(d.join(f)),
-                    (_, Some(f), None) => KeySource::File(PathBuf::from(f)),
+                    (_, Some(f), Some(d)) => KeySource::Copy(d.join(f)),
+                    (_, Some(f), None) => KeySource::Copy(PathBuf::from(f)),
                     _ => bail!("cannot tell where --lake's master keys are: pass --key-file"),
                 }
             }
         };
+        let how = match &keys {
+            KeySource::Copy(p) => format!("with a copy of the master keys of {}", p.display()),
+            KeySource::File(p) => format!("sharing the key file {}", p.display()),
+            KeySource::Env => "with master keys from STRATALAKE_KEY_* variables".into(),
+        };
         let lake = Lake::init_for_restore(dir, keys).await?;
-        eprintln!("created lake {} to restore into", dir.display());
+        eprintln!("created lake {} to restore into, {how}", dir.display());
         lake
     };
     Ok(match &cli.as_principal {

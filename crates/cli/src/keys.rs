@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use stratalake::crypto::KeyId;
 
-use crate::output::print_rows;
+use crate::output::{Cell, print_json_as, print_rows};
 use crate::{Cli, open};
 
 #[derive(Subcommand, Debug)]
@@ -50,24 +50,23 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
         KeyCmd::List => {
             let s = lake.key_status().await?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                print_json_as(&s, fmt)?;
             } else {
                 let rows = s
                     .iter()
                     .map(|k| {
                         vec![
-                            k.id.classification.clone(),
-                            k.id.version.to_string(),
-                            if k.destroyed {
+                            Cell::from(&k.id.classification),
+                            Cell::from(k.id.version),
+                            Cell::from(if k.destroyed {
                                 "destroyed"
                             } else if k.current {
                                 "current"
                             } else {
                                 "old"
-                            }
-                            .to_string(),
-                            k.live_files.to_string(),
-                            k.history_files.to_string(),
+                            }),
+                            Cell::from(k.live_files),
+                            Cell::from(k.history_files),
                         ]
                     })
                     .collect();
@@ -81,7 +80,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
         KeyCmd::Rotate { classification } => {
             let r = lake.rotate_keys(classification.as_deref()).await?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                print_json_as(&r, fmt)?;
             } else {
                 for k in &r.new_keys {
                     println!("created master key {k}");

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use stratalake::{AsOf, Format, InitOptions, Lake, TableIdent, TableSchema, WriteMode};
 
-use crate::output::{OutFormat, print_rows};
+use crate::output::{Cell, OutFormat, print_json_as, print_rows};
 
 /// Stratalake: an encrypted, embeddable data lake.
 #[derive(Parser, Debug)]
@@ -481,6 +481,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let acting_as_default = cli.as_principal.is_none();
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
@@ -494,10 +495,32 @@ fn main() -> ExitCode {
                 }
             }
             // One line, whatever a lower layer put in its message (an S3 error body, say).
-            let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+            if acting_as_default && msg.contains("is not a principal of this lake") {
+                msg.push_str(&format!(
+                    " (commands act as {} from $USER unless --as NAME or STRATALAKE_PRINCIPAL names \
+                     another; `stratalake init` printed who became the lake's administrator)",
+                    stratalake::default_principal()
+                ));
+            }
             eprintln!("error: {msg}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Who `init` made the lake's administrator, and where the name came from.
+fn admin_note(principal: &str, given: bool) -> String {
+    if given {
+        return format!("{principal} (given with --as)");
+    }
+    match std::env::var("USER").ok().filter(|u| !u.is_empty()) {
+        Some(user) if user == principal => format!("{principal} (you, from $USER)"),
+        Some(user) => format!("{principal} (from $USER={user}, made a principal name)"),
+        None => format!(
+            "{principal} ($USER is not set; run later commands with --as {principal} or \
+             STRATALAKE_PRINCIPAL={principal} wherever $USER is set)"
+        ),
     }
 }
 
@@ -555,8 +578,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "--store and --store-option are for folder lakes; a URL lake's store settings come from AWS_* variables"
                     );
                 }
-                Lake::init_url(&dir, key_file).await?;
+                let lake = Lake::init_url(&dir, key_file, cli.as_principal.as_deref()).await?;
                 println!("created lake at {dir}");
+                println!(
+                    "  admin:   {}",
+                    admin_note(lake.principal(), cli.as_principal.is_some())
+                );
                 println!(
                     "  keys:    {} (mode 0600; back it up separately from the data)",
                     key_file.display()
@@ -570,6 +597,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(&dir));
             let mut opts = InitOptions {
                 store: store.clone(),
+                admin: cli.as_principal.clone(),
                 ..Default::default()
             };
             for kv in store_options {
@@ -580,6 +608,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let lake = Lake::init(&dir, opts).await?;
             println!("created lake at {}", dir.display());
+            println!(
+                "  admin:   {}",
+                admin_note(lake.principal(), cli.as_principal.is_some())
+            );
             println!("  config:  {}", dir.join(stratalake::CONFIG_FILE).display());
             println!(
                 "  keys:    {} (mode 0600; back it up separately from the data)",
@@ -594,7 +626,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             match c {
                 NamespaceCmd::Create { name } => {
                     lake.create_namespace(name).await?;
-                    println!("namespace {name} created");
+                    output::done(fmt, format!("namespace {name} created"))?;
                 }
                 NamespaceCmd::List => {
                     let rows = lake.namespaces().await?.into_iter().map(|n| vec![n]).collect();
@@ -602,7 +634,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 NamespaceCmd::Drop { name } => {
                     lake.drop_namespace(name).await?;
-                    println!("namespace {name} dropped");
+                    output::done(fmt, format!("namespace {name} dropped"))?;
                 }
             }
         }
@@ -618,7 +650,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await?;
             bar.finish();
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print_json_as(&report, fmt)?;
             } else {
                 println!(
                     "checked {} table(s), {} log version(s), {} file(s), {} row(s), {} byte(s)",
@@ -654,7 +686,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let lake = open(&cli).await?;
             lake.set_row_filter(table, name, grantee, predicate).await?;
-            println!("row filter {name} on {} applies to {grantee}", ident(table)?);
+            output::done(
+                fmt,
+                format!("row filter {name} on {} applies to {grantee}", ident(table)?),
+            )?;
         }
         Command::Policy(PolicyCmd::Drop { name, table }) => {
             let lake = open(&cli).await?;
@@ -664,7 +699,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 name: name.clone(),
             }])
             .await?;
-            println!("row filter {name} on {table} dropped");
+            output::done(fmt, format!("row filter {name} on {table} dropped"))?;
         }
         Command::Policy(PolicyCmd::Mask {
             table,
@@ -675,7 +710,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let lake = open(&cli).await?;
             let m = stratalake::table::access::Mask::parse(mask)?;
             lake.set_mask(table, column, grantee, m.clone()).await?;
-            println!("{}.{column} is shown to {grantee} as {m}", ident(table)?);
+            output::done(fmt, format!("{}.{column} is shown to {grantee} as {m}", ident(table)?))?;
         }
         Command::Policy(PolicyCmd::Unmask { table, column, grantee }) => {
             let lake = open(&cli).await?;
@@ -686,7 +721,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 grantee: grantee.clone(),
             }])
             .await?;
-            println!("mask of {table}.{column} for {grantee} dropped");
+            output::done(fmt, format!("mask of {table}.{column} for {grantee} dropped"))?;
         }
         Command::Policy(PolicyCmd::Classification { level, mask }) => {
             let lake = open(&cli).await?;
@@ -700,8 +735,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }])
             .await?;
             match m {
-                Some(m) => println!("columns classified {level} are shown as {m} to sessions not cleared for it"),
-                None => println!("columns classified {level} read as NULL to sessions not cleared for it"),
+                Some(m) => output::done(
+                    fmt,
+                    format!("columns classified {level} are shown as {m} to sessions not cleared for it"),
+                )?,
+                None => output::done(
+                    fmt,
+                    format!("columns classified {level} read as NULL to sessions not cleared for it"),
+                )?,
             }
         }
         Command::Policy(PolicyCmd::List) => {
@@ -780,22 +821,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 records.drain(..skip);
             }
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&records)?);
+                print_json_as(&records, fmt)?;
             } else {
                 let rows = records
                     .iter()
                     .map(|r| {
                         vec![
-                            r.seq.to_string(),
-                            stratalake::table::write::fmt_ms(r.time_ms),
-                            r.event.principal.clone(),
-                            r.event.kind.clone(),
-                            r.event.statement.clone(),
-                            r.event.tables.join(", "),
-                            r.event.policies.join("; "),
-                            r.event.rows.map(|n| n.to_string()).unwrap_or_default(),
-                            r.event.outcome.to_string(),
-                            r.event.error.clone().unwrap_or_default(),
+                            Cell::from(r.seq),
+                            Cell::Time(r.time_ms),
+                            Cell::from(&r.event.principal),
+                            Cell::from(&r.event.kind),
+                            Cell::from(&r.event.statement),
+                            Cell::from(r.event.tables.join(", ")),
+                            Cell::from(r.event.policies.join("; ")),
+                            Cell::from(r.event.rows),
+                            Cell::from(r.event.outcome.to_string()),
+                            Cell::from(r.event.error.clone()),
                         ]
                     })
                     .collect();
@@ -855,7 +896,7 @@ fn kv(s: &str) -> Result<(String, String)> {
 async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
     use stratalake::table::access::{AccessAction as A, Grant, Privilege};
     let lake = open(cli).await?;
-    let done = |what: String| println!("{what}");
+    let done = |what: String| output::done(fmt, what);
     match c {
         AccessCmd::Principal(PrincipalCmd::Create {
             name,
@@ -875,7 +916,7 @@ async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
                 member: name.clone(),
             }));
             lake.change_access(actions).await?;
-            done(format!("principal {name} created"));
+            done(format!("principal {name} created"))?;
         }
         AccessCmd::Principal(PrincipalCmd::Set { name, key, value }) => {
             lake.change_access(vec![A::SetAttribute {
@@ -887,12 +928,12 @@ async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
             done(format!(
                 "principal {name}: {key} {}",
                 value.as_deref().map(|v| format!("= {v}")).unwrap_or("removed".into())
-            ));
+            ))?;
         }
         AccessCmd::Principal(PrincipalCmd::Drop { name }) => {
             lake.change_access(vec![A::DropPrincipal { name: name.clone() }])
                 .await?;
-            done(format!("principal {name} dropped"));
+            done(format!("principal {name} dropped"))?;
         }
         AccessCmd::Principal(PrincipalCmd::List) => {
             let st = lake.access_state().await?;
@@ -913,7 +954,7 @@ async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
                 clearance: clearance.clone(),
             }])
             .await?;
-            done(format!("role {name} created"));
+            done(format!("role {name} created"))?;
         }
         AccessCmd::Role(RoleCmd::Add { role, member }) => {
             lake.change_access(vec![A::AddMember {
@@ -921,7 +962,7 @@ async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
                 member: member.clone(),
             }])
             .await?;
-            done(format!("{member} is a member of {role}"));
+            done(format!("{member} is a member of {role}"))?;
         }
         AccessCmd::Role(RoleCmd::Remove { role, member }) => {
             lake.change_access(vec![A::RemoveMember {
@@ -929,11 +970,11 @@ async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
                 member: member.clone(),
             }])
             .await?;
-            done(format!("{member} is no longer a member of {role}"));
+            done(format!("{member} is no longer a member of {role}"))?;
         }
         AccessCmd::Role(RoleCmd::Drop { name }) => {
             lake.change_access(vec![A::DropRole { name: name.clone() }]).await?;
-            done(format!("role {name} dropped"));
+            done(format!("role {name} dropped"))?;
         }
         AccessCmd::Role(RoleCmd::List) => {
             let st = lake.access_state().await?;
@@ -956,10 +997,10 @@ async fn access_cmd(cli: &Cli, c: AccessCmd<'_>, fmt: OutFormat) -> Result<()> {
             let text = grant.describe(give);
             if give {
                 lake.grant(grant).await?;
-                done(format!("granted {text}"));
+                done(format!("granted {text}"))?;
             } else {
                 lake.revoke(grant).await?;
-                done(format!("revoked {text}"));
+                done(format!("revoked {text}"))?;
             }
         }
         AccessCmd::List => {
@@ -1030,7 +1071,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             } else {
                 bail!("give the table's columns with --columns \"...\" or --from-file FILE");
             }
-            println!("table {id} created");
+            output::done(fmt, format!("table {id} created"))?;
         }
         TableCmd::List { namespace } => {
             let namespaces = match namespace {
@@ -1050,14 +1091,14 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
                     }
                     let table = lake.table(&id.to_string()).await?;
                     let s = table.snapshot().await?;
-                    let count = |v: String| if may.counts { v } else { String::new() };
+                    let count = |v: Cell| if may.counts { v } else { Cell::Null };
                     rows.push(vec![
-                        ns.clone(),
-                        t,
-                        s.version.to_string(),
-                        count(s.files.len().to_string()),
-                        count(s.rows().to_string()),
-                        count(s.bytes().to_string()),
+                        Cell::from(ns.clone()),
+                        Cell::from(t),
+                        Cell::from(s.version),
+                        count(Cell::from(s.files.len())),
+                        count(Cell::from(s.rows())),
+                        count(Cell::Bytes(s.bytes())),
                     ]);
                 }
             }
@@ -1073,7 +1114,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
         }
         TableCmd::Drop { name } => {
             let n = lake.drop_table(name).await?;
-            println!("table {} dropped ({n} objects deleted)", ident(name)?);
+            output::done(fmt, format!("table {} dropped ({n} objects deleted)", ident(name)?))?;
         }
         TableCmd::Vacuum {
             name,
@@ -1083,7 +1124,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
         } => {
             let r = lake.vacuum(name, parse_duration(retain)?, *dry_run, *force).await?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                print_json_as(&r, fmt)?;
                 return Ok(());
             }
             for p in &r.paths {
@@ -1132,7 +1173,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             bar.finish();
             let r = r?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                print_json_as(&r, fmt)?;
                 return Ok(());
             }
             if r.dry_run {
@@ -1166,22 +1207,22 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             let t = lake.table(name).await?;
             let h = t.history(*limit).await?;
             if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&h)?);
+                print_json_as(&h, fmt)?;
                 return Ok(());
             }
             let rows = h
                 .iter()
                 .map(|e| {
                     vec![
-                        e.version.to_string(),
-                        stratalake::table::write::fmt_ms(e.timestamp_ms),
-                        e.operation.clone(),
-                        e.principal.clone(),
-                        e.counts.rows_added.to_string(),
-                        e.counts.rows_removed.to_string(),
-                        e.counts.files_added.to_string(),
-                        e.counts.files_removed.to_string(),
-                        e.counts.files_moved.to_string(),
+                        Cell::from(e.version),
+                        Cell::Time(e.timestamp_ms),
+                        Cell::from(&e.operation),
+                        Cell::from(&e.principal),
+                        Cell::from(e.counts.rows_added),
+                        Cell::from(e.counts.rows_removed),
+                        Cell::from(e.counts.files_added),
+                        Cell::from(e.counts.files_removed),
+                        Cell::from(e.counts.files_moved),
                     ]
                 })
                 .collect();
@@ -1359,7 +1400,7 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         anyhow::Error::from(e).context(note)
     })?;
     if fmt.is_json() {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        print_json_as(&r, fmt)?;
     } else {
         let secs = started.elapsed().as_secs_f64();
         println!(

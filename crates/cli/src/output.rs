@@ -270,8 +270,141 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], fmt: OutFormat
     w.finish()
 }
 
-/// Print string rows under headers in the chosen format.
-pub fn print_rows(headers: &[&str], rows: Vec<Vec<String>>, fmt: OutFormat) -> Result<()> {
+/// One value of a command's listing, typed so that JSON gets numbers, booleans and `null`,
+/// and every size and time is written one way.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    /// Text.
+    Text(String),
+    /// A whole number.
+    Int(i64),
+    /// A number.
+    Float(f64),
+    /// Yes or no.
+    Bool(bool),
+    /// A size in bytes: `1.5 MiB` in tables, the number of bytes in CSV and JSON.
+    Bytes(u64),
+    /// A point in time (ms since the epoch): RFC 3339 in UTC with milliseconds everywhere.
+    Time(i64),
+    /// Nothing (not known, or not shown to this principal): empty in tables and CSV, `null` in JSON.
+    Null,
+}
+
+impl From<String> for Cell {
+    fn from(v: String) -> Self {
+        Cell::Text(v)
+    }
+}
+impl From<&str> for Cell {
+    fn from(v: &str) -> Self {
+        Cell::Text(v.to_string())
+    }
+}
+impl From<&String> for Cell {
+    fn from(v: &String) -> Self {
+        Cell::Text(v.clone())
+    }
+}
+impl From<bool> for Cell {
+    fn from(v: bool) -> Self {
+        Cell::Bool(v)
+    }
+}
+impl From<f64> for Cell {
+    fn from(v: f64) -> Self {
+        Cell::Float(v)
+    }
+}
+macro_rules! int_cell {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Cell {
+            fn from(v: $t) -> Self {
+                i64::try_from(v).map(Cell::Int).unwrap_or(Cell::Float(v as f64))
+            }
+        }
+    )*};
+}
+int_cell!(i32, i64, u32, u64, usize);
+impl<T: Into<Cell>> From<Option<T>> for Cell {
+    fn from(v: Option<T>) -> Self {
+        v.map(Into::into).unwrap_or(Cell::Null)
+    }
+}
+
+impl Cell {
+    fn text(&self, fmt: OutFormat) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            Cell::Int(n) => n.to_string(),
+            Cell::Float(f) => f.to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::Bytes(b) if fmt == OutFormat::Table => stratalake::tiering::units::fmt_bytes(*b),
+            Cell::Bytes(b) => b.to_string(),
+            Cell::Time(ms) => stratalake::table::write::fmt_ms(*ms),
+            Cell::Null => String::new(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Cell::Text(s) => Value::String(s.clone()),
+            Cell::Int(n) => Value::from(*n),
+            Cell::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Cell::Bool(b) => Value::Bool(*b),
+            Cell::Bytes(b) => Value::from(*b),
+            Cell::Time(ms) => Value::String(stratalake::table::write::fmt_ms(*ms)),
+            Cell::Null => Value::Null,
+        }
+    }
+}
+
+/// Say what a command did: the sentence, or `{"done": "..."}` in JSON formats.
+pub fn done(fmt: OutFormat, what: impl std::fmt::Display) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if fmt.is_json() {
+        writeln!(out, "{}", serde_json::json!({ "done": what.to_string() }))?;
+    } else {
+        writeln!(out, "{what}")?;
+    }
+    Ok(out.flush()?)
+}
+
+/// A size the way every command writes it (binary units, one decimal).
+pub fn size(b: u64) -> String {
+    stratalake::tiering::units::fmt_bytes(b)
+}
+
+/// Print rows under headers in the chosen format: an aligned table, CSV with a header line, a
+/// JSON array of objects (one per row, typed), or one JSON object per line.
+pub fn print_rows<C: Into<Cell>>(headers: &[&str], rows: Vec<Vec<C>>, fmt: OutFormat) -> Result<()> {
+    let rows: Vec<Vec<Cell>> = rows
+        .into_iter()
+        .map(|r| r.into_iter().map(Into::into).collect())
+        .collect();
+    if fmt.is_json() {
+        let objects: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::Value::Object(
+                    headers
+                        .iter()
+                        .zip(r)
+                        .map(|(h, c)| (h.replace(' ', "_"), c.json()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut out = std::io::stdout().lock();
+        if fmt == OutFormat::Ndjson {
+            for o in objects {
+                writeln!(out, "{o}")?;
+            }
+        } else {
+            writeln!(out, "{}", serde_json::Value::Array(objects))?;
+        }
+        return Ok(out.flush()?);
+    }
     let schema: SchemaRef = Arc::new(Schema::new(
         headers
             .iter()
@@ -279,10 +412,65 @@ pub fn print_rows(headers: &[&str], rows: Vec<Vec<String>>, fmt: OutFormat) -> R
             .collect::<Vec<_>>(),
     ));
     let cols: Vec<ArrayRef> = (0..headers.len())
-        .map(|i| Arc::new(StringArray::from(rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>())) as ArrayRef)
+        .map(|i| {
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r[i].text(fmt)).collect::<Vec<_>>(),
+            )) as ArrayRef
+        })
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), cols)?;
     print_batches(&schema, &[batch], fmt)
+}
+
+/// Keys of the library's JSON documents that hold points in time (ms since the epoch), and
+/// the names they get in the CLI's JSON: every point in time is `time` or ends in `_at`, in RFC
+/// 3339 (UTC, milliseconds). Durations keep their unit in the name (`lag_ms`).
+const TIME_KEYS: &[(&str, &str)] = &[
+    ("timestamp_ms", "time"),
+    ("time_ms", "time"),
+    ("created_ms", "created_at"),
+    ("removed_ms", "removed_at"),
+    ("copied_ms", "copied_at"),
+    ("generated_ms", "generated_at"),
+];
+
+fn times_to_rfc3339(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (from, to) in TIME_KEYS {
+                if let Some(ms) = map.get(*from).and_then(serde_json::Value::as_i64) {
+                    map.remove(*from);
+                    let text = if ms > 0 {
+                        serde_json::Value::String(stratalake::table::write::fmt_ms(ms))
+                    } else {
+                        serde_json::Value::Null
+                    };
+                    map.insert((*to).to_string(), text);
+                }
+            }
+            map.values_mut().for_each(times_to_rfc3339);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(times_to_rfc3339),
+        _ => {}
+    }
+}
+
+/// Print a command's JSON document with its points in time in RFC 3339 (`TIME_KEYS`): pretty
+/// for `--format json`; for `--format ndjson` one line per element of a list, else one line.
+pub fn print_json_as(doc: &impl serde::Serialize, fmt: OutFormat) -> Result<()> {
+    let mut v = serde_json::to_value(doc)?;
+    times_to_rfc3339(&mut v);
+    let mut out = std::io::stdout().lock();
+    match (&v, fmt) {
+        (serde_json::Value::Array(items), OutFormat::Ndjson) => {
+            for i in items {
+                writeln!(out, "{i}")?;
+            }
+        }
+        (_, OutFormat::Ndjson) => writeln!(out, "{v}")?,
+        _ => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
+    }
+    Ok(out.flush()?)
 }
 
 /// Progress on stderr: a bar on a terminal, otherwise a plain line every few seconds, so that

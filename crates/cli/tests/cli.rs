@@ -61,7 +61,7 @@ fn version(lake: &Path, table: &str) -> String {
     v.iter()
         .find(|r| format!("{}.{}", r["namespace"].as_str().unwrap(), r["table"].as_str().unwrap()) == table)
         .unwrap()["version"]
-        .as_str()
+        .as_u64()
         .unwrap()
         .to_string()
 }
@@ -913,8 +913,12 @@ fn ingest_modes_namespaces_and_options() {
     assert_eq!(h[0]["operation"], "OVERWRITE");
     assert_eq!(h[0]["rows_removed"], 3);
     // time travel by timestamp from the CLI
-    let ts = h[1]["timestamp_ms"].as_i64().unwrap();
-    let when = chrono_like(ts);
+    // times are RFC 3339 in UTC with milliseconds, and --as-of takes them as they are
+    let when = h[1]["time"].as_str().unwrap().to_string();
+    assert!(
+        when.ends_with('Z') && when.len() == "2026-12-03T12:00:00.000Z".len(),
+        "{when}"
+    );
     assert_eq!(
         ok(
             &l.path,
@@ -946,31 +950,6 @@ fn ingest_modes_namespaces_and_options() {
     ok(&l.path, &["namespace", "drop", "archive"]);
     let e = fails(&l.path, &["namespace", "drop", "default"]);
     assert!(e.contains("not empty"), "{e}");
-}
-
-/// RFC 3339 UTC text of a millisecond timestamp, without a date library.
-fn chrono_like(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // civil-from-days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[test]
@@ -1735,6 +1714,41 @@ fn backup_create_list_verify_restore_forget_prune() {
     // Non-admins cannot touch backups.
     let e = fails(&l.path, &["--as", "ana", "backup", "list", "--repo", repo_s]);
     assert!(e.contains("ADMIN"), "{e}");
+
+    // A restored lake holds a copy of the keys: it keeps working when the source's key file is
+    // gone. Sharing the key file in place is explicit.
+    let shared = dir.join("shared");
+    let keys = l.path.join("master.keys");
+    let o = bin()
+        .arg("--lake")
+        .arg(&l.path)
+        .args(["backup", "restore", "latest", "--repo", repo_s, "--target"])
+        .arg(&shared)
+        .arg("--key-file")
+        .arg(&keys)
+        .arg("--shared-key-file")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sharing the key file"));
+    assert!(!shared.join("master.keys").exists());
+    let config = std::fs::read_to_string(shared.join("stratalake.toml")).unwrap();
+    assert!(config.contains(keys.to_str().unwrap()), "{config}");
+    let own = std::fs::read_to_string(target.join("stratalake.toml")).unwrap();
+    assert!(own.contains("file = \"master.keys\""), "{own}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(target.join("master.keys"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::rename(&keys, dir.join("moved.keys")).unwrap();
+    assert_eq!(csv_count(&target, "permits"), 2);
+    let e = fails(&shared, &["sql", "-c", "SELECT count(*) FROM permits"]);
+    assert!(e.contains("master.keys"), "{e}");
 }
 
 #[test]
@@ -2468,5 +2482,94 @@ sys.exit(0 if os.waitstatus_to_exitcode(status) == 0 else "shell exited with %r"
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn init_names_the_administrator_and_output_is_typed_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    // USER unset: the administrator is `local`, and init says so and how to act as it.
+    let lake = dir.path().join("nouser");
+    let o = bin().env_remove("USER").arg("init").arg(&lake).output().unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("admin:   local ($USER is not set; run later commands with --as local"),
+        "{out}"
+    );
+    let e = fails(&lake, &["table", "list"]);
+    assert!(
+        e.contains("tester: is not a principal of this lake") || e.contains("tester"),
+        "{e}"
+    );
+    assert!(e.contains("commands act as tester from $USER unless --as NAME"), "{e}");
+    ok(&lake, &["--as", "local", "table", "list"]);
+    // --as names the administrator; a bad name is refused before anything is created
+    let named = dir.path().join("named");
+    let o = bin().args(["--as", "dba", "init"]).arg(&named).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("admin:   dba (given with --as)"));
+    ok(&named, &["--as", "dba", "table", "list"]);
+    let o = bin()
+        .args(["--as", "Bad Name", "init"])
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(!dir.path().join("bad").join("stratalake.toml").exists());
+
+    // Typed JSON: numbers, null for what is not shown, RFC 3339 times, {"done": ...}.
+    let l = new_lake();
+    let p = &l.path;
+    let out = ok(p, &["--format", "json", "namespace", "create", "gov"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["done"], "namespace gov created");
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE gov.t (id INT, region VARCHAR); INSERT INTO gov.t VALUES (1, 'n'), (2, 's'); \
+             CREATE PRINCIPAL ana; GRANT SELECT ON TABLE gov.t TO ana; \
+             CREATE ROW FILTER f ON gov.t FOR ana WHERE region = 'n'",
+        ],
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "table", "list"])).unwrap();
+    let t = rows.iter().find(|r| r["table"] == "t").unwrap();
+    assert_eq!((t["version"].as_u64(), t["rows"].as_u64()), (Some(1), Some(2)));
+    assert!(t["bytes"].as_u64().unwrap() > 100);
+    let seen: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(p, &["--as", "ana", "--format", "json", "table", "list"])).unwrap();
+    assert!(seen[0]["rows"].is_null() && seen[0]["bytes"].is_null(), "{seen:?}");
+    let table = ok(p, &["table", "list"]);
+    assert!(table.contains(" KiB") || table.contains(" B "), "{table}");
+    let csv = ok(p, &["--format", "csv", "table", "list"]);
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next_back()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok(),
+        "{csv}"
+    );
+    let nd = ok(p, &["--format", "ndjson", "table", "history", "gov.t"]);
+    for line in nd.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let time = v["time"].as_str().unwrap();
+        assert!(time.ends_with('Z') && time.contains('T'), "{time}");
+        assert!(v["version"].is_u64());
+    }
+    let keys: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "key", "list"])).unwrap();
+    assert!(
+        keys.iter()
+            .all(|k| k["id"]["version"].is_u64() && k["live_files"].is_u64())
+    );
+    let audit: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "audit"])).unwrap();
+    assert!(
+        audit
+            .iter()
+            .all(|r| r["time"].as_str().is_some_and(|t| t.ends_with('Z')) && r.get("time_ms").is_none())
     );
 }

@@ -12,7 +12,11 @@ use crate::{DEFAULT_NAMESPACE, Error, KeysSection, Lake, LakeConfig, Result};
 /// Where a lake created to receive a restore takes its master keys from.
 #[derive(Clone, Debug)]
 pub enum KeySource {
-    /// An existing key file (the backed-up lake's), recorded by absolute path.
+    /// A copy of a key file (the backed-up lake's), written into the new lake's folder as
+    /// `master.keys` (mode 0600): the restored lake depends on nothing outside its folder.
+    Copy(std::path::PathBuf),
+    /// An existing key file used in place, recorded by absolute path (a key file the two lakes
+    /// share on purpose: a rotation or shred in one then also changes the other's keys).
     File(std::path::PathBuf),
     /// `STRATALAKE_KEY_<LEVEL>` environment variables.
     Env,
@@ -218,9 +222,28 @@ impl Lake {
     /// them). No namespace, no principal: the restore brings them.
     pub async fn init_for_restore(dir: impl AsRef<Path>, keys: KeySource) -> Result<Lake> {
         let dir = dir.as_ref();
+        if let KeySource::Copy(p) | KeySource::File(p) = &keys {
+            // a key file that cannot be read is refused before anything is created
+            stratalake_crypto::KeyFileProvider::open(p)?;
+        }
         let cfg_path = crate::new_lake_folder(dir)?;
         let mut config = LakeConfig::single_tier("data");
         config.keys = match keys {
+            KeySource::Copy(p) => {
+                let bytes = std::fs::read(&p).map_err(|e| Error::Config {
+                    path: p.display().to_string(),
+                    reason: format!("cannot read the key file: {e}"),
+                })?;
+                let dest = dir.join("master.keys");
+                crate::write_private(&dest, &bytes).map_err(|e| Error::Config {
+                    path: dest.display().to_string(),
+                    reason: format!("cannot write the key file: {e}"),
+                })?;
+                KeysSection {
+                    provider: "file".into(),
+                    file: Some("master.keys".into()),
+                }
+            }
             KeySource::File(p) => KeysSection {
                 provider: "file".into(),
                 file: Some(

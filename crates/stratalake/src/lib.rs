@@ -94,6 +94,8 @@ pub struct InitOptions {
     pub store: Option<String>,
     /// Store options (S3 endpoint, region, `allow_http`).
     pub store_options: std::collections::BTreeMap<String, String>,
+    /// The lake's first administrator; default: [`default_principal`].
+    pub admin: Option<String>,
 }
 
 /// An open lake.
@@ -149,6 +151,9 @@ impl Lake {
     /// ```
     pub async fn init(dir: impl AsRef<Path>, opts: InitOptions) -> Result<Self> {
         let dir = dir.as_ref();
+        if let Some(admin) = &opts.admin {
+            stratalake_table::names::validate_ident("principal", admin)?;
+        }
         let cfg_path = new_lake_folder(dir)?;
         let mut config = LakeConfig::single_tier(opts.store.as_deref().unwrap_or("data"));
         config.tiers[0].options = opts.store_options;
@@ -173,7 +178,10 @@ impl Lake {
             path: cfg_path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let lake = Self::open(dir).await?;
+        let mut lake = Self::open(dir).await?;
+        if let Some(admin) = opts.admin {
+            lake.principal = admin;
+        }
         lake.catalog
             .create_namespace(DEFAULT_NAMESPACE, true, &lake.principal)
             .await?;
@@ -303,11 +311,14 @@ impl Lake {
     /// ```no_run
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
     /// let keys = std::path::Path::new("/etc/stratalake/lake.keys");
-    /// let lake = stratalake::Lake::init_url("s3://records/lake", keys).await?;
+    /// let lake = stratalake::Lake::init_url("s3://records/lake", keys, Some("records_admin")).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn init_url(url: &str, key_file: &Path) -> Result<Self> {
+    pub async fn init_url(url: &str, key_file: &Path, admin: Option<&str>) -> Result<Self> {
         let url = url.trim_end_matches('/');
+        if let Some(admin) = admin {
+            stratalake_table::names::validate_ident("principal", admin)?;
+        }
         let store = Store::open(url, &Default::default())?;
         if store.get_opt(CONFIG_FILE).await?.is_some() {
             return Err(Error::LakeExists(url.to_string()));
@@ -324,7 +335,10 @@ impl Lake {
             return Err(Error::LakeExists(url.to_string()));
         }
         // The key file exists before the config that names it.
-        let lake = Self::open_url_inner(url, Some(&key_file)).await?;
+        let mut lake = Self::open_url_inner(url, Some(&key_file)).await?;
+        if let Some(admin) = admin {
+            lake.principal = admin.to_string();
+        }
         lake.catalog
             .create_namespace(DEFAULT_NAMESPACE, true, &lake.principal)
             .await?;

@@ -264,7 +264,7 @@ pub fn now_ms() -> i64 {
 /// Render a millisecond timestamp as RFC 3339.
 pub fn fmt_ms(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
 }
 
