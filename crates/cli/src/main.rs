@@ -2,6 +2,7 @@
 
 mod backup;
 mod demo;
+mod export;
 mod keys;
 mod output;
 mod quality;
@@ -61,6 +62,9 @@ enum Command {
     Ingest(IngestArgs),
     /// Run SQL: an interactive shell, or -c / -f.
     Sql(SqlArgs),
+    /// Write a query's result or a table to a local Parquet, CSV or JSON-lines file, read as
+    /// the principal (its row filters, masks and clearances apply); the file is not encrypted.
+    Export(export::ExportArgs),
     /// Re-read the log and every live file: checksums, decryption, row counts.
     Verify {
         /// Tables to verify (default: all).
@@ -641,6 +645,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Table(c) => table_cmd(&cli, c, fmt).await?,
         Command::Ingest(a) => ingest(&cli, a, fmt).await?,
         Command::Sql(a) => return sql(&cli, a, fmt).await,
+        Command::Export(a) => return export::run(&cli, a, fmt).await,
         Command::Verify { tables } => {
             let lake = open(&cli).await?;
             let bar = output::Progress::new("verifying files", false);

@@ -2573,3 +2573,125 @@ fn init_names_the_administrator_and_output_is_typed_for_scripts() {
             .all(|r| r["time"].as_str().is_some_and(|t| t.ends_with('Z')) && r.get("time_ms").is_none())
     );
 }
+
+#[test]
+fn export_writes_what_the_principal_may_read_to_a_private_local_file() {
+    let l = new_lake();
+    let p = &l.path;
+    let dir = p.parent().unwrap();
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE people (id INT, region VARCHAR, name VARCHAR CLASSIFICATION confidential); \
+             INSERT INTO people VALUES (1, 'north', 'Ada'), (2, 'south', 'Bo'), (3, 'north', NULL); \
+             CREATE PRINCIPAL ana WITH (clearance = 'internal'); GRANT SELECT ON TABLE people TO ana; \
+             CREATE ROW FILTER n ON people FOR ana WHERE region = 'north'",
+        ],
+    );
+    ok(
+        p,
+        &["policy", "mask", "people", "name", "--to", "ana", "--mask", "redact"],
+    );
+    let csv = dir.join("north.csv");
+    let out = ok(p, &["--as", "ana", "export", "people", "--to", csv.to_str().unwrap()]);
+    assert!(
+        out.contains("exported 2 row(s)") && out.contains("not encrypted"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("id,region,name\n1,north,"), "{text}");
+    assert!(!text.contains("Ada") && !text.contains("south"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&csv).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Parquet and JSON lines, from a query; the administrator sees every row.
+    let pq = dir.join("all.parquet");
+    ok(
+        p,
+        &[
+            "export",
+            "SELECT id, name FROM people ORDER BY id",
+            "-o",
+            pq.to_str().unwrap(),
+        ],
+    );
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&pq).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+    let n: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(n, 3);
+    let jl = dir.join("x.jsonl");
+    let out = ok(
+        p,
+        &[
+            "--format",
+            "json",
+            "export",
+            "SELECT id, name FROM people WHERE id = 3",
+            "-o",
+            jl.to_str().unwrap(),
+        ],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((doc["rows"].as_u64(), doc["format"].as_str()), (Some(1), Some("jsonl")));
+    assert_eq!(std::fs::read_to_string(&jl).unwrap(), "{\"id\":3,\"name\":null}\n");
+    // Refusals: an existing file, a statement that writes, a bad format, a query that fails.
+    let e = fails(p, &["export", "people", "-o", csv.to_str().unwrap()]);
+    assert!(e.contains("exists; pass --force"), "{e}");
+    ok(p, &["export", "people", "-o", csv.to_str().unwrap(), "--force"]);
+    assert!(std::fs::read_to_string(&csv).unwrap().contains("Ada"));
+    let e = fails(
+        p,
+        &[
+            "export",
+            "DELETE FROM people",
+            "-o",
+            dir.join("d.csv").to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("statements that change data cannot be exported"), "{e}");
+    assert_eq!(csv_count(p, "people"), 3);
+    let e = fails(p, &["export", "people", "-o", dir.join("d.xlsx").to_str().unwrap()]);
+    assert!(e.contains("use parquet, csv or jsonl"), "{e}");
+    let e = fails(
+        p,
+        &[
+            "--as",
+            "ana",
+            "export",
+            "SELECT * FROM nosuch",
+            "-o",
+            dir.join("d.csv").to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("nothing was exported"), "{e}");
+    let e = fails(
+        p,
+        &[
+            "export",
+            "SELECT 1/0 AS x FROM people",
+            "-o",
+            dir.join("z.csv").to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("nothing was exported"), "{e}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("partial") || n.starts_with("d.") || n.starts_with("z."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The audit log records each export with its destination.
+    let audit: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(p, &["--format", "json", "audit", "--principal", "ana"])).unwrap();
+    let exports: Vec<&serde_json::Value> = audit.iter().filter(|r| r["kind"] == "export").collect();
+    assert_eq!(exports.len(), 2, "{audit:?}");
+    assert!(exports[0]["statement"].as_str().unwrap().contains("north.csv (csv)"));
+}

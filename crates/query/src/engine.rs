@@ -83,6 +83,13 @@ fn is_read_only(word: &str) -> bool {
     )
 }
 
+/// Whether `sql` is one query that only reads (`SELECT`, `WITH`, `VALUES`, `TABLE`): what a client
+/// may export.
+pub fn is_query(sql: &str) -> bool {
+    matches!(split_statements(sql).map(|s| s.len()), Ok(1))
+        && matches!(tokens_first_word(sql).as_str(), "SELECT" | "WITH" | "VALUES" | "TABLE")
+}
+
 /// Name of the DataFusion catalog the lake is registered as.
 pub const CATALOG_NAME: &str = "lake";
 const ASOF_SCHEMA: &str = "__asof";
@@ -169,6 +176,9 @@ pub struct QueryEngine {
     target_partitions: usize,
     cancel: Option<Cancel>,
     timeout: Option<std::time::Duration>,
+    /// What the audit log records the statements as (`sql`, or e.g. `export`) and a note
+    /// appended to each statement's text (where its result went).
+    audit_as: Option<(String, String)>,
 }
 
 /// Stops the statement running in the sessions that hold it ([`QueryEngine::with_cancel`]):
@@ -259,6 +269,7 @@ impl QueryEngine {
             target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             cancel: None,
             timeout: None,
+            audit_as: None,
         }
     }
 
@@ -271,6 +282,14 @@ impl QueryEngine {
     /// Statements of this session that run longer than `timeout` fail with [`Error::Timeout`].
     pub fn with_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Audit this session's statements as `kind` (instead of `sql`), with `note` appended to
+    /// each statement's text: e.g. `export` and `-- to /srv/out.parquet`, for a client that
+    /// writes the results somewhere.
+    pub fn with_audit_as(mut self, kind: &str, note: &str) -> Self {
+        self.audit_as = Some((kind.to_string(), note.to_string()));
         self
     }
 
@@ -489,9 +508,13 @@ impl QueryEngine {
         let tables = touched.lock().expect("touched lock").clone();
         let policies = touched.policies.lock().expect("touched lock").clone();
         let ran = failure.is_none() && writes;
+        let (kind, text) = match &self.audit_as {
+            Some((kind, note)) => (kind.as_str(), std::borrow::Cow::Owned(format!("{text} {note}"))),
+            None => ("sql", std::borrow::Cow::Borrowed(text)),
+        };
         self.catalog
             .audit()
-            .record_with_policies(&self.principal, "sql", text, tables, policies, rows, failure)
+            .record_with_policies(&self.principal, kind, &text, tables, policies, rows, failure)
             .await
             .map_err(|e| if ran { e.after_success() } else { e })?;
         Ok(())
