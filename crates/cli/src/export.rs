@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use stratalake::AsOf;
 use stratalake::arrow::array::RecordBatch;
 use stratalake::arrow::datatypes::SchemaRef;
 use stratalake::query::Piece;
@@ -179,12 +178,7 @@ pub async fn run(cli: &Cli, a: &ExportArgs, fmt: OutFormat) -> Result<ExitCode> 
             .with_context(|| format!("{}: not a file name", a.to.display()))?
             .to_string_lossy()
             .to_string();
-    let as_of = a
-        .as_of
-        .as_deref()
-        .map(AsOf::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let as_of = crate::as_of_arg(a.as_of.as_deref())?;
     let lake = open(cli).await?;
     let dest = std::path::absolute(&a.to).unwrap_or_else(|_| a.to.clone());
     let engine = lake

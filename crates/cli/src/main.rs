@@ -559,6 +559,13 @@ fn sight(subject: &stratalake::table::access::Subject, id: &TableIdent) -> Sight
     }
 }
 
+/// `--as-of`: a version number or a timestamp.
+fn as_of_arg(s: Option<&str>) -> Result<Option<AsOf>> {
+    s.map(AsOf::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--as-of: {e}"))
+}
+
 fn ident(name: &str) -> Result<TableIdent> {
     Ok(TableIdent::parse(name, stratalake::DEFAULT_NAMESPACE)?)
 }
@@ -1110,11 +1117,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             print_rows(&["namespace", "table", "version", "files", "rows", "bytes"], rows, fmt)?;
         }
         TableCmd::Describe { name, as_of } => {
-            let as_of = as_of
-                .as_deref()
-                .map(AsOf::parse)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let as_of = crate::as_of_arg(as_of.as_deref())?;
             describe_at(&lake, name, as_of, fmt).await?;
         }
         TableCmd::Drop { name } => {
@@ -1434,12 +1437,7 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
 
 async fn sql(cli: &Cli, a: &SqlArgs, fmt: OutFormat) -> Result<ExitCode> {
     let lake = open(cli).await?;
-    let as_of = a
-        .as_of
-        .as_deref()
-        .map(AsOf::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let as_of = crate::as_of_arg(a.as_of.as_deref())?;
     let timeout = a
         .timeout
         .as_deref()
