@@ -3,7 +3,7 @@
 //! Record `n` is `_audit/<n as 20 digits>.json` on the metadata tier, created with
 //! create-if-absent (one writer wins each number, as in table logs). Each record carries the
 //! SHA-256 of the previous record and its own hash over its content, so an edited, removed or
-//! reordered record breaks the chain, which [`verify`] reports.
+//! reordered record breaks the chain, which [`AuditLog::verify`] reports.
 
 use std::sync::Arc;
 
