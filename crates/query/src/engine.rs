@@ -18,6 +18,7 @@ use stratalake_table::{Access, ColumnDef, TableIdent, TableSchema};
 use crate::catalog::{AsOf, Ctx, LakeCatalogProvider};
 use crate::ddl::{self, Ddl};
 use crate::quality::AlterTable;
+use crate::runtime::QueryRuntime;
 use crate::{Error, Result};
 
 /// What a statement touched, for its audit record: tables, and the policies applied to them.
@@ -173,7 +174,7 @@ pub struct QueryEngine {
     access: Access,
     as_of: Option<AsOf>,
     default_namespace: String,
-    target_partitions: usize,
+    pub(crate) runtime: QueryRuntime,
     cancel: Option<Cancel>,
     timeout: Option<std::time::Duration>,
     /// What the audit log records the statements as (`sql`, or e.g. `export`) and a note
@@ -266,7 +267,7 @@ impl QueryEngine {
             access: Access::All,
             as_of: None,
             default_namespace: "default".into(),
-            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            runtime: QueryRuntime::shared_default(),
             cancel: None,
             timeout: None,
             audit_as: None,
@@ -276,6 +277,13 @@ impl QueryEngine {
     /// Statements of this session stop when `cancel` is cancelled.
     pub fn with_cancel(mut self, cancel: Cancel) -> Self {
         self.cancel = Some(cancel);
+        self
+    }
+
+    /// Run this session's statements in `runtime` (its memory pool and parallelism), shared with
+    /// the lake's other sessions.
+    pub fn with_runtime(mut self, runtime: QueryRuntime) -> Self {
+        self.runtime = runtime;
         self
     }
 
@@ -525,8 +533,8 @@ impl QueryEngine {
             .with_default_catalog_and_schema(CATALOG_NAME, &self.default_namespace)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
-            .with_target_partitions(self.target_partitions);
-        Ok(SessionContext::new_with_config(config))
+            .with_target_partitions(self.runtime.target_partitions());
+        Ok(SessionContext::new_with_config_rt(config, self.runtime.env()))
     }
 
     async fn plan(&self, tokens: Vec<Token>, touched: &Touched) -> Result<DataFrame> {

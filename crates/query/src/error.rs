@@ -23,6 +23,11 @@ pub enum Error {
         "the statement ran longer than the statement timeout of {0:?} and was stopped (a write that had reached its commit may have committed: check the table's history)"
     )]
     Timeout(std::time::Duration),
+    /// The statement needed more memory than the lake's query memory pool had left.
+    #[error(
+        "out of query memory: {0} (the lake's [query] memory_limit is shared by all running statements and spilling to disk is off: raise the limit, run it when fewer statements run, or narrow the query)"
+    )]
+    OutOfMemory(String),
     /// DataFusion failed.
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
@@ -43,7 +48,11 @@ impl From<DataFusionError> for Error {
                 Error::DataFusion(d) => Error::DataFusion(Box::new(DataFusionError::Context(ctx, d))),
                 other => other,
             },
-            other => Error::DataFusion(Box::new(other)),
+            DataFusionError::ResourcesExhausted(detail) => Error::OutOfMemory(detail),
+            other => match other.find_root() {
+                DataFusionError::ResourcesExhausted(detail) => Error::OutOfMemory(detail.clone()),
+                _ => Error::DataFusion(Box::new(other)),
+            },
         }
     }
 }

@@ -24,6 +24,7 @@ mod policy;
 mod policy_exec;
 pub mod provider;
 pub mod quality;
+mod runtime;
 mod stats;
 
 pub use catalog::AsOf;
@@ -33,4 +34,5 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use policy::{check_mask, check_row_filter};
+pub use runtime::{QueryRuntime, RuntimeOptions};
 pub use stats::forget_all as forget_cached_statistics;

@@ -185,7 +185,7 @@ impl QueryEngine {
                 by_file.entry(f.path.clone()).or_default().push(b);
             }
         }
-        let ctx = SessionContext::new();
+        let ctx = SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), self.runtime.env());
         ctx.register_table(
             target_alias.as_str(),
             Arc::new(MemTable::try_new(tschema.clone(), vec![target_batches])?),

@@ -34,6 +34,43 @@ pub struct LakeConfig {
     /// Quotas.
     #[serde(default, rename = "quota", skip_serializing_if = "Vec::is_empty")]
     pub quotas: Vec<QuotaConfig>,
+    /// The query runtime all sessions share.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub query: QuerySection,
+}
+
+/// `[query]`: the runtime every session of the lake shares.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySection {
+    /// Memory all running statements may hold together, e.g. `"4GiB"` (no limit when absent).
+    /// A statement that needs more fails; nothing is spilled to disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+    /// Partitions a scan is split into (default: the machine's cores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_partitions: Option<usize>,
+}
+
+impl QuerySection {
+    /// The runtime options these settings give; the error names the bad setting.
+    pub fn runtime_options(&self) -> Result<stratalake_query::RuntimeOptions, String> {
+        let memory_limit = self
+            .memory_limit
+            .as_deref()
+            .map(|m| stratalake_tiering::units::parse_size(m).map_err(|e| format!("[query] memory_limit: {e}")))
+            .transpose()?;
+        if memory_limit == Some(0) {
+            return Err("[query] memory_limit: 0 would refuse every statement; leave it out for no limit".into());
+        }
+        if self.target_partitions == Some(0) {
+            return Err("[query] target_partitions: must be at least 1".into());
+        }
+        Ok(stratalake_query::RuntimeOptions {
+            memory_limit,
+            target_partitions: self.target_partitions,
+        })
+    }
 }
 
 fn is_default<T: Default + PartialEq>(t: &T) -> bool {
@@ -187,6 +224,7 @@ impl LakeConfig {
             rules: Vec::new(),
             pins: Vec::new(),
             quotas: Vec::new(),
+            query: QuerySection::default(),
         }
     }
 

@@ -60,10 +60,10 @@ mod error;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use config::{KeysSection, LakeConfig, LakeSection, TierConfig};
+pub use config::{KeysSection, LakeConfig, LakeSection, QuerySection, TierConfig};
 pub use error::{CommitOutcome, Error, Result};
 pub use stratalake_crypto as crypto;
-pub use stratalake_query::{AsOf, Output, QueryEngine};
+pub use stratalake_query::{AsOf, Output, QueryEngine, QueryRuntime, RuntimeOptions};
 pub use stratalake_table::ingest::{Format, IngestOptions, IngestReport, Progress};
 use stratalake_table::quality::OnError;
 pub use stratalake_table::verify::{Problem, VerifyReport};
@@ -110,6 +110,8 @@ pub struct Lake {
     policy: Arc<stratalake_tiering::Policy>,
     /// The read cache of non-local tiers, if any.
     cache: Option<Arc<stratalake_tiering::cache::ReadCache>>,
+    /// The memory pool and parallelism every session shares (`[query]`).
+    runtime: stratalake_query::QueryRuntime,
 }
 
 /// The principal used when none is given: `$USER` (lower-cased, characters other than letters,
@@ -433,6 +435,11 @@ impl Lake {
                 reason,
             })?,
         };
+        let runtime =
+            stratalake_query::QueryRuntime::new(config.query.runtime_options().map_err(|reason| Error::Config {
+                path: CONFIG_FILE.into(),
+                reason,
+            })?)?;
         if !policy.quotas.is_empty() {
             ctx.guard = Some(Arc::new(stratalake_tiering::quota::QuotaGuard::new(
                 policy.quotas.clone(),
@@ -446,6 +453,7 @@ impl Lake {
             principal: default_principal(),
             policy: Arc::new(policy),
             cache,
+            runtime,
         })
     }
 
@@ -464,6 +472,12 @@ impl Lake {
             .create_namespace(DEFAULT_NAMESPACE, true, &default_principal())
             .await?;
         Ok(lake)
+    }
+
+    /// The query runtime the lake's sessions share (`[query]`): its memory limit and what the
+    /// running statements hold now.
+    pub fn query_runtime(&self) -> &QueryRuntime {
+        &self.runtime
     }
 
     /// The lake's folder, if it has one.
@@ -584,7 +598,9 @@ impl Lake {
     /// # Ok(()) }
     /// ```
     pub fn session(&self, principal: &str) -> QueryEngine {
-        QueryEngine::new(self.catalog.clone(), principal).with_default_namespace(DEFAULT_NAMESPACE)
+        QueryEngine::new(self.catalog.clone(), principal)
+            .with_default_namespace(DEFAULT_NAMESPACE)
+            .with_runtime(self.runtime.clone())
     }
 
     /// Run SQL (one or more statements) as the default principal and return the last

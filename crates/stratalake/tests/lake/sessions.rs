@@ -45,3 +45,78 @@ async fn a_statement_stops_at_its_timeout_and_when_cancelled() {
     assert!(stopped[0].event.error.as_deref().unwrap().contains("statement timeout"));
     assert!(stopped[1].event.error.as_deref().unwrap().contains("cancelled"));
 }
+
+fn lake_with_query(memory_limit: Option<&str>) -> stratalake::Result<Lake> {
+    let mut config = stratalake::LakeConfig::single_tier(&format!("memory://sessions-{}", rand_suffix()));
+    config.query.memory_limit = memory_limit.map(str::to_string);
+    config.query.target_partitions = Some(2);
+    Lake::open_with(
+        config,
+        None,
+        std::sync::Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
+    )
+}
+
+fn rand_suffix() -> String {
+    let mut b = [0u8; 6];
+    stratalake::crypto::random_bytes(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
+    let lake = lake_with_query(Some("4MiB")).unwrap();
+    assert_eq!(lake.query_runtime().memory_limit(), Some(4 << 20));
+    // a sort of 3 million numbers needs ~24 MiB: refused, not spilled to disk in clear
+    let e = lake
+        .session("ana")
+        .execute("SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, QueryError::OutOfMemory(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("out of query memory: ") && msg.contains("[query] memory_limit"),
+        "{msg}"
+    );
+    // nothing stays reserved, and statements that stream run in the same limit
+    assert_eq!(lake.query_runtime().memory_reserved(), 0);
+    let out = lake
+        .session("bo")
+        .execute("SELECT count(*) AS n FROM generate_series(1, 3000000)")
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    // every session of the lake draws on the same pool: two handles, one runtime
+    let other = lake.as_principal("ana");
+    assert_eq!(other.query_runtime().memory_limit(), Some(4 << 20));
+    let e = other
+        .session("ana")
+        .execute("SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, QueryError::OutOfMemory(_)), "{e:?}");
+    // the failure is audited like any other
+    let records = lake.audit_records().await.unwrap();
+    assert!(records.iter().any(|r| {
+        r.event
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("out of query memory"))
+    }));
+    // without a limit the same sort runs
+    let free = lake_with_query(None).unwrap();
+    let out = free
+        .session("ana")
+        .execute("SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], stratalake::Output::Rows { batches: b, .. } if b.iter().map(|b| b.num_rows()).sum::<usize>() == 3_000_000)
+    );
+    // bad settings name themselves
+    for (bad, why) in [("lots", "[query] memory_limit"), ("0", "[query] memory_limit: 0")] {
+        let e = lake_with_query(Some(bad)).unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
+}
