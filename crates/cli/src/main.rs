@@ -111,7 +111,7 @@ enum Command {
     /// Master keys: list, rotate, retire, shred.
     #[command(subcommand)]
     Key(keys::KeyCmd),
-    /// Storage tiers: list, plan, run, status, move.
+    /// Storage tiers: list, add, remove, plan, run, status, move.
     #[command(subcommand)]
     Tier(tier::TierCmd),
     /// Capacity per tier, namespace, table, partition and classification; growth and forecast.
@@ -536,27 +536,6 @@ async fn open(cli: &Cli) -> Result<Lake> {
         Some(p) => lake.as_principal(p),
         None => lake,
     })
-}
-
-/// What the session's principal may see of a table's metadata: whether it may know the table
-/// at all (any privilege on it), and whether it may see its row counts and history (ADMIN on
-/// it; counts also with SELECT and no row filter, since `count(*)` would tell them anyway).
-struct Sight {
-    known: bool,
-    counts: bool,
-    history: bool,
-}
-
-fn sight(subject: &stratalake::table::access::Subject, id: &TableIdent) -> Sight {
-    use stratalake::table::access::Privilege;
-    let (ns, t) = (Some(id.namespace.as_str()), Some(id.name.as_str()));
-    let admin = subject.allows(Privilege::Admin, ns, t);
-    let select = subject.allows(Privilege::Select, ns, t);
-    Sight {
-        known: admin || select || subject.allows(Privilege::Insert, ns, t),
-        counts: admin || (select && !subject.row_filters.contains_key(&id.to_string())),
-        history: admin,
-    }
 }
 
 /// `--as-of`: a version number or a timestamp.
@@ -1092,25 +1071,18 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
             };
             // only tables the principal holds a privilege on (as SHOW TABLES); counts only
             // where they cannot reveal rows it may not see
-            let subject = lake.subject().await?;
             let mut rows = Vec::new();
             for ns in namespaces {
+                // only the tables this principal may know, with counts only where it may see them
                 for t in lake.tables(&ns).await? {
-                    let id = TableIdent::new(&ns, &t);
-                    let may = sight(&subject, &id);
-                    if !may.known {
-                        continue;
-                    }
-                    let table = lake.table(&id.to_string()).await?;
-                    let s = table.snapshot().await?;
-                    let count = |v: Cell| if may.counts { v } else { Cell::Null };
+                    let o = lake.table_overview(&TableIdent::new(&ns, &t).to_string(), None).await?;
                     rows.push(vec![
                         Cell::from(ns.clone()),
                         Cell::from(t),
-                        Cell::from(s.version),
-                        count(Cell::from(s.files.len())),
-                        count(Cell::from(s.rows())),
-                        count(Cell::Bytes(s.bytes())),
+                        Cell::from(o.version),
+                        Cell::from(o.counts.map(|c| c.files)),
+                        Cell::from(o.counts.map(|c| c.rows)),
+                        o.counts.map_or(Cell::Null, |c| Cell::Bytes(c.bytes)),
                     ]);
                 }
             }
@@ -1204,16 +1176,7 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
         }
         TableCmd::History { name, limit } => {
             // who wrote what, and how many rows each commit added or removed: administrators
-            let subject = lake.subject().await?;
-            if !sight(&subject, &ident(name)?).history {
-                bail!(
-                    "permission denied: {} has no ADMIN privilege on table {} (its history shows every commit)",
-                    subject.principal,
-                    ident(name)?
-                );
-            }
-            let t = lake.table(name).await?;
-            let h = t.history(*limit).await?;
+            let h = lake.history(name, *limit).await?;
             if fmt.is_json() {
                 print_json_as(&h, fmt)?;
                 return Ok(());
@@ -1269,86 +1232,47 @@ pub(crate) async fn describe_for(lake: &Lake, name: &str, _shell: bool, fmt: Out
 
 /// Describe a table (as of a version or time) as the lake's principal may see it.
 async fn describe_at(lake: &Lake, name: &str, as_of: Option<AsOf>, fmt: OutFormat) -> Result<()> {
-    let subject = lake.subject().await?;
-    let id = ident(name)?;
-    let may = sight(&subject, &id);
-    if !may.known {
-        bail!(
-            "permission denied: {} holds no privilege on table {id}",
-            subject.principal
-        );
-    }
-    let t = lake.table(name).await?;
-    let s = match as_of {
-        None => t.snapshot().await?,
-        Some(AsOf::Version(v)) => t.snapshot_at(v).await?,
-        Some(AsOf::Timestamp(ts)) => t.snapshot_as_of(ts).await?,
-    };
-    describe(&s, &subject, may.counts, fmt)
-}
-
-/// What reading a column gives `subject`: its values, a mask, or nothing.
-fn column_access(subject: &stratalake::table::access::Subject, table: &str, c: &stratalake::ColumnDef) -> String {
-    if let Some(m) = subject.masks.get(table).and_then(|m| m.get(&c.name)) {
-        return format!("mask {m}");
-    }
-    if subject.superuser || subject.cleared.contains(&c.classification) {
-        return "values".into();
-    }
-    match subject.level_masks.get(&c.classification) {
-        Some(m) => format!("mask {m} (not cleared for {})", c.classification),
-        None => format!("NULL (not cleared for {})", c.classification),
-    }
-}
-
-fn describe(
-    s: &stratalake::Snapshot,
-    subject: &stratalake::table::access::Subject,
-    counts: bool,
-    fmt: OutFormat,
-) -> Result<()> {
-    let schema: &TableSchema = &s.metadata.schema;
-    let table = format!("{}.{}", s.metadata.namespace, s.metadata.name);
-    let rows = schema
+    use stratalake::table::access::ColumnRead;
+    let o = lake.table_overview(name, as_of).await?;
+    let schema: &TableSchema = &o.metadata.schema;
+    let rows = o
         .columns
         .iter()
-        .map(|c| {
+        .map(|(c, read)| {
             let part: Vec<String> = schema
                 .partition_by
                 .iter()
                 .filter(|p| p.column == c.name)
                 .map(|p| p.to_string())
                 .collect();
+            let read = match read {
+                ColumnRead::Values => "values".to_string(),
+                ColumnRead::Masked(m) => format!("mask {m}"),
+                ColumnRead::MaskedUncleared(m) => format!("mask {m} (not cleared for {})", c.classification),
+                ColumnRead::NullUncleared => format!("NULL (not cleared for {})", c.classification),
+            };
             vec![
                 c.name.clone(),
                 c.data_type.to_string(),
                 if c.nullable { "yes".into() } else { "no".into() },
                 c.classification.clone(),
                 part.join(", "),
-                column_access(subject, &table, c),
+                read,
             ]
         })
         .collect();
     if fmt == OutFormat::Table {
-        let sizes = if counts {
-            format!(
-                ": {} file(s), {} row(s), {} byte(s)",
-                s.files.len(),
-                s.rows(),
-                s.bytes()
-            )
-        } else {
-            String::new()
-        };
+        let sizes = o
+            .counts
+            .map(|c| format!(": {} file(s), {} row(s), {}", c.files, c.rows, output::size(c.bytes)))
+            .unwrap_or_default();
         println!(
-            "table {}.{} (id {}) version {}{sizes}",
-            s.metadata.namespace, s.metadata.name, s.metadata.table_id, s.version,
+            "table {} (id {}) version {}{sizes}",
+            o.ident, o.metadata.table_id, o.version,
         );
-    }
-    if fmt == OutFormat::Table
-        && let Some(f) = subject.row_filter_names.get(&table)
-    {
-        println!("rows you see are filtered by: {}", f.join(", "));
+        if !o.row_filters.is_empty() {
+            println!("rows you see are filtered by: {}", o.row_filters.join(", "));
+        }
     }
     print_rows(
         &["column", "type", "nullable", "classification", "partition", "you read"],
@@ -1366,7 +1290,7 @@ async fn ingest(cli: &Cli, a: &IngestArgs, fmt: OutFormat) -> Result<()> {
         .transpose()?;
     let options = a.csv.options(format)?;
     let id = ident(&a.table)?;
-    if a.create && lake.table(&id.to_string()).await.is_err() {
+    if a.create && !lake.tables(&id.namespace).await?.contains(&id.name) {
         let mut schema =
             stratalake::table::ingest::infer_schema(&a.files[0], &options, &lake.config().classifications.default)?;
         schema.partition_by = parse_partitions(&a.partition_by)?;

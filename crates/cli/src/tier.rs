@@ -17,6 +17,15 @@ use crate::{Cli, kv, open};
 pub enum TierCmd {
     /// The tiers, hottest first, with used and free space.
     List,
+    /// Declare a tier in stratalake.toml: the coldest, unless --before. Its folder or store
+    /// prefix must be empty; credentials come from the environment (AWS_*), never from here.
+    Add(AddArgs),
+    /// Remove a tier from stratalake.toml: refused while it holds any file, or while a rule, a
+    /// pin or [lake] names it.
+    Remove {
+        /// The tier.
+        name: String,
+    },
     /// What the rules, pins and watermarks would move now, and why (nothing is moved).
     Plan,
     /// Move what `tier plan` shows: copy, verify, commit, then delete old copies past the
@@ -37,6 +46,34 @@ pub enum TierCmd {
         #[command(flatten)]
         run: RunArgs,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// Tier name: lower-case letters, digits and `_` (e.g. cold, archive).
+    name: String,
+    /// Where its files go: a folder (a relative path is inside the lake folder), file:///abs,
+    /// or s3://bucket/prefix.
+    #[arg(long)]
+    url: String,
+    /// Store option KEY=VALUE (S3: endpoint, region, allow_http); repeatable.
+    #[arg(long = "option", visible_alias = "store-option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// Capacity, e.g. 500GiB: fill-level placement, free space and the forecast use it.
+    #[arg(long)]
+    capacity: Option<String>,
+    /// Fill fraction above which the coldest files move to the next tier (default 0.9).
+    #[arg(long, value_name = "FRACTION")]
+    high_watermark: Option<f64>,
+    /// Fill fraction those moves bring it down to (default 0.8).
+    #[arg(long, value_name = "FRACTION")]
+    low_watermark: Option<f64>,
+    /// Read it through the local read cache: true or false (default: true unless a local folder).
+    #[arg(long, value_name = "BOOL")]
+    cache: Option<bool>,
+    /// Place it just before (hotter than) this tier instead of last.
+    #[arg(long, value_name = "TIER")]
+    before: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -194,6 +231,34 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
                     fmt,
                 )?;
             }
+        }
+        TierCmd::Add(a) => {
+            let tier = stratalake::TierConfig {
+                name: a.name.clone(),
+                url: a.url.clone(),
+                options: a.options.iter().map(|o| kv(o)).collect::<Result<_>>()?,
+                capacity: a.capacity.clone(),
+                high_watermark: a.high_watermark,
+                low_watermark: a.low_watermark,
+                cache: a.cache,
+            };
+            let url = lake.tier_add(tier, a.before.as_deref()).await?;
+            let place = match &a.before {
+                Some(b) => format!("before {b}"),
+                None => "the coldest".into(),
+            };
+            output::done(
+                fmt,
+                format!(
+                    "tier {} added to {} ({place}) at {url}; `tier plan` shows what rules move there",
+                    a.name,
+                    stratalake::CONFIG_FILE
+                ),
+            )?;
+        }
+        TierCmd::Remove { name } => {
+            lake.tier_remove(name).await?;
+            output::done(fmt, format!("tier {name} removed from {}", stratalake::CONFIG_FILE))?;
         }
         TierCmd::Plan => print_plan(&lake.tier_plan().await?, fmt)?,
         TierCmd::Run(a) => {

@@ -2129,8 +2129,9 @@ since_write = "0s"
     assert_eq!(cap["tiers"][1]["tier"], "cold");
     assert_eq!(cap["tiers"][1]["files"], 2);
     let html = std::fs::read_to_string(&report).unwrap();
+    // one day of history: no chart yet, the tables (chart: crates/tiering/src/html.rs tests)
     assert!(
-        html.contains("<svg") && html.contains("<polyline") && html.contains("cold"),
+        html.contains("Not enough history yet") && html.contains("<td>cold</td>"),
         "{html}"
     );
     let out = ok(p, &["capacity", "--partitions"]);
@@ -2694,4 +2695,522 @@ fn export_writes_what_the_principal_may_read_to_a_private_local_file() {
     let exports: Vec<&serde_json::Value> = audit.iter().filter(|r| r["kind"] == "export").collect();
     assert_eq!(exports.len(), 2, "{audit:?}");
     assert!(exports[0]["statement"].as_str().unwrap().contains("north.csv (csv)"));
+}
+
+/// Lines of the README's command block that need what a test machine lacks end with this
+/// comment text, and are not run by [`readme_cli_block_runs_as_written`].
+const README_SKIP: &str = "(needs S3)";
+
+/// Where a shell command line leaves its quoting: `Some('"')` or `Some('\'')` while a quote is
+/// open, `None` when closed. Comments (`#` after a blank, outside quotes) are skipped.
+fn open_quote(text: &str) -> Option<char> {
+    let (mut quote, mut comment, mut escaped, mut prev) = (None, false, false, ' ');
+    for c in text.chars() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            _ if escaped => escaped = false,
+            (Some('\''), '\'') => quote = None,
+            (Some('\''), _) => {}
+            (_, '\\') => escaped = true,
+            (Some('"'), '"') => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') if prev.is_whitespace() => comment = true,
+            _ => {}
+        }
+        prev = c;
+    }
+    quote
+}
+
+/// The shell commands of the first ```sh block under `## Using the CLI` in the README: a
+/// command continues over lines ending in `\` and over newlines inside quotes; blank and
+/// comment-only lines are not commands.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let section = &readme[readme
+        .find("\n## Using the CLI\n")
+        .expect("a `## Using the CLI` section")..];
+    let start = section
+        .find("\n```sh\n")
+        .expect("a ```sh block under `## Using the CLI`")
+        + 7;
+    let block = &section[start..start + section[start..].find("\n```").expect("the block's end")];
+    let mut commands = Vec::new();
+    let mut cur = String::new();
+    for line in block.lines() {
+        if !cur.is_empty() {
+            cur.push('\n');
+        }
+        cur.push_str(line);
+        if open_quote(&cur).is_none() && !cur.trim_end().ends_with('\\') {
+            let c = std::mem::take(&mut cur);
+            if !c.trim().is_empty() && !c.trim_start().starts_with('#') {
+                commands.push(c);
+            }
+        }
+    }
+    assert!(
+        cur.is_empty(),
+        "the README's command block ends inside a command: {cur}"
+    );
+    commands
+}
+
+#[test]
+fn readme_commands_are_parsed_as_a_shell_reads_them() {
+    let cmds = readme_commands(
+        "x\n## Using the CLI\n\n```sh\na --x \"1,\n  2\" \\\n  --y 'it''s' # it's a comment\n\n# only a comment\nb 'q\"' # (needs S3)\n```\n",
+    );
+    assert_eq!(
+        cmds,
+        [
+            "a --x \"1,\n  2\" \\\n  --y 'it''s' # it's a comment",
+            "b 'q\"' # (needs S3)"
+        ]
+    );
+}
+
+/// The README's "Using the CLI" block, run as a newcomer runs it: every command in order, in an
+/// empty folder, through `sh`, with this build's `stratalake` first on the PATH. Only lines
+/// ending in [`README_SKIP`] are left out, and only S3 lines may carry it.
+#[test]
+fn readme_cli_block_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let commands = readme_commands(&readme);
+    assert!(commands.len() >= 10, "{commands:?}");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_stratalake")).parent().unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut skipped = Vec::new();
+    for (i, cmd) in commands.iter().enumerate() {
+        if cmd.trim_end().ends_with(README_SKIP) {
+            assert!(cmd.contains("s3://"), "only S3 lines may be skipped: {cmd}");
+            skipped.push(cmd);
+            continue;
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("USER", "tester")
+            .env_remove("STRATALAKE_LAKE")
+            .env_remove("STRATALAKE_PRINCIPAL")
+            .env_remove("STRATALAKE_KEY_FILE")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "README command {} of {} failed ({}):\n{cmd}\n--- stdout\n{}\n--- stderr\n{}",
+            i + 1,
+            commands.len(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(skipped.len() <= 1, "{skipped:?}");
+}
+
+/// `tier add` and `tier remove`: stratalake.toml changed by the administrator only, checked,
+/// replaced atomically (kept private, its comments kept when a tier is appended), audited; a
+/// tier with files or objects, or named by a rule, stays. Plus the capacity chart of a new lake.
+#[test]
+fn tier_add_and_remove_change_the_config_safely() {
+    let l = new_lake();
+    let p = &l.path;
+    let dir = p.parent().unwrap();
+    let cfg = p.join("stratalake.toml");
+    add_config(p, "# hand-written: ask the storage team before changing tiers");
+    let out = ok(p, &["tier", "add", "cold", "--url", "cold", "--capacity", "1GiB"]);
+    assert!(out.contains("tier cold added") && out.contains("/lake/cold"), "{out}");
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        toml.contains("# hand-written") && toml.contains("name = \"cold\""),
+        "{toml}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let tiers: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "tier", "list"])).unwrap();
+    assert_eq!((tiers.len(), tiers[1]["name"].as_str()), (2, Some("cold")), "{tiers:?}");
+
+    // refused: a name taken, a bad name, a place taken or inside another, a folder in use,
+    // credentials, a bad capacity; nothing written
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    for (args, why) in [
+        (vec!["cold", "--url", "elsewhere"], "exists already"),
+        (vec!["Cold2", "--url", "c2"], "invalid tier name"),
+        (vec!["warm", "--url", "cold"], "every tier needs a place of its own"),
+        (
+            vec!["warm", "--url", "data/warm"],
+            "every tier needs a place of its own",
+        ),
+        (vec!["warm", "--url", "."], "every tier needs a place of its own"),
+        (vec!["warm", "--url", "memory://w"], "memory://"),
+        (
+            vec!["warm", "--url", "w", "--option", "secret_access_key=x"],
+            "belongs in the environment",
+        ),
+        (vec!["warm", "--url", "w", "--capacity", "lots"], "capacity"),
+        (vec!["warm", "--url", "w", "--before", "nope"], "no tier of that name"),
+    ] {
+        let e = fails(p, &[&["tier", "add"][..], &args].concat());
+        assert!(e.contains(why), "{args:?}: {e}");
+    }
+    std::fs::create_dir_all(dir.join("used")).unwrap();
+    write(&dir.join("used"), "other.parquet", b"");
+    let e = fails(p, &["tier", "add", "warm", "--url", dir.join("used").to_str().unwrap()]);
+    assert!(e.contains("holds objects already"), "{e}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), before);
+    assert!(!p.join("w").exists() && !p.join("data/warm").exists());
+    ok(p, &["principal", "create", "ana"]);
+    let e = fails(p, &["--as", "ana", "tier", "add", "warm", "--url", "warm"]);
+    assert!(e.contains("ADMIN"), "{e}");
+    let e = fails(p, &["--as", "ana", "tier", "remove", "cold"]);
+    assert!(e.contains("ADMIN"), "{e}");
+
+    // --before places it in the order (the file is rendered anew)
+    ok(
+        p,
+        &[
+            "tier", "add", "warm", "--url", "warm", "--before", "cold", "--cache", "false",
+        ],
+    );
+    let tiers: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "tier", "list"])).unwrap();
+    let names: Vec<&str> = tiers.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hot", "warm", "cold"]);
+    ok(p, &["tier", "remove", "warm"]);
+
+    // a tier with files, or with objects left, or named by a rule stays
+    let csv = write(dir, "t.csv", b"id,region\n1,a\n2,b\n3,a\n");
+    ingest_by_region(p, &csv);
+    ok(p, &["tier", "move", "--to", "cold", "t"]);
+    assert_eq!(csv_count(p, "t"), 3);
+    let e = fails(p, &["tier", "remove", "cold"]);
+    assert!(e.contains("2 live file(s) of default.t"), "{e}");
+    ok(p, &["tier", "move", "--to", "hot", "t"]);
+    let e = fails(p, &["tier", "remove", "cold"]);
+    assert!(e.contains("still holds objects"), "{e}"); // the old copies the moves left
+    ok(p, &["table", "vacuum", "t", "--retain", "0s", "--force"]);
+    assert!(walk(&p.join("cold")).is_empty());
+    add_config(p, "[[rule]]\nname = \"down\"\nto = \"cold\"\nsince_write = \"30d\"\n");
+    let e = fails(p, &["tier", "remove", "cold"]);
+    assert!(e.contains("[[rule]] 1 (\"down\")"), "{e}");
+    let e = fails(p, &["tier", "remove", "hot"]);
+    assert!(e.contains("metadata_tier"), "{e}");
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, &toml[..toml.find("[[rule]]").unwrap()]).unwrap();
+    ok(p, &["tier", "remove", "cold"]);
+    assert!(!std::fs::read_to_string(&cfg).unwrap().contains("cold"));
+    assert_eq!(csv_count(p, "t"), 3);
+    let audit: Vec<serde_json::Value> = serde_json::from_str(&ok(p, &["--format", "json", "audit"])).unwrap();
+    let tier: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|r| r["kind"] == "tier" && !r["statement"].as_str().unwrap().starts_with("TIER RUN"))
+        .map(|r| (r["statement"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert!(tier.contains(&("TIER ADD cold cold", "ok")), "{tier:?}");
+    assert!(tier.contains(&("TIER ADD warm warm", "denied")), "{tier:?}");
+    assert!(tier.contains(&("TIER REMOVE cold", "ok")), "{tier:?}");
+    assert!(
+        tier.iter().all(|(s, _)| !s.contains("=x")),
+        "option values are not audited: {tier:?}"
+    );
+
+    // a lake with one day of history: a sentence instead of an empty chart
+    let html = dir.join("capacity.html");
+    ok(p, &["capacity", "--html", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("Not enough history yet") && !page.contains("<svg"),
+        "{page}"
+    );
+
+    // an S3 tier, with its options (credentials from the environment)
+    let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
+        eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: the S3 tier is not tried (run through scripts/test.sh)");
+        return;
+    };
+    let bucket = std::env::var("STRATALAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "stratalake-test".into());
+    let url = format!(
+        "s3://{bucket}/cli-tier-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
+    let endpoint = format!("endpoint={endpoint}");
+    ok(
+        p,
+        &[
+            "tier",
+            "add",
+            "archive",
+            "--url",
+            &url,
+            "--option",
+            &endpoint,
+            "--option",
+            "allow_http=true",
+            "--option",
+            "region=us-east-1",
+        ],
+    );
+    let e = fails(
+        p,
+        &[
+            "tier",
+            "add",
+            "again",
+            "--url",
+            &format!("{url}/inner"),
+            "--option",
+            &endpoint,
+        ],
+    );
+    assert!(e.contains("every tier needs a place of its own"), "{e}");
+    ok(p, &["tier", "move", "--to", "archive", "t"]);
+    assert_eq!(csv_count(p, "t"), 3);
+    assert!(ok(p, &["verify"]).contains("no problems found"));
+    let e = fails(p, &["tier", "remove", "archive"]);
+    assert!(e.contains("live file(s)"), "{e}");
+}
+
+/// The binary with nothing of this process's environment but `vars` (and USER): no `AWS_*`,
+/// `GOOGLE_*` or `AZURE_*` leaks in from scripts/test.sh.
+fn bin_with_only(vars: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stratalake"));
+    c.env_clear().env("USER", "tester");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c
+}
+
+/// (success, stdout, stderr) of a command.
+fn outcome(c: &mut Command) -> (bool, String, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// Whether this machine says it is an EC2 instance (then instance metadata is asked, by design).
+fn on_ec2() -> bool {
+    ["sys_vendor", "board_vendor", "bios_vendor"].iter().any(|f| {
+        std::fs::read_to_string(format!("/sys/class/dmi/id/{f}"))
+            .is_ok_and(|v| v.trim().to_ascii_lowercase().starts_with("amazon"))
+    })
+}
+
+#[test]
+fn s3_credentials_and_endpoint_from_aws_profiles() {
+    let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the S3 tests: run them through scripts/test.sh"
+        );
+        eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: run through scripts/test.sh");
+        return;
+    };
+    let bucket = std::env::var("STRATALAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "stratalake-test".into());
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    // moto takes any keys; these are recognisable so that no output may show them
+    std::fs::write(
+        aws.join("credentials"),
+        "[default]\naws_access_key_id = AKIDPROFILEDEFAULT\naws_secret_access_key = sEcReT/default+value\n\
+         [other]\naws_access_key_id = AKIDPROFILEOTHER\naws_secret_access_key = sEcReT/other+value\n\
+         [half]\naws_secret_access_key = sEcReT/half+value\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n\
+             [profile other]\nregion = us-east-1\nservices = local\n\
+             [services local]\ns3 =\n  endpoint_url = {endpoint}\n"
+        ),
+    )
+    .unwrap();
+    let h = home.path().to_str().unwrap();
+    let keys = home.path().join("lake.keys");
+    let url = format!("s3://{bucket}/profilelake-{}", std::process::id());
+    let k = keys.to_str().unwrap();
+    // the default profile, no AWS_* variable at all, an http:// endpoint without allow_http
+    let s3 = |extra: &[(&str, &str)], args: &[&str]| {
+        let mut vars = vec![("HOME", h), ("STRATALAKE_KEY_FILE", k)];
+        vars.extend_from_slice(extra);
+        outcome(bin_with_only(&vars).args(["--lake", &url]).args(args))
+    };
+    let (okk, _, err) = s3(&[], &["init", "--key-file", k]);
+    assert!(okk, "{err}");
+    let (okk, _, err) = s3(
+        &[],
+        &[
+            "sql",
+            "-c",
+            "CREATE TABLE t (x INT NOT NULL); INSERT INTO t VALUES (1), (2)",
+        ],
+    );
+    assert!(okk, "{err}");
+    // a named profile whose endpoint is in a services section
+    let (okk, out, err) = s3(
+        &[("AWS_PROFILE", "other")],
+        &["--format", "csv", "sql", "-c", "SELECT sum(x) AS s FROM t"],
+    );
+    assert!(okk, "{err}");
+    assert_eq!(out, "s\n3\n");
+    // a profile that does not exist, and one with half a key pair: one line, no secret
+    for (profile, expect) in [
+        ("nope", "AWS profile \"nope\" not found"),
+        ("half", "has aws_secret_access_key but no aws_access_key_id"),
+    ] {
+        let (okk, out, err) = s3(&[("AWS_PROFILE", profile)], &["table", "list"]);
+        assert!(!okk && err.contains(expect) && err.lines().count() == 1, "{err}");
+        assert!(!format!("{out}{err}").contains("sEcReT"), "{err}");
+    }
+}
+
+#[test]
+fn no_cloud_credentials_fail_at_once_in_one_line() {
+    if on_ec2() {
+        eprintln!("an EC2 instance: instance metadata is asked there, by design");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let keys = home.path().join("k.keys");
+    // nothing listens on port 9: were a request sent, the error would be another one
+    for (url, vars, expect) in [
+        (
+            "s3://bucket/lake",
+            vec![("HOME", h), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+            "no S3 credentials found (looked in: environment AWS_ACCESS_KEY_ID",
+        ),
+        (
+            "gs://bucket/lake",
+            vec![("HOME", h)],
+            "no GCS credentials found (looked in: ",
+        ),
+        (
+            "az://container/lake",
+            vec![("HOME", h), ("AZURE_STORAGE_ACCOUNT_NAME", "acct")],
+            "no Azure credentials found (looked in: ",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let (okk, _, err) = outcome(
+            bin_with_only(&vars)
+                .args(["--lake", url, "init", "--key-file"])
+                .arg(&keys),
+        );
+        let took = started.elapsed();
+        assert!(!okk && err.starts_with("error: ") && err.contains(expect), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(took < std::time::Duration::from_secs(2), "{url}: {took:?}");
+        assert!(!keys.exists(), "nothing is written when the store cannot be reached");
+    }
+    let (_, _, err) = outcome(
+        bin_with_only(&[("HOME", h)])
+            .args(["--lake", "s3://bucket/lake", "init", "--key-file"])
+            .arg(&keys),
+    );
+    assert!(
+        err.contains(&format!("{h}/.aws/credentials profile \"default\" (no such file)"))
+            && err.contains("instance metadata (skipped: not an EC2 instance"),
+        "{err}"
+    );
+    let (_, _, err) = outcome(
+        bin_with_only(&[("HOME", h), ("AWS_EC2_METADATA_DISABLED", "true")]).args([
+            "--lake",
+            "s3://bucket/lake",
+            "table",
+            "list",
+        ]),
+    );
+    assert!(
+        err.contains("AWS_EC2_METADATA_DISABLED is set") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_bucket_is_one_line_naming_it() {
+    let Ok(endpoint) = std::env::var("STRATALAKE_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the S3 tests: run them through scripts/test.sh"
+        );
+        eprintln!("STRATALAKE_TEST_S3_ENDPOINT not set: run through scripts/test.sh");
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let keys = home.path().join("k.keys");
+    let bucket = format!("stratalake-missing-{}", std::process::id());
+    let url = format!("s3://{bucket}/lake");
+    let vars = [
+        ("HOME", home.path().to_str().unwrap()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+    ];
+    let expect = format!("bucket \"{bucket}\" does not exist at {endpoint}");
+    for args in [&["init", "--key-file", keys.to_str().unwrap()][..], &["table", "list"]] {
+        let (okk, _, err) = outcome(bin_with_only(&vars).args(["--lake", &url]).args(args));
+        assert!(!okk && err.contains(&expect), "{err}");
+        assert!(err.lines().count() == 1 && !err.contains("<?xml"), "{err}");
+    }
+    // a folder lake whose hot tier is in the missing bucket
+    let lake = home.path().join("lake");
+    let (okk, _, err) = outcome(bin_with_only(&vars).arg("init").arg(&lake).args(["--store", &url]));
+    assert!(!okk && err.contains(&expect) && err.lines().count() == 1, "{err}");
+    assert!(!lake.join("stratalake.toml").exists());
+}
+
+#[test]
+fn whole_lake_in_azure_blob_storage() {
+    let Ok(azurite) = std::env::var("AZURITE_BLOB_STORAGE_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the Azure tests: run them through scripts/test.sh"
+        );
+        eprintln!("AZURITE_BLOB_STORAGE_URL not set: run through scripts/test.sh");
+        return;
+    };
+    let container = std::env::var("STRATALAKE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "stratalake-test".into());
+    let home = tempfile::tempdir().unwrap();
+    let keys = home.path().join("lake.keys");
+    let k = keys.to_str().unwrap();
+    let vars = [
+        ("HOME", home.path().to_str().unwrap()),
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+        ("AZURITE_BLOB_STORAGE_URL", azurite.as_str()),
+        ("STRATALAKE_KEY_FILE", k),
+    ];
+    let url = format!("az://{container}/urllake-{}", std::process::id());
+    let az = |args: &[&str]| outcome(bin_with_only(&vars).args(["--lake", &url]).args(args));
+    let (okk, _, err) = az(&["init", "--key-file", k]);
+    assert!(okk, "{err}");
+    let (okk, _, err) = az(&[
+        "sql",
+        "-c",
+        "CREATE TABLE t (x INT NOT NULL); INSERT INTO t VALUES (1), (2), (3)",
+    ]);
+    assert!(okk, "{err}");
+    let (okk, out, err) = az(&["--format", "csv", "sql", "-c", "SELECT sum(x) AS s FROM t"]);
+    assert!(okk, "{err}");
+    assert_eq!(out, "s\n6\n");
+    let (okk, out, err) = az(&["verify"]);
+    assert!(okk && out.contains("no problems found"), "{out}{err}");
 }

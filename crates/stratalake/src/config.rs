@@ -165,10 +165,12 @@ impl Default for KeysSection {
 pub struct TierConfig {
     /// Name (`hot`, `cold`, ...).
     pub name: String,
-    /// Store URL: a path relative to the lake folder, `file:///abs`, `memory://name`, `s3://bucket/prefix`.
+    /// Store URL: a path relative to the lake folder, `file:///abs`, `memory://name`,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`.
     pub url: String,
-    /// Store options (S3: `endpoint`, `region`, `allow_http`, ...). Credentials belong in the
-    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), not here.
+    /// Store options (S3: `endpoint`, `region`, `profile`, ...; object_store's GCS and Azure
+    /// keys for `gs://` and `az://`). Credentials belong in the environment
+    /// (`AWS_ACCESS_KEY_ID`, ...) or an AWS profile (`~/.aws/credentials`), not here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
     /// Capacity limit (`500GiB`): fill-level placement, free space and the forecast use it.
@@ -263,9 +265,9 @@ impl LakeConfig {
         let body = toml::to_string_pretty(self).expect("config serializes");
         format!(
             "# Stratalake lake configuration. Edit with care; see docs/operations.md.\n\
-             # Tier URLs: a path relative to this folder, file:///abs/path, memory://name, or\n\
-             # s3://bucket/prefix with [tier.options] endpoint/region/allow_http; S3 credentials\n\
-             # come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment.\n\n{body}"
+             # Tier URLs: a path relative to this folder, file:///abs/path, memory://name,\n\
+             # s3://bucket/prefix (gs://, az://) with [tier.options] endpoint/region/profile;\n\
+             # credentials come from the environment or ~/.aws profiles, never from this file.\n\n{body}"
         )
     }
 }

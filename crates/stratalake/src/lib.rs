@@ -98,6 +98,36 @@ pub struct InitOptions {
     pub admin: Option<String>,
 }
 
+/// What a principal may see of a table ([`Lake::table_overview`]).
+#[derive(Clone, Debug)]
+pub struct TableOverview {
+    /// The table.
+    pub ident: TableIdent,
+    /// The version described.
+    pub version: u64,
+    /// Its metadata at that version (schema, classifications, partitioning, constraints).
+    pub metadata: stratalake_table::action::Metadata,
+    /// Each column with what reading it gives the principal.
+    pub columns: Vec<(ColumnDef, stratalake_table::access::ColumnRead)>,
+    /// Names of the row filters that apply to the principal.
+    pub row_filters: Vec<String>,
+    /// Files, rows and bytes, when the principal may see them.
+    pub counts: Option<TableCounts>,
+    /// What the principal may know of the table.
+    pub sight: stratalake_table::access::TableSight,
+}
+
+/// Size of a table at a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TableCounts {
+    /// Live data files.
+    pub files: u64,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes of the live data files.
+    pub bytes: u64,
+}
+
 /// An open lake.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -515,9 +545,88 @@ impl Lake {
         Ok(self.catalog.create_namespace(name, false, &self.principal).await?)
     }
 
-    /// Tables of a namespace.
+    /// Tables of a namespace that this handle's principal holds a privilege on (as `SHOW
+    /// TABLES` lists them; [`Subject::table_sight`](stratalake_table::access::Subject::table_sight)).
     pub async fn tables(&self, namespace: &str) -> Result<Vec<String>> {
-        Ok(self.catalog.tables(namespace).await?)
+        let subject = self.subject().await?;
+        Ok(self
+            .catalog
+            .tables(namespace)
+            .await?
+            .into_iter()
+            .filter(|t| subject.table_sight(namespace, t).known)
+            .collect())
+    }
+
+    /// What this handle's principal may see of a table: its columns with what reading each gives
+    /// the principal, the row filters that apply to it, and its file, row and byte counts when the
+    /// principal may see them — as of `as_of`, or now. Refused without any privilege on the table.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?;
+    /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
+    /// let o = lake.table_overview("t", None).await?;
+    /// assert_eq!((o.version, o.counts.map(|c| c.rows)), (1, Some(2)));
+    /// # Ok(()) }
+    /// ```
+    pub async fn table_overview(&self, name: &str, as_of: Option<AsOf>) -> Result<TableOverview> {
+        let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
+        let subject = self.subject().await?;
+        let sight = subject.table_sight(&ident.namespace, &ident.name);
+        if !sight.known {
+            return Err(stratalake_table::Error::PermissionDenied {
+                principal: subject.principal.clone(),
+                reason: format!("holds no privilege on table {ident}"),
+            }
+            .into());
+        }
+        let t = self.catalog.table(&ident).await?;
+        let s = match as_of {
+            None => t.snapshot().await?,
+            Some(AsOf::Version(v)) => t.snapshot_at(v).await?,
+            Some(AsOf::Timestamp(ts)) => t.snapshot_as_of(ts).await?,
+        };
+        let key = ident.to_string();
+        let columns = s
+            .metadata
+            .schema
+            .columns
+            .iter()
+            .map(|c| (c.clone(), subject.column_read(&key, &c.name, &c.classification)))
+            .collect();
+        Ok(TableOverview {
+            counts: sight.counts.then(|| TableCounts {
+                files: s.files.len() as u64,
+                rows: s.rows(),
+                bytes: s.bytes(),
+            }),
+            row_filters: subject.row_filter_names.get(&key).cloned().unwrap_or_default(),
+            version: s.version,
+            columns,
+            sight,
+            metadata: s.metadata,
+            ident,
+        })
+    }
+
+    /// The commit history of a table, newest first (at most `limit` entries): who committed
+    /// what, and how many rows each commit changed. Table or lake administrators only.
+    pub async fn history(
+        &self,
+        name: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<stratalake_table::table::HistoryEntry>> {
+        let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
+        let subject = self.subject().await?;
+        if !subject.table_sight(&ident.namespace, &ident.name).history {
+            return Err(stratalake_table::Error::PermissionDenied {
+                principal: subject.principal.clone(),
+                reason: format!("has no ADMIN privilege on table {ident} (its history shows every commit)"),
+            }
+            .into());
+        }
+        Ok(self.catalog.table(&ident).await?.history(limit).await?)
     }
 
     /// Create a table (`name` or `namespace.name`).
@@ -550,7 +659,10 @@ impl Lake {
             .await?)
     }
 
-    /// A table by name (`name` or `namespace.name`).
+    /// A table handle by name (`name` or `namespace.name`), for its administrators: a `Table`
+    /// reads and writes without further checks, so this handle's principal must hold ADMIN on the
+    /// table (or its namespace, or the lake). Analysts read and write through
+    /// [`Lake::session`]; [`Lake::table_overview`] describes a table to anyone who may know it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
@@ -563,6 +675,24 @@ impl Lake {
     /// # Ok(()) }
     /// ```
     pub async fn table(&self, name: &str) -> Result<Table> {
+        let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
+        let subject = self.subject().await?;
+        if !subject.table_sight(&ident.namespace, &ident.name).history {
+            return Err(stratalake_table::Error::PermissionDenied {
+                principal: subject.principal.clone(),
+                reason: format!(
+                    "has no ADMIN privilege on table {ident} (a table handle bypasses grants; read and write through a session)"
+                ),
+            }
+            .into());
+        }
+        Ok(self.catalog.table(&ident).await?)
+    }
+
+    /// A table handle without any permission check, for a service that enforces access itself
+    /// (it holds the lake's keys anyway). Whatever it does is recorded under the principal it
+    /// names, unchecked: prefer [`Lake::table`] or a session.
+    pub async fn table_unchecked(&self, name: &str) -> Result<Table> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
         Ok(self.catalog.table(&ident).await?)
     }
@@ -725,7 +855,7 @@ impl Lake {
             }
         );
         let r: Result<IngestReport> = async {
-            let t = self.table(table).await?;
+            let t = self.table_unchecked(table).await?;
             let subject = self.subject().await?;
             subject.require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
             let snap = t.snapshot().await?;

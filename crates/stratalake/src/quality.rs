@@ -128,7 +128,13 @@ impl Lake {
         self.subject()
             .await?
             .require(Privilege::Select, Some(&id.namespace), Some(&id.name))?;
-        Ok(self.table(table).await?.snapshot().await?.metadata.constraints)
+        Ok(self
+            .table_unchecked(table)
+            .await?
+            .snapshot()
+            .await?
+            .metadata
+            .constraints)
     }
 
     /// Quality of `table` (or of every table): figures now, computed with SQL over the live rows,
@@ -293,9 +299,15 @@ impl Lake {
             TableIdent::parse(left, crate::DEFAULT_NAMESPACE)?,
             TableIdent::parse(right, crate::DEFAULT_NAMESPACE)?,
         );
+        // the comparison reads both as this principal; their columns are named only to one who
+        // may read them
+        let subject = self.subject().await?;
+        for i in [&li, &ri] {
+            subject.require(Privilege::Select, Some(&i.namespace), Some(&i.name))?;
+        }
         let (ls, rs) = (
-            self.table(&li.to_string()).await?.snapshot().await?,
-            self.table(&ri.to_string()).await?.snapshot().await?,
+            self.table_unchecked(&li.to_string()).await?.snapshot().await?,
+            self.table_unchecked(&ri.to_string()).await?.snapshot().await?,
         );
         let lcols: Vec<String> = ls.metadata.schema.columns.iter().map(|c| c.name.clone()).collect();
         let rcols: Vec<String> = rs.metadata.schema.columns.iter().map(|c| c.name.clone()).collect();
@@ -401,7 +413,7 @@ impl Lake {
 /// The quality report as an HTML page: per table, validity, completeness and uniqueness of each
 /// checked commit as a chart, and the figures now.
 pub fn quality_html(report: &[TableQuality]) -> String {
-    use stratalake_tiering::html::{Series, escape, line_chart, page_start};
+    use stratalake_tiering::html::{Chart, Series, escape, line_chart, page_start};
     let mut s = page_start("Stratalake data quality");
     s.push_str("<h1>Data quality</h1>");
     for t in report {
@@ -425,31 +437,47 @@ pub fn quality_html(report: &[TableQuality]) -> String {
                 .unwrap_or_else(|| "-".into())
         );
         if !t.history.is_empty() {
-            let xs: Vec<String> = t.history.iter().map(|p| format!("v{}", p.version)).collect();
+            // x: the checked commit's index, labelled with its version
             let pct = |f: fn(&QualityPoint) -> f64| {
                 t.history
                     .iter()
-                    .map(|p| (format!("v{}", p.version), 100.0 * f(p)))
+                    .enumerate()
+                    .map(|(i, p)| (i as f64, 100.0 * f(p)))
                     .collect()
             };
             let series = [
                 Series {
                     name: "validity %".into(),
                     points: pct(|p| p.validity),
-                    level: None,
+                    ..Default::default()
                 },
                 Series {
                     name: "completeness %".into(),
                     points: pct(|p| p.completeness),
-                    level: None,
+                    ..Default::default()
                 },
                 Series {
                     name: "uniqueness %".into(),
                     points: pct(|p| p.uniqueness),
-                    level: None,
+                    ..Default::default()
                 },
             ];
-            s.push_str(&line_chart(&xs, &series, &|v| format!("{v:.0}%"), "quality per commit"));
+            let version = |x: f64| {
+                t.history
+                    .get(x.round().max(0.0) as usize)
+                    .map(|p| format!("v{}", p.version))
+                    .unwrap_or_default()
+            };
+            let chart = line_chart(&Chart {
+                series: &series,
+                x_label: &version,
+                y_label: &|v| format!("{v:.0}%"),
+                aria: "quality per commit",
+                marker: None,
+            });
+            s.push_str(&chart.unwrap_or_else(|| {
+                "<p class=\"no-chart\">Not enough history yet for a chart: one checked commit so far.</p>".into()
+            }));
             s.push_str("<table><tr><th>version</th><th>rows in</th><th>written</th><th>rejected</th><th>quarantined</th><th>duplicates</th><th>replaced</th></tr>");
             for p in &t.history {
                 let _ = write!(
@@ -474,4 +502,78 @@ pub fn quality_html(report: &[TableQuality]) -> String {
     }
     s.push_str("</body></html>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(version: u64, validity: f64) -> QualityPoint {
+        QualityPoint {
+            version,
+            timestamp_ms: 0,
+            operation: "APPEND".into(),
+            rows_in: 10,
+            rows_written: 10,
+            rejected: BTreeMap::new(),
+            quarantined: 0,
+            duplicates_removed: 0,
+            replaced: 0,
+            completeness: 1.0,
+            validity,
+            uniqueness: 1.0,
+            lag_ms: None,
+        }
+    }
+
+    fn table(history: Vec<QualityPoint>) -> TableQuality {
+        TableQuality {
+            table: "default.people".into(),
+            constraints: Vec::new(),
+            rows: 10,
+            completeness: BTreeMap::new(),
+            completeness_overall: 1.0,
+            uniqueness: BTreeMap::new(),
+            timeliness: BTreeMap::new(),
+            checked_rows_in: 10,
+            checked_rows_written: 10,
+            checked_rows_rejected: 0,
+            validity: Some(1.0),
+            history,
+        }
+    }
+
+    /// `name="number"` of an SVG tag.
+    fn num(tag: &str, name: &str) -> f64 {
+        let key = format!(" {name}=\"");
+        let at = tag.find(&key).unwrap() + key.len();
+        tag[at..at + tag[at..].find('"').unwrap()].parse().unwrap()
+    }
+
+    #[test]
+    fn the_quality_chart_keeps_its_legend_right_of_the_lines() {
+        // three lines near 100%, where a legend in the plot's top corner hid them
+        let page = quality_html(&[table(vec![point(1, 1.0), point(2, 0.9), point(4, 1.0)])]);
+        let plot = &page[page.find("<rect class=\"plot\"").unwrap()..];
+        let right = num(plot, "x") + num(plot, "width");
+        let legend = &page[page.find("<g class=\"legend\">").unwrap()..page.find("</svg>").unwrap()];
+        for name in ["validity %", "completeness %", "uniqueness %"] {
+            let at = legend.find(&format!(">{name}</text>")).unwrap();
+            let tag = &legend[legend[..at].rfind("<text").unwrap()..at];
+            assert!(
+                num(tag, "x") > right,
+                "{name}: {tag} inside the plot (right edge {right})"
+            );
+        }
+        for tag in legend.split("<rect").skip(1) {
+            assert!(num(tag, "x") > right, "{tag}");
+        }
+        assert!(page.contains(">v1</text>") && page.contains(">v4</text>"), "{page}");
+        // one checked commit: said in words
+        let page = quality_html(&[table(vec![point(1, 1.0)])]);
+        assert!(
+            page.contains("Not enough history yet") && !page.contains("<svg"),
+            "{page}"
+        );
+    }
 }

@@ -1,18 +1,23 @@
-//! Tiered storage through the facade: tiers and their fill, placement plans, the mover, recall,
-//! capacity reports, and read statistics. Lake administrators only; every run is audited.
+//! Tiered storage through the facade: tiers and their fill, declaring and removing tiers in
+//! `stratalake.toml`, placement plans, the mover, recall, capacity reports, and read statistics.
+//! Lake administrators only; every change and every run is audited.
 
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use object_store::ObjectStore;
 use serde::Serialize;
-use stratalake_table::TableIdent;
 use stratalake_table::access::Privilege;
 use stratalake_table::heat::ReadHeat;
 use stratalake_table::write::now_ms;
+use stratalake_table::{Store, TableIdent};
 use stratalake_tiering::Policy;
 use stratalake_tiering::cache::CacheStats;
 use stratalake_tiering::capacity::CapacityReport;
 use stratalake_tiering::mover::{MoveOptions, MoveReport};
 use stratalake_tiering::plan::{Plan, TableState};
 
-use crate::{Lake, Result};
+use crate::{CONFIG_FILE, Error, Lake, LakeConfig, Result, TierConfig};
 
 /// A tier, its place in the order and how full it is (from the table logs).
 #[derive(Clone, Debug, Serialize)]
@@ -335,7 +340,7 @@ impl Lake {
     /// let r = lake.capacity(30).await?;
     /// assert_eq!(r.tables["default.t"].rows, 2);
     /// let html = stratalake::tiering::html::render(&r);
-    /// assert!(html.contains("<svg"));
+    /// assert!(html.contains("Not enough history yet")); // one day: a chart needs two
     /// # Ok(()) }
     /// ```
     pub async fn capacity(&self, window_days: u32) -> Result<CapacityReport> {
@@ -348,4 +353,420 @@ impl Lake {
         let states = self.table_states(None).await?;
         Ok(stratalake_tiering::capacity::report(&self.policy, &states, now_ms, window_days.max(1)).await?)
     }
+}
+
+/// Store option names that hold credentials: refused by [`Lake::tier_add`], which would write
+/// them into `stratalake.toml` (they belong in the environment, `AWS_*`).
+const SECRET_OPTION_WORDS: [&str; 9] = [
+    "secret",
+    "token",
+    "password",
+    "access_key",
+    "account_key",
+    "master_key",
+    "service_account_key",
+    "sas",
+    "customer_key",
+];
+
+impl Lake {
+    /// Declare a new tier in the lake folder's `stratalake.toml`: at the end of the order (the
+    /// coldest), or just before (hotter than) the tier `before`. Refused unless this handle's
+    /// principal is a lake administrator; audited.
+    ///
+    /// The name must be a valid identifier not used by another tier; the URL (a path relative
+    /// to the lake folder, `file:///abs`, or `s3://bucket/prefix` with `options`) must open, be
+    /// writable, hold no object yet, and neither contain nor lie inside another tier or the
+    /// read cache. Options naming credentials are refused (they belong in `AWS_*`). The file
+    /// is replaced atomically under a lock (`stratalake.toml.lock`), after checking that the
+    /// whole new configuration opens; a tier added at the end is appended, so the file's
+    /// comments stay. Lakes opened from then on see the tier (this handle does not). Returns
+    /// the tier's store URL as resolved (`file:///...` for a folder).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// use stratalake::{Lake, TierConfig};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let lake = Lake::init(dir.path(), Default::default()).await?;
+    /// let cold = TierConfig {
+    ///     name: "cold".into(),
+    ///     url: "archive".into(), // the lake folder's archive/
+    ///     capacity: Some("1TiB".into()),
+    ///     options: Default::default(),
+    ///     high_watermark: None,
+    ///     low_watermark: None,
+    ///     cache: None,
+    /// };
+    /// let url = lake.tier_add(cold.clone(), None).await?;
+    /// assert!(url.starts_with("file://") && url.ends_with("/archive"));
+    /// assert!(lake.tier_add(cold, None).await.unwrap_err().to_string().contains("exists already"));
+    /// let lake = Lake::open(dir.path()).await?;
+    /// assert_eq!(lake.tier_list().await?[1].name, "cold");
+    /// // a tier holding no file can go again; the write tier cannot
+    /// lake.tier_remove("cold").await?;
+    /// assert!(lake.tier_remove("hot").await.is_err());
+    /// assert_eq!(Lake::open(dir.path()).await?.tier_list().await?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn tier_add(&self, tier: TierConfig, before: Option<&str>) -> Result<String> {
+        let mut statement = format!("TIER ADD {} {}", tier.name, tier.url);
+        for k in tier.options.keys() {
+            statement.push_str(&format!(" OPTION {k}")); // names only: values may be secrets
+        }
+        if let Some(b) = before {
+            statement.push_str(&format!(" BEFORE {b}"));
+        }
+        let r = async {
+            self.subject().await?.require(Privilege::Admin, None, None)?;
+            let (dir, _lock) = self.lock_config()?;
+            let path = dir.join(CONFIG_FILE);
+            let (text, config) = read_config(&path)?;
+            let bad = |reason: String| Error::Config {
+                path: format!("{} [[tier]] {:?}", path.display(), tier.name),
+                reason,
+            };
+            stratalake_table::names::validate_ident("tier", &tier.name)?;
+            if config.tiers.iter().any(|t| t.name == tier.name) {
+                return Err(bad(
+                    "a tier of that name exists already (see `stratalake tier list`)".into()
+                ));
+            }
+            if let Some(k) = tier.options.keys().find(|k| {
+                let k = k.to_ascii_lowercase();
+                SECRET_OPTION_WORDS.iter().any(|w| k.contains(w))
+            }) {
+                return Err(bad(format!(
+                    "option {k:?} is a credential: it belongs in the environment (AWS_ACCESS_KEY_ID, \
+                     AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), not in stratalake.toml"
+                )));
+            }
+            if tier.url.trim().is_empty() {
+                return Err(bad("the URL is empty".into()));
+            }
+            if tier.url.starts_with("memory://") {
+                return Err(bad(
+                    "a memory:// store lives only as long as one process: give a folder or s3://bucket/prefix".into(),
+                ));
+            }
+            let at = match before {
+                None => config.tiers.len(),
+                Some(b) => config.tiers.iter().position(|t| t.name == b).ok_or_else(|| {
+                    bad(format!(
+                        "before {b:?}: no tier of that name (tiers: {})",
+                        tier_names(&config)
+                    ))
+                })?,
+            };
+            let appended = at == config.tiers.len();
+            let mut new = config.clone();
+            new.tiers.insert(at, tier.clone());
+            new.policy()?;
+            // Where it would be, before anything is created there.
+            let place = location(&dir, &tier).map_err(bad)?;
+            for other in &config.tiers {
+                let o = location(&dir, other).map_err(bad)?;
+                if overlaps((&place, &tier), (&o, other)) {
+                    return Err(bad(format!(
+                        "{place} is, contains or lies inside {o} of tier {:?}: every tier needs a place of its own",
+                        other.name
+                    )));
+                }
+            }
+            let cache = config.tiering.cache_dir.as_deref().unwrap_or("cache");
+            let cache = format!("file://{}", resolve_local(&dir.join(cache)).display());
+            if overlaps((&place, &tier), (&cache, &tier)) {
+                return Err(bad(format!(
+                    "{place} is, contains or lies inside the read cache {cache}"
+                )));
+            }
+            let store = open_tier(&dir, &tier).map_err(|e| bad(e.to_string()))?;
+            // Vacuum deletes what no log names below a table's folder on every tier: a store
+            // that already holds objects (another lake's tier, say) would lose them.
+            if let Some(obj) = first_object(&store).await? {
+                return Err(bad(format!(
+                    "{} holds objects already (e.g. {obj}): give an empty folder or prefix",
+                    store.url()
+                )));
+            }
+            let probe = format!("_stratalake_probe_{}", crate::uuid_like());
+            let wrote = match store.put(&probe, b"probe".to_vec().into()).await {
+                Ok(()) => store.delete(&probe).await,
+                Err(e) => Err(e),
+            };
+            wrote.map_err(|e| bad(format!("cannot write to {}: {e}", store.url())))?;
+            let config = new;
+            self.check_opens(&config, &dir)?;
+            let new_text = if appended {
+                append_tier(&text, &tier, &config)
+            } else {
+                config.to_toml()
+            };
+            replace_private(&path, new_text.as_bytes())?;
+            Ok(store.url().to_string())
+        }
+        .await;
+        self.record("tier", statement, vec![], None, &r).await?;
+        r
+    }
+
+    /// Remove tier `name` from the lake folder's `stratalake.toml`. Refused unless this handle's
+    /// principal is a lake administrator; audited. Refused too while the tier is the metadata or
+    /// write tier, while a rule or pin names it, while any table's live files are on it, or
+    /// while its store holds any object at all (old copies of moved files, removed files:
+    /// `table vacuum` deletes those older than its retention). Holds the mover
+    /// lock, so no move to the tier runs meanwhile. The tier's folder or prefix itself is left
+    /// as it is (empty). The file is rewritten from the configuration (comments other than the
+    /// header are not kept); lakes opened from then on no longer see the tier.
+    pub async fn tier_remove(&self, name: &str) -> Result<()> {
+        let r = async {
+            self.subject().await?.require(Privilege::Admin, None, None)?;
+            let (dir, _lock) = self.lock_config()?;
+            let path = dir.join(CONFIG_FILE);
+            let (_, config) = read_config(&path)?;
+            let bad = |reason: String| Error::Config {
+                path: format!("{} [[tier]] {name:?}", path.display()),
+                reason,
+            };
+            let at = config
+                .tiers
+                .iter()
+                .position(|t| t.name == name)
+                .ok_or_else(|| bad(format!("no tier of that name (tiers: {})", tier_names(&config))))?;
+            for (key, tier) in [
+                ("metadata_tier", &config.lake.metadata_tier),
+                ("write_tier", &config.lake.write_tier),
+            ] {
+                if tier == name {
+                    return Err(bad(format!(
+                        "it is the lake's {key} ([lake] {key} in stratalake.toml): it cannot be removed"
+                    )));
+                }
+            }
+            let mut without = config.clone();
+            without.tiers.remove(at);
+            without
+                .policy()
+                .map_err(|e| bad(format!("the configuration without it would not be valid: {e}")))?;
+            let guard = stratalake_tiering::mover::lock(self.catalog.context(), "mover").await?;
+            let checked = async {
+                let mut on_it: std::collections::BTreeMap<String, u64> = Default::default();
+                for ts in self.table_states(None).await? {
+                    let n = ts.snapshot.files.values().filter(|f| f.tier == name).count() as u64;
+                    if n > 0 {
+                        on_it.insert(ts.table.ident().to_string(), n);
+                    }
+                }
+                if let Some((table, _)) = on_it.iter().next() {
+                    return Err(bad(format!(
+                        "{} live file(s) of {} are on it: move them first (`stratalake tier move --to {} {table}`)",
+                        on_it.values().sum::<u64>(),
+                        on_it.keys().cloned().collect::<Vec<_>>().join(", "),
+                        config.lake.write_tier
+                    )));
+                }
+                let store = open_tier(&dir, &config.tiers[at])?;
+                if let Some(obj) = first_object(&store).await? {
+                    return Err(bad(format!(
+                        "{} still holds objects no live file names (e.g. {obj}): old copies of moved files or \
+                         removed files: `stratalake table vacuum TABLE` deletes those older than its --retain",
+                        store.url()
+                    )));
+                }
+                self.check_opens(&without, &dir)?;
+                replace_private(&path, without.to_toml().as_bytes())
+            }
+            .await;
+            guard.release().await?;
+            checked
+        }
+        .await;
+        self.record("tier", format!("TIER REMOVE {name}"), vec![], None, &r)
+            .await?;
+        r
+    }
+
+    /// The lake folder, with an exclusive lock on `stratalake.toml.lock` held until the file
+    /// handle returned is dropped: changes of the configuration never overwrite each other.
+    fn lock_config(&self) -> Result<(PathBuf, std::fs::File)> {
+        let dir = self.dir.clone().ok_or_else(|| Error::Config {
+            path: CONFIG_FILE.into(),
+            reason: "this lake has no folder (its configuration is at a store URL or was given in code): \
+                     change its [[tier]] entries there (docs/operations.md, section 11)"
+                .into(),
+        })?;
+        let lock_path = dir.join(format!("{CONFIG_FILE}.lock"));
+        let io = |e: std::io::Error| Error::Config {
+            path: lock_path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        f.lock().map_err(io)?;
+        Ok((dir, f))
+    }
+
+    /// Fail unless a lake would open with `config` (tiers, rules, pins, quotas, cache).
+    fn check_opens(&self, config: &LakeConfig, dir: &Path) -> Result<()> {
+        let provider = self.catalog.context().keyring.provider().clone();
+        Lake::open_with(config.clone(), Some(dir), provider).map(|_| ())
+    }
+}
+
+fn tier_names(config: &LakeConfig) -> String {
+    config
+        .tiers
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The text of `stratalake.toml` at `path` and what it says.
+fn read_config(path: &Path) -> Result<(String, LakeConfig)> {
+    let err = |reason: String| Error::Config {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let config = LakeConfig::parse(&text).map_err(err)?;
+    Ok((text, config))
+}
+
+/// A tier's store, its URL resolved as [`Lake::open`] does (relative to the lake folder).
+fn open_tier(dir: &Path, t: &TierConfig) -> Result<Store> {
+    let url = if t.url.contains("://") || Path::new(&t.url).is_absolute() {
+        t.url.clone()
+    } else {
+        dir.join(&t.url).display().to_string()
+    };
+    Ok(Store::open(&url, &t.options)?)
+}
+
+/// Where a tier's files are, without creating anything: `file:///abs/path` (symbolic links and
+/// `..` resolved as far as the path exists) or the store URL.
+fn location(dir: &Path, t: &TierConfig) -> std::result::Result<String, String> {
+    let url = t.url.trim();
+    if url.contains("://") && !url.starts_with("file://") {
+        if !Store::is_cloud_url(url) {
+            return Err(format!(
+                "{url:?}: unsupported scheme: use a folder, file://, s3://, gs://, az:// or abfs://"
+            ));
+        }
+        return Ok(url.trim_end_matches('/').to_string());
+    }
+    let p = Path::new(url.strip_prefix("file://").unwrap_or(url));
+    Ok(format!("file://{}", resolve_local(&dir.join(p)).display()))
+}
+
+/// `p` made absolute with `.` and `..` applied and symbolic links resolved as far as the path
+/// exists (as the file system will resolve it once the folder is created).
+fn resolve_local(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out = canonical_prefix(&out);
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    canonical_prefix(&out)
+}
+
+/// `p` with its longest existing ancestor canonicalized (`p` holds no `.` or `..`).
+fn canonical_prefix(p: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut base = p;
+    loop {
+        if let Ok(mut out) = base.canonicalize() {
+            out.extend(rest.iter().rev());
+            return out;
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                base = parent;
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
+/// Whether two stores are the same place or one lies inside the other (S3 prefixes at different
+/// endpoints are different places).
+fn overlaps((a, ta): (&str, &TierConfig), (b, tb): (&str, &TierConfig)) -> bool {
+    if Store::is_cloud_url(a) && ta.options.get("endpoint") != tb.options.get("endpoint") {
+        return false;
+    }
+    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+}
+
+/// Some object the store holds, if any (one listing request, not a whole listing).
+async fn first_object(store: &Store) -> Result<Option<String>> {
+    let root = store.path("");
+    let first = store.object_store().list(Some(&root)).next().await;
+    match first {
+        None => Ok(None),
+        Some(Ok(meta)) => Ok(Some(meta.location.to_string())),
+        Some(Err(e)) => Err(Error::Config {
+            path: store.url().to_string(),
+            reason: format!("cannot list the store: {e}"),
+        }),
+    }
+}
+
+/// `text` with `tier`'s `[[tier]]` table appended, if that reads back as `config`; else
+/// `config` rendered whole.
+fn append_tier(text: &str, tier: &TierConfig, config: &LakeConfig) -> String {
+    #[derive(Serialize)]
+    struct One<'a> {
+        tier: [&'a TierConfig; 1],
+    }
+    let Ok(block) = toml::to_string(&One { tier: [tier] }) else {
+        return config.to_toml();
+    };
+    let appended = format!("{}\n\n{block}", text.trim_end());
+    match LakeConfig::parse(&appended) {
+        Ok(c) if &c == config => appended,
+        _ => config.to_toml(),
+    }
+}
+
+/// Replace `path` with `data` atomically: a fresh private file (mode 0600: the configuration
+/// may name credentials) next to it, synced, renamed over it, the folder synced.
+fn replace_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = dir.join(format!(".{CONFIG_FILE}.{}.tmp", crate::uuid_like()));
+    let err = |e: std::io::Error| Error::Config {
+        path: path.display().to_string(),
+        reason: format!("cannot replace it: {e}"),
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(err)?;
+    let written = f.write_all(data).and_then(|_| f.sync_all());
+    drop(f);
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }

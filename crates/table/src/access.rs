@@ -939,11 +939,153 @@ impl Subject {
             reason: format!("has no {privilege} privilege on {on}"),
         })
     }
+
+    /// What this principal may know of a table's metadata: the one rule for listings,
+    /// descriptions and history (the CLI and the coming server only ask it).
+    ///
+    /// * `known`: the table shows in listings and may be described — any privilege on it
+    ///   (naming it otherwise says "permission denied", as a query would);
+    /// * `counts`: its file, row and byte counts — ADMIN, or SELECT without a row filter
+    ///   (`count(*)` would tell them anyway; under a row filter they would count hidden rows);
+    /// * `history`: every commit with who made it and how many rows it changed — ADMIN.
+    pub fn table_sight(&self, namespace: &str, table: &str) -> TableSight {
+        let (ns, t) = (Some(namespace), Some(table));
+        let admin = self.allows(Privilege::Admin, ns, t);
+        let select = self.allows(Privilege::Select, ns, t);
+        let filtered = self.row_filters.contains_key(&format!("{namespace}.{table}"));
+        TableSight {
+            known: admin || select || self.allows(Privilege::Insert, ns, t),
+            counts: admin || (select && !filtered),
+            history: admin,
+        }
+    }
+
+    /// What reading `column` (classified `classification`) of table `ns.table` gives this
+    /// principal: its values, a mask, or NULL.
+    pub fn column_read(&self, table: &str, column: &str, classification: &str) -> ColumnRead {
+        if let Some(m) = self.masks.get(table).and_then(|m| m.get(column)) {
+            return ColumnRead::Masked(m.clone());
+        }
+        if self.superuser || self.cleared.contains(classification) {
+            return ColumnRead::Values;
+        }
+        match self.level_masks.get(classification) {
+            Some(m) => ColumnRead::MaskedUncleared(m.clone()),
+            None => ColumnRead::NullUncleared,
+        }
+    }
+}
+
+/// What a principal may know of a table's metadata ([`Subject::table_sight`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TableSight {
+    /// It may know the table exists and see its columns.
+    pub known: bool,
+    /// It may see the table's file, row and byte counts.
+    pub counts: bool,
+    /// It may read the table's commit history.
+    pub history: bool,
+}
+
+/// What reading a column gives a principal ([`Subject::column_read`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ColumnRead {
+    /// The stored values.
+    Values,
+    /// A column mask that applies to the principal.
+    Masked(Mask),
+    /// The classification's mask: the principal is not cleared for the column's level.
+    MaskedUncleared(Mask),
+    /// NULL: not cleared for the column's level, and no classification mask.
+    NullUncleared,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject_with(grants: &[(Privilege, &str)], filtered: bool) -> Subject {
+        let classes = Classifications::default();
+        let mut s = Subject::superuser("ana", &classes);
+        s.superuser = false;
+        s.cleared = ["public".to_string()].into();
+        s.grants = grants
+            .iter()
+            .map(|(p, t)| Grant {
+                grantee: "ana".into(),
+                privilege: *p,
+                on: Securable::Table {
+                    namespace: "gov".into(),
+                    name: (*t).into(),
+                },
+            })
+            .collect();
+        if filtered {
+            s.row_filters.insert("gov.t".into(), vec!["region = 'n'".into()]);
+        }
+        s
+    }
+
+    #[test]
+    fn table_sight_rules() {
+        let sight = |grants: &[(Privilege, &str)], filtered| subject_with(grants, filtered).table_sight("gov", "t");
+        let none = TableSight {
+            known: false,
+            counts: false,
+            history: false,
+        };
+        // no privilege on it (a privilege on another table does not count)
+        assert_eq!(sight(&[], false), none);
+        assert_eq!(sight(&[(Privilege::Admin, "other")], false), none);
+        // INSERT: known, nothing more
+        assert_eq!(
+            sight(&[(Privilege::Insert, "t")], false),
+            TableSight { known: true, ..none }
+        );
+        // SELECT: counts unless a row filter hides rows
+        assert_eq!(
+            sight(&[(Privilege::Select, "t")], false),
+            TableSight {
+                known: true,
+                counts: true,
+                history: false
+            }
+        );
+        assert_eq!(
+            sight(&[(Privilege::Select, "t")], true),
+            TableSight { known: true, ..none }
+        );
+        // ADMIN: everything, filtered or not
+        let all = TableSight {
+            known: true,
+            counts: true,
+            history: true,
+        };
+        assert_eq!(sight(&[(Privilege::Admin, "t")], true), all);
+        assert_eq!(
+            Subject::superuser("x", &Classifications::default()).table_sight("gov", "t"),
+            all
+        );
+    }
+
+    #[test]
+    fn column_read_rules() {
+        let mut s = subject_with(&[(Privilege::Select, "t")], false);
+        assert_eq!(s.column_read("gov.t", "id", "public"), ColumnRead::Values);
+        assert_eq!(s.column_read("gov.t", "name", "secret"), ColumnRead::NullUncleared);
+        s.level_masks.insert("secret".into(), Mask::Redact);
+        assert_eq!(
+            s.column_read("gov.t", "name", "secret"),
+            ColumnRead::MaskedUncleared(Mask::Redact)
+        );
+        // a column mask wins, even over a clearance
+        s.masks
+            .entry("gov.t".into())
+            .or_default()
+            .insert("id".into(), Mask::Null);
+        assert_eq!(s.column_read("gov.t", "id", "public"), ColumnRead::Masked(Mask::Null));
+        assert_eq!(s.column_read("gov.u", "id", "public"), ColumnRead::Values);
+    }
 
     #[test]
     fn bootstrap_mode_never_comes_back() {

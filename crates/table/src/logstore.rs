@@ -172,7 +172,8 @@ pub async fn create(
             })),
             Err(e) => Err(unknown(e)),
         },
-        Err(e @ Error::UnsafeStore { .. }) => Err(e),
+        // refused before anything could be written: no bucket, no credentials, unsafe store
+        Err(e @ (Error::UnsafeStore { .. } | Error::StoreConfig { .. })) => Err(e),
         Err(e) => {
             // The store may have applied the create before failing: look before reporting.
             match store.get_opt(path).await {

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -14,6 +13,8 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 
 use crate::checked::CheckedStore;
 use crate::{Error, Result};
+
+mod cloud;
 
 /// One object store and the lake's root inside it. Cheap to clone.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct Store {
     local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
     /// Size and crc32 the log records for data objects being read (see [`ExpectedObjects`]).
     expected: Arc<ExpectedObjects>,
+    /// Set for cloud stores: the bucket or container and its endpoint, for errors naming them.
+    remote: Option<Arc<cloud::Remote>>,
 }
 
 /// Size and crc32 that the log records for data objects of a store, registered by scans before
@@ -77,8 +80,18 @@ impl Store {
     /// * `file:///abs/path` or a plain path: a local folder (created if missing);
     /// * `memory://NAME`: an in-process store, shared by every `Store` of the same NAME;
     /// * `s3://bucket/prefix`: any S3-compatible store. `options` are object_store's S3 keys
-    ///   (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`, ...); the
-    ///   usual `AWS_*` environment variables fill in what they do not give.
+    ///   (`endpoint`, `region`, `allow_http`, ...) and `profile`; the usual `AWS_*` environment
+    ///   variables, then the AWS profile (`~/.aws/credentials`, `~/.aws/config`) fill in what
+    ///   they do not give. An `http://` endpoint allows plain HTTP;
+    /// * `gs://bucket/prefix`: Google Cloud Storage (object_store's GCS keys, `GOOGLE_*`);
+    /// * `az://container/prefix`, `abfs[s]://container/prefix` or
+    ///   `abfs[s]://container@account.dfs.core.windows.net/prefix`: Azure Blob storage
+    ///   (object_store's Azure keys, `AZURE_*`).
+    ///
+    /// Where cloud credentials are searched, and when an instance-metadata service is asked, is
+    /// described in docs/operations.md §1. When none are found, the first request fails at once
+    /// with a [`Error::StoreConfig`] naming the places searched; a missing bucket is reported as
+    /// one too. Neither message holds a secret.
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
         let cfg = |reason: String| Error::StoreConfig {
             url: url.to_string(),
@@ -90,24 +103,18 @@ impl Store {
             let inner = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
             return Ok(Self::from_object_store(url, inner, Path::default()));
         }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(cfg("no bucket name".into()));
-            }
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            for (k, v) in options {
-                let key: AmazonS3ConfigKey = k.parse().map_err(|_| cfg(format!("unknown S3 option {k:?}")))?;
-                b = b.with_config(key, v);
-            }
-            let inner = b.build().map_err(|e| cfg(e.to_string()))?;
-            let root = Path::parse(prefix.trim_matches('/')).map_err(|e| cfg(e.to_string()))?;
-            return Ok(Self::from_object_store(url, Arc::new(inner), root));
+        if let Some(opened) = cloud::open(url, options, &cloud::Env::process()).map_err(cfg)? {
+            let root = Path::parse(opened.prefix.trim_matches('/')).map_err(|e| cfg(e.to_string()))?;
+            let mut s = Self::from_object_store(url, opened.store, root);
+            s.remote = Some(Arc::new(opened.remote));
+            return Ok(s);
         }
         let dir = match url.strip_prefix("file://") {
             Some(p) => std::path::PathBuf::from(p),
             None if url.contains("://") => {
-                return Err(cfg("unsupported scheme: use file://, memory:// or s3://".into()));
+                return Err(cfg(
+                    "unsupported scheme: use file://, memory://, s3://, gs://, az:// or abfs://".into(),
+                ));
             }
             None => std::path::PathBuf::from(url),
         };
@@ -129,7 +136,40 @@ impl Store {
             root,
             local: None,
             expected: Default::default(),
+            remote: None,
         }
+    }
+
+    /// Whether `url` names a store [`Store::open`] opens as a cloud store (not a folder).
+    pub fn is_cloud_url(url: &str) -> bool {
+        ["s3://", "gs://", "az://", "abfs://", "abfss://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+    }
+
+    /// An object store error on `p`: a missing bucket or missing credentials become one line
+    /// naming the store ([`Error::StoreConfig`]); anything else [`Error::Store`].
+    fn fail(&self, p: &Path, e: object_store::Error) -> Error {
+        match self.explain(&e) {
+            Some(err) => err,
+            None => Error::store(p, e),
+        }
+    }
+
+    /// As [`Self::fail`], for writes ([`Error::store_write`]).
+    fn fail_write(&self, p: &Path, e: object_store::Error) -> Error {
+        match self.explain(&e) {
+            Some(err) => err,
+            None => Error::store_write(p, e),
+        }
+    }
+
+    fn explain(&self, e: &object_store::Error) -> Option<Error> {
+        let reason = self.remote.as_ref()?.explain(e)?;
+        Some(Error::StoreConfig {
+            url: self.url.clone(),
+            reason,
+        })
     }
 
     /// Size and crc32 of data objects as the log records them, for read caches.
@@ -185,8 +225,8 @@ impl Store {
     /// Read a whole object.
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
         let p = self.path(rel);
-        let r = self.inner.get(&p).await.map_err(|e| Error::store(&p, e))?;
-        r.bytes().await.map_err(|e| Error::store(&p, e))
+        let r = self.inner.get(&p).await.map_err(|e| self.fail(&p, e))?;
+        r.bytes().await.map_err(|e| self.fail(&p, e))
     }
 
     /// Read an object if it exists.
@@ -207,7 +247,7 @@ impl Store {
         self.inner
             .put(&p, PutPayload::from(data))
             .await
-            .map_err(|e| Error::store_write(&p, e))?;
+            .map_err(|e| self.fail_write(&p, e))?;
         self.sync(&p).await
     }
 
@@ -264,7 +304,7 @@ impl Store {
             Err(object_store::Error::NotImplemented { .. }) => Err(Error::UnsafeStore {
                 store: self.url.clone(),
             }),
-            Err(e) => Err(Error::store_write(&p, e)),
+            Err(e) => Err(self.fail_write(&p, e)),
         }
     }
 
@@ -296,8 +336,9 @@ impl Store {
     pub async fn delete(&self, rel: &str) -> Result<()> {
         let p = self.path(rel);
         match self.inner.delete(&p).await {
+            Err(e) if self.explain(&e).is_some() => Err(self.fail_write(&p, e)),
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::store_write(&p, e)),
+            Err(e) => Err(self.fail_write(&p, e)),
         }
     }
 
@@ -309,7 +350,7 @@ impl Store {
             .list(Some(&p))
             .try_collect()
             .await
-            .map_err(|e| Error::store(&p, e))?;
+            .map_err(|e| self.fail(&p, e))?;
         Ok(metas.into_iter().map(|m| (self.relative(&m.location), m)).collect())
     }
 
@@ -322,7 +363,7 @@ impl Store {
             .list_with_offset(Some(&p), &off)
             .try_collect()
             .await
-            .map_err(|e| Error::store(&p, e))?;
+            .map_err(|e| self.fail(&p, e))?;
         Ok(metas.into_iter().map(|m| (self.relative(&m.location), m)).collect())
     }
 
@@ -333,8 +374,9 @@ impl Store {
             // Delete by the listed location itself: re-deriving it from the relative path
             // would escape already-escaped characters a second time.
             match self.inner.delete(&meta.location).await {
+                Err(e) if self.explain(&e).is_some() => return Err(self.fail(&meta.location, e)),
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::store(&meta.location, e)),
+                Err(e) => return Err(self.fail(&meta.location, e)),
             }
         }
         Ok(objs.len())
@@ -375,5 +417,25 @@ mod tests {
         assert!(!s.put_create("a/b.json", Bytes::from_static(b"2")).await.unwrap());
         assert_eq!(s.list("a").await.unwrap().len(), 1);
         assert!(Store::open("ftp://x", &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn cloud_stores_show_no_credentials_in_debug() {
+        let o = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let s3 = Store::open(
+            "s3://b/p",
+            &o(&[("access_key_id", "AKIDVISIBLE"), ("secret_access_key", "sEcReTvalue")]),
+        )
+        .unwrap();
+        // a 32-byte key whose bytes, printed as a list, would start with "[115, 101, 99"
+        let key = "c2VjcmV0LWtleS1ieXRlcy1mb3ItdGhlLXRlc3QtMTI=";
+        let az = Store::open("az://c/p", &o(&[("account_name", "acct"), ("access_key", key)])).unwrap();
+        for s in [&s3, &az] {
+            let d = format!("{s:?} {:?} {:?}", s.object_store(), s.read_store());
+            assert!(
+                !d.contains("sEcReT") && !d.contains(key) && !d.contains("115, 101, 99"),
+                "{d}"
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use stratalake::{Error, WriteMode};
 
 use super::*;
 
-async fn suite(lake: Lake) {
+pub(super) async fn suite(lake: Lake) {
     lake.create_namespace("conf").await.unwrap();
     let t = lake.create_table("conf.events", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();

@@ -2,6 +2,7 @@
 
 mod backup;
 mod conformance;
+mod credentials;
 mod faults;
 mod keys;
 mod maintenance;

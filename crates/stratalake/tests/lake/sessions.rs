@@ -120,3 +120,61 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
         assert!(e.contains(why), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_listings_and_descriptions_answer_only_what_the_principal_may_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Lake::init(
+        dir.path().join("lake"),
+        stratalake::InitOptions {
+            admin: Some("dba".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    admin
+        .sql(
+            "CREATE TABLE t (id INT, region VARCHAR, name VARCHAR CLASSIFICATION secret); \
+             CREATE TABLE hidden (x INT); \
+             INSERT INTO t VALUES (1, 'n', 'Ada'), (2, 's', 'Bo'); \
+             CREATE PRINCIPAL ana WITH (clearance = 'internal'); GRANT SELECT ON TABLE t TO ana; \
+             CREATE ROW FILTER north ON t FOR ana WHERE region = 'n'",
+        )
+        .await
+        .unwrap();
+    let ana = admin.as_principal("ana");
+    // listings: only tables ana holds a privilege on, like SHOW TABLES
+    assert_eq!(admin.tables("default").await.unwrap(), vec!["hidden", "t"]);
+    assert_eq!(ana.tables("default").await.unwrap(), vec!["t"]);
+    // a Table handle bypasses grants: administrators only; the unchecked one says so by name
+    let e = ana.table("t").await.unwrap_err();
+    assert!(e.is_permission_denied(), "{e}");
+    assert!(e.to_string().contains("read and write through a session"), "{e}");
+    assert!(admin.table("t").await.is_ok());
+    assert_eq!(
+        ana.table_unchecked("t").await.unwrap().snapshot().await.unwrap().rows(),
+        2
+    );
+    // an overview: columns and what reading each gives; no counts under a row filter
+    let o = ana.table_overview("t", None).await.unwrap();
+    assert_eq!(o.row_filters, vec!["north"]);
+    assert!(o.counts.is_none());
+    use stratalake::table::access::ColumnRead;
+    assert_eq!(o.columns[0].1, ColumnRead::Values);
+    assert_eq!(o.columns[2].1, ColumnRead::NullUncleared);
+    let full = admin
+        .table_overview("t", Some(stratalake::AsOf::Version(1)))
+        .await
+        .unwrap();
+    assert_eq!(full.counts.map(|c| (c.files, c.rows)), Some((1, 2)));
+    assert!(
+        ana.table_overview("hidden", None)
+            .await
+            .unwrap_err()
+            .is_permission_denied()
+    );
+    // history: administrators only
+    assert!(ana.history("t", None).await.unwrap_err().is_permission_denied());
+    assert_eq!(admin.history("t", Some(1)).await.unwrap().len(), 1);
+}
