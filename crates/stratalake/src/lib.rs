@@ -677,7 +677,7 @@ impl Lake {
     pub async fn table(&self, name: &str) -> Result<Table> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
         let subject = self.subject().await?;
-        if !subject.table_sight(&ident.namespace, &ident.name).history {
+        if !subject.allows(Privilege::Admin, Some(&ident.namespace), Some(&ident.name)) {
             return Err(stratalake_table::Error::PermissionDenied {
                 principal: subject.principal.clone(),
                 reason: format!(
