@@ -235,10 +235,7 @@ impl Lake {
                     reason: format!("cannot read the key file: {e}"),
                 })?;
                 let dest = dir.join("master.keys");
-                crate::write_private(&dest, &bytes).map_err(|e| Error::Config {
-                    path: dest.display().to_string(),
-                    reason: format!("cannot write the key file: {e}"),
-                })?;
+                copy_key_file(&bytes, &dest)?;
                 KeysSection {
                     provider: "file".into(),
                     file: Some("master.keys".into()),
@@ -268,5 +265,33 @@ impl Lake {
             reason: e.to_string(),
         })?;
         Lake::open(dir).await
+    }
+}
+
+/// Put a copy of the master keys at `dest`, whole or not at all. A copy left by a restore stopped before it wrote the lake's
+/// configuration is taken as it is when it holds the same keys; a different key file is never
+/// overwritten.
+fn copy_key_file(bytes: &[u8], dest: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| Error::Config {
+        path: dest.display().to_string(),
+        reason: format!("cannot write the key file: {e}"),
+    };
+    if let Ok(existing) = std::fs::read(dest) {
+        if existing == bytes {
+            return Ok(());
+        }
+        return Err(Error::Config {
+            path: dest.display().to_string(),
+            reason: "a different key file is already there (left by another lake?): remove it or restore into another folder"
+                .into(),
+        });
+    }
+    match crate::write_private(dest, bytes) {
+        Ok(()) => Ok(()),
+        // another restore of the same backup linked the same keys first
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && std::fs::read(dest).is_ok_and(|b| b == bytes) => {
+            Ok(())
+        }
+        Err(e) => Err(fail(e)),
     }
 }

@@ -1132,9 +1132,13 @@ fn new_lake_folder(dir: &Path) -> Result<PathBuf> {
     Ok(cfg_path)
 }
 
-/// Write a new file readable only by its owner (the config may name credentials).
+/// Write a new file readable only by its owner (the config may name credentials), whole or not
+/// at all: the bytes go to a partial name first and are linked into place, so a process killed
+/// half-way leaves no truncated config or key file behind. Fails if `path` exists.
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let partial = path.with_file_name(format!(".{name}.partial-{}", uuid_like()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -1142,9 +1146,13 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+    let written = opts.open(&partial).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&partial, path));
+    let _ = std::fs::remove_file(&partial);
+    linked
 }
 
 fn uuid_like() -> String {

@@ -498,3 +498,35 @@ async fn a_backup_taken_while_writers_write_is_consistent_with_one_version() {
     }
     assert!(repo.verify(true, &|_| {}).await.unwrap().problems.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_target_left_half_made_is_taken_up_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    Lake::init(&source, Default::default()).await.unwrap();
+    let keys = source.join("master.keys");
+    // a restore stopped after copying the keys, before writing the configuration
+    let target = dir.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(&keys, target.join("master.keys")).unwrap();
+    let lake = Lake::init_for_restore(&target, stratalake::KeySource::Copy(keys.clone()))
+        .await
+        .unwrap();
+    assert!(lake.catalog().state().await.unwrap().namespaces.is_empty());
+    // no partial files are left behind
+    let names: Vec<String> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
+    // a key file of another lake is never overwritten
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("master.keys"), b"not these keys").unwrap();
+    let e = Lake::init_for_restore(&other, stratalake::KeySource::Copy(keys))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a different key file is already there"), "{e}");
+    assert_eq!(std::fs::read(other.join("master.keys")).unwrap(), b"not these keys");
+}
