@@ -12,7 +12,7 @@ use stratalake_table::read::fetch_checked;
 use stratalake_table::{Table, TableIdent};
 
 use crate::manifest::{FileRef, MANIFEST_FORMAT, Manifest, TableBackup, Totals};
-use crate::repo::{Repository, data_path, hex, meta_path, snapshot_path};
+use crate::repo::{Repository, data_path, meta_path, snapshot_path};
 use crate::{Error, Result};
 
 /// What to back up.
@@ -61,7 +61,7 @@ fn backup_id() -> Result<String> {
     Ok(format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
-        hex(&r)
+        stratalake_crypto::hex::encode(r)
     ))
 }
 
@@ -233,7 +233,7 @@ impl Repository {
                     }
                     let store = ctx.tiers.get(&add.tier)?;
                     let bytes = fetch_checked(store, &root, &add).await?;
-                    let sha = hex(&Sha256::digest(&bytes));
+                    let sha = stratalake_crypto::hex::encode(Sha256::digest(&bytes));
                     if present.get(&sha) != Some(&add.size) {
                         self.store.put(&data_path(&sha), bytes).await?;
                         new_files.fetch_add(1, Ordering::Relaxed);

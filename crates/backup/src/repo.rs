@@ -11,12 +11,12 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use stratalake_crypto::{DataKey, KeyContext, KeyId, WrappedKey, random_bytes, unwrap_key, wrap_key};
+use stratalake_crypto::{
+    DataKey, Error as CryptoError, KeyContext, KeyId, WrappedKey, aead, legacy_keyed_sha256, unwrap_data_key,
+    wrap_data_key,
+};
 use stratalake_table::lock::LockGuard;
 use stratalake_table::{Keyring, Store};
 
@@ -25,7 +25,6 @@ use crate::{Error, Result};
 const FORMAT: &str = "stratalake-backup/v1";
 const CONFIG: &str = "config.json";
 const SEAL_MAGIC: &[u8; 4] = b"SLB1";
-const NONCE_LEN: usize = 12;
 
 /// The repository's `config.json`.
 #[derive(Serialize, Deserialize)]
@@ -59,10 +58,6 @@ fn slot_context(repo_id: &str) -> KeyContext {
         file: CONFIG.into(),
         role: "repository".into(),
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where a data object with this sha256 lives.
@@ -100,8 +95,7 @@ impl Repository {
         let repo_id = uuid::Uuid::new_v4().to_string();
         let key = DataKey::generate()?;
         let level = keyring.classifications().lowest().to_string();
-        let (kid, master) = keyring.provider().current(&level).await?;
-        let slot = wrap_key(&master, &kid, &key, &slot_context(&repo_id))?;
+        let slot = wrap_data_key(keyring.provider().as_ref(), &level, &key, &slot_context(&repo_id)).await?;
         let config = RepoConfig {
             format: FORMAT.into(),
             repo_id: repo_id.clone(),
@@ -149,14 +143,14 @@ impl Repository {
         let mut key = None;
         let mut tried = Vec::new();
         for slot in &config.keyslots {
-            match keyring.provider().get(&slot.key).await {
-                Ok(master) => match unwrap_key(&master, slot, &ctx) {
-                    Ok(k) => {
-                        key = Some(k);
-                        break;
-                    }
-                    Err(_) => tried.push(format!("{} (a different key of that name)", slot.key)),
-                },
+            match unwrap_data_key(keyring.provider().as_ref(), slot, &ctx).await {
+                Ok(k) => {
+                    key = Some(k);
+                    break;
+                }
+                Err(CryptoError::UnwrapFailed { .. } | CryptoError::Malformed { .. }) => {
+                    tried.push(format!("{} (a different key of that name)", slot.key))
+                }
                 Err(e) => tried.push(format!("{} ({e})", slot.key)),
             }
         }
@@ -165,13 +159,18 @@ impl Repository {
             needed: tried.join(", "),
         })?;
         let level = keyring.classifications().lowest().to_string();
-        if let Ok((kid, master)) = keyring.provider().current(&level).await
+        if let Ok(kid) = keyring.provider().current_id(&level).await
             && !config.keyslots.iter().any(|s| s.key == kid)
         {
-            config.keyslots.push(wrap_key(&master, &kid, &key, &ctx)?);
-            if let Ok(body) = serde_json::to_vec_pretty(&config) {
-                store.put(CONFIG, body.into()).await?;
-                tracing::info!(repo = %url, key = %kid, "added a key slot for the current master key");
+            let slot = wrap_data_key(keyring.provider().as_ref(), &level, &key, &ctx).await?;
+            // the provider may have moved on between the two calls: never two slots of one key
+            if !config.keyslots.iter().any(|s| s.key == slot.key) {
+                let kid = slot.key.clone();
+                config.keyslots.push(slot);
+                if let Ok(body) = serde_json::to_vec_pretty(&config) {
+                    store.put(CONFIG, body.into()).await?;
+                    tracing::info!(repo = %url, key = %kid, "added a key slot for the current master key");
+                }
             }
         }
         Ok(Self {
@@ -204,39 +203,24 @@ impl Repository {
     /// A keyed identifier of `plain` (does not reveal the content to whoever lists the repository,
     /// and is equal for equal content, which makes metadata objects deduplicate).
     pub(crate) fn meta_id(&self, plain: &[u8]) -> String {
-        let mut h = Sha256::new();
-        h.update(b"stratalake-backup/meta-id\n");
-        h.update(self.key.expose());
-        h.update(plain);
-        hex(&h.finalize())
+        stratalake_crypto::hex::encode(*legacy_keyed_sha256(
+            b"stratalake-backup/meta-id\n",
+            self.key.expose(),
+            plain,
+        ))
     }
 
-    /// Encrypt and authenticate `plain`, bound to `name` (the object's own path).
+    /// The associated data of the object at `name`: sealed objects are bound to their own path
+    /// in this repository.
+    fn object_aad(&self, name: &str) -> String {
+        format!("{FORMAT}\n{}\n{name}", self.id)
+    }
+
+    /// Encrypt and authenticate `plain`, bound to `name` (the object's own path):
+    /// `"SLB1" ‖ nonce ‖ AES-256-GCM(repository key, plain, aad)` ([`stratalake_crypto::aead`]).
     pub(crate) fn seal(&self, name: &str, plain: &[u8]) -> Result<Bytes> {
-        let cipher = Aes256Gcm::new_from_slice(self.key.expose()).map_err(|_| Error::Damaged {
-            object: name.into(),
-            reason: "repository key has the wrong length".into(),
-        })?;
-        let mut nonce = [0u8; NONCE_LEN];
-        random_bytes(&mut nonce)?;
-        let aad = format!("{FORMAT}\n{}\n{name}", self.id);
-        let ct = cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plain,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| Error::Damaged {
-                object: name.into(),
-                reason: "encryption failed".into(),
-            })?;
-        let mut out = Vec::with_capacity(4 + NONCE_LEN + ct.len());
-        out.extend_from_slice(SEAL_MAGIC);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out.into())
+        let sealed = aead::seal(self.key.expose(), self.object_aad(name).as_bytes(), plain)?;
+        Ok([SEAL_MAGIC.as_slice(), &sealed].concat().into())
     }
 
     /// Open an object sealed by [`Repository::seal`] under the same `name`.
@@ -245,24 +229,13 @@ impl Repository {
             object: name.into(),
             reason: reason.into(),
         };
-        if sealed.len() < 4 + NONCE_LEN + 16 || &sealed[..4] != SEAL_MAGIC {
-            return Err(damaged("not a sealed repository object (truncated or replaced)"));
-        }
-        let nonce: [u8; NONCE_LEN] = sealed[4..4 + NONCE_LEN].try_into().expect("nonce length");
-        let cipher =
-            Aes256Gcm::new_from_slice(self.key.expose()).map_err(|_| damaged("repository key has the wrong length"))?;
-        let aad = format!("{FORMAT}\n{}\n{name}", self.id);
-        cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &sealed[4 + NONCE_LEN..],
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| {
-                damaged("not authentic: altered, truncated, or an object of another backup or repository moved here")
-            })
+        let body = match sealed.strip_prefix(SEAL_MAGIC.as_slice()) {
+            Some(b) if b.len() >= aead::NONCE_LEN + aead::TAG_LEN => b,
+            _ => return Err(damaged("not a sealed repository object (truncated or replaced)")),
+        };
+        aead::open(self.key.expose(), self.object_aad(name).as_bytes(), body).ok_or_else(|| {
+            damaged("not authentic: altered, truncated, or an object of another backup or repository moved here")
+        })
     }
 
     /// Read and open a sealed object.
@@ -296,5 +269,151 @@ impl Repository {
                 ),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use stratalake_crypto::{EnvKeyProvider, KeyProvider, MemoryKeyProvider, Zeroizing, random_bytes};
+    use stratalake_table::Classifications;
+
+    use super::*;
+
+    /// A repository as the previous release made it, with its code run verbatim (`wrap_key`,
+    /// `Repository::seal` and `meta_id` of that release; checked with Python's `cryptography`
+    /// and `hashlib`): master key `public/v1` = bytes 0..32, repository key = bytes 0x20..0x40.
+    const REPO_ID: &str = "9b2f6d1e-3c4a-4e8b-9f00-5a6b7c8d9e0f";
+    const CONFIG_V1: &str = r#"{"format":"stratalake-backup/v1","repo_id":"9b2f6d1e-3c4a-4e8b-9f00-5a6b7c8d9e0f","created_ms":1767225600000,"keyslots":[{"key":{"classification":"public","version":1},"sealed":"Ju8o5za5aTzUKX0ey2MrrA7jlV8s+/fHqz2rx7p08PNtS3Z2UFGX6xm6WZNyYwywJsGt7p/d04sy1yqh"}]}"#;
+    /// `{"commit":1}` sealed as `meta/5e/5e0f`, base64.
+    const SEALED_V1: &str = "U0xCMWeuSfnu7/ibe2OZ/I/xIwyAdBDY7WrnYOyPoMhw4DkTVy/CSPsWF04=";
+
+    fn b64(s: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
+
+    fn scratch_store(name: &str) -> Store {
+        let mut suffix = [0u8; 8];
+        random_bytes(&mut suffix).unwrap();
+        let url = format!("memory://{name}-{}", stratalake_crypto::hex::encode(suffix));
+        Store::open(&url, &Default::default()).unwrap()
+    }
+
+    fn keyring(provider: Arc<dyn KeyProvider>) -> Keyring {
+        Keyring::new(provider, Classifications::default())
+    }
+
+    #[tokio::test]
+    async fn a_repository_of_the_previous_release_opens_byte_for_byte() {
+        let store = scratch_store("backup-pinned");
+        store.put(CONFIG, CONFIG_V1.as_bytes().to_vec().into()).await.unwrap();
+        let text = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(Vec::from_iter(0u8..32))
+        };
+        let env = EnvKeyProvider::with_lookup(move |n| (n == "STRATALAKE_KEY_PUBLIC").then(|| text.clone()));
+        let repo = Repository::open(store.clone(), &keyring(Arc::new(env))).await.unwrap();
+        assert_eq!(repo.id(), REPO_ID);
+        assert_eq!(repo.key.expose().as_slice(), Vec::from_iter(0x20u8..0x40));
+        // the slot for the current key existed: config.json is left as it was
+        assert_eq!(store.get(CONFIG).await.unwrap().as_ref(), CONFIG_V1.as_bytes());
+
+        // metadata ids, which new backups deduplicate against
+        assert_eq!(
+            repo.meta_id(br#"{"version":0}"#),
+            "e29ba49185caa118276901aff47059d0903aaed80362b25a8b06297d0cd224f1"
+        );
+        assert_eq!(
+            repo.meta_id(b""),
+            "3e4a58859e1bf216c70deb5a810940df51fe2291adb3ed5a0bbdabe2bc249ec1"
+        );
+        // sealed objects
+        let sealed = b64(SEALED_V1);
+        assert_eq!(repo.open_sealed("meta/5e/5e0f", &sealed).unwrap(), br#"{"commit":1}"#);
+        assert!(repo.open_sealed("meta/5e/5e0e", &sealed).is_err(), "bound to its name");
+        // and what is sealed now has the same form: magic, nonce, ciphertext, tag
+        let new = repo.seal("meta/5e/5e0f", br#"{"commit":1}"#).unwrap();
+        assert_eq!(new.len(), sealed.len());
+        assert_eq!(&new[..4], SEAL_MAGIC);
+        assert_eq!(repo.open_sealed("meta/5e/5e0f", &new).unwrap(), br#"{"commit":1}"#);
+        for bad in [&sealed[..sealed.len() - 1], &sealed[..20], b"SLB2".as_slice()] {
+            assert!(repo.open_sealed("meta/5e/5e0f", bad).is_err());
+        }
+        let mut flipped = sealed.clone();
+        flipped[10] ^= 1;
+        assert!(repo.open_sealed("meta/5e/5e0f", &flipped).is_err());
+    }
+
+    /// A provider shaped like a KMS: it never releases master keys and seals in a form of its
+    /// own. A repository is made, opened and re-slotted through `wrap` / `unwrap` alone.
+    #[derive(Debug, Default)]
+    struct Kms(MemoryKeyProvider);
+
+    #[async_trait]
+    impl KeyProvider for Kms {
+        fn describe(&self) -> String {
+            "test KMS".into()
+        }
+        async fn current_id(&self, classification: &str) -> stratalake_crypto::Result<KeyId> {
+            self.0.current_id(classification).await
+        }
+        async fn wrap(
+            &self,
+            classification: &str,
+            data_key: &[u8],
+            context: &KeyContext,
+        ) -> stratalake_crypto::Result<(KeyId, Vec<u8>)> {
+            let (id, sealed) = self.0.wrap(classification, data_key, context).await?;
+            Ok((id, [b"kms:".as_slice(), &sealed].concat()))
+        }
+        async fn unwrap(
+            &self,
+            id: &KeyId,
+            wrapped: &[u8],
+            context: &KeyContext,
+        ) -> stratalake_crypto::Result<Zeroizing<Vec<u8>>> {
+            let sealed = wrapped
+                .strip_prefix(b"kms:".as_slice())
+                .ok_or_else(|| CryptoError::Malformed {
+                    reason: "not a test KMS ciphertext".into(),
+                })?;
+            self.0.unwrap(id, sealed, context).await
+        }
+        async fn rotate(&self, classification: &str) -> stratalake_crypto::Result<KeyId> {
+            self.0.rotate(classification).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_releases_no_master_keys_keeps_a_repository() {
+        let kms = Arc::new(Kms::default());
+        let keys = keyring(kms.clone());
+        let store = scratch_store("backup-kms");
+        let repo = Repository::init(store.clone(), &keys).await.unwrap();
+        let sealed = repo.seal("snapshots/x", b"manifest").unwrap();
+        assert_eq!(repo.key_slots().await.unwrap(), vec![KeyId::new("public", 1)]);
+
+        kms.rotate("public").await.unwrap();
+        let reopened = Repository::open(store.clone(), &keys).await.unwrap();
+        assert_eq!(reopened.open_sealed("snapshots/x", &sealed).unwrap(), b"manifest");
+        assert_eq!(
+            reopened.key_slots().await.unwrap(),
+            vec![KeyId::new("public", 1), KeyId::new("public", 2)],
+            "a slot for the new current version"
+        );
+        // the new slot opens by itself
+        kms.0.destroy("public", Some(1)).await.unwrap();
+        let again = Repository::open(store.clone(), &keys).await.unwrap();
+        assert_eq!(again.open_sealed("snapshots/x", &sealed).unwrap(), b"manifest");
+
+        // another lake's provider cannot open it, and says which key it needs
+        let e = Repository::open(store, &keyring(Arc::new(Kms::default())))
+            .await
+            .expect_err("a stranger's keys do not open it")
+            .to_string();
+        assert!(e.contains("public/v1") && e.contains("public/v2"), "{e}");
     }
 }

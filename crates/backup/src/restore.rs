@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use stratalake_crypto::{KeyContext, KeyId, WrappedKey, unwrap_key};
+use stratalake_crypto::{KeyContext, KeyId, WrappedKey, unwrap_data_key};
 use stratalake_table::access::{AccessAction, AccessState, Securable};
 use stratalake_table::action::{Action, AddFile, Commit};
 use stratalake_table::catalog::{Catalog, RestoredTable};
@@ -16,7 +16,7 @@ use stratalake_table::{Snapshot, TableIdent};
 
 use crate::create::{Progress, ProgressFn};
 use crate::manifest::{FileRef, Manifest, TableBackup};
-use crate::repo::{Repository, data_path, hex, meta_path};
+use crate::repo::{Repository, data_path, meta_path};
 use crate::{Error, Result};
 
 /// What to restore, and where.
@@ -297,7 +297,7 @@ impl Repository {
             });
         };
         if bytes.len() as u64 != add.size
-            || hex(&Sha256::digest(&bytes)) != fref.sha256
+            || stratalake_crypto::hex::encode(Sha256::digest(&bytes)) != fref.sha256
             || crc32fast::hash(&bytes) != add.crc32
         {
             return Err(Error::Damaged {
@@ -402,14 +402,11 @@ async fn check_keys(jobs: &[Job<'_>], target: &Catalog) -> Result<BTreeSet<Strin
     }
     let provider = target.context().keyring.provider();
     for (kid, (table, wrapped, ctx)) in probes {
-        let opened = match provider.get(&kid).await {
-            Ok(master) => unwrap_key(&master, &wrapped, &ctx).map(|_| ()),
-            Err(e) => Err(e),
-        };
+        let opened = unwrap_data_key(provider.as_ref(), &wrapped, &ctx).await.map(|_| ());
         if let Err(e) = opened {
             let shredded = matches!(e, stratalake_crypto::Error::KeyDestroyed { .. })
                 && matches!(
-                    provider.current(&kid.classification).await,
+                    provider.current_id(&kid.classification).await,
                     Err(stratalake_crypto::Error::KeyDestroyed { .. })
                 );
             if shredded {

@@ -10,7 +10,7 @@ use stratalake_table::action::Commit;
 
 use crate::Result;
 use crate::create::{Progress, ProgressFn};
-use crate::repo::{Repository, data_path, hex, meta_path, snapshot_path};
+use crate::repo::{Repository, data_path, meta_path, snapshot_path};
 
 /// One damaged thing.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -165,7 +165,7 @@ impl Repository {
                         Err(e) => Some(format!("cannot be read: {e}")),
                         Ok(b) => {
                             bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                            if hex(&Sha256::digest(&b)) != *sha {
+                            if stratalake_crypto::hex::encode(Sha256::digest(&b)) != *sha {
                                 Some("content does not match its sha256 (damaged)".to_string())
                             } else if crc32fast::hash(&b) != d.crc32 {
                                 Some("crc32 differs from the table log's".to_string())

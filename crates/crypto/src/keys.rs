@@ -1,6 +1,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::{Error, Result};
 
@@ -40,23 +41,30 @@ impl fmt::Display for KeyId {
 macro_rules! secret_key {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
-        #[derive(Clone, PartialEq, Eq)]
+        ///
+        /// Its bytes are zeroed when it is dropped (`zeroize`), compared in constant time
+        /// (`subtle`) and never shown by `Debug`.
+        #[derive(Clone)]
         pub struct $name([u8; KEY_LEN]);
 
         impl $name {
             /// A fresh random key from the operating system's random source.
             pub fn generate() -> Result<Self> {
-                let mut k = [0u8; KEY_LEN];
-                random_bytes(&mut k)?;
-                Ok(Self(k))
+                let mut k = Self([0u8; KEY_LEN]);
+                random_bytes(&mut k.0)?;
+                Ok(k)
             }
 
-            /// A key from exactly [`KEY_LEN`] bytes.
+            /// A key from exactly [`KEY_LEN`] bytes (copied; zeroing `bytes` is the caller's job).
             pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-                let k: [u8; KEY_LEN] = bytes.try_into().map_err(|_| Error::Malformed {
-                    reason: format!("a key must be {KEY_LEN} bytes, got {}", bytes.len()),
-                })?;
-                Ok(Self(k))
+                if bytes.len() != KEY_LEN {
+                    return Err(Error::Malformed {
+                        reason: format!("a key must be {KEY_LEN} bytes, got {}", bytes.len()),
+                    });
+                }
+                let mut k = Self([0u8; KEY_LEN]);
+                k.0.copy_from_slice(bytes);
+                Ok(k)
             }
 
             /// The raw key bytes. Handle with care: never log them.
@@ -71,12 +79,22 @@ macro_rules! secret_key {
             }
         }
 
-        impl Drop for $name {
-            fn drop(&mut self) {
-                self.0.fill(0);
-                std::hint::black_box(&self.0);
+        impl PartialEq for $name {
+            /// Constant time: how long it takes does not tell where two keys differ.
+            fn eq(&self, other: &Self) -> bool {
+                crate::mac::ct_eq(&self.0, &other.0)
             }
         }
+
+        impl Eq for $name {}
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.0.zeroize();
+            }
+        }
+
+        impl ZeroizeOnDrop for $name {}
     };
 }
 
@@ -87,4 +105,8 @@ secret_key!(
 secret_key!(
     DataKey,
     "A 256-bit data key: the footer key or a column-group key of one Parquet file."
+);
+secret_key!(
+    DerivedKey,
+    "A 256-bit key derived from a master key for one purpose (by [`derive_key`](crate::derive_key)), e.g. a MAC key."
 );

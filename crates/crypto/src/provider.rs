@@ -7,28 +7,88 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::{Error, KeyId, MasterKey, Result};
+use crate::{Error, KeyContext, KeyId, MasterKey, Result};
 
-/// Where master keys come from.
+/// Where master keys live, and who wraps data keys under them.
 ///
 /// Contract for implementers:
-/// * [`KeyProvider::current`] returns the newest usable version of a classification's key; it
-///   may create the first version of a classification it has never seen.
-/// * [`KeyProvider::get`] returns exactly the requested version, or [`Error::KeyNotFound`] /
-///   [`Error::KeyDestroyed`]. It never substitutes another version.
+/// * [`KeyProvider::current_id`] names the newest usable version of a classification's key, the
+///   one new data keys are wrapped under; it may create the first version of a classification it
+///   has never seen, and answers [`Error::KeyDestroyed`] once every version was destroyed.
+/// * [`KeyProvider::wrap`] seals a data key under the current key of a classification, bound to a
+///   [`KeyContext`], and says which [`KeyId`] it used.
+/// * [`KeyProvider::unwrap`] opens a sealed data key under exactly the [`KeyId`] given and only for
+///   the context it was sealed for. Another key id (another classification or version), another
+///   context, or an altered ciphertext fail with [`Error::UnwrapFailed`] (or [`Error::Malformed`]
+///   for one too short to be a sealed key); an unknown or destroyed id with
+///   [`Error::KeyNotFound`] / [`Error::KeyDestroyed`] naming it. It never tries another version.
+/// * [`KeyProvider::current`] / [`KeyProvider::get`], where a provider releases master keys at
+///   all, return the same versions; `get` never substitutes another version.
 /// * Keys never appear in `Debug` output, errors or logs.
 ///
-/// An external KMS plugs in by implementing this trait: `get` asks the KMS to release (or to
-/// unwrap) the master key for `id`, and `current` names the version new data is wrapped under.
+/// Stratalake wraps and unwraps every data key of the table log through `wrap` / `unwrap`
+/// ([`crate::wrap_data_key`] / [`crate::unwrap_data_key`] store the result as a
+/// [`crate::WrappedKey`]). Their default implementations take the master key from `current` /
+/// `get` and use the built-in AES-256-GCM wrapping, associated data
+/// [`KeyContext::associated_data`], so a provider that holds master keys (key file, environment,
+/// memory) implements `current` and `get` only, and its wrapped keys are byte for byte those of
+/// [`crate::wrap_key`], which the table logs of every earlier version hold.
+///
+/// **A KMS** that never releases master keys implements `current_id`, `wrap` and `unwrap` (plus
+/// `rotate`, `destroy` and `versions` if it manages versions) and keeps the defaults of `current`
+/// and `get`, which answer [`Error::Unsupported`]. It binds [`KeyContext::associated_data`] as the
+/// KMS's additional authenticated data, and runs [`crate::conformance::check_provider`] against a
+/// scratch key store. What still asks for master key bytes gets [`Error::Unsupported`] from such a
+/// provider: the key of hash masks (`stratalake-query`), which derives from the bytes of the lowest
+/// level's current master key ([`crate::legacy_keyed_sha256`]) so that stored pseudonyms stay
+/// the same.
 #[async_trait]
 pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// A short description for error messages (never contains secrets).
     fn describe(&self) -> String;
-    /// The current key of a classification, for wrapping new data keys.
-    async fn current(&self, classification: &str) -> Result<(KeyId, MasterKey)>;
-    /// A specific key version, for unwrapping.
-    async fn get(&self, id: &KeyId) -> Result<MasterKey>;
+
+    /// The current key of a classification, with its bytes. Providers that do not release master
+    /// keys keep this default, which answers [`Error::Unsupported`].
+    async fn current(&self, classification: &str) -> Result<(KeyId, MasterKey)> {
+        Err(releases_no_master_keys(
+            self.describe(),
+            format!("release the current {classification} master key"),
+        ))
+    }
+
+    /// A specific key version, with its bytes. Providers that do not release master keys keep
+    /// this default, which answers [`Error::Unsupported`].
+    async fn get(&self, id: &KeyId) -> Result<MasterKey> {
+        Err(releases_no_master_keys(
+            self.describe(),
+            format!("release master key {id}"),
+        ))
+    }
+
+    /// The id of the current key of a classification, the one [`KeyProvider::wrap`] seals under.
+    /// Default: the id [`KeyProvider::current`] returns.
+    async fn current_id(&self, classification: &str) -> Result<KeyId> {
+        self.current(classification).await.map(|(id, _)| id)
+    }
+
+    /// Seal `data_key` under the current key of `classification`, bound to `context`; returns the
+    /// key id used and the sealed bytes (which only [`KeyProvider::unwrap`] needs to understand).
+    /// Default: `nonce(12) ‖ AES-256-GCM(ciphertext ‖ tag)` under the master key from
+    /// [`KeyProvider::current`], associated data [`KeyContext::associated_data`] of that id.
+    async fn wrap(&self, classification: &str, data_key: &[u8], context: &KeyContext) -> Result<(KeyId, Vec<u8>)> {
+        let (id, master) = self.current(classification).await?;
+        let sealed = crate::wrap::seal(&master, &id, data_key, context)?;
+        Ok((id, sealed))
+    }
+
+    /// Open what [`KeyProvider::wrap`] sealed under `id` for `context`. Default: the built-in
+    /// wrapping with the master key from [`KeyProvider::get`].
+    async fn unwrap(&self, id: &KeyId, wrapped: &[u8], context: &KeyContext) -> Result<Zeroizing<Vec<u8>>> {
+        let master = self.get(id).await?;
+        crate::wrap::open(&master, id, wrapped, context)
+    }
 
     /// Create a new version of a classification's master key and make it the current one
     /// (key rotation). Providers whose keys are managed elsewhere return [`Error::Unsupported`]
@@ -55,11 +115,19 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// The versions of a classification's key the provider knows, each with whether it was
     /// destroyed. Providers that cannot enumerate return the current version only.
     async fn versions(&self, classification: &str) -> Result<Vec<(KeyId, bool)>> {
-        match self.current(classification).await {
-            Ok((id, _)) => Ok(vec![(id, false)]),
+        match self.current_id(classification).await {
+            Ok(id) => Ok(vec![(id, false)]),
             Err(Error::KeyDestroyed { id }) => Ok(vec![(id, true)]),
             Err(e) => Err(e),
         }
+    }
+}
+
+fn releases_no_master_keys(provider: String, operation: String) -> Error {
+    Error::Unsupported {
+        provider,
+        operation,
+        hint: "this provider does not release master keys; it wraps and unwraps data keys itself".into(),
     }
 }
 
@@ -74,8 +142,19 @@ struct KeyEntry {
     version: u32,
     /// base64 of the 32-byte key; absent once destroyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
+    key: Option<KeyText>,
     created: String,
+}
+
+/// The base64 text of a master key, zeroed when dropped.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+struct KeyText(String);
+
+impl Drop for KeyText {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }
 
 const KEY_FILE_FORMAT: &str = "stratalake-keys/v1";
@@ -104,7 +183,7 @@ impl KeyFileBody {
         let key = MasterKey::generate()?;
         versions.push(KeyEntry {
             version,
-            key: Some(B64.encode(key.expose())),
+            key: Some(KeyText(B64.encode(key.expose()))),
             created: now_unix(),
         });
         Ok(version)
@@ -205,7 +284,7 @@ fn write_key_file(path: &Path, body: &KeyFileBody) -> Result<()> {
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("keys"),
-        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        hex::encode(nonce)
     ));
     // A fresh name, created exclusively: never follows a planted symlink, never reuses a
     // file with looser permissions.
@@ -216,7 +295,7 @@ fn write_key_file(path: &Path, body: &KeyFileBody) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let json = serde_json::to_vec_pretty(body).map_err(|e| key_file_err(path, &e.to_string()))?;
+    let json = Zeroizing::new(serde_json::to_vec_pretty(body).map_err(|e| key_file_err(path, &e.to_string()))?);
     let mut f = opts.open(&tmp).map_err(|e| key_file_err(&tmp, &e.to_string()))?;
     let written = f.write_all(&json).and_then(|_| f.sync_all());
     drop(f);
@@ -232,7 +311,7 @@ fn write_key_file(path: &Path, body: &KeyFileBody) -> Result<()> {
 
 fn read_key_file(path: &Path) -> Result<KeyFileBody> {
     check_permissions(path)?;
-    let text = std::fs::read(path).map_err(|e| key_file_err(path, &e.to_string()))?;
+    let text = Zeroizing::new(std::fs::read(path).map_err(|e| key_file_err(path, &e.to_string()))?);
     let body: KeyFileBody = serde_json::from_slice(&text).map_err(|e| {
         key_file_err(
             path,
@@ -260,7 +339,7 @@ fn lock_key_file(path: &Path) -> Result<std::fs::File> {
 }
 
 fn decode_key(b64: &str, what: impl Fn(&str) -> Error) -> Result<MasterKey> {
-    let raw = B64.decode(b64.trim()).map_err(|_| what("not base64"))?;
+    let raw = Zeroizing::new(B64.decode(b64.trim()).map_err(|_| what("not base64"))?);
     MasterKey::from_bytes(&raw).map_err(|_| what("a master key must be 32 bytes (44 base64 characters)"))
 }
 
@@ -291,7 +370,7 @@ impl KeyProvider for KeyFileProvider {
         }
         let e = body.current(classification).expect("just added");
         let id = KeyId::new(classification, e.version);
-        let key = decode_key(e.key.as_deref().unwrap_or_default(), |r| {
+        let key = decode_key(e.key.as_ref().map_or("", |k| k.0.as_str()), |r| {
             key_file_err(&self.path, &format!("key {id}: {r}"))
         })?;
         Ok((id, key))
@@ -317,7 +396,7 @@ impl KeyProvider for KeyFileProvider {
                 provider: self.describe(),
             })?;
         match &entry.key {
-            Some(k) => decode_key(k, |r| key_file_err(&self.path, &format!("key {id}: {r}"))),
+            Some(k) => decode_key(&k.0, |r| key_file_err(&self.path, &format!("key {id}: {r}"))),
             None => Err(Error::KeyDestroyed { id: id.clone() }),
         }
     }
@@ -428,12 +507,12 @@ impl EnvKeyProvider {
         }
     }
 
-    fn var(&self, name: &str) -> Result<Option<String>> {
+    fn var(&self, name: &str) -> Result<Option<Zeroizing<String>>> {
         if let Some(l) = &self.lookup {
-            return Ok(l(name));
+            return Ok(l(name).map(Zeroizing::new));
         }
         match std::env::var(name) {
-            Ok(v) => Ok(Some(v)),
+            Ok(v) => Ok(Some(Zeroizing::new(v))),
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(_)) => Err(Error::Env {
                 var: name.to_string(),
@@ -670,6 +749,69 @@ mod tests {
         crate::conformance::check_provider(&env, false).await;
         let e = env.rotate("internal").await.unwrap_err().to_string();
         assert!(e.contains("STRATALAKE_KEY_INTERNAL_V2"), "{e}");
+    }
+
+    /// A provider shaped like a KMS: it never releases master keys (`current`/`get` keep their
+    /// defaults) and seals in a format of its own. Stands for the contract a real KMS fulfils.
+    #[derive(Debug, Default)]
+    struct TestKms {
+        inside: MemoryKeyProvider,
+    }
+
+    const KMS_TAG: &[u8] = b"kms1";
+
+    #[async_trait]
+    impl KeyProvider for TestKms {
+        fn describe(&self) -> String {
+            "test KMS".into()
+        }
+        async fn current_id(&self, classification: &str) -> Result<KeyId> {
+            self.inside.current_id(classification).await
+        }
+        async fn wrap(&self, classification: &str, data_key: &[u8], context: &KeyContext) -> Result<(KeyId, Vec<u8>)> {
+            let (id, sealed) = self.inside.wrap(classification, data_key, context).await?;
+            Ok((id, [KMS_TAG, &sealed].concat()))
+        }
+        async fn unwrap(&self, id: &KeyId, wrapped: &[u8], context: &KeyContext) -> Result<Zeroizing<Vec<u8>>> {
+            let sealed = wrapped.strip_prefix(KMS_TAG).ok_or_else(|| Error::Malformed {
+                reason: format!("{context}: not a test KMS ciphertext"),
+            })?;
+            self.inside.unwrap(id, sealed, context).await
+        }
+        async fn rotate(&self, classification: &str) -> Result<KeyId> {
+            self.inside.rotate(classification).await
+        }
+        async fn destroy(&self, classification: &str, version: Option<u32>) -> Result<Vec<KeyId>> {
+            self.inside.destroy(classification, version).await
+        }
+        async fn versions(&self, classification: &str) -> Result<Vec<(KeyId, bool)>> {
+            self.inside.versions(classification).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_releases_no_master_keys_passes_too() {
+        let kms = TestKms::default();
+        crate::conformance::check_provider(&kms, true).await;
+        let e = kms.current("public").await.unwrap_err().to_string();
+        assert!(
+            e.contains("test KMS") && e.contains("does not release master keys"),
+            "{e}"
+        );
+        assert!(matches!(
+            kms.get(&KeyId::new("public", 1)).await,
+            Err(Error::Unsupported { .. })
+        ));
+        // the stored form goes through the provider's own wrapping
+        let ctx = KeyContext {
+            table_id: "t".into(),
+            file: "f".into(),
+            role: "public".into(),
+        };
+        let dk = crate::DataKey::generate().unwrap();
+        let w = crate::wrap_data_key(&kms, "public", &dk, &ctx).await.unwrap();
+        assert!(B64.decode(&w.sealed).unwrap().starts_with(KMS_TAG));
+        assert_eq!(crate::unwrap_data_key(&kms, &w, &ctx).await.unwrap(), dk);
     }
 
     #[tokio::test]

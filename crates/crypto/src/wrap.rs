@@ -1,14 +1,11 @@
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-use crate::{DataKey, Error, KeyId, MasterKey, Result, random_bytes};
-
-const NONCE_LEN: usize = 12;
+use crate::{DataKey, Error, KeyId, KeyProvider, MasterKey, Result, aead};
 
 /// What a wrapped key is bound to. It is authenticated (AES-GCM associated data), not secret:
 /// a wrapped key opens only for the same table, file, and role.
@@ -23,7 +20,10 @@ pub struct KeyContext {
 }
 
 impl KeyContext {
-    fn aad(&self, id: &KeyId) -> Vec<u8> {
+    /// The associated data a key wrapped under master key `id` for this context is bound to
+    /// (format in `docs/encryption.md`, "Wrapping"). A KMS provider passes it to the KMS as
+    /// additional authenticated data (or encryption context).
+    pub fn associated_data(&self, id: &KeyId) -> Vec<u8> {
         format!(
             "stratalake-dek/v1\n{}\n{}\n{}\n{}\n{}",
             self.table_id, self.file, self.role, id.classification, id.version
@@ -43,64 +43,76 @@ impl fmt::Display for KeyContext {
 pub struct WrappedKey {
     /// The master key that seals it.
     pub key: KeyId,
-    /// base64 of nonce (12 bytes) followed by ciphertext and tag (48 bytes).
+    /// base64 of what [`KeyProvider::wrap`] returned. The built-in wrapping: nonce (12 bytes)
+    /// followed by ciphertext and tag (48 bytes).
     pub sealed: String,
 }
 
-/// Seal `data` under `master`, bound to `ctx`.
-pub fn wrap_key(master: &MasterKey, id: &KeyId, data: &DataKey, ctx: &KeyContext) -> Result<WrappedKey> {
-    let cipher = Aes256Gcm::new_from_slice(master.expose()).map_err(|_| Error::Malformed {
-        reason: "master key has the wrong length".into(),
-    })?;
-    let mut nonce = [0u8; NONCE_LEN];
-    random_bytes(&mut nonce)?;
-    let aad = ctx.aad(id);
-    let ct = cipher
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: data.expose(),
-                aad: &aad,
-            },
-        )
-        .map_err(|_| Error::Malformed {
-            reason: "AES-GCM encryption failed".into(),
-        })?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    Ok(WrappedKey {
-        key: id.clone(),
-        sealed: B64.encode(out),
-    })
+/// The built-in wrapping: `nonce ‖ AES-256-GCM(master, nonce, plain, aad = ctx + id)` ([`crate::aead`]).
+pub(crate) fn seal(master: &MasterKey, id: &KeyId, plain: &[u8], ctx: &KeyContext) -> Result<Vec<u8>> {
+    aead::seal(master.expose(), &ctx.associated_data(id), plain)
 }
 
-/// Open a wrapped key with its master key. Fails if the master key is wrong or if the wrapped key
-/// was altered or moved to another context.
-pub fn unwrap_key(master: &MasterKey, wrapped: &WrappedKey, ctx: &KeyContext) -> Result<DataKey> {
-    let raw = B64.decode(wrapped.sealed.as_bytes()).map_err(|_| Error::Malformed {
-        reason: format!("{ctx}: sealed key is not base64"),
-    })?;
-    if raw.len() < NONCE_LEN + 16 {
+/// Opens what [`seal`] made, under the same master key id and context.
+pub(crate) fn open(master: &MasterKey, id: &KeyId, raw: &[u8], ctx: &KeyContext) -> Result<Zeroizing<Vec<u8>>> {
+    if raw.len() < aead::NONCE_LEN + aead::TAG_LEN {
         return Err(Error::Malformed {
             reason: format!("{ctx}: sealed key is too short"),
         });
     }
-    let (nonce, ct) = raw.split_at(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at nonce length");
-    let cipher = Aes256Gcm::new_from_slice(master.expose()).map_err(|_| Error::Malformed {
-        reason: "master key has the wrong length".into(),
-    })?;
-    let aad = ctx.aad(&wrapped.key);
-    let mut plain = cipher
-        .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-        .map_err(|_| Error::UnwrapFailed {
-            id: wrapped.key.clone(),
+    aead::open(master.expose(), &ctx.associated_data(id), raw)
+        .map(Zeroizing::new)
+        .ok_or_else(|| Error::UnwrapFailed {
+            id: id.clone(),
             context: ctx.to_string(),
-        })?;
-    let key = DataKey::from_bytes(&plain);
-    plain.fill(0);
-    key
+        })
+}
+
+fn decode_sealed(wrapped: &WrappedKey, ctx: &KeyContext) -> Result<Vec<u8>> {
+    B64.decode(wrapped.sealed.as_bytes()).map_err(|_| Error::Malformed {
+        reason: format!("{ctx}: sealed key is not base64"),
+    })
+}
+
+/// Seal `data` under `master`, bound to `ctx`. Needs the master key's bytes: code that has a
+/// [`KeyProvider`] uses [`wrap_data_key`], which works with a KMS too.
+pub fn wrap_key(master: &MasterKey, id: &KeyId, data: &DataKey, ctx: &KeyContext) -> Result<WrappedKey> {
+    Ok(WrappedKey {
+        key: id.clone(),
+        sealed: B64.encode(seal(master, id, data.expose(), ctx)?),
+    })
+}
+
+/// Open a wrapped key with its master key. Fails if the master key is wrong or if the wrapped key
+/// was altered or moved to another context. Code that has a [`KeyProvider`] uses
+/// [`unwrap_data_key`].
+pub fn unwrap_key(master: &MasterKey, wrapped: &WrappedKey, ctx: &KeyContext) -> Result<DataKey> {
+    let raw = decode_sealed(wrapped, ctx)?;
+    let plain = open(master, &wrapped.key, &raw, ctx)?;
+    DataKey::from_bytes(&plain)
+}
+
+/// Seal `data` under the current master key of `classification`, bound to `ctx`, by the
+/// provider ([`KeyProvider::wrap`]); the master key's bytes never leave the provider.
+pub async fn wrap_data_key(
+    provider: &dyn KeyProvider,
+    classification: &str,
+    data: &DataKey,
+    ctx: &KeyContext,
+) -> Result<WrappedKey> {
+    let (key, sealed) = provider.wrap(classification, data.expose(), ctx).await?;
+    Ok(WrappedKey {
+        key,
+        sealed: B64.encode(sealed),
+    })
+}
+
+/// Open a wrapped key by the provider ([`KeyProvider::unwrap`]), under the master key it names
+/// and only for the context it was wrapped for.
+pub async fn unwrap_data_key(provider: &dyn KeyProvider, wrapped: &WrappedKey, ctx: &KeyContext) -> Result<DataKey> {
+    let raw = decode_sealed(wrapped, ctx)?;
+    let plain = provider.unwrap(&wrapped.key, &raw, ctx).await?;
+    DataKey::from_bytes(&plain)
 }
 
 #[cfg(test)]
@@ -140,6 +152,45 @@ mod tests {
             sealed: B64.encode(raw),
         };
         assert!(unwrap_key(&m, &w3, &ctx("a.parquet")).is_err());
+    }
+
+    /// A wrapped key as the table log stores it, made independently of this code (Python's
+    /// `cryptography` AES-GCM, the associated data as `docs/encryption.md` specifies it). Wrapped
+    /// keys on disk are a promise: this must open, by the master key and by a provider.
+    #[tokio::test]
+    async fn stored_wrapped_keys_still_open() {
+        let master: Vec<u8> = (0u8..32).collect();
+        let data: Vec<u8> = [[0x42u8; 16], [0x17; 16]].concat();
+        let wrapped = WrappedKey {
+            key: KeyId::new("confidential", 3),
+            sealed: "ZGVmZ2hpamtsbW5vClmcJDurFNx8IB2qmCcov1XVER2ce+RlsMa7X+y0sl/neBj1bbWq9Xx/jxbPP9BJ".into(),
+        };
+        let ctx = KeyContext {
+            table_id: "6f1c0a52-0000-4000-8000-000000000001".into(),
+            file: "data/region=north/part-0.parquet".into(),
+            role: "confidential".into(),
+        };
+        let m = MasterKey::from_bytes(&master).unwrap();
+        assert_eq!(unwrap_key(&m, &wrapped, &ctx).unwrap().expose().as_slice(), data);
+        let b64 = B64.encode(&master);
+        let p =
+            crate::EnvKeyProvider::with_lookup(move |n| (n == "STRATALAKE_KEY_CONFIDENTIAL_V3").then(|| b64.clone()));
+        assert_eq!(
+            unwrap_data_key(&p, &wrapped, &ctx).await.unwrap().expose().as_slice(),
+            data
+        );
+        // and what the provider wraps now is the same format
+        let d = DataKey::from_bytes(&data).unwrap();
+        let w = wrap_data_key(&p, "confidential", &d, &ctx).await.unwrap();
+        assert_eq!(w.key, wrapped.key);
+        assert_eq!(w.sealed.len(), wrapped.sealed.len());
+        assert_eq!(unwrap_key(&m, &w, &ctx).unwrap(), d);
+        assert_eq!(
+            unwrap_data_key(&p, &wrap_key(&m, &w.key, &d, &ctx).unwrap(), &ctx)
+                .await
+                .unwrap(),
+            d
+        );
     }
 
     #[test]

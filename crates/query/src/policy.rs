@@ -3,6 +3,8 @@
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use stratalake_crypto::zeroize::Zeroize as _;
+use stratalake_crypto::{DerivedKey, hex, hmac_sha256};
 use stratalake_table::access::Subject;
 
 use crate::{Error, Result};
@@ -68,11 +70,18 @@ pub(crate) fn bind_principal(predicate: &str, subject: &Subject) -> Result<Strin
 }
 
 /// The keyed-hash mask as a scalar function. The key lives only inside; `Debug` and the plan
-/// show its name, never the key.
-#[derive(PartialEq, Eq, Hash)]
+/// show its name, never the key. Equality compares keys in constant time; the hash (which
+/// DataFusion feeds to ordinary hashers) leaves the key out.
+#[derive(PartialEq, Eq)]
 pub(crate) struct KeyedHash {
-    key: [u8; 32],
+    key: DerivedKey,
     signature: datafusion::logical_expr::Signature,
+}
+
+impl std::hash::Hash for KeyedHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.signature.hash(state);
+    }
 }
 
 impl std::fmt::Debug for KeyedHash {
@@ -82,10 +91,14 @@ impl std::fmt::Debug for KeyedHash {
 }
 
 impl KeyedHash {
-    /// A hash keyed by `key` (derive it; never pass a master key itself).
-    pub(crate) fn new(key: [u8; 32]) -> Self {
+    /// A hash keyed by `key` (derive it; never pass a master key itself). The key is held as a
+    /// [`DerivedKey`] (zeroed on drop) and this function's copy of the array is zeroed; arrays are
+    /// `Copy`, so the caller's own copy is the caller's to zero.
+    pub(crate) fn new(mut key: [u8; 32]) -> Self {
+        let k = DerivedKey::from_bytes(&key).expect("32 bytes make a key");
+        key.zeroize();
         Self {
-            key,
+            key: k,
             signature: datafusion::logical_expr::Signature::exact(
                 vec![arrow::datatypes::DataType::Utf8],
                 datafusion::logical_expr::Volatility::Immutable,
@@ -95,16 +108,7 @@ impl KeyedHash {
 
     /// HMAC-SHA-256 of `msg`, first 16 bytes in hex.
     fn mac(&self, msg: &[u8]) -> String {
-        use sha2::{Digest, Sha256};
-        let mut ipad = [0x36u8; 64];
-        let mut opad = [0x5cu8; 64];
-        for (i, b) in self.key.iter().enumerate() {
-            ipad[i] ^= b;
-            opad[i] ^= b;
-        }
-        let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
-        let outer = Sha256::new().chain_update(opad).chain_update(inner).finalize();
-        outer[..16].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&hmac_sha256(self.key.expose(), msg)[..16])
     }
 }
 
@@ -259,5 +263,52 @@ mod tests {
             "dept = NULL"
         );
         assert!(bind_principal("current_principal_attribute(region) = 1", &s).is_err());
+    }
+
+    /// Hash masks are pseudonyms users store and join on: the output is pinned byte for byte.
+    /// These values were produced by the hand-written HMAC this crate had before it used
+    /// `stratalake_crypto::hmac_sha256` (and agree with Python's `hmac`), so they must never
+    /// change.
+    #[test]
+    fn keyed_hash_output_is_pinned() {
+        let counting: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let falling: [u8; 32] = std::array::from_fn(|i| 0xff - i as u8);
+        let cases: [([u8; 32], &str, &str); 3] = [
+            (counting, "alice@example.com", "a59fc578d4cb46faab1d6eb348e7c74b"),
+            (falling, "", "929c9d7d5515d3356812dca1e7177dc9"),
+            (
+                [0xa5; 32],
+                "Zo\u{eb} \u{6771}\u{4eac}",
+                "b0544ed10df6c1b31c3c8012fe1276df",
+            ),
+        ];
+        for (key, msg, expected) in cases {
+            assert_eq!(KeyedHash::new(key).mac(msg.as_bytes()), expected, "{msg:?}");
+        }
+    }
+
+    /// From master key to pseudonym, as `LakeTableProvider::mask_hash_key` derives the key
+    /// (`SHA-256("stratalake-mask-hash/v1\n" ‖ master)`). Expected values computed by the code of
+    /// the previous release (its `mask_hash_key` and hand-written HMAC, run verbatim), and
+    /// checked with Python's `hashlib`/`hmac`.
+    #[test]
+    fn pseudonyms_from_a_master_key_are_pinned() {
+        let master = stratalake_crypto::MasterKey::from_bytes(&std::array::from_fn::<u8, 32, _>(|i| i as u8)).unwrap();
+        let key = stratalake_crypto::legacy_keyed_sha256(b"stratalake-mask-hash/v1\n", master.expose(), b"");
+        assert_eq!(
+            hex::encode(*key),
+            "1d1fedde6b8e19d82d9cf597bb89a099ec5ae49ca5e7607a594bfeb0f2779118"
+        );
+        let mask = KeyedHash::new(*key);
+        for (msg, expected) in [
+            ("alice@example.com", "a89ef66b53665fe5181f563d613d9df9"),
+            ("", "26ae57f5ff180081d8860d13453e91bf"),
+            ("Zo\u{eb} \u{6771}\u{4eac}", "727e4b4df51be0cf2cc9389d0e21fa3b"),
+        ] {
+            assert_eq!(mask.mac(msg.as_bytes()), expected, "{msg:?}");
+        }
+        assert_eq!(format!("{mask:?}"), "KeyedHash(<redacted>)");
+        assert!(mask == KeyedHash::new(*key), "equal keys, equal functions");
+        assert!(mask != KeyedHash::new([0u8; 32]));
     }
 }

@@ -84,16 +84,12 @@ pub struct Record {
     pub hash: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Record {
     fn content_hash(&self) -> String {
         let mut r = self.clone();
         r.hash = String::new();
         let json = serde_json::to_vec(&r).expect("record serializes");
-        hex(&Sha256::digest(&json))
+        stratalake_crypto::hex::encode(Sha256::digest(&json))
     }
 }
 
@@ -308,5 +304,81 @@ impl AuditLog {
             expected = s + 1;
         }
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two records as the previous release wrote them (its `Record`, `content_hash` and
+    /// hand-written hex, run verbatim; the hashes checked with Python's `hashlib`): the second
+    /// without a nonce, as records written before nonces existed. Audit logs are kept for years,
+    /// so these must keep verifying and chaining, byte for byte.
+    const STORED: [&str; 2] = [
+        r#"{"seq":0,"time_ms":1767225600000,"principal":"ana","kind":"sql","statement":"SELECT email FROM default.people","tables":["default.people"],"policies":["mask hash on default.people.email"],"rows":2,"outcome":"ok","error":null,"nonce":"00c0ffee12345678","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"50cee5437cb5035bd98f8704910ef69f254b879ad2d0b1277a4c2972a60b8cd8"}"#,
+        r#"{"seq":1,"time_ms":1767225601234,"principal":"bo","kind":"access","statement":"GRANT SELECT ON default.people TO \"zoë\"","tables":[],"rows":null,"outcome":"denied","error":"permission denied: bo is not an administrator","prev_hash":"50cee5437cb5035bd98f8704910ef69f254b879ad2d0b1277a4c2972a60b8cd8","hash":"b7e4d4375c167a60b21d9dc553afe3393549d269620b159c90ea942d0b110da0"}"#,
+    ];
+
+    #[test]
+    fn content_hash_is_pinned() {
+        let r = Record {
+            seq: 0,
+            time_ms: 1_767_225_600_000,
+            event: Event {
+                principal: "ana".into(),
+                kind: "sql".into(),
+                statement: "SELECT email FROM default.people".into(),
+                tables: vec!["default.people".into()],
+                policies: vec!["mask hash on default.people.email".into()],
+                rows: Some(2),
+                outcome: Outcome::Ok,
+                error: None,
+            },
+            nonce: "00c0ffee12345678".into(),
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        assert_eq!(
+            r.content_hash(),
+            "50cee5437cb5035bd98f8704910ef69f254b879ad2d0b1277a4c2972a60b8cd8"
+        );
+        for stored in STORED {
+            let r: Record = serde_json::from_str(stored).unwrap();
+            assert_eq!(r.content_hash(), r.hash, "{stored}");
+            assert_eq!(serde_json::to_string(&r).unwrap(), stored, "written as before");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chain_written_by_the_previous_release_verifies_and_grows() {
+        let mut suffix = [0u8; 8];
+        stratalake_crypto::random_bytes(&mut suffix).unwrap();
+        let url = format!("memory://audit-pinned-{}", stratalake_crypto::hex::encode(suffix));
+        let store = Store::open(&url, &Default::default()).unwrap();
+        for (seq, body) in STORED.iter().enumerate() {
+            store
+                .put(&path(seq as u64), body.as_bytes().to_vec().into())
+                .await
+                .unwrap();
+        }
+        let log = AuditLog::new(store.clone(), Default::default());
+        assert_eq!(log.verify().await.unwrap(), Vec::<String>::new());
+        let next = log
+            .record("ana", "sql", "SELECT 1", vec![], Some(1), None)
+            .await
+            .unwrap();
+        assert_eq!(next.seq, 2);
+        assert_eq!(
+            next.prev_hash,
+            "b7e4d4375c167a60b21d9dc553afe3393549d269620b159c90ea942d0b110da0"
+        );
+        assert_eq!(log.verify().await.unwrap(), Vec::<String>::new());
+        // an edited old record is found
+        let edited = STORED[0].replace(r#""rows":2"#, r#""rows":3"#);
+        store.put(&path(0), edited.into_bytes().into()).await.unwrap();
+        let problems = log.verify().await.unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("does not match its hash"), "{problems:?}");
     }
 }

@@ -1,4 +1,8 @@
 //! Per-file data keys: generated, wrapped under master keys, and unwrapped for readers.
+//!
+//! Every wrap and unwrap goes through the [`KeyProvider`] ([`wrap_data_key`] /
+//! [`unwrap_data_key`]): this module never sees master key bytes, so a KMS that never releases
+//! them works as well as the key file.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -9,7 +13,7 @@ use parquet::arrow::ArrowSchemaConverter;
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use stratalake_crypto::parquet_props::{aad_prefix, decryption_properties, encryption_properties};
-use stratalake_crypto::{DataKey, KeyContext, KeyProvider, WrappedKey, unwrap_key, wrap_key};
+use stratalake_crypto::{DataKey, KeyContext, KeyProvider, WrappedKey, unwrap_data_key, wrap_data_key};
 
 use crate::action::{AddFile, FileKeys, KeyGroup};
 use crate::schema::{Classifications, TableSchema};
@@ -95,9 +99,9 @@ impl Keyring {
             file: file.into(),
             role: role.into(),
         };
+        let provider = self.provider.as_ref();
         let footer = DataKey::generate()?;
-        let (fid, fmaster) = self.provider.current(&footer_level).await?;
-        let footer_wrapped = wrap_key(&fmaster, &fid, &footer, &ctx("footer"))?;
+        let footer_wrapped = wrap_data_key(provider, &footer_level, &footer, &ctx("footer")).await?;
 
         let mut groups = Vec::new();
         let mut keys: Vec<(String, DataKey)> = Vec::new();
@@ -112,11 +116,10 @@ impl Keyring {
                 continue;
             }
             let dk = DataKey::generate()?;
-            let (id, master) = self.provider.current(level).await?;
             groups.push(KeyGroup {
                 classification: level.clone(),
                 columns: cols,
-                key: wrap_key(&master, &id, &dk, &ctx(level))?,
+                key: wrap_data_key(provider, level, &dk, &ctx(level)).await?,
                 bytes: 0,
             });
             keys.push((level.clone(), dk));
@@ -172,7 +175,7 @@ impl Keyring {
             if levels.is_some_and(|l| !l.contains(&level)) {
                 continue;
             }
-            let (cur, master) = match self.provider.current(&level).await {
+            let cur = match self.provider.current_id(&level).await {
                 Ok(c) => c,
                 Err(stratalake_crypto::Error::KeyDestroyed { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -185,9 +188,14 @@ impl Keyring {
                 file: add.path.clone(),
                 role,
             };
-            let old = self.provider.get(&wrapped.key).await?;
-            let dk = unwrap_key(&old, wrapped, &ctx)?;
-            *wrapped = wrap_key(&master, &cur, &dk, &ctx)?;
+            let dk = unwrap_data_key(self.provider.as_ref(), wrapped, &ctx).await?;
+            let rewrapped = wrap_data_key(self.provider.as_ref(), &level, &dk, &ctx).await?;
+            if rewrapped.key.version <= wrapped.key.version {
+                // The current version went back between the two calls (a provider answering
+                // from a stale copy): keep what the file has.
+                continue;
+            }
+            *wrapped = rewrapped;
             changed = true;
         }
         Ok(changed.then_some(keys))
@@ -220,15 +228,15 @@ impl Keyring {
             file: add.path.clone(),
             role: role.into(),
         };
-        let fmaster = self.provider.get(&add.keys.footer.key).await?;
-        let footer = unwrap_key(&fmaster, &add.keys.footer, &ctx("footer"))?;
+        let provider = self.provider.as_ref();
+        let footer = unwrap_data_key(provider, &add.keys.footer, &ctx("footer")).await?;
         let leaves = leaf_columns(file_schema)?;
         let mut granted: Vec<(Vec<String>, DataKey)> = Vec::new();
         let mut hidden = Vec::new();
         for g in &add.keys.groups {
             if access.allows(&g.classification) {
-                let master = self.provider.get(&g.key.key).await?;
-                granted.push((g.columns.clone(), unwrap_key(&master, &g.key, &ctx(&g.classification))?));
+                let dk = unwrap_data_key(provider, &g.key, &ctx(&g.classification)).await?;
+                granted.push((g.columns.clone(), dk));
             } else {
                 hidden.extend(g.columns.iter().cloned());
             }

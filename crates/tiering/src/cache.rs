@@ -186,13 +186,7 @@ impl ReadCache {
         h.update(tier.as_bytes());
         h.update([0]);
         h.update(location.as_ref().as_bytes());
-        let d = h.finalize();
-        let mut s = String::with_capacity(68);
-        for b in d.iter() {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s.push_str(".obj");
-        s
+        format!("{}.obj", stratalake_crypto::hex::encode(h.finalize()))
     }
 
     fn touch(&self, key: &str) -> Option<u64> {
@@ -478,5 +472,20 @@ impl ObjectStore for CachedStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cache files are named by this key and found again by it after a restart: the name is
+    /// pinned (computed by the previous release's code, and with Python's `hashlib`).
+    #[test]
+    fn cache_file_names_are_pinned() {
+        assert_eq!(
+            ReadCache::key("hot", &Path::from("lake/default/t/data/part-0.parquet")),
+            "7f237947e1ca56081adf6eb9d40fd9e08fd08ce327a09dcf20cabc4af76302fb.obj"
+        );
     }
 }
