@@ -16,6 +16,8 @@ use crate::{Error, Result};
 
 mod cloud;
 
+pub use cloud::{check_untrusted_options, redact_url};
+
 /// One object store and the lake's root inside it. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -82,7 +84,8 @@ impl Store {
     /// * `s3://bucket/prefix`: any S3-compatible store. `options` are object_store's S3 keys
     ///   (`endpoint`, `region`, `allow_http`, ...) and `profile`; the usual `AWS_*` environment
     ///   variables, then the AWS profile (`~/.aws/credentials`, `~/.aws/config`) fill in what
-    ///   they do not give. An `http://` endpoint allows plain HTTP;
+    ///   they do not give. Plain HTTP (an `http://` endpoint) is only used to this machine
+    ///   (127.0.0.0/8, `::1`, `localhost`) unless `allow_http=true` is set;
     /// * `gs://bucket/prefix`: Google Cloud Storage (object_store's GCS keys, `GOOGLE_*`);
     /// * `az://container/prefix`, `abfs[s]://container/prefix` or
     ///   `abfs[s]://container@account.dfs.core.windows.net/prefix`: Azure Blob storage
@@ -91,10 +94,17 @@ impl Store {
     /// Where cloud credentials are searched, and when an instance-metadata service is asked, is
     /// described in docs/operations.md §1. When none are found, the first request fails at once
     /// with a [`Error::StoreConfig`] naming the places searched; a missing bucket is reported as
-    /// one too. Neither message holds a secret.
+    /// one too. Neither message holds a secret, and a URL with credentials in it is refused
+    /// without repeating them. Options read from the store itself must pass
+    /// [`check_untrusted_options`] first.
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        Self::open_in(url, options, &cloud::Env::process())
+    }
+
+    /// [`Self::open`], with cloud settings and credentials looked up in `env`.
+    fn open_in(url: &str, options: &BTreeMap<String, String>, env: &cloud::Env) -> Result<Self> {
         let cfg = |reason: String| Error::StoreConfig {
-            url: url.to_string(),
+            url: cloud::redact_url(url),
             reason,
         };
         if let Some(name) = url.strip_prefix("memory://") {
@@ -103,7 +113,7 @@ impl Store {
             let inner = stores.entry(name).or_insert_with(|| Arc::new(InMemory::new())).clone();
             return Ok(Self::from_object_store(url, inner, Path::default()));
         }
-        if let Some(opened) = cloud::open(url, options, &cloud::Env::process()).map_err(cfg)? {
+        if let Some(opened) = cloud::open(url, options, env).map_err(cfg)? {
             let root = Path::parse(opened.prefix.trim_matches('/')).map_err(|e| cfg(e.to_string()))?;
             let mut s = Self::from_object_store(url, opened.store, root);
             s.remote = Some(Arc::new(opened.remote));
@@ -320,7 +330,7 @@ impl Store {
     pub async fn check_conditional_create(&self) -> Result<()> {
         let mut n = [0u8; 8];
         getrandom::fill(&mut n).map_err(|e| Error::Internal(format!("random source: {e}")))?;
-        let probe = format!("_probe/{}", n.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let probe = format!("_probe/{}", stratalake_crypto::hex::encode(n));
         let first = self.put_create(&probe, Bytes::from_static(b"1")).await?;
         let second = self.put_create(&probe, Bytes::from_static(b"2")).await;
         let _ = self.delete(&probe).await;
@@ -422,14 +432,18 @@ mod tests {
     #[test]
     fn cloud_stores_show_no_credentials_in_debug() {
         let o = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let s3 = Store::open(
-            "s3://b/p",
+        // not this machine's environment
+        let sys = tempfile::tempdir().unwrap();
+        let env = cloud::Env::new(&[], sys.path());
+        let s3 = Store::open_in(
+            "s3://bkt/p",
             &o(&[("access_key_id", "AKIDVISIBLE"), ("secret_access_key", "sEcReTvalue")]),
+            &env,
         )
         .unwrap();
         // a 32-byte key whose bytes, printed as a list, would start with "[115, 101, 99"
         let key = "c2VjcmV0LWtleS1ieXRlcy1mb3ItdGhlLXRlc3QtMTI=";
-        let az = Store::open("az://c/p", &o(&[("account_name", "acct"), ("access_key", key)])).unwrap();
+        let az = Store::open_in("az://ctr/p", &o(&[("account_name", "acct"), ("access_key", key)]), &env).unwrap();
         for s in [&s3, &az] {
             let d = format!("{s:?} {:?} {:?}", s.object_store(), s.read_store());
             assert!(
