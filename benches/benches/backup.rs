@@ -9,12 +9,11 @@ mod common;
 
 use common::{BATCH_ROWS, ROW_BYTES, blob_batch as batch, blob_table, env_or, files_under, median, plain_copy};
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
+use stratalake::LakeConfig;
 use stratalake::backup::RestoreOptions;
-use stratalake::{Lake, LakeConfig};
 
 fn main() {
     let mb: usize = env_or("STRATALAKE_BENCH_BACKUP_MB", 2048);
@@ -22,7 +21,7 @@ fn main() {
     let (rt, dir) = common::runtime_and_dir();
     let lake_dir = dir.path().join("lake");
     let cfg = LakeConfig::single_tier(lake_dir.to_str().unwrap());
-    let lake = Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap();
+    let lake = rt.block_on(common::open_lake(cfg, None, common::memory_keys(), "bench"));
     let batches = mb * 1024 * 1024 / (ROW_BYTES * BATCH_ROWS);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let t = rt.block_on(blob_table(&lake, batches, &mut seed));
@@ -104,7 +103,7 @@ fn main() {
             .backup_repository(repo_dir.to_str().unwrap(), &Default::default())
             .await
             .unwrap();
-        let twin = lake.empty_twin(target.to_str().unwrap()).unwrap();
+        let twin = lake.empty_twin(target.to_str().unwrap()).await.unwrap();
         let started = Instant::now();
         twin.restore(&repo, &m.id, RestoreOptions::default(), &|_| {})
             .await

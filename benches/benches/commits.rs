@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Int64Array, RecordBatch};
 use stratalake::table::Store;
-use stratalake::{ColumnDef, Lake, LakeConfig, TableSchema};
+use stratalake::{ColumnDef, LakeConfig, TableSchema};
 
 fn main() {
     let appends: usize = env_or("STRATALAKE_BENCH_APPENDS", 25);
@@ -72,16 +72,20 @@ struct Figures {
 async fn run(base: &str, writers: usize, appends: usize) -> Figures {
     let dir = tempfile::tempdir_in(base).unwrap();
     let provider: Arc<dyn stratalake::crypto::KeyProvider> = Arc::new(stratalake::crypto::MemoryKeyProvider::new());
-    let open = || {
-        Lake::open_with(
+    let open = async || {
+        common::open_lake(
             LakeConfig::single_tier(dir.path().to_str().unwrap()),
             None,
             provider.clone(),
+            "bench",
         )
-        .unwrap()
+        .await
     };
-    let lake = open();
-    lake.catalog().create_namespace("default", true, "bench").await.unwrap();
+    let lake = open().await;
+    lake.catalog_unchecked()
+        .create_namespace("default", true, "bench")
+        .await
+        .unwrap();
     let schema = TableSchema {
         columns: vec![ColumnDef::new("id", arrow::datatypes::DataType::Int64, "public")],
         partition_by: vec![],
@@ -91,7 +95,7 @@ async fn run(base: &str, writers: usize, appends: usize) -> Figures {
     let started = Instant::now();
     let mut handles = Vec::new();
     for w in 0..writers {
-        let lake = open();
+        let lake = open().await;
         let s = arrow_schema.clone();
         handles.push(tokio::spawn(async move {
             let t = lake.table("ev").await.unwrap();

@@ -8,11 +8,10 @@ mod common;
 
 use common::{env_or, median, write_plain};
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use stratalake::{Lake, LakeConfig, TableSchema};
+use stratalake::{LakeConfig, TableSchema};
 use tpchgen::generators::LineItemGenerator;
 use tpchgen_arrow::LineItemArrow;
 
@@ -45,14 +44,17 @@ fn main() {
 
         // Stratalake: encrypted files, keys wrapped, committed through the log
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open_with(
+        let lake = rt.block_on(common::open_lake(
             LakeConfig::single_tier(dir.path().to_str().unwrap()),
             None,
-            Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
-        )
-        .unwrap();
+            common::memory_keys(),
+            "bench",
+        ));
         let elapsed = rt.block_on(async {
-            lake.catalog().create_namespace("default", true, "bench").await.unwrap();
+            lake.catalog_unchecked()
+                .create_namespace("default", true, "bench")
+                .await
+                .unwrap();
             let mut ts = TableSchema::from_arrow(&schema, "internal");
             for c in ts.columns.iter_mut().filter(|c| c.name.ends_with("comment")) {
                 c.classification = "confidential".into();

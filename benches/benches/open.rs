@@ -15,7 +15,7 @@ use std::time::Instant;
 use arrow::array::{Int64Array, RecordBatch};
 use stratalake::table::action::Action;
 use stratalake::table::table::{ReadScope, info};
-use stratalake::{ColumnDef, Lake, LakeConfig, TableSchema};
+use stratalake::{ColumnDef, LakeConfig, TableSchema};
 
 fn main() {
     let files: usize = env_or("STRATALAKE_BENCH_FILES", 100_000);
@@ -28,9 +28,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = LakeConfig::single_tier(dir.path().to_str().unwrap());
     cfg.lake.checkpoint_interval = 10;
-    let lake = Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap();
+    let lake = rt.block_on(common::open_lake(cfg, None, common::memory_keys(), "bench"));
     rt.block_on(async {
-        lake.catalog().create_namespace("default", true, "bench").await.unwrap();
+        lake.catalog_unchecked()
+            .create_namespace("default", true, "bench")
+            .await
+            .unwrap();
         let schema = TableSchema {
             columns: vec![ColumnDef::new("id", arrow::datatypes::DataType::Int64, "public")],
             partition_by: vec![],

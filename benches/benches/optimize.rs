@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
-use stratalake::{ColumnDef, Lake, LakeConfig, TableSchema, WriteMode};
+use stratalake::{ColumnDef, LakeConfig, TableSchema, WriteMode};
 
 fn main() {
     let files: usize = env_or("STRATALAKE_BENCH_FILES", 10_000);
@@ -22,10 +22,13 @@ fn main() {
     let runs: usize = env_or("STRATALAKE_BENCH_RUNS", 3);
     let (rt, dir) = common::runtime_and_dir();
     let cfg = LakeConfig::single_tier(dir.path().join("lake").to_str().unwrap());
-    let lake = Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap();
+    let lake = rt.block_on(common::open_lake(cfg, None, common::memory_keys(), "bench"));
     let started = Instant::now();
     let t = rt.block_on(async {
-        lake.catalog().create_namespace("default", true, "bench").await.unwrap();
+        lake.catalog_unchecked()
+            .create_namespace("default", true, "bench")
+            .await
+            .unwrap();
         let schema = TableSchema {
             columns: vec![
                 ColumnDef::new("id", DataType::Int64, "public"),

@@ -16,12 +16,11 @@ mod common;
 
 use common::{env_or, median, write_plain};
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use stratalake::datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use stratalake::{Lake, LakeConfig, TableSchema};
+use stratalake::{LakeConfig, TableSchema};
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, RegionGenerator, SupplierGenerator,
 };
@@ -136,15 +135,15 @@ fn main() {
                 .unwrap();
         }
         // Stratalake: the same batches as encrypted tables, read by a restricted principal.
-        let admin = Lake::open_with(
+        let admin = common::open_lake(
             LakeConfig::single_tier(lake_dir.path().to_str().unwrap()),
             None,
-            Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
+            common::memory_keys(),
+            "admin",
         )
-        .unwrap()
-        .as_principal("admin");
+        .await;
         admin
-            .catalog()
+            .catalog_unchecked()
             .create_namespace("default", true, "admin")
             .await
             .unwrap();
@@ -175,11 +174,11 @@ fn main() {
             .await
             .unwrap();
         let analyst = admin.as_principal("analyst");
-        let session = analyst.session("analyst");
-        let checker = admin.as_principal("checker").session("checker");
+        let session = analyst.sql_session();
+        let checker = admin.session("checker").sql_session();
         // the same encrypted tables read by the administrator (no policies): separates the cost
         // of encryption from the cost of enforcement
-        let admin_session = admin.session("admin");
+        let admin_session = admin.sql_session();
 
         if let Ok(q) = std::env::var("STRATALAKE_BENCH_EXPLAIN") {
             // Show the physical plans of one query on each side, for investigating a ratio.

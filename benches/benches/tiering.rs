@@ -9,10 +9,9 @@ mod common;
 
 use common::{blob_table, env_or, files_under, median, plain_copy};
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use stratalake::{Lake, LakeConfig};
+use stratalake::LakeConfig;
 
 fn main() {
     let mb: usize = env_or("STRATALAKE_BENCH_TIER_MB", 2048);
@@ -24,12 +23,7 @@ fn main() {
     cfg.tiers.push(cold);
     // old copies go at the end of each run, as they would after the retention window
     cfg.tiering.move_retention = Some("0s".into());
-    let lake = Lake::open_with(
-        cfg,
-        Some(dir.path()),
-        Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
-    )
-    .unwrap();
+    let lake = rt.block_on(common::open_lake(cfg, Some(dir.path()), common::memory_keys(), "bench"));
     let batches = mb * 1024 * 1024 / (common::ROW_BYTES * common::BATCH_ROWS);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let t = rt.block_on(blob_table(&lake, batches, &mut seed));

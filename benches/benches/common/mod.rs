@@ -67,8 +67,11 @@ pub fn blob_batch(schema: &SchemaRef, first: i64, seed: &mut u64) -> RecordBatch
 }
 
 /// Table `blobs` (id public, payload confidential) of `batches` blob batches, in commits of 256 MiB.
-pub async fn blob_table(lake: &stratalake::Lake, batches: usize, seed: &mut u64) -> stratalake::Table {
-    lake.catalog().create_namespace("default", true, "bench").await.unwrap();
+pub async fn blob_table(lake: &stratalake::Session, batches: usize, seed: &mut u64) -> stratalake::Table {
+    lake.catalog_unchecked()
+        .create_namespace("default", true, "bench")
+        .await
+        .unwrap();
     let schema = stratalake::TableSchema {
         columns: vec![
             stratalake::ColumnDef::new("id", DataType::Int64, "public"),
@@ -124,4 +127,23 @@ pub fn runtime_and_dir() -> (tokio::runtime::Runtime, tempfile::TempDir) {
         .unwrap();
     let dir = tempfile::tempdir_in(std::env::var("STRATALAKE_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
     (rt, dir)
+}
+
+/// The lake of `cfg` (relative tier URLs under `dir`) with master keys in memory, as `principal`.
+pub async fn open_lake(
+    cfg: stratalake::LakeConfig,
+    dir: Option<&std::path::Path>,
+    keys: std::sync::Arc<dyn stratalake::crypto::KeyProvider>,
+    principal: &str,
+) -> stratalake::Session {
+    let builder = match dir {
+        Some(d) => stratalake::Lake::builder(d).config(cfg),
+        None => stratalake::LakeBuilder::from_config(cfg),
+    };
+    builder.key_provider(keys).open().await.unwrap().session(principal)
+}
+
+/// Fresh in-memory master keys.
+pub fn memory_keys() -> std::sync::Arc<dyn stratalake::crypto::KeyProvider> {
+    std::sync::Arc::new(stratalake::crypto::MemoryKeyProvider::new())
 }

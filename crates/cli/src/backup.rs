@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use stratalake::backup::{KeepPolicy, Progress, Repository, RestoreOptions};
-use stratalake::{KeySource, Lake};
+use stratalake::{KeySource, Lake, Session};
 
 use crate::output::{self, Cell, print_json_as, print_rows};
 use crate::{Cli, ident, kv, open};
@@ -140,7 +140,7 @@ impl RepoArgs {
         self.repo_options.iter().map(|s| kv(s)).collect()
     }
 
-    async fn open(&self, lake: &Lake) -> Result<Repository> {
+    async fn open(&self, lake: &Session) -> Result<Repository> {
         let url = self.url()?;
         lake.backup_repository(&url, &self.options()?)
             .await
@@ -415,7 +415,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
 
 /// The lake a restore writes into: `--target` (created when it holds no lake yet, with the
 /// master keys of `--key-file` or of `--lake`), else `--lake`.
-async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>, shared: bool) -> Result<Lake> {
+async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>, shared: bool) -> Result<Session> {
     let Some(t) = target else {
         return open(cli).await;
     };
@@ -426,7 +426,8 @@ async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>, s
     }
     let dir = Path::new(t.strip_prefix("file://").unwrap_or(t));
     let lake = if dir.join(stratalake::CONFIG_FILE).exists() {
-        Lake::open(dir)
+        Lake::builder(dir)
+            .open()
             .await
             .with_context(|| format!("cannot open the target lake {}", dir.display()))?
     } else {
@@ -455,8 +456,5 @@ async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>, s
         eprintln!("created lake {} to restore into, {how}", dir.display());
         lake
     };
-    Ok(match &cli.as_principal {
-        Some(p) => lake.as_principal(p),
-        None => lake,
-    })
+    Ok(lake.session(&crate::principal(cli)))
 }

@@ -11,7 +11,7 @@ use stratalake::arrow::array::{
 };
 use stratalake::arrow::datatypes::SchemaRef;
 use stratalake::table::access::{AccessAction, Grant, Privilege, Securable};
-use stratalake::{Lake, Output};
+use stratalake::{Lake, Output, Session};
 
 const DISTRICTS: [&str; 8] = [
     "altstadt",
@@ -110,11 +110,11 @@ fn permits(schema: &SchemaRef, rng: &mut Rng, first_id: i64, n: usize) -> Result
     )?)
 }
 
-async fn query(lake: &Lake, title: &str, sql: &str) -> Result<()> {
+async fn query(lake: &Session, title: &str, sql: &str) -> Result<()> {
     println!("\n-- {title}\n{sql}");
     let started = Instant::now();
     for out in lake
-        .session(lake.principal())
+        .sql_session()
         .execute(sql)
         .await
         .with_context(|| format!("demo query failed: {sql}"))?
@@ -127,19 +127,20 @@ async fn query(lake: &Lake, title: &str, sql: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(dir: &Path, rows: usize) -> Result<()> {
+pub async fn run(dir: &Path, rows: usize, principal: &str) -> Result<()> {
     let total = Instant::now();
     let lake = if dir.join(stratalake::CONFIG_FILE).exists() {
         println!("using the lake at {}", dir.display());
-        Lake::open(dir).await?
+        Lake::builder(dir).open().await?
     } else {
         println!(
             "creating a lake at {} (one local `hot` tier, master keys in master.keys, mode 0600)",
             dir.display()
         );
-        Lake::init(dir, Default::default()).await?
+        Lake::builder(dir).admin(principal).create().await?
     };
-    let s = lake.session(lake.principal());
+    let lake = lake.session(principal);
+    let s = lake.sql_session();
     s.execute("CREATE NAMESPACE IF NOT EXISTS city; DROP TABLE IF EXISTS city.building_permits")
         .await?;
     let ddl = "CREATE TABLE city.building_permits (

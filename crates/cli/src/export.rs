@@ -182,13 +182,13 @@ pub async fn run(cli: &Cli, a: &ExportArgs, fmt: OutFormat) -> Result<ExitCode> 
     let lake = open(cli).await?;
     let dest = std::path::absolute(&a.to).unwrap_or_else(|_| a.to.clone());
     let engine = lake
-        .session(lake.principal())
+        .sql_session()
         .with_as_of(as_of)
         .with_audit_as("export", &format!("-- to {} ({})", dest.display(), format.name()));
 
     let mut suffix = [0u8; 6];
     stratalake::crypto::random_bytes(&mut suffix).map_err(anyhow::Error::msg)?;
-    let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = stratalake::crypto::hex::encode(suffix);
     let partial = Partial {
         path: dir.join(format!(".{file_name}.partial-{hex}")),
         keep: false,

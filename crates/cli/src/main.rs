@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use stratalake::{AsOf, Format, InitOptions, Lake, TableIdent, TableSchema, WriteMode};
+use stratalake::{AsOf, Format, Lake, Session, TableIdent, TableSchema, WriteMode};
 
 use crate::output::{Cell, OutFormat, print_json_as, print_rows};
 
@@ -504,7 +504,7 @@ fn main() -> ExitCode {
                 msg.push_str(&format!(
                     " (commands act as {} from $USER unless --as NAME or STRATALAKE_PRINCIPAL names \
                      another; `stratalake init` printed who became the lake's administrator)",
-                    stratalake::default_principal()
+                    default_principal()
                 ));
             }
             eprintln!("error: {msg}");
@@ -528,14 +528,43 @@ fn admin_note(principal: &str, given: bool) -> String {
     }
 }
 
-async fn open(cli: &Cli) -> Result<Lake> {
-    let lake = Lake::open_location(&cli.lake)
+/// The principal used when neither `--as` nor `STRATALAKE_PRINCIPAL` names one: `$USER`
+/// (lower-cased, characters other than letters, digits and `_` replaced by `_`), else `local`.
+/// Only the command line has such a default: the library always acts as a named principal.
+fn default_principal() -> String {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "local".into());
+    let mut name: String = user
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name = format!("u{}", &name[..name.len().min(63)]);
+    }
+    name
+}
+
+/// Who this command acts as: `--as`, `STRATALAKE_PRINCIPAL`, else [`default_principal`].
+fn principal(cli: &Cli) -> String {
+    cli.as_principal.clone().unwrap_or_else(default_principal)
+}
+
+async fn open(cli: &Cli) -> Result<Session> {
+    let lake = Lake::builder(&cli.lake)
+        .open()
         .await
         .with_context(|| format!("cannot open the lake at {}", cli.lake))?;
-    Ok(match &cli.as_principal {
-        Some(p) => lake.as_principal(p),
-        None => lake,
-    })
+    Ok(lake.session(&principal(cli)))
 }
 
 /// `--as-of`: a version number or a timestamp.
@@ -568,12 +597,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "--store and --store-option are for folder lakes; a URL lake's store settings come from AWS_* variables"
                     );
                 }
-                let lake = Lake::init_url(&dir, key_file, cli.as_principal.as_deref()).await?;
+                let admin = principal(&cli);
+                Lake::builder(&dir).key_file(key_file).admin(&admin).create().await?;
                 println!("created lake at {dir}");
-                println!(
-                    "  admin:   {}",
-                    admin_note(lake.principal(), cli.as_principal.is_some())
-                );
+                println!("  admin:   {}", admin_note(&admin, cli.as_principal.is_some()));
                 println!(
                     "  keys:    {} (mode 0600; back it up separately from the data)",
                     key_file.display()
@@ -585,23 +612,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(&dir));
-            let mut opts = InitOptions {
-                store: store.clone(),
-                admin: cli.as_principal.clone(),
-                ..Default::default()
-            };
+            let mut options = std::collections::BTreeMap::new();
             for kv in store_options {
                 let (k, v) = kv
                     .split_once('=')
                     .with_context(|| format!("--store-option {kv:?}: expected KEY=VALUE"))?;
-                opts.store_options.insert(k.trim().to_string(), v.trim().to_string());
+                options.insert(k.trim().to_string(), v.trim().to_string());
             }
-            let lake = Lake::init(&dir, opts).await?;
+            let admin = principal(&cli);
+            let mut builder = Lake::builder(&dir).admin(&admin).store_options(options);
+            if let Some(store) = store {
+                builder = builder.store(store);
+            }
+            let lake = builder.create().await?;
             println!("created lake at {}", dir.display());
-            println!(
-                "  admin:   {}",
-                admin_note(lake.principal(), cli.as_principal.is_some())
-            );
+            println!("  admin:   {}", admin_note(&admin, cli.as_principal.is_some()));
             println!("  config:  {}", dir.join(stratalake::CONFIG_FILE).display());
             println!(
                 "  keys:    {} (mode 0600; back it up separately from the data)",
@@ -858,7 +883,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");
             }
-            demo::run(Path::new(&cli.lake), *rows).await?
+            demo::run(Path::new(&cli.lake), *rows, &principal(&cli)).await?
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1226,12 +1251,12 @@ async fn table_cmd(cli: &Cli, c: &TableCmd, fmt: OutFormat) -> Result<()> {
 
 /// A table's columns; its file, row and byte counts only with `counts` (see [`sight`]).
 /// `\\d TABLE` in the shell: the table now.
-pub(crate) async fn describe_for(lake: &Lake, name: &str, _shell: bool, fmt: OutFormat) -> Result<()> {
+pub(crate) async fn describe_for(lake: &Session, name: &str, _shell: bool, fmt: OutFormat) -> Result<()> {
     describe_at(lake, name, None, fmt).await
 }
 
 /// Describe a table (as of a version or time) as the lake's principal may see it.
-async fn describe_at(lake: &Lake, name: &str, as_of: Option<AsOf>, fmt: OutFormat) -> Result<()> {
+async fn describe_at(lake: &Session, name: &str, as_of: Option<AsOf>, fmt: OutFormat) -> Result<()> {
     use stratalake::table::access::ColumnRead;
     let o = lake.table_overview(name, as_of).await?;
     let schema: &TableSchema = &o.metadata.schema;
@@ -1371,7 +1396,7 @@ async fn sql(cli: &Cli, a: &SqlArgs, fmt: OutFormat) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--timeout: {e}"))
         })
         .transpose()?;
-    let engine = lake.session(lake.principal()).with_as_of(as_of).with_timeout(timeout);
+    let engine = lake.sql_session().with_as_of(as_of).with_timeout(timeout);
     let settings = shell::Settings {
         format: fmt,
         maxrows: a.maxrows,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use stratalake::Lake;
-use stratalake::query::{Cancel, QueryEngine};
+use stratalake::Session;
+use stratalake::query::{Cancel, SqlSession};
 
 use crate::output::{OutFormat, ResultWriter};
 
@@ -30,7 +30,7 @@ pub struct Settings {
 /// Run the statements of `text` (from `source`, for messages). `Ok(false)` when one failed (it
 /// was reported on stderr as `error: SOURCE:LINE: ...`).
 pub async fn run_script(
-    engine: &QueryEngine,
+    engine: &SqlSession,
     text: &str,
     source: &str,
     settings: &Settings,
@@ -225,7 +225,7 @@ impl rustyline::validate::Validator for Helper {}
 impl rustyline::Helper for Helper {}
 
 /// Tables and columns the principal may see, for completion.
-async fn load_names(engine: &QueryEngine) -> Completions {
+async fn load_names(engine: &SqlSession) -> Completions {
     let mut c = Completions::default();
     let Ok(outs) = engine
         .execute(
@@ -345,7 +345,7 @@ fn changes_names(sql: &str) -> bool {
 }
 
 /// The interactive shell.
-pub async fn shell(lake: &Lake, engine: QueryEngine, settings: &Settings) -> Result<()> {
+pub async fn shell(lake: &Session, engine: SqlSession, settings: &Settings) -> Result<()> {
     use rustyline::error::ReadlineError;
     let cancel = Cancel::default();
     let engine = engine.with_cancel(cancel.clone());

@@ -163,7 +163,7 @@ fn print_report(r: &MoveReport, fmt: OutFormat) -> Result<()> {
     Ok(())
 }
 
-async fn execute(lake: &stratalake::Lake, plan: &Plan, a: &RunArgs, fmt: OutFormat) -> Result<()> {
+async fn execute(lake: &stratalake::Session, plan: &Plan, a: &RunArgs, fmt: OutFormat) -> Result<()> {
     if a.dry_run || plan.moves.is_empty() {
         return print_plan(plan, fmt);
     }

@@ -168,7 +168,7 @@ pub enum Output {
 /// change committed by anyone is visible to the next statement; nothing is cached across
 /// statements or principals.
 #[derive(Debug, Clone)]
-pub struct QueryEngine {
+pub struct SqlSession {
     catalog: Arc<Catalog>,
     principal: String,
     access: Access,
@@ -182,7 +182,7 @@ pub struct QueryEngine {
     audit_as: Option<(String, String)>,
 }
 
-/// Stops the statement running in the sessions that hold it ([`QueryEngine::with_cancel`]):
+/// Stops the statement running in the sessions that hold it ([`SqlSession::with_cancel`]):
 /// cheap to clone, shared by whoever may cancel (a Ctrl-C handler, a protocol's cancel request).
 /// A cancelled statement fails with [`Error::Cancelled`] and is audited as such; the next
 /// statement starts after [`Cancel::reset`].
@@ -228,7 +228,7 @@ impl Cancel {
     }
 }
 
-/// A piece of a statement's result, as [`QueryEngine::execute_streaming`] hands it over.
+/// A piece of a statement's result, as [`SqlSession::execute_streaming`] hands it over.
 #[derive(Debug)]
 pub enum Piece<'a> {
     /// A statement with rows starts: its columns. The text of the statement and the line of
@@ -258,7 +258,7 @@ pub enum Piece<'a> {
 /// The receiver of a streamed result: an error from it stops the statement.
 pub type Sink<'s> = dyn FnMut(Piece<'_>) -> Result<()> + Send + 's;
 
-impl QueryEngine {
+impl SqlSession {
     /// An engine over `catalog` acting as `principal`, reading every classification.
     pub fn new(catalog: Arc<Catalog>, principal: impl Into<String>) -> Self {
         Self {

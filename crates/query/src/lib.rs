@@ -29,7 +29,7 @@ mod stats;
 
 pub use catalog::AsOf;
 pub use engine::{
-    CATALOG_NAME, Cancel, Output, Piece, QueryEngine, Sink, guarded, is_complete, is_query, split_statements,
+    CATALOG_NAME, Cancel, Output, Piece, Sink, SqlSession, guarded, is_complete, is_query, split_statements,
     statements_with_lines,
 };
 pub use error::{Error, Result};

@@ -28,7 +28,7 @@ use stratalake_table::read::{fetch_checked, read_file};
 use stratalake_table::write::conform_batch;
 use stratalake_table::{Access, WriteMode};
 
-use super::{QueryEngine, Touched, split_statements};
+use super::{SqlSession, Touched, split_statements};
 use crate::{Error, Result};
 
 const FILE: &str = "__sl_file";
@@ -73,7 +73,7 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     Ok(ctx.sql(sql).await?.collect().await?)
 }
 
-impl QueryEngine {
+impl SqlSession {
     /// Run a MERGE statement; returns the number of rows inserted, updated or deleted.
     pub(crate) async fn merge(&self, tokens: Vec<Token>, touched: &Touched) -> Result<u64> {
         if self.as_of.is_some() {

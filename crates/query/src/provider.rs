@@ -421,7 +421,7 @@ impl LakeTableProvider {
         state: &dyn Session,
         field: &arrow::datatypes::Field,
         mask: &Mask,
-        hash_key: Option<[u8; 32]>,
+        hash_key: Option<&stratalake_crypto::Zeroizing<[u8; 32]>>,
     ) -> DFResult<Option<Expr>> {
         use arrow::datatypes::DataType;
         let col = format!("\"{}\"", field.name().replace('"', "\"\""));
@@ -446,7 +446,7 @@ impl LakeTableProvider {
             Mask::Hash => {
                 let key = hash_key.ok_or_else(|| DataFusionError::Internal("hash mask without its key".into()))?;
                 let udf = Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
-                    crate::policy::KeyedHash::new(key),
+                    crate::policy::KeyedHash::new(**key),
                 ));
                 let arg = datafusion::logical_expr::cast(
                     Expr::Column(Column::new_unqualified(field.name())),
@@ -487,8 +487,7 @@ impl LakeTableProvider {
 
     /// The key of hash masks: derived from the lake's least-sensitive master key, the same for
     /// every table (pseudonyms join across tables), never the master key itself.
-    async fn mask_hash_key(&self) -> DFResult<[u8; 32]> {
-        use sha2::{Digest, Sha256};
+    async fn mask_hash_key(&self) -> DFResult<stratalake_crypto::Zeroizing<[u8; 32]>> {
         let keyring = &self.table.context().keyring;
         let level = keyring.classifications().lowest().to_string();
         let (_, master) = keyring
@@ -496,10 +495,12 @@ impl LakeTableProvider {
             .current(&level)
             .await
             .map_err(|e| external(e.into()))?;
-        let mut h = Sha256::new();
-        h.update(b"stratalake-mask-hash/v1\n");
-        h.update(master.expose());
-        Ok(h.finalize().into())
+        // Not HKDF: pseudonyms already stored depend on this derivation (see the function's docs).
+        Ok(stratalake_crypto::legacy_keyed_sha256(
+            b"stratalake-mask-hash/v1\n",
+            master.expose(),
+            b"",
+        ))
     }
 
     /// The OR of the row-filter predicates, bound to the subject and planned against the table.
@@ -856,7 +857,7 @@ impl TableProvider for LakeTableProvider {
         for i in &wanted {
             let field = self.schema.field(*i);
             if let Some(m) = masks.get(field.name()) {
-                mask_exprs.insert(*i, self.mask_expr(state, field, m, hash_key)?);
+                mask_exprs.insert(*i, self.mask_expr(state, field, m, hash_key.as_ref())?);
             }
         }
         let policy_cols: HashSet<String> = policy

@@ -5,49 +5,21 @@ use std::collections::BTreeMap;
 
 use stratalake_table::access::{ADMIN_ROLE, AccessAction, AccessState, Grant, Privilege, Securable, Subject};
 
-use crate::{DEFAULT_NAMESPACE, Lake, Result, TableIdent};
+use crate::{DEFAULT_NAMESPACE, Result, Session, TableIdent};
 
-impl Lake {
-    /// This lake handle acting as `principal`: every facade operation (SQL, ingest, DDL,
-    /// access changes) is then checked against that principal's grants.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
-    /// use stratalake::table::access::{Grant, Privilege, Securable};
-    /// let lake = stratalake::Lake::in_memory().await?.as_principal("root");
-    /// lake.bootstrap_admin().await?; // ends bootstrap mode: unknown principals are refused now
-    /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
-    /// lake.create_principal("ana", "user", &[("clearance", "internal")]).await?;
-    /// let ana = lake.as_principal("ana");
-    /// assert!(ana.sql("SELECT * FROM t").await.is_err()); // no grant yet
-    /// lake.grant(Grant { grantee: "ana".into(), privilege: Privilege::Select, on: Securable::Lake }).await?;
-    /// assert_eq!(ana.sql("SELECT * FROM t").await?[0].num_rows(), 1);
-    /// assert!(lake.as_principal("mallory").sql("SELECT * FROM t").await.is_err());
-    /// # Ok(()) }
-    /// ```
-    pub fn as_principal(&self, principal: &str) -> Lake {
-        let mut l = self.clone();
-        l.principal = principal.to_string();
-        l
-    }
-
-    /// The principal this handle acts as.
-    pub fn principal(&self) -> &str {
-        &self.principal
-    }
-
+impl Session {
     /// What this handle's principal may do, resolved against the catalog now.
     pub async fn subject(&self) -> Result<Subject> {
-        let state = self.catalog.state().await?;
+        let state = self.lake.catalog.state().await?;
         Ok(state
             .access
-            .resolve(&self.principal, self.catalog.context().keyring.classifications())?)
+            .resolve(&self.principal, self.lake.catalog.context().keyring.classifications())?)
     }
 
     /// Principals, roles and grants (lake administrators only).
     pub async fn access_state(&self) -> Result<AccessState> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
-        Ok(self.catalog.state().await?.access)
+        Ok(self.lake.catalog.state().await?.access)
     }
 
     /// Apply access changes in one catalog commit (lake administrators only).
@@ -55,7 +27,7 @@ impl Lake {
         let statement = format!("{actions:?}");
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
-            Ok(self.catalog.change_access(actions, &self.principal).await?)
+            Ok(self.lake.catalog.change_access(actions, &self.principal).await?)
         }
         .await;
         self.record("access", statement, vec![], None, &r).await?;
@@ -66,7 +38,7 @@ impl Lake {
     /// holds ADMIN on the lake. Ends bootstrap mode. Does nothing if the principal is already
     /// a lake administrator.
     pub async fn bootstrap_admin(&self) -> Result<()> {
-        let state = self.catalog.state().await?.access;
+        let state = self.lake.catalog.state().await?.access;
         let me = &self.principal;
         let mut actions = Vec::new();
         if !state.principals.contains_key(me) {
@@ -125,7 +97,7 @@ impl Lake {
     /// `current_principal_attribute('key')`; it is checked against the table now.
     pub async fn set_row_filter(&self, table: &str, name: &str, grantee: &str, predicate: &str) -> Result<()> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
-        let t = self.catalog.table(&ident).await?;
+        let t = self.lake.catalog.table(&ident).await?;
         let schema = t.snapshot().await?.metadata.schema.arrow_schema();
         stratalake_query::check_row_filter(&schema, predicate)?;
         self.change_access(vec![AccessAction::SetRowFilter {
@@ -148,7 +120,7 @@ impl Lake {
         mask: stratalake_table::access::Mask,
     ) -> Result<()> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
-        let t = self.catalog.table(&ident).await?;
+        let t = self.lake.catalog.table(&ident).await?;
         let schema = t.snapshot().await?.metadata.schema.arrow_schema();
         stratalake_query::check_mask(&schema, column, &mask)?;
         self.change_access(vec![AccessAction::SetMask {
@@ -166,14 +138,14 @@ impl Lake {
         self.subject()
             .await?
             .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
-        let t = self.catalog.table(&ident).await?;
+        let t = self.lake.catalog.table(&ident).await?;
         Ok(t.classify(column, level, &self.principal).await?)
     }
 
     /// Drop an empty namespace (lake administrators only).
     pub async fn drop_namespace(&self, name: &str) -> Result<()> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
-        Ok(self.catalog.drop_namespace(name, &self.principal).await?)
+        Ok(self.lake.catalog.drop_namespace(name, &self.principal).await?)
     }
 }
 
@@ -208,12 +180,12 @@ pub fn parse_securable(kind: &str, name: Option<&str>) -> Result<Securable> {
     }
 }
 
-impl Lake {
+impl Session {
     /// Every audit record, oldest first (lake administrators only).
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); SELECT * FROM t").await?;
     /// let log = lake.audit_records().await?;
     /// assert_eq!(log.len(), 2);
@@ -223,13 +195,13 @@ impl Lake {
     /// ```
     pub async fn audit_records(&self) -> Result<Vec<stratalake_table::audit::Record>> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
-        Ok(self.catalog.audit().records().await?)
+        Ok(self.lake.catalog.audit().records().await?)
     }
 
     /// Check the audit log's hash chain; one line per problem (lake administrators only).
     pub async fn verify_audit(&self) -> Result<Vec<String>> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
-        Ok(self.catalog.audit().verify().await?)
+        Ok(self.lake.catalog.audit().verify().await?)
     }
 
     /// Record a facade operation (ingest, access change) with its outcome.
@@ -246,7 +218,8 @@ impl Lake {
             (e.to_string(), denied)
         });
         let ran = failure.is_none();
-        self.catalog
+        self.lake
+            .catalog
             .audit()
             .record(&self.principal, kind, &statement, tables, rows, failure)
             .await

@@ -7,7 +7,7 @@ use stratalake_backup::{BackupOptions, Manifest, ProgressFn, Repository, Restore
 use stratalake_table::access::Privilege;
 use stratalake_table::{Store, TableIdent};
 
-use crate::{DEFAULT_NAMESPACE, Error, KeysSection, Lake, LakeConfig, Result};
+use crate::{DEFAULT_NAMESPACE, Error, KeysSection, Lake, LakeConfig, Result, Session};
 
 /// Where a lake created to receive a restore takes its master keys from.
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ pub enum KeySource {
 
 /// Where a lake notes the backup repositories it created or opened (one object per repository:
 /// its URL and the master key versions its key slots are wrapped under), so that retiring a
-/// master key version never strands a repository (see [`Lake::retire_key`]).
+/// master key version never strands a repository (see [`Session::retire_key`]).
 pub(crate) const REPOSITORIES: &str = "_backup/repositories/";
 
 /// What the lake noted about one repository.
@@ -35,7 +35,7 @@ pub(crate) struct NotedRepository {
     pub slots: Vec<stratalake_crypto::KeyId>,
 }
 
-impl Lake {
+impl Session {
     async fn note_repository(&self, repo: &Repository) -> Result<()> {
         let noted = NotedRepository {
             id: repo.id().to_string(),
@@ -44,7 +44,7 @@ impl Lake {
         };
         let body = serde_json::to_vec_pretty(&noted)
             .map_err(|e| Error::Table(stratalake_table::Error::Internal(e.to_string())))?;
-        let meta = self.catalog.context().tiers.metadata();
+        let meta = self.lake.catalog.context().tiers.metadata();
         let name = format!("{REPOSITORIES}{}.json", noted.id);
         // written only when it changes (every backup command opens its repository)
         if meta.get_opt(&name).await?.as_deref() != Some(body.as_slice()) {
@@ -59,7 +59,7 @@ impl Lake {
     pub async fn detach_repository(&self, url_or_id: &str) -> Result<usize> {
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
-            let meta = self.catalog.context().tiers.metadata();
+            let meta = self.lake.catalog.context().tiers.metadata();
             // the note holds the store's own spelling of the URL (a folder becomes file://...)
             let spelled = Store::open(url_or_id, &BTreeMap::new())
                 .ok()
@@ -90,7 +90,7 @@ impl Lake {
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
     /// let repo = lake.backup_init("memory://doc-backups", &Default::default()).await?;
     /// let first = lake.backup(&repo, None, &|_| {}).await?;
@@ -100,7 +100,7 @@ impl Lake {
     /// assert_eq!((second.totals.files, second.totals.new_files), (1, 0));
     /// assert!(repo.verify(true, &|_| {}).await?.problems.is_empty());
     /// // restore into a new lake sharing the master keys
-    /// let copy = lake.empty_twin("memory://doc-restored")?;
+    /// let copy = lake.empty_twin("memory://doc-restored").await?;
     /// copy.restore(&repo, &second.id, Default::default(), &|_| {}).await?;
     /// assert_eq!(copy.sql("SELECT sum(x) AS s FROM t").await?[0].num_rows(), 1);
     /// # Ok(()) }
@@ -109,7 +109,7 @@ impl Lake {
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
             let store = Store::open(url, options)?;
-            let repo = Repository::init(store, &self.catalog.context().keyring).await?;
+            let repo = Repository::init(store, &self.lake.catalog.context().keyring).await?;
             self.note_repository(&repo).await?;
             Ok(repo)
         }
@@ -123,7 +123,7 @@ impl Lake {
     pub async fn backup_repository(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
         let store = Store::open(url, options)?;
-        let repo = Repository::open(store, &self.catalog.context().keyring).await?;
+        let repo = Repository::open(store, &self.lake.catalog.context().keyring).await?;
         self.note_repository(&repo).await?;
         Ok(repo)
     }
@@ -152,7 +152,7 @@ impl Lake {
                 principal: self.principal.clone(),
                 concurrency: 4,
             };
-            Ok(repo.create(&self.catalog, opts, progress).await?)
+            Ok(repo.create(&self.lake.catalog, opts, progress).await?)
         }
         .await;
         let what = if names.is_empty() {
@@ -187,7 +187,7 @@ impl Lake {
         }
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
-            Ok(repo.restore(id, &self.catalog, opts.clone(), progress).await?)
+            Ok(repo.restore(id, &self.lake.catalog, opts.clone(), progress).await?)
         }
         .await;
         let tables = r
@@ -206,17 +206,31 @@ impl Lake {
     }
 
     /// A lake with this lake's configuration and master keys but its own (empty) store at
-    /// `url`: a restore target for drills and tests.
-    pub fn empty_twin(&self, url: &str) -> Result<Lake> {
-        let mut config = self.config.clone();
+    /// `url`: a restore target for drills and tests. Lake administrators only (the twin starts in
+    /// bootstrap mode with this lake's keys).
+    pub async fn empty_twin(&self, url: &str) -> Result<Session> {
+        self.subject().await?.require(Privilege::Admin, None, None)?;
+        let mut config = self.lake.config.clone();
         config.tiers.truncate(1);
         config.tiers[0].url = url.to_string();
         config.tiers[0].name = config.lake.metadata_tier.clone();
         config.lake.write_tier = config.lake.metadata_tier.clone();
-        Lake::open_with(config, None, self.catalog.context().keyring.provider().clone())
-            .map(|l| l.as_principal(&self.principal))
+        Lake::assemble(
+            config,
+            None,
+            self.lake.catalog.context().keyring.provider().clone(),
+            self.lake.clock.clone(),
+            Default::default(),
+        )
+        .map(|mut l| {
+            // the twin's statements share this lake's memory pool
+            l.runtime = self.lake.runtime.clone();
+            l.session(&self.principal)
+        })
     }
+}
 
+impl Lake {
     /// Create an empty lake in folder `dir` to restore a backup into: one `hot` tier in
     /// `dir/data`, master keys from `keys` (the backed-up lake's: its data keys are wrapped under
     /// them). No namespace, no principal: the restore brings them.
@@ -264,7 +278,7 @@ impl Lake {
             path: cfg_path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Lake::open(dir).await
+        Lake::builder(dir).open().await
     }
 }
 

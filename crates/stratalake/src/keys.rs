@@ -9,7 +9,7 @@ use stratalake_table::access::{AccessAction, Privilege};
 use stratalake_table::action::{Action, AddFile};
 use stratalake_table::{Table, TableIdent};
 
-use crate::{Error, Lake, Result};
+use crate::{Error, Result, Session};
 
 /// One master key version and what uses it.
 #[derive(Clone, Debug, Serialize)]
@@ -41,13 +41,13 @@ fn key_ids(add: &AddFile) -> impl Iterator<Item = &KeyId> {
     std::iter::once(&add.keys.footer.key).chain(add.keys.groups.iter().map(|g| &g.key.key))
 }
 
-impl Lake {
+impl Session {
     async fn all_tables(&self) -> Result<Vec<Table>> {
-        let state = self.catalog.state().await?;
+        let state = self.lake.catalog.state().await?;
         let mut out = Vec::new();
         for (ns, tables) in &state.namespaces {
             for t in tables.keys() {
-                out.push(self.catalog.table(&TableIdent::new(ns, t)).await?);
+                out.push(self.lake.catalog.table(&TableIdent::new(ns, t)).await?);
             }
         }
         Ok(out)
@@ -87,10 +87,10 @@ impl Lake {
                 }
             }
         }
-        let provider = self.catalog.context().keyring.provider();
+        let provider = self.lake.catalog.context().keyring.provider();
         let mut out = Vec::new();
-        for level in &self.config.classifications.levels {
-            let current = provider.current(level).await.ok().map(|(id, _)| id);
+        for level in &self.lake.config.classifications.levels {
+            let current = provider.current_id(level).await.ok();
             for (id, destroyed) in provider.versions(level).await? {
                 out.push(KeyStatus {
                     current: current.as_ref() == Some(&id),
@@ -107,12 +107,12 @@ impl Lake {
     /// Rotate the master key of `level` (every level not shredded when `None`): create a new
     /// version, then re-wrap the data keys of every live file under it, one log-only commit per
     /// table; no data file is read or rewritten. Older versions stay until retired
-    /// ([`Lake::retire_key`]), since time travel to earlier versions and older backups use them.
+    /// ([`Session::retire_key`]), since time travel to earlier versions and older backups use them.
     /// Lake administrators only.
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT CLASSIFICATION confidential); INSERT INTO t VALUES (1)").await?;
     /// let r = lake.rotate_keys(Some("confidential")).await?;
     /// assert_eq!(r.new_keys[0].to_string(), "confidential/v2");
@@ -123,12 +123,12 @@ impl Lake {
     pub async fn rotate_keys(&self, level: Option<&str>) -> Result<RotateReport> {
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
-            let state = self.catalog.state().await?;
+            let state = self.lake.catalog.state().await?;
             let levels: BTreeSet<String> = match level {
                 Some(l) => {
-                    self.config.classifications.rank(l)?;
+                    self.lake.config.classifications.rank(l)?;
                     if state.access.shredded.contains(l) {
-                        let provider = self.catalog.context().keyring.provider();
+                        let provider = self.lake.catalog.context().keyring.provider();
                         let newest = provider.versions(l).await?.into_iter().map(|(id, _)| id).max();
                         return Err(Error::Crypto(stratalake_crypto::Error::KeyDestroyed {
                             id: newest.unwrap_or_else(|| KeyId::new(l, 1)),
@@ -136,9 +136,9 @@ impl Lake {
                     }
                     [l.to_string()].into()
                 }
-                None => state.access.readable_levels(&self.config.classifications),
+                None => state.access.readable_levels(&self.lake.config.classifications),
             };
-            let provider = self.catalog.context().keyring.provider();
+            let provider = self.lake.catalog.context().keyring.provider();
             let mut report = RotateReport::default();
             for l in &levels {
                 match provider.rotate(l).await {
@@ -178,11 +178,13 @@ impl Lake {
         Ok(repo.key_slots().await?)
     }
 
-    /// Whether a key slot other than `retiring` opens with a master key the provider holds.
+    /// Whether a key slot other than `retiring` is sealed under a master key version the
+    /// provider still holds (asked by id, so a KMS that never releases key bytes answers too).
     async fn slot_survives(&self, slots: &[KeyId], retiring: &KeyId) -> bool {
-        let provider = self.catalog.context().keyring.provider();
+        let provider = self.lake.catalog.context().keyring.provider();
         for k in slots.iter().filter(|k| *k != retiring) {
-            if provider.get(k).await.is_ok() {
+            let held = provider.versions(&k.classification).await.unwrap_or_default();
+            if held.iter().any(|(id, destroyed)| id == k && !destroyed) {
                 return true;
             }
         }
@@ -190,12 +192,12 @@ impl Lake {
     }
 
     /// Destroy one old master key version. Refused while it is current or any live file uses it
-    /// (run [`Lake::rotate_keys`] first), and while table histories use it unless
+    /// (run [`Session::rotate_keys`] first), and while table histories use it unless
     /// `drop_history`: then time travel to those versions, and restores of backups taken before
     /// the rotation, fail naming this key. Retiring a version of the lowest level first opens
     /// every backup repository the lake has used whose key slots would all be gone (adding a
     /// slot under the current version), and is refused, naming it, for one it cannot open
-    /// (detach a repository deleted on purpose with [`Lake::detach_repository`]).
+    /// (detach a repository deleted on purpose with [`Session::detach_repository`]).
     /// Lake administrators only.
     pub async fn retire_key(&self, id: &KeyId, drop_history: bool) -> Result<()> {
         let r = async {
@@ -203,7 +205,7 @@ impl Lake {
             let s = status.iter().find(|s| &s.id == id).ok_or_else(|| {
                 Error::Crypto(stratalake_crypto::Error::KeyNotFound {
                     id: id.clone(),
-                    provider: self.catalog.context().keyring.provider().describe(),
+                    provider: self.lake.catalog.context().keyring.provider().describe(),
                 })
             })?;
             let refuse = |reason: String| {
@@ -231,9 +233,9 @@ impl Lake {
             // whose every slot would be gone could not be opened any more, even for backups
             // taken after the rotation. Each repository the lake has used is opened (which adds
             // a slot under the current version); one that cannot be opened stops the retirement.
-            let keyring = &self.catalog.context().keyring;
+            let keyring = &self.lake.catalog.context().keyring;
             if id.classification == keyring.classifications().lowest() {
-                let meta = self.catalog.context().tiers.metadata();
+                let meta = self.lake.catalog.context().tiers.metadata();
                 for (name, _) in meta.list(crate::backups::REPOSITORIES).await? {
                     let Some(raw) = meta.get_opt(&name).await? else { continue };
                     let noted: crate::backups::NotedRepository = serde_json::from_slice(&raw).map_err(|e| {
@@ -281,7 +283,8 @@ impl Lake {
     pub async fn shred_level(&self, level: &str) -> Result<Vec<KeyId>> {
         let r = async {
             self.subject().await?.require(Privilege::Admin, None, None)?;
-            self.catalog
+            self.lake
+                .catalog
                 .change_access(
                     vec![AccessAction::ShredLevel {
                         level: level.to_string(),
@@ -289,7 +292,14 @@ impl Lake {
                     &self.principal,
                 )
                 .await?;
-            let destroyed = self.catalog.context().keyring.provider().destroy(level, None).await?;
+            let destroyed = self
+                .lake
+                .catalog
+                .context()
+                .keyring
+                .provider()
+                .destroy(level, None)
+                .await?;
             // nothing of the level's values stays in this process's planner statistics
             stratalake_query::forget_cached_statistics();
             Ok(destroyed)

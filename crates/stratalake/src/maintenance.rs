@@ -3,9 +3,9 @@
 use stratalake_table::TableIdent;
 use stratalake_table::access::Privilege;
 
-use crate::{Error, Lake, Result};
+use crate::{Error, Result, Session};
 
-impl Lake {
+impl Session {
     /// Delete data files of `table` that no version committed within `retain` needs, and
     /// unreferenced files (left by stopped writers) older than `retain`; never a live file, and
     /// never a file a running writer has just staged. Time travel to versions older than the
@@ -15,7 +15,7 @@ impl Lake {
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1); INSERT OVERWRITE t VALUES (2)").await?;
     /// let week = std::time::Duration::from_secs(7 * 86400);
     /// assert_eq!(lake.vacuum("t", week, false, false).await?.removed_files, 0); // still retained
@@ -35,27 +35,27 @@ impl Lake {
             self.subject()
                 .await?
                 .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
-            let min = std::time::Duration::from_secs(self.config.lake.vacuum_min_retention_hours * 3600);
+            let min = std::time::Duration::from_secs(self.lake.config.lake.vacuum_min_retention_hours * 3600);
             if retain < min && !force {
                 return Err(Error::Config {
                     path: "[lake] vacuum_min_retention_hours".into(),
                     reason: format!(
                         "a retention of {}s is shorter than the minimum {}h: readers and time travel within it would lose files; pass --force to vacuum anyway",
                         retain.as_secs(),
-                        self.config.lake.vacuum_min_retention_hours
+                        self.lake.config.lake.vacuum_min_retention_hours
                     ),
                 });
             }
-            let t = self.catalog.table(&ident).await?;
-            let now = stratalake_table::write::now_ms();
+            let t = self.lake.catalog.table(&ident).await?;
+            let now = self.lake.now_ms();
             // Not while the tier mover runs: it may be bringing a file back to a tier where
             // vacuum sees only an old copy.
-            let lock = stratalake_tiering::mover::lock(self.catalog.context(), "vacuum").await?;
+            let lock = stratalake_tiering::mover::lock(self.lake.catalog.context(), "vacuum").await?;
             let r = stratalake_table::vacuum::vacuum(&t, retain.as_millis() as i64, now, dry_run).await;
             lock.release().await?;
             let r = r?;
             // Deleted files leave the read cache too.
-            if let (Some(cache), false) = (&self.cache, dry_run) {
+            if let (Some(cache), false) = (&self.lake.cache, dry_run) {
                 for tp in &r.paths {
                     if let Some((tier, path)) = tp.split_once(':')
                         && let Ok(store) = t.context().tiers.get(tier)
@@ -90,7 +90,7 @@ impl Lake {
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT)").await?;
     /// for i in 0..5 {
     ///     lake.sql(&format!("INSERT INTO t VALUES ({i})")).await?;
@@ -115,7 +115,7 @@ impl Lake {
             self.subject()
                 .await?
                 .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
-            let t = self.catalog.table(&ident).await?;
+            let t = self.lake.catalog.table(&ident).await?;
             Ok(stratalake_table::optimize::optimize(&t, opts, &self.principal, on_file).await?)
         }
         .await;
@@ -145,7 +145,7 @@ impl Lake {
     /// Default optimize options: the lake's target file size, no sort.
     pub fn optimize_options(&self) -> stratalake_table::optimize::OptimizeOptions {
         stratalake_table::optimize::OptimizeOptions {
-            target_size: self.config.lake.target_file_size_mib.max(1) << 20,
+            target_size: self.lake.config.lake.target_file_size_mib.max(1) << 20,
             sort_by: Vec::new(),
             dry_run: false,
         }

@@ -10,7 +10,7 @@ use stratalake_table::TableIdent;
 use stratalake_table::access::Privilege;
 use stratalake_table::quality::Constraint;
 
-use crate::{Error, Lake, Result};
+use crate::{Error, Result, Session};
 
 /// Quality figures of one checked commit.
 #[derive(Clone, Debug, Serialize)]
@@ -121,7 +121,7 @@ fn ratio(n: u64, d: u64) -> f64 {
     if d == 0 { 1.0 } else { n as f64 / d as f64 }
 }
 
-impl Lake {
+impl Session {
     /// Constraints of `table`. Needs SELECT on it.
     pub async fn constraints(&self, table: &str) -> Result<Vec<Constraint>> {
         let id = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
@@ -143,7 +143,7 @@ impl Lake {
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (id INT, name VARCHAR); \
     ///           ALTER TABLE t ADD CONSTRAINT one_id UNIQUE (id) ON DUPLICATE KEEP FIRST; \
     ///           INSERT INTO t VALUES (1, 'a'), (2, NULL), (1, 'c')").await?;
@@ -156,7 +156,7 @@ impl Lake {
         let idents: Vec<TableIdent> = match table {
             Some(t) => vec![TableIdent::parse(t, crate::DEFAULT_NAMESPACE)?],
             None => {
-                let state = self.catalog.state().await?;
+                let state = self.lake.catalog.state().await?;
                 state
                     .namespaces
                     .iter()
@@ -176,7 +176,7 @@ impl Lake {
     }
 
     async fn table_quality(&self, ident: &TableIdent) -> Result<TableQuality> {
-        let t = self.catalog.table(ident).await?;
+        let t = self.lake.catalog.table(ident).await?;
         let snap = t.snapshot().await?;
         let cols: Vec<String> = snap.metadata.schema.columns.iter().map(|c| c.name.clone()).collect();
         let name = format!("{}.{}", quote(&ident.namespace), quote(&ident.name));
@@ -194,7 +194,7 @@ impl Lake {
         }
         let mut uniqueness = BTreeMap::new();
         let mut timeliness = BTreeMap::new();
-        let now = stratalake_table::write::now_ms();
+        let now = self.lake.now_ms();
         for c in &snap.metadata.constraints {
             match c {
                 Constraint::Unique {
@@ -280,7 +280,7 @@ impl Lake {
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE a (id INT, v VARCHAR); CREATE TABLE b (id INT, v VARCHAR); \
     ///           INSERT INTO a VALUES (1, 'x'), (2, 'y'), (3, 'z'); \
     ///           INSERT INTO b VALUES (1, 'x'), (2, 'Y'), (4, 'w')").await?;

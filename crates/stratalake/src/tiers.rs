@@ -9,7 +9,6 @@ use object_store::ObjectStore;
 use serde::Serialize;
 use stratalake_table::access::Privilege;
 use stratalake_table::heat::ReadHeat;
-use stratalake_table::write::now_ms;
 use stratalake_table::{Store, TableIdent};
 use stratalake_tiering::Policy;
 use stratalake_tiering::cache::CacheStats;
@@ -17,7 +16,7 @@ use stratalake_tiering::capacity::CapacityReport;
 use stratalake_tiering::mover::{MoveOptions, MoveReport};
 use stratalake_tiering::plan::{Plan, TableState};
 
-use crate::{CONFIG_FILE, Error, Lake, LakeConfig, Result, TierConfig};
+use crate::{CONFIG_FILE, Error, Lake, LakeConfig, Result, Session, TierConfig};
 
 /// A tier, its place in the order and how full it is (from the table logs).
 #[derive(Clone, Debug, Serialize)]
@@ -74,15 +73,15 @@ pub struct PendingMoves {
     pub bytes_out: u64,
 }
 
-impl Lake {
+impl Session {
     /// The validated tiering policy: tiers in order, rules, pins, quotas.
     pub fn tiering_policy(&self) -> &Policy {
-        &self.policy
+        &self.lake.policy
     }
 
     /// Read cache counters and fill, when some tier reads through the cache.
     pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.cache.as_ref().map(|c| c.stats())
+        self.lake.cache.as_ref().map(|c| c.stats())
     }
 
     /// Write this process's read statistics (which partitions queries read, for rules by time
@@ -90,23 +89,23 @@ impl Lake {
     /// a long-running service should call it now and then (the planner in the same process
     /// includes unflushed reads anyway).
     pub async fn flush_read_stats(&self) -> Result<()> {
-        let ctx = self.catalog.context();
+        let ctx = self.lake.catalog.context();
         ctx.reads.flush(ctx.tiers.metadata()).await?;
-        if let Some(c) = &self.cache {
+        if let Some(c) = &self.lake.cache {
             c.persist_stats()?;
         }
         Ok(())
     }
 
     async fn heat(&self) -> Result<ReadHeat> {
-        let ctx = self.catalog.context();
+        let ctx = self.lake.catalog.context();
         let mut heat = stratalake_table::heat::load(ctx.tiers.metadata()).await?;
         heat.merge(ctx.reads.pending());
         Ok(heat)
     }
 
     async fn table_states(&self, only: Option<&TableIdent>) -> Result<Vec<TableState>> {
-        let state = self.catalog.state().await?;
+        let state = self.lake.catalog.state().await?;
         let mut out = Vec::new();
         for (ns, tables) in &state.namespaces {
             for t in tables.keys() {
@@ -114,7 +113,7 @@ impl Lake {
                 if only.is_some_and(|o| o != &ident) {
                     continue;
                 }
-                let table = self.catalog.table(&ident).await?;
+                let table = self.lake.catalog.table(&ident).await?;
                 let snapshot = table.snapshot().await?;
                 out.push(TableState { table, snapshot });
             }
@@ -131,7 +130,7 @@ impl Lake {
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
     /// let tiers = lake.tier_list().await?;
     /// assert_eq!((tiers[0].name.as_str(), tiers[0].files), ("hot", 1));
@@ -145,10 +144,10 @@ impl Lake {
 
     fn tier_infos(&self, states: &[TableState]) -> Result<Vec<TierInfo>> {
         let usage = stratalake_tiering::plan::tier_usage(states);
-        let ctx = self.catalog.context();
+        let ctx = self.lake.catalog.context();
         let meta_url = ctx.tiers.metadata().url().to_string();
         let mut out = Vec::new();
-        for (order, spec) in self.policy.tiers.iter().enumerate() {
+        for (order, spec) in self.lake.policy.tiers.iter().enumerate() {
             let store = ctx.tiers.get(&spec.name)?;
             let (used, files) = usage.get(&spec.name).copied().unwrap_or((0, 0));
             out.push(TierInfo {
@@ -175,31 +174,33 @@ impl Lake {
     }
 
     /// What the placement rules, pins and watermarks would move now, and why (a dry run).
+    /// "Now" is the lake's clock ([`LakeBuilder::clock`](crate::LakeBuilder::clock)).
     pub async fn tier_plan(&self) -> Result<Plan> {
-        self.tier_plan_at(now_ms()).await
-    }
-
-    /// [`Lake::tier_plan`] as of `now_ms` (for schedules and tests with a controlled clock).
-    pub async fn tier_plan_at(&self, now_ms: i64) -> Result<Plan> {
+        let now_ms = self.lake.now_ms();
         self.subject().await?.require(Privilege::Admin, None, None)?;
         let states = self.table_states(None).await?;
         let heat = self.heat().await?;
-        Ok(stratalake_tiering::plan::plan(&self.policy, &states, &heat, now_ms))
+        Ok(stratalake_tiering::plan::plan(
+            &self.lake.policy,
+            &states,
+            &heat,
+            now_ms,
+        ))
     }
 
     /// Mover options from `[tiering]`: concurrency, bandwidth, move retention; this handle's
     /// principal.
     pub fn move_options(&self) -> MoveOptions {
         MoveOptions {
-            concurrency: self.policy.concurrency,
-            bandwidth: self.policy.bandwidth,
-            retention_ms: self.policy.move_retention_ms,
+            concurrency: self.lake.policy.concurrency,
+            bandwidth: self.lake.policy.bandwidth,
+            retention_ms: self.lake.policy.move_retention_ms,
             principal: self.principal.clone(),
             ..Default::default()
         }
     }
 
-    /// Carry out `plan` (from [`Lake::tier_plan`] or [`Lake::tier_recall_plan`]): copy each file
+    /// Carry out `plan` (from [`Session::tier_plan`] or [`Session::tier_recall_plan`]): copy each file
     /// to its target tier as ciphertext, verify it, record the moves in the table logs, and
     /// delete old copies whose move retention has passed. Audited.
     ///
@@ -214,8 +215,8 @@ impl Lake {
     ///     to: "cold".into(), since_write: Some("0s".into()), ..Default::default()
     /// });
     /// let keys = std::sync::Arc::new(stratalake::crypto::MemoryKeyProvider::new());
-    /// let lake = Lake::open_with(config, None, keys)?;
-    /// lake.catalog().create_namespace("default", true, "svc").await?;
+    /// let lake = Lake::builder("memory://tour").config(config).key_provider(keys).admin("svc").create().await?;
+    /// let lake = lake.session("svc");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
     /// let plan = lake.tier_plan().await?;
     /// assert_eq!(plan.moves[0].to, "cold");
@@ -224,7 +225,9 @@ impl Lake {
     /// assert_eq!(lake.tier_list().await?[1].files, 1);
     /// # Ok(()) }
     /// ```
-    pub async fn tier_run(&self, plan: &Plan, opts: MoveOptions) -> Result<MoveReport> {
+    pub async fn tier_run(&self, plan: &Plan, mut opts: MoveOptions) -> Result<MoveReport> {
+        // the mover's commits are this session's, whatever the options said
+        opts.principal = self.principal.clone();
         let names: Vec<String> = {
             let mut n: Vec<String> = plan.moves.iter().map(|m| m.table.clone()).collect();
             n.dedup();
@@ -237,7 +240,7 @@ impl Lake {
                 .into_iter()
                 .map(|s| (s.table.ident().to_string(), s.table))
                 .collect();
-            let ctx = self.catalog.context();
+            let ctx = self.lake.catalog.context();
             let ids: Vec<String> = tables.values().map(|t| t.id().to_string()).collect();
             let report = stratalake_tiering::mover::run(ctx, &tables, plan, &opts).await?;
             // Fold the read-heat objects every query process wrote into one (dropping tables
@@ -264,10 +267,11 @@ impl Lake {
     pub async fn tier_recall_plan(&self, table: &str, to: &str, partition: &[(String, String)]) -> Result<Plan> {
         self.subject().await?.require(Privilege::Admin, None, None)?;
         let ident = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
-        if self.policy.rank(to).is_none() {
+        if self.lake.policy.rank(to).is_none() {
             return Err(stratalake_tiering::Error::Config(format!(
                 "no tier named {to:?} (tiers: {})",
-                self.policy
+                self.lake
+                    .policy
                     .tiers
                     .iter()
                     .map(|t| t.name.as_str())
@@ -303,7 +307,7 @@ impl Lake {
         // one read of every table's log for both the fill and the plan
         let states = self.table_states(None).await?;
         let tiers = self.tier_infos(&states)?;
-        let plan = stratalake_tiering::plan::plan(&self.policy, &states, &self.heat().await?, now_ms());
+        let plan = stratalake_tiering::plan::plan(&self.lake.policy, &states, &self.heat().await?, self.lake.now_ms());
         let mut pending: Vec<PendingMoves> = tiers
             .iter()
             .map(|t| PendingMoves {
@@ -335,7 +339,7 @@ impl Lake {
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?;
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
     /// let r = lake.capacity(30).await?;
     /// assert_eq!(r.tables["default.t"].rows, 2);
@@ -344,18 +348,14 @@ impl Lake {
     /// # Ok(()) }
     /// ```
     pub async fn capacity(&self, window_days: u32) -> Result<CapacityReport> {
-        self.capacity_at(now_ms(), window_days).await
-    }
-
-    /// [`Lake::capacity`] as of `now_ms`.
-    pub async fn capacity_at(&self, now_ms: i64, window_days: u32) -> Result<CapacityReport> {
+        let now_ms = self.lake.now_ms();
         self.subject().await?.require(Privilege::Admin, None, None)?;
         let states = self.table_states(None).await?;
-        Ok(stratalake_tiering::capacity::report(&self.policy, &states, now_ms, window_days.max(1)).await?)
+        Ok(stratalake_tiering::capacity::report(&self.lake.policy, &states, now_ms, window_days.max(1)).await?)
     }
 }
 
-/// Store option names that hold credentials: refused by [`Lake::tier_add`], which would write
+/// Store option names that hold credentials: refused by [`Session::tier_add`], which would write
 /// them into `stratalake.toml` (they belong in the environment, `AWS_*`).
 const SECRET_OPTION_WORDS: [&str; 9] = [
     "secret",
@@ -369,7 +369,7 @@ const SECRET_OPTION_WORDS: [&str; 9] = [
     "customer_key",
 ];
 
-impl Lake {
+impl Session {
     /// Declare a new tier in the lake folder's `stratalake.toml`: at the end of the order (the
     /// coldest), or just before (hotter than) the tier `before`. Refused unless this handle's
     /// principal is a lake administrator; audited.
@@ -387,7 +387,7 @@ impl Lake {
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
     /// use stratalake::{Lake, TierConfig};
     /// let dir = tempfile::tempdir().unwrap();
-    /// let lake = Lake::init(dir.path(), Default::default()).await?;
+    /// let lake = Lake::builder(dir.path()).admin("admin").create().await?.session("admin");
     /// let cold = TierConfig {
     ///     name: "cold".into(),
     ///     url: "archive".into(), // the lake folder's archive/
@@ -400,12 +400,12 @@ impl Lake {
     /// let url = lake.tier_add(cold.clone(), None).await?;
     /// assert!(url.starts_with("file://") && url.ends_with("/archive"));
     /// assert!(lake.tier_add(cold, None).await.unwrap_err().to_string().contains("exists already"));
-    /// let lake = Lake::open(dir.path()).await?;
+    /// let lake = Lake::builder(dir.path()).open().await?.session("admin");
     /// assert_eq!(lake.tier_list().await?[1].name, "cold");
     /// // a tier holding no file can go again; the write tier cannot
     /// lake.tier_remove("cold").await?;
     /// assert!(lake.tier_remove("hot").await.is_err());
-    /// assert_eq!(Lake::open(dir.path()).await?.tier_list().await?.len(), 1);
+    /// assert_eq!(Lake::builder(dir.path()).open().await?.session("admin").tier_list().await?.len(), 1);
     /// # Ok(()) }
     /// ```
     pub async fn tier_add(&self, tier: TierConfig, before: Option<&str>) -> Result<String> {
@@ -547,7 +547,7 @@ impl Lake {
             without
                 .policy()
                 .map_err(|e| bad(format!("the configuration without it would not be valid: {e}")))?;
-            let guard = stratalake_tiering::mover::lock(self.catalog.context(), "mover").await?;
+            let guard = stratalake_tiering::mover::lock(self.lake.catalog.context(), "mover").await?;
             let checked = async {
                 let mut on_it: std::collections::BTreeMap<String, u64> = Default::default();
                 for ts in self.table_states(None).await? {
@@ -588,7 +588,7 @@ impl Lake {
     /// The lake folder, with an exclusive lock on `stratalake.toml.lock` held until the file
     /// handle returned is dropped: changes of the configuration never overwrite each other.
     fn lock_config(&self) -> Result<(PathBuf, std::fs::File)> {
-        let dir = self.dir.clone().ok_or_else(|| Error::Config {
+        let dir = self.lake.dir.clone().ok_or_else(|| Error::Config {
             path: CONFIG_FILE.into(),
             reason: "this lake has no folder (its configuration is at a store URL or was given in code): \
                      change its [[tier]] entries there (docs/operations.md, section 11)"
@@ -611,8 +611,15 @@ impl Lake {
 
     /// Fail unless a lake would open with `config` (tiers, rules, pins, quotas, cache).
     fn check_opens(&self, config: &LakeConfig, dir: &Path) -> Result<()> {
-        let provider = self.catalog.context().keyring.provider().clone();
-        Lake::open_with(config.clone(), Some(dir), provider).map(|_| ())
+        let provider = self.lake.catalog.context().keyring.provider().clone();
+        Lake::assemble(
+            config.clone(),
+            Some(dir),
+            provider,
+            self.lake.clock.clone(),
+            Default::default(),
+        )
+        .map(|_| ())
     }
 }
 
@@ -636,7 +643,7 @@ fn read_config(path: &Path) -> Result<(String, LakeConfig)> {
     Ok((text, config))
 }
 
-/// A tier's store, its URL resolved as [`Lake::open`] does (relative to the lake folder).
+/// A tier's store, its URL resolved as [`Lake::builder`] does (relative to the lake folder).
 fn open_tier(dir: &Path, t: &TierConfig) -> Result<Store> {
     let url = if t.url.contains("://") || Path::new(&t.url).is_absolute() {
         t.url.clone()

@@ -5,22 +5,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use stratalake::backup::{KeepPolicy, Repository, RestoreOptions};
-use stratalake::{Lake, LakeConfig, TableIdent};
+use stratalake::{Lake, LakeConfig, Session, TableIdent};
 
 use crate::csv;
 
-async fn q(lake: &Lake, principal: &str, sql: &str) -> String {
+async fn q(lake: &Session, principal: &str, sql: &str) -> String {
     csv(&lake.as_principal(principal).sql(sql).await.unwrap())
 }
 
 /// A lake with a partitioned table, principals, a row filter and a mask, as `admin`.
-async fn governed_lake(url: &str, options: &[(&str, &str)]) -> Lake {
+async fn governed_lake(url: &str, options: &[(&str, &str)]) -> Session {
     let mut cfg = LakeConfig::single_tier(url);
     cfg.tiers[0].options = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let lake = Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+    let lake = stratalake::LakeBuilder::from_config(cfg)
+        .key_provider(Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+        .open()
+        .await
         .unwrap()
+        .session("admin")
         .as_principal("admin");
-    lake.catalog().create_namespace("default", true, "admin").await.unwrap();
+    lake.catalog_unchecked()
+        .create_namespace("default", true, "admin")
+        .await
+        .unwrap();
     lake.bootstrap_admin().await.unwrap();
     lake.sql(
         "CREATE TABLE permits (id INT NOT NULL, region VARCHAR, fee INT CLASSIFICATION internal, \
@@ -45,7 +52,7 @@ async fn objects(repo: &Repository, prefix: &str) -> (usize, u64) {
     (l.len(), l.iter().map(|(_, m)| m.size).sum())
 }
 
-async fn round_trip(lake: Lake, repo_url: &str, repo_options: BTreeMap<String, String>, twin_url: &str) {
+async fn round_trip(lake: Session, repo_url: &str, repo_options: BTreeMap<String, String>, twin_url: &str) {
     let repo = lake.backup_init(repo_url, &repo_options).await.unwrap();
     let before_admin = q(&lake, "admin", ALL).await;
     let before_ana = q(&lake, "ana", ALL).await;
@@ -80,7 +87,7 @@ async fn round_trip(lake: Lake, repo_url: &str, repo_options: BTreeMap<String, S
     assert_eq!(report.bytes_read, bytes3);
 
     // Whole-lake restore of the first backup: data and policies as they were.
-    let twin = lake.empty_twin(twin_url).unwrap();
+    let twin = lake.empty_twin(twin_url).await.unwrap();
     let s = twin
         .restore(&repo, &b1.id, RestoreOptions::default(), &|_| {})
         .await
@@ -162,7 +169,7 @@ async fn round_trip_on_an_s3_repository() {
 }
 
 /// A repository with two backups, and a handle to damage it.
-async fn damaged_setup() -> (tempfile::TempDir, Lake, Repository, String, String) {
+async fn damaged_setup() -> (tempfile::TempDir, Session, Repository, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let lake = governed_lake(dir.path().join("lake").to_str().unwrap(), &[]).await;
     let repo = lake
@@ -177,15 +184,18 @@ async fn damaged_setup() -> (tempfile::TempDir, Lake, Repository, String, String
     (dir, lake, repo, a, b)
 }
 
-async fn assert_restore_publishes_nothing(lake: &Lake, repo: &Repository, id: &str, url: &str) -> String {
-    let twin = lake.empty_twin(url).unwrap();
+async fn assert_restore_publishes_nothing(lake: &Session, repo: &Repository, id: &str, url: &str) -> String {
+    let twin = lake.empty_twin(url).await.unwrap();
     let e = twin
         .restore(repo, id, RestoreOptions::default(), &|_| {})
         .await
         .unwrap_err()
         .to_string();
     assert!(twin.tables("default").await.is_err() || twin.tables("default").await.unwrap().is_empty());
-    assert!(twin.catalog().state().await.unwrap().namespaces.is_empty(), "{e}");
+    assert!(
+        twin.catalog_unchecked().state().await.unwrap().namespaces.is_empty(),
+        "{e}"
+    );
     e
 }
 
@@ -308,12 +318,12 @@ async fn swapped_and_hostile_manifests_are_refused() {
 async fn restore_needs_the_master_keys_and_names_the_missing_one() {
     let (_dir, lake, repo, _a, b) = damaged_setup().await;
     // A lake with other master keys cannot even open the repository.
-    let stranger = Lake::open_with(
-        LakeConfig::single_tier("memory://bk-stranger"),
-        None,
-        Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
-    )
-    .unwrap();
+    let stranger = stratalake::LakeBuilder::from_config(LakeConfig::single_tier("memory://bk-stranger"))
+        .key_provider(Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+        .open()
+        .await
+        .unwrap()
+        .session("admin");
     let e = stranger
         .backup_repository(repo.store().url(), &BTreeMap::new())
         .await
@@ -348,17 +358,22 @@ async fn restore_needs_the_master_keys_and_names_the_missing_one() {
         }
     }
     let provider = Arc::new(Without(
-        lake.catalog().context().keyring.provider().clone(),
+        lake.catalog_unchecked().context().keyring.provider().clone(),
         "confidential",
     ));
-    let twin = Lake::open_with(LakeConfig::single_tier("memory://bk-nokey"), None, provider).unwrap();
+    let twin = stratalake::LakeBuilder::from_config(LakeConfig::single_tier("memory://bk-nokey"))
+        .key_provider(provider)
+        .open()
+        .await
+        .unwrap()
+        .session("admin");
     let e = twin
         .restore(&repo, &b, RestoreOptions::default(), &|_| {})
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("confidential/v1"), "{e}");
-    assert!(twin.catalog().state().await.unwrap().namespaces.is_empty());
+    assert!(twin.catalog_unchecked().state().await.unwrap().namespaces.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -408,7 +423,7 @@ async fn forget_and_prune_keep_what_remaining_backups_need() {
         .unwrap();
     let p = repo.prune(false).await.unwrap();
     assert_eq!((p.objects, p.bytes), (1, 7));
-    let twin = lake.empty_twin("memory://bk-after-prune").unwrap();
+    let twin = lake.empty_twin("memory://bk-after-prune").await.unwrap();
     twin.restore(&repo, &c.id, RestoreOptions::default(), &|_| {})
         .await
         .unwrap();
@@ -489,7 +504,7 @@ async fn a_backup_taken_while_writers_write_is_consistent_with_one_version() {
         )
         .await;
         assert_eq!(expected, format!("{}\n", t.rows));
-        let twin = lake.empty_twin(&format!("memory://bk-concurrent-{i}")).unwrap();
+        let twin = lake.empty_twin(&format!("memory://bk-concurrent-{i}")).await.unwrap();
         twin.restore(&repo, &m.id, RestoreOptions::default(), &|_| {})
             .await
             .unwrap();
@@ -503,7 +518,7 @@ async fn a_backup_taken_while_writers_write_is_consistent_with_one_version() {
 async fn a_restore_target_left_half_made_is_taken_up_again() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source");
-    Lake::init(&source, Default::default()).await.unwrap();
+    Lake::builder(&source).admin("admin").create().await.unwrap();
     let keys = source.join("master.keys");
     // a restore stopped after copying the keys, before writing the configuration
     let target = dir.path().join("target");
@@ -512,7 +527,7 @@ async fn a_restore_target_left_half_made_is_taken_up_again() {
     let lake = Lake::init_for_restore(&target, stratalake::KeySource::Copy(keys.clone()))
         .await
         .unwrap();
-    assert!(lake.catalog().state().await.unwrap().namespaces.is_empty());
+    assert!(lake.catalog_unchecked().state().await.unwrap().namespaces.is_empty());
     // no partial files are left behind
     let names: Vec<String> = std::fs::read_dir(&target)
         .unwrap()

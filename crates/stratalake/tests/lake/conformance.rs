@@ -3,14 +3,14 @@
 
 use std::collections::HashSet;
 
-use stratalake::Lake;
 use stratalake::arrow::array::Int64Array;
 use stratalake::table::Error as TableError;
 use stratalake::{Error, WriteMode};
+use stratalake::{Lake, Session};
 
 use super::*;
 
-pub(super) async fn suite(lake: Lake) {
+pub(super) async fn suite(lake: Session) {
     lake.create_namespace("conf").await.unwrap();
     let t = lake.create_table("conf.events", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
@@ -149,13 +149,13 @@ pub(super) async fn suite(lake: Lake) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store() {
-    suite(lake_on(&format!("memory://conf-{}", std::process::id()), &[], 5)).await;
+    suite(lake_on(&format!("memory://conf-{}", std::process::id()), &[], 5).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_store() {
     let dir = tempfile::tempdir().unwrap();
-    suite(lake_on(dir.path().to_str().unwrap(), &[], 5)).await;
+    suite(lake_on(dir.path().to_str().unwrap(), &[], 5).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -180,13 +180,14 @@ async fn s3_store() {
             ("secret_access_key", "test"),
         ],
         5,
-    );
+    )
+    .await;
     suite(lake).await;
 }
 
 #[tokio::test]
 async fn bad_batches_commit_nothing() {
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     let t = lake.create_table("ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
     t.append(&[events(&schema, 0..10, "north")], "w").await.unwrap();
@@ -220,7 +221,7 @@ async fn bad_batches_commit_nothing() {
 
 #[tokio::test]
 async fn hostile_names_are_refused() {
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     for name in ["../x", "a/b", "%2E%2E", "_catalog", "A", "x\0y", "/etc/passwd"] {
         let e = lake.create_table(name, events_schema()).await.unwrap_err();
         assert!(matches!(e, Error::Table(TableError::InvalidName { .. })), "{name}: {e}");
@@ -250,7 +251,7 @@ async fn hostile_names_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_without_some_keys_never_asks_for_them() {
     use stratalake::table::Access;
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     let t = lake.create_table("ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
     t.append(
@@ -260,7 +261,7 @@ async fn reading_without_some_keys_never_asks_for_them() {
     .await
     .unwrap();
     let levels = ["public", "internal"].iter().map(|s| s.to_string()).collect();
-    let s = lake.session("reader").with_access(Access::Levels(levels));
+    let s = lake.session("reader").sql_session().with_access(Access::Levels(levels));
     // WHERE on a readable column works although the secret column's key is withheld
     // (the page index is off for such scans).
     let b = s
@@ -302,7 +303,7 @@ async fn reading_without_some_keys_never_asks_for_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_decimal_and_temporal_types_round_trip() {
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     lake.sql(
         "CREATE TABLE citizens (id INT NOT NULL CLASSIFICATION public, born DATE, seen TIMESTAMP, \
          income DECIMAL(12,2) CLASSIFICATION confidential, tags VARCHAR[], \
@@ -342,8 +343,8 @@ async fn nested_decimal_and_temporal_types_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_pruning_uses_identity_and_time_transforms() {
-    let lake = Lake::in_memory().await.unwrap();
-    let s = lake.session("t");
+    let lake = Lake::in_memory().await.unwrap().session("admin");
+    let s = lake.session("t").sql_session();
     s.execute(
         "CREATE TABLE ev (id INT NOT NULL, region VARCHAR CLASSIFICATION public, ts TIMESTAMP, d DATE) \
          PARTITIONED BY (region, day(ts)); \
@@ -354,7 +355,7 @@ async fn partition_pruning_uses_identity_and_time_transforms() {
     )
     .await
     .unwrap();
-    async fn files_and_count(s: &stratalake::QueryEngine, filter: &str) -> (usize, i64) {
+    async fn files_and_count(s: &stratalake::SqlSession, filter: &str) -> (usize, i64) {
         // count(id), not count(*): an unfiltered count(*) is answered from the log's row counts
         let df = s
             .sql(&format!("SELECT count(id) FROM ev WHERE {filter}"))
@@ -410,7 +411,12 @@ async fn partition_pruning_uses_identity_and_time_transforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_material_never_shows_in_debug_or_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::init(dir.path(), Default::default()).await.unwrap();
+    let lake = Lake::builder(dir.path())
+        .admin("admin")
+        .create()
+        .await
+        .unwrap()
+        .session("admin");
     let keyfile: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("master.keys")).unwrap()).unwrap();
     let mut secrets = Vec::new();
@@ -457,7 +463,7 @@ async fn a_file_moved_with_a_matching_log_entry_still_fails_to_decrypt() {
     // and the wrapped keys (bound to the path) still refuse it.
     use stratalake::table::action::Action;
     use stratalake::table::table::{ReadScope, info};
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     let t = lake.create_table("ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
     t.append(
@@ -528,11 +534,11 @@ async fn a_file_moved_with_a_matching_log_entry_still_fails_to_decrypt() {
 async fn delete_removes_rows_from_live_files_and_racing_rewrites_conflict() {
     use stratalake::table::Access;
     use stratalake::table::read::{fetch_checked, read_file};
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     let t = lake.create_table("ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
     t.append(&[events(&schema, 0..100, "north")], "w").await.unwrap();
-    let s = lake.session("officer");
+    let s = lake.session("officer").sql_session();
     // two deletes planned on the same snapshot rewrite the same file: one wins, one conflicts
     let d1 = s.sql("DELETE FROM ev WHERE id < 10").await.unwrap();
     let d2 = s.sql("DELETE FROM ev WHERE id >= 90").await.unwrap();
@@ -599,8 +605,8 @@ async fn row_filters_proven_by_file_statistics_are_skipped() {
              CREATE ROW FILTER non_negative ON readings FOR ana WHERE level >= 0",
     )
     .await;
-    let ana = admin.as_principal("ana").session("ana");
-    async fn plan_and_ids(s: &stratalake::QueryEngine) -> (String, Vec<i32>) {
+    let ana = admin.session("ana").sql_session();
+    async fn plan_and_ids(s: &stratalake::SqlSession) -> (String, Vec<i32>) {
         let df = s.sql("SELECT id FROM readings ORDER BY id").await.unwrap();
         let plan = df.clone().create_physical_plan().await.unwrap();
         let text = stratalake::datafusion::physical_plan::displayable(plan.as_ref())
@@ -698,9 +704,9 @@ async fn open_sessions_follow_access_changes_at_the_next_statement() {
              GRANT SELECT ON TABLE t TO ana; GRANT SELECT ON TABLE t TO bo",
     )
     .await;
-    let ana = admin.as_principal("ana").session("ana");
-    let bo = admin.as_principal("bo").session("bo");
-    let ids = |s: &stratalake::QueryEngine| {
+    let ana = admin.session("ana").sql_session();
+    let bo = admin.session("bo").sql_session();
+    let ids = |s: &stratalake::SqlSession| {
         let s = s.clone();
         async move {
             let out = s.execute("SELECT id FROM t ORDER BY id").await?;
@@ -730,8 +736,8 @@ async fn open_sessions_follow_access_changes_at_the_next_statement() {
 }
 
 /// An in-memory lake administered by `boss` (bootstrap mode over), set up with `sql`.
-async fn governed_lake(sql: &str) -> Lake {
-    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
+async fn governed_lake(sql: &str) -> Session {
+    let admin = Lake::in_memory().await.unwrap().session("boss");
     admin.bootstrap_admin().await.unwrap();
     admin.sql(sql).await.unwrap();
     admin
@@ -743,17 +749,22 @@ async fn governed_lake(sql: &str) -> Lake {
 async fn sixteen_concurrent_writers_never_starve() {
     let dir = tempfile::tempdir().unwrap();
     let provider: Arc<dyn stratalake::crypto::KeyProvider> = Arc::new(stratalake::crypto::MemoryKeyProvider::new());
-    let open = || {
+    let open = async || {
         let cfg = LakeConfig::single_tier(dir.path().to_str().unwrap());
-        Lake::open_with(cfg, None, provider.clone()).unwrap()
+        stratalake::LakeBuilder::from_config(cfg)
+            .key_provider(provider.clone())
+            .open()
+            .await
+            .unwrap()
+            .session("admin")
     };
-    let lake = open();
+    let lake = open().await;
     lake.create_namespace("conc").await.unwrap();
     let t = lake.create_table("conc.ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
     let mut handles = Vec::new();
     for w in 0..16i64 {
-        let lake = open();
+        let lake = open().await;
         let schema = schema.clone();
         handles.push(tokio::spawn(async move {
             let t = lake.table("conc.ev").await.unwrap();
@@ -805,7 +816,7 @@ async fn parquet_input_with_a_wider_decimal_scale_rounds() {
         w.close().unwrap();
         p
     };
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     lake.sql("CREATE TABLE fees (id BIGINT NOT NULL, fee DECIMAL(10,2))")
         .await
         .unwrap();

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use stratalake::Lake;
 use stratalake::table::{Error as TableError, Store};
 
 use super::*;
@@ -98,13 +99,18 @@ async fn s3_missing_bucket_is_one_line_naming_it() {
 async fn lake_on_err(url: &str, options: &BTreeMap<String, String>) -> String {
     let mut cfg = stratalake::LakeConfig::single_tier(url);
     cfg.tiers[0].options = options.clone();
-    match Lake::open_with(
-        cfg,
-        None,
-        std::sync::Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
-    ) {
+    match stratalake::LakeBuilder::from_config(cfg)
+        .key_provider(std::sync::Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+        .open()
+        .await
+    {
         Err(e) => e.to_string(),
-        Ok(lake) => lake.create_namespace("x").await.unwrap_err().to_string(),
+        Ok(lake) => lake
+            .session("admin")
+            .create_namespace("x")
+            .await
+            .unwrap_err()
+            .to_string(),
     }
 }
 
@@ -112,7 +118,7 @@ async fn lake_on_err(url: &str, options: &BTreeMap<String, String>) -> String {
 async fn azure_store_on_azurite() {
     let Some((_, container)) = azurite() else { return };
     let url = format!("az://{container}/conf-{}", std::process::id());
-    super::conformance::suite(lake_on(&url, &[("use_emulator", "true")], 5)).await;
+    super::conformance::suite(lake_on(&url, &[("use_emulator", "true")], 5).await).await;
 }
 
 #[tokio::test]
@@ -166,4 +172,49 @@ async fn azurite_conditional_create_has_one_winner() {
         assert_eq!(store.get(&format!("r{round}")).await.unwrap(), Bytes::from(winners));
     }
     store.delete_prefix("").await.unwrap();
+}
+
+/// A lake whose `stratalake.toml` lies in its store: whoever can write the store must not be able
+/// to point the lake's tiers at another endpoint or other credentials through that file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_in_the_store_chooses_no_credentials_or_endpoints() {
+    let keys = tempfile::tempdir().unwrap();
+    let url = format!("memory://untrusted-config-{}", std::process::id());
+    let key_file = keys.path().join("master.keys");
+    Lake::builder(&url)
+        .key_file(&key_file)
+        .admin("admin")
+        .create()
+        .await
+        .unwrap();
+    let open = || Lake::builder(&url).key_file(&key_file).open();
+    assert_eq!(
+        open().await.unwrap().session("admin").namespaces().await.unwrap(),
+        ["default"]
+    );
+
+    let store = Store::open(&url, &BTreeMap::new()).unwrap();
+    let original = store.get_opt(stratalake::CONFIG_FILE).await.unwrap().unwrap();
+    for (key, value) in [
+        ("endpoint", "https://attacker.example"),
+        ("secret_access_key", "sk-planted-9f2c"),
+        ("profile", "attacker"),
+        ("allow_http", "true"),
+    ] {
+        let mut cfg = stratalake::LakeConfig::parse(std::str::from_utf8(&original).unwrap()).unwrap();
+        cfg.tiers[0].options.insert(key.into(), value.into());
+        store
+            .put(stratalake::CONFIG_FILE, Bytes::from(cfg.to_toml()))
+            .await
+            .unwrap();
+        let e = open().await.unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("\"{key}\"")) && e.contains("stratalake.toml"),
+            "{e}"
+        );
+        assert!(!e.contains(value), "the planted value is echoed: {e}");
+    }
+    // the file as the lake wrote it opens again
+    store.put(stratalake::CONFIG_FILE, original).await.unwrap();
+    open().await.unwrap();
 }

@@ -426,7 +426,7 @@ fn uuid_like() -> String {
 
 /// `count(*), sum(id)` of the table through SQL, or the error's text.
 async fn totals(catalog: &Arc<Catalog>) -> Result<String, String> {
-    let q = stratalake::QueryEngine::new(catalog.clone(), "t");
+    let q = stratalake::SqlSession::new(catalog.clone(), "t");
     match q
         .execute("SELECT count(*), sum(id), min(secret_note) FROM default.ev")
         .await
@@ -523,7 +523,7 @@ async fn a_full_disk_names_the_cause_commits_nothing_and_reads_say_why_they_stop
 async fn an_unwritable_audit_log_stops_statements_with_one_line_and_a_lost_answer_writes_one_record() {
     let (faulty, t) = faulty_table().await;
     let catalog = Arc::new(Catalog::new(t.context().clone()));
-    let q = stratalake::QueryEngine::new(catalog.clone(), "t");
+    let q = stratalake::SqlSession::new(catalog.clone(), "t");
     q.execute("SELECT count(*) FROM default.ev").await.unwrap();
     let n = catalog.audit().records().await.unwrap().len();
     faulty.arm("_audit/", Fault::DiskFull);
@@ -565,13 +565,13 @@ async fn an_unwritable_audit_log_stops_statements_with_one_line_and_a_lost_answe
 async fn a_write_that_committed_but_could_not_be_audited_says_so() {
     let (faulty, t) = faulty_table().await;
     let catalog = Arc::new(Catalog::new(t.context().clone()));
-    let q = stratalake::QueryEngine::new(catalog.clone(), "t");
+    let q = stratalake::SqlSession::new(catalog.clone(), "t");
     faulty.arm("_audit/", Fault::DiskFull);
     let e = q
         .execute("INSERT INTO default.ev VALUES (1, 'north', 'n')")
         .await
         .unwrap_err();
-    let outer = stratalake::Error::Query(e);
+    let outer = stratalake::Error::from(e);
     assert_eq!(outer.commit_outcome(), stratalake::CommitOutcome::Partly, "{outer}");
     assert!(outer.to_string().contains("is committed"), "{outer}");
     assert_eq!(t.snapshot().await.unwrap().rows(), 1);

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use stratalake::Lake;
 use stratalake::backup::RestoreOptions;
 use stratalake::crypto::KeyId;
+use stratalake::{Lake, Session};
 
 use crate::csv;
 
-async fn q(lake: &Lake, sql: &str) -> String {
+async fn q(lake: &Session, sql: &str) -> String {
     csv(&lake.sql(sql).await.unwrap())
 }
 
@@ -43,8 +43,13 @@ fn data_files(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 
 const ALL: &str = "SELECT id, region, owner FROM permits ORDER BY id";
 
-async fn lake_with_data(dir: &std::path::Path) -> Lake {
-    let lake = Lake::init(dir.join("lake"), Default::default()).await.unwrap();
+async fn lake_with_data(dir: &std::path::Path) -> Session {
+    let lake = Lake::builder(dir.join("lake"))
+        .admin("admin")
+        .create()
+        .await
+        .unwrap()
+        .session("admin");
     lake.sql(
         "CREATE TABLE permits (id INT NOT NULL, region VARCHAR, owner VARCHAR CLASSIFICATION confidential) PARTITIONED BY (region); \
          INSERT INTO permits VALUES (1, 'north', 'Ada'), (2, 'south', 'Bo')",
@@ -102,7 +107,7 @@ async fn rotation_rewraps_keys_without_touching_data_and_retirement_is_guarded()
         .to_string();
     assert!(e.contains("--drop-history"), "{e}");
     // while v1 exists, the backup from before the rotation restores
-    let twin = lake.empty_twin("memory://keys-twin-1").unwrap();
+    let twin = lake.empty_twin("memory://keys-twin-1").await.unwrap();
     twin.restore(&repo, &before_rotation.id, RestoreOptions::default(), &|_| {})
         .await
         .unwrap();
@@ -116,14 +121,14 @@ async fn rotation_rewraps_keys_without_touching_data_and_retirement_is_guarded()
         .to_string();
     assert!(e.contains("confidential/v1") && e.contains("destroyed"), "{e}");
     // ... and now fails naming the version it needs, publishing nothing
-    let twin = lake.empty_twin("memory://keys-twin-2").unwrap();
+    let twin = lake.empty_twin("memory://keys-twin-2").await.unwrap();
     let e = twin
         .restore(&repo, &before_rotation.id, RestoreOptions::default(), &|_| {})
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("confidential/v1"), "{e}");
-    assert!(twin.catalog().state().await.unwrap().namespaces.is_empty());
+    assert!(twin.catalog_unchecked().state().await.unwrap().namespaces.is_empty());
     // a backup taken after the rotation restores
     let after = lake.backup(&repo, None, &|_| {}).await.unwrap();
     twin.restore(&repo, &after.id, RestoreOptions::default(), &|_| {})
@@ -168,7 +173,7 @@ async fn retiring_the_lowest_level_never_strands_a_backup_repository() {
         .collect();
     assert_eq!(noted.len(), 1, "the detached repository is no longer noted: {noted:?}");
     // the backup taken before the rotation needs public/v1 for its files' footers
-    let twin = lake.empty_twin("memory://keys-lowest-twin").unwrap();
+    let twin = lake.empty_twin("memory://keys-lowest-twin").await.unwrap();
     let e = twin
         .restore(&reopened, &b.id, RestoreOptions::default(), &|_| {})
         .await
@@ -275,7 +280,7 @@ async fn shredding_makes_a_classification_unreadable_everywhere() {
             .all(|e| e.get("key").is_none())
     );
     // backups included: the restored table still has its other columns, never the shredded one
-    let twin = lake.empty_twin("memory://shred-twin").unwrap();
+    let twin = lake.empty_twin("memory://shred-twin").await.unwrap();
     twin.restore(&repo, &b.id, RestoreOptions::default(), &|_| {})
         .await
         .unwrap();

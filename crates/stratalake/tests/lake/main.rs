@@ -1,6 +1,7 @@
 //! Library integration tests: one binary, modules per area.
 
 mod backup;
+mod compat;
 mod conformance;
 mod credentials;
 mod faults;
@@ -14,14 +15,19 @@ use std::sync::Arc;
 
 use stratalake::arrow::array::{Int64Array, RecordBatch, StringArray};
 use stratalake::arrow::datatypes::{DataType, SchemaRef};
-use stratalake::{ColumnDef, Lake, LakeConfig, PartitionField, TableSchema};
+use stratalake::{ColumnDef, LakeConfig, PartitionField, Session, TableSchema};
 
 /// A lake on the given store URL with in-memory keys.
-pub fn lake_on(url: &str, options: &[(&str, &str)], checkpoint_interval: u64) -> Lake {
+pub async fn lake_on(url: &str, options: &[(&str, &str)], checkpoint_interval: u64) -> Session {
     let mut cfg = LakeConfig::single_tier(url);
     cfg.lake.checkpoint_interval = checkpoint_interval;
     cfg.tiers[0].options = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap()
+    stratalake::LakeBuilder::from_config(cfg)
+        .key_provider(Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+        .open()
+        .await
+        .unwrap()
+        .session("admin")
 }
 
 /// Rows as CSV without a header line, for comparing query results.
@@ -62,7 +68,7 @@ pub fn events(schema: &SchemaRef, ids: std::ops::Range<i64>, region: &str) -> Re
     .unwrap()
 }
 
-pub async fn count(lake: &Lake, sql: &str) -> i64 {
+pub async fn count(lake: &Session, sql: &str) -> i64 {
     let b = lake.sql(sql).await.unwrap();
     b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
 }

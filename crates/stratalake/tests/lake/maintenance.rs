@@ -1,6 +1,7 @@
 //! Maintenance racing writers: optimize against DELETE on the same partition, vacuum under a
 //! reader of an older snapshot and under a staged write.
 
+use stratalake::Lake;
 use stratalake::table::keyring::Access;
 use stratalake::table::optimize::OptimizeOptions;
 use stratalake::table::read::{fetch_checked, read_file};
@@ -41,7 +42,7 @@ fn opts(sort: bool) -> OptimizeOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn optimize_compacts_sorts_and_keeps_every_row() {
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     lake.sql(
         "CREATE TABLE t (id BIGINT, region VARCHAR, secret VARCHAR CLASSIFICATION secret) PARTITIONED BY (region)",
     )
@@ -121,7 +122,7 @@ async fn optimize_compacts_sorts_and_keeps_every_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn optimize_and_delete_racing_lose_and_resurrect_nothing() {
     for round in 0..4 {
-        let lake = Lake::in_memory().await.unwrap();
+        let lake = Lake::in_memory().await.unwrap().session("admin");
         lake.sql("CREATE TABLE t (id BIGINT, p VARCHAR) PARTITIONED BY (p)")
             .await
             .unwrap();
@@ -156,7 +157,7 @@ async fn optimize_and_delete_racing_lose_and_resurrect_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn vacuum_spares_readers_of_retained_snapshots_and_staged_writes() {
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     let t = lake.create_table("ev", events_schema()).await.unwrap();
     let schema = t.snapshot().await.unwrap().metadata.schema.arrow_schema();
     t.append(&[events(&schema, 0..100, "north")], "w").await.unwrap();
@@ -203,7 +204,7 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("p.csv");
     std::fs::write(&csv, "id,age,region\n1,34,north\n2,-5,south\n").unwrap();
-    let admin = Lake::in_memory().await.unwrap().as_principal("boss");
+    let admin = Lake::in_memory().await.unwrap().session("admin").as_principal("boss");
     admin.bootstrap_admin().await.unwrap();
     admin
         .sql(
@@ -215,7 +216,7 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
         )
         .await
         .unwrap();
-    let ingest = |lake: Lake| {
+    let ingest = |lake: stratalake::Session| {
         let csv = csv.clone();
         async move {
             lake.ingest_with(

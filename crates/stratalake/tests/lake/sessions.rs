@@ -2,17 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-use stratalake::Lake;
 use stratalake::query::{Cancel, Error as QueryError};
+use stratalake::{Lake, Session};
 
 const LONG: &str = "SELECT sum(value) FROM generate_series(1, 1000000000000)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_stops_at_its_timeout_and_when_cancelled() {
-    let lake = Lake::in_memory().await.unwrap();
+    let lake = Lake::in_memory().await.unwrap().session("admin");
     let started = Instant::now();
     let e = lake
         .session("ana")
+        .sql_session()
         .with_timeout(Some(Duration::from_millis(300)))
         .execute(LONG)
         .await
@@ -21,7 +22,7 @@ async fn a_statement_stops_at_its_timeout_and_when_cancelled() {
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 
     let cancel = Cancel::default();
-    let session = lake.session("ana").with_cancel(cancel.clone());
+    let session = lake.session("ana").sql_session().with_cancel(cancel.clone());
     let c2 = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -46,26 +47,26 @@ async fn a_statement_stops_at_its_timeout_and_when_cancelled() {
     assert!(stopped[1].event.error.as_deref().unwrap().contains("cancelled"));
 }
 
-fn lake_with_query(memory_limit: Option<&str>) -> stratalake::Result<Lake> {
+async fn lake_with_query(memory_limit: Option<&str>) -> stratalake::Result<Session> {
     let mut config = stratalake::LakeConfig::single_tier(&format!("memory://sessions-{}", rand_suffix()));
     config.query.memory_limit = memory_limit.map(str::to_string);
     config.query.target_partitions = Some(2);
-    Lake::open_with(
-        config,
-        None,
-        std::sync::Arc::new(stratalake::crypto::MemoryKeyProvider::new()),
-    )
+    stratalake::LakeBuilder::from_config(config)
+        .key_provider(std::sync::Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+        .open()
+        .await
+        .map(|lake| lake.session("admin"))
 }
 
 fn rand_suffix() -> String {
     let mut b = [0u8; 6];
     stratalake::crypto::random_bytes(&mut b).unwrap();
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    stratalake::crypto::hex::encode(b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
-    let lake = lake_with_query(Some("4MiB")).unwrap();
+    let lake = lake_with_query(Some("4MiB")).await.unwrap();
     assert_eq!(lake.query_runtime().memory_limit(), Some(4 << 20));
     // a sort of 3 million numbers needs ~24 MiB: refused, not spilled to disk in clear
     let e = lake
@@ -73,7 +74,10 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
         .execute("SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC")
         .await
         .unwrap_err();
-    assert!(matches!(e, QueryError::OutOfMemory(_)), "{e:?}");
+    assert!(
+        matches!(e, stratalake::Error::Query(QueryError::OutOfMemory(_))),
+        "{e:?}"
+    );
     let msg = e.to_string();
     assert!(
         msg.starts_with("out of query memory: ") && msg.contains("[query] memory_limit"),
@@ -95,7 +99,10 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
         .execute("SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC")
         .await
         .unwrap_err();
-    assert!(matches!(e, QueryError::OutOfMemory(_)), "{e:?}");
+    assert!(
+        matches!(e, stratalake::Error::Query(QueryError::OutOfMemory(_))),
+        "{e:?}"
+    );
     // the failure is audited like any other
     let records = lake.audit_records().await.unwrap();
     assert!(records.iter().any(|r| {
@@ -105,7 +112,7 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
             .is_some_and(|e| e.starts_with("out of query memory"))
     }));
     // without a limit the same sort runs
-    let free = lake_with_query(None).unwrap();
+    let free = lake_with_query(None).await.unwrap();
     let out = free
         .session("ana")
         .execute("SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC")
@@ -116,7 +123,7 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
     );
     // bad settings name themselves
     for (bad, why) in [("lots", "[query] memory_limit"), ("0", "[query] memory_limit: 0")] {
-        let e = lake_with_query(Some(bad)).unwrap_err().to_string();
+        let e = lake_with_query(Some(bad)).await.unwrap_err().to_string();
         assert!(e.contains(why), "{e}");
     }
 }
@@ -124,15 +131,12 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handles_listings_and_descriptions_answer_only_what_the_principal_may_know() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = Lake::init(
-        dir.path().join("lake"),
-        stratalake::InitOptions {
-            admin: Some("dba".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let admin = Lake::builder(dir.path().join("lake"))
+        .admin("dba")
+        .create()
+        .await
+        .unwrap()
+        .session("dba");
     admin
         .sql(
             "CREATE TABLE t (id INT, region VARCHAR, name VARCHAR CLASSIFICATION secret); \

@@ -2,9 +2,10 @@
 //! quotas, on local + memory and local + S3 tiers; the mover stopped at each step.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use stratalake::tiering::{PinConfig, QuotaConfig, RuleConfig};
-use stratalake::{Lake, LakeConfig, TierConfig};
+use stratalake::{Lake, LakeConfig, Session, TierConfig};
 
 use super::*;
 
@@ -21,16 +22,39 @@ fn tier(name: &str, url: &str) -> TierConfig {
 }
 
 /// A lake in `dir` (hot tier `dir/hot`) with the extra tiers given, in memory keys.
-async fn tiered_lake(dir: &std::path::Path, extra: Vec<TierConfig>, edit: impl FnOnce(&mut LakeConfig)) -> Lake {
+async fn tiered_lake(dir: &std::path::Path, extra: Vec<TierConfig>, edit: impl FnOnce(&mut LakeConfig)) -> Session {
+    tiered_lake_at(dir, extra, edit, Arc::default()).await
+}
+
+/// [`tiered_lake`] whose clock reads `now` (milliseconds; 0 is the system clock).
+async fn tiered_lake_at(
+    dir: &std::path::Path,
+    extra: Vec<TierConfig>,
+    edit: impl FnOnce(&mut LakeConfig),
+    now: Arc<AtomicI64>,
+) -> Session {
     let mut cfg = LakeConfig::single_tier("hot");
     cfg.tiers.extend(extra);
     edit(&mut cfg);
-    let lake = Lake::open_with(cfg, Some(dir), Arc::new(stratalake::crypto::MemoryKeyProvider::new())).unwrap();
-    lake.catalog().create_namespace("default", true, "t").await.unwrap();
-    lake
+    let clock = stratalake::Clock::from_fn(move || match now.load(Ordering::Relaxed) {
+        0 => stratalake::Clock::system().now_ms(),
+        t => t,
+    });
+    let lake = Lake::builder(dir)
+        .config(cfg)
+        .key_provider(Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+        .clock(clock)
+        .open()
+        .await
+        .unwrap();
+    lake.catalog_unchecked()
+        .create_namespace("default", true, "t")
+        .await
+        .unwrap();
+    lake.session("t")
 }
 
-async fn fill_logs(lake: &Lake) {
+async fn fill_logs(lake: &Session) {
     lake.sql(
         "CREATE TABLE logs (id BIGINT NOT NULL, day DATE, note VARCHAR CLASSIFICATION secret) PARTITIONED BY (day)",
     )
@@ -52,11 +76,11 @@ async fn fill_logs(lake: &Lake) {
         .unwrap();
 }
 
-async fn all_rows(lake: &Lake) -> String {
+async fn all_rows(lake: &Session) -> String {
     csv(&lake.sql("SELECT id, day, note FROM logs ORDER BY id").await.unwrap())
 }
 
-async fn tiers_of(lake: &Lake) -> Vec<(String, u64)> {
+async fn tiers_of(lake: &Session) -> Vec<(String, u64)> {
     lake.tier_list()
         .await
         .unwrap()
@@ -65,14 +89,14 @@ async fn tiers_of(lake: &Lake) -> Vec<(String, u64)> {
         .collect()
 }
 
-async fn verify_clean(lake: &Lake) -> u64 {
+async fn verify_clean(lake: &Session) -> u64 {
     let r = lake.verify(&[], &|_, _| {}).await.unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     r.rows
 }
 
 /// A lake whose `cold` tier is `memory://<name>-<pid>` and whose one rule sends every file there.
-async fn all_to_cold(dir: &std::path::Path, name: &str) -> Lake {
+async fn all_to_cold(dir: &std::path::Path, name: &str) -> Session {
     let cold = format!("memory://{name}-{}", std::process::id());
     tiered_lake(dir, vec![tier("cold", &cold)], |c| {
         c.rules.push(RuleConfig {
@@ -85,15 +109,16 @@ async fn all_to_cold(dir: &std::path::Path, name: &str) -> Lake {
 }
 
 /// Rules by partition age, pins, recall, time travel across a move; results never change.
-async fn rules_pins_and_recall(lake: &Lake) {
+async fn rules_pins_and_recall(lake: &Session, now: &AtomicI64) {
     fill_logs(lake).await;
     let before = all_rows(lake).await;
     // On January 20 no day is 30 days old; on March 10 the January days are (March 1 is not),
     // and the pinned January 2 stays.
-    let plan = lake.tier_plan_at(day_ms("2026-01-20")).await.unwrap();
+    now.store(day_ms("2026-01-20"), Ordering::Relaxed);
+    let plan = lake.tier_plan().await.unwrap();
     assert!(plan.moves.is_empty(), "{:?}", plan.moves);
-    let now = day_ms("2026-03-10");
-    let plan = lake.tier_plan_at(now).await.unwrap();
+    now.store(day_ms("2026-03-10"), Ordering::Relaxed);
+    let plan = lake.tier_plan().await.unwrap();
     let mut parts: Vec<&str> = plan.moves.iter().map(|m| m.partition.as_str()).collect();
     parts.sort();
     assert_eq!(parts, ["day=2026-01-01", "day=2026-01-03"]);
@@ -113,7 +138,7 @@ async fn rules_pins_and_recall(lake: &Lake) {
         800
     );
     // the same plan again finds nothing to do
-    assert!(lake.tier_plan_at(now).await.unwrap().moves.is_empty());
+    assert!(lake.tier_plan().await.unwrap().moves.is_empty());
     // recall one day to hot; the rule would send it down again, so the plan shows it
     let recall = lake
         .tier_recall_plan("logs", "hot", &[("day".into(), "2026-01-03".into())])
@@ -127,6 +152,7 @@ async fn rules_pins_and_recall(lake: &Lake) {
     let history = lake.table("logs").await.unwrap().history(Some(2)).await.unwrap();
     assert_eq!(history[0].operation, "MOVE");
     assert_eq!(history[0].counts.files_moved, 1);
+    now.store(0, Ordering::Relaxed);
     // a vacuum with no retention drops the old copies; every live file stays readable
     let r = lake
         .vacuum("logs", std::time::Duration::ZERO, false, true)
@@ -163,8 +189,9 @@ fn age_rules(cfg: &mut LakeConfig) {
 async fn local_and_memory_tiers() {
     let dir = tempfile::tempdir().unwrap();
     let cold = format!("memory://tiering-{}", std::process::id());
-    let lake = tiered_lake(dir.path(), vec![tier("cold", &cold)], age_rules).await;
-    rules_pins_and_recall(&lake).await;
+    let now = Arc::new(AtomicI64::new(0));
+    let lake = tiered_lake_at(dir.path(), vec![tier("cold", &cold)], age_rules, now.clone()).await;
+    rules_pins_and_recall(&lake, &now).await;
     // the memory tier is read through the cache
     let c = lake.cache_stats().unwrap();
     assert!(c.misses >= 1 && c.hits >= 1, "{c:?}");
@@ -191,8 +218,9 @@ async fn local_and_s3_tiers() {
         cold.options.insert(k.into(), v.into());
     }
     let dir = tempfile::tempdir().unwrap();
-    let lake = tiered_lake(dir.path(), vec![cold], age_rules).await;
-    rules_pins_and_recall(&lake).await;
+    let now = Arc::new(AtomicI64::new(0));
+    let lake = tiered_lake_at(dir.path(), vec![cold], age_rules, now.clone()).await;
+    rules_pins_and_recall(&lake, &now).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -212,12 +240,13 @@ async fn the_read_cache_stays_within_its_limit() {
     let mut cfg = lake.config().clone();
     cfg.tiering.cache_size = Some(limit.to_string());
     cfg.tiering.cache_dir = Some("small-cache".into());
-    let small = Lake::open_with(
-        cfg,
-        Some(dir.path()),
-        lake.catalog().context().keyring.provider().clone(),
-    )
-    .unwrap();
+    let small = Lake::builder(dir.path())
+        .config(cfg)
+        .key_provider(lake.catalog_unchecked().context().keyring.provider().clone())
+        .open()
+        .await
+        .unwrap()
+        .session("admin");
     for _ in 0..2 {
         assert_eq!(all_rows(&small).await, before);
         let c = small.cache_stats().unwrap();
@@ -278,8 +307,14 @@ async fn watermarks_and_classification_rules() {
         partition: None,
         tier: "hot".into(),
     });
-    let provider = lake.catalog().context().keyring.provider().clone();
-    let wm = Lake::open_with(cfg.clone(), Some(dir.path()), provider.clone()).unwrap();
+    let provider = lake.catalog_unchecked().context().keyring.provider().clone();
+    let wm = Lake::builder(dir.path())
+        .config(cfg.clone())
+        .key_provider(provider.clone())
+        .open()
+        .await
+        .unwrap()
+        .session("admin");
     // queries read the newest days, so the oldest-read files are the coldest
     wm.sql("SELECT count(note) FROM logs WHERE day >= DATE '2026-01-03'")
         .await
@@ -302,7 +337,13 @@ async fn watermarks_and_classification_rules() {
         classification: Some("secret".into()),
         ..Default::default()
     });
-    let cl = Lake::open_with(cfg, Some(dir.path()), provider).unwrap();
+    let cl = Lake::builder(dir.path())
+        .config(cfg)
+        .key_provider(provider)
+        .open()
+        .await
+        .unwrap()
+        .session("admin");
     let plan = cl.tier_plan().await.unwrap();
     assert_eq!(plan.moves.len(), 4);
     assert!(plan.moves.iter().all(|m| m.table == "default.logs"));
@@ -341,8 +382,14 @@ async fn quotas_refuse_writes_that_would_exceed_them() {
         max_bytes: (3 * a_bytes).to_string(),
         ..Default::default()
     });
-    let provider = lake.catalog().context().keyring.provider().clone();
-    let q = Lake::open_with(cfg, Some(dir.path()), provider).unwrap();
+    let provider = lake.catalog_unchecked().context().keyring.provider().clone();
+    let q = Lake::builder(dir.path())
+        .config(cfg)
+        .key_provider(provider)
+        .open()
+        .await
+        .unwrap()
+        .session("admin");
     let files_before = std::fs::read_dir(dir.path().join("hot/sales/a/data")).unwrap().count();
     let e = q.sql(&insert("sales.a", 500)).await.unwrap_err().to_string();
     assert!(
@@ -369,11 +416,14 @@ async fn quotas_refuse_writes_that_would_exceed_them() {
 
 #[tokio::test]
 async fn bad_tiering_settings_are_named() {
-    let base = |edit: &dyn Fn(&mut LakeConfig)| {
+    let base = async |edit: &dyn Fn(&mut LakeConfig)| {
         let mut cfg = LakeConfig::single_tier("memory://bad-tiering");
         cfg.tiers.push(tier("cold", "memory://bad-tiering-cold"));
         edit(&mut cfg);
-        Lake::open_with(cfg, None, Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+        stratalake::LakeBuilder::from_config(cfg)
+            .key_provider(Arc::new(stratalake::crypto::MemoryKeyProvider::new()))
+            .open()
+            .await
             .unwrap_err()
             .to_string()
     };
@@ -384,21 +434,24 @@ async fn bad_tiering_settings_are_named() {
             since_write: Some("1d".into()),
             ..Default::default()
         })
-    });
+    })
+    .await;
     assert!(e.contains("[[rule]] 1 (\"archive\")") && e.contains("glacier"), "{e}");
     let e = base(&|c| {
         c.rules.push(RuleConfig {
             to: "cold".into(),
             ..Default::default()
         })
-    });
+    })
+    .await;
     assert!(e.contains("at least one condition"), "{e}");
-    let e = base(&|c| c.tiers[0].capacity = Some("lots".into()));
+    let e = base(&|c| c.tiers[0].capacity = Some("lots".into())).await;
     assert!(e.contains("tier \"hot\": capacity") && e.contains("lots"), "{e}");
     let e = base(&|c| {
         c.tiers[0].high_watermark = Some(0.5);
         c.tiers[0].low_watermark = Some(0.7);
-    });
+    })
+    .await;
     assert!(e.contains("watermarks"), "{e}");
     let e = base(&|c| {
         c.rules.push(RuleConfig {
@@ -406,7 +459,8 @@ async fn bad_tiering_settings_are_named() {
             partition_age: Some("30d".into()),
             ..Default::default()
         })
-    });
+    })
+    .await;
     assert!(e.contains("partition_column"), "{e}");
 }
 
