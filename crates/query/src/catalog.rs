@@ -8,12 +8,13 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::Result as DFResult;
 use datafusion::error::DataFusionError;
-use stratalake_table::access::{Privilege, Subject};
+use stratalake_table::access::Subject;
 use stratalake_table::catalog::{Catalog, CatalogState};
 use stratalake_table::{Access, TableIdent};
 
 use crate::error::external;
 use crate::provider::LakeTableProvider;
+use stratalake_table::access::Operation;
 
 /// Which version of each table a session reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,10 +54,7 @@ impl Ctx {
     ) -> stratalake_table::Result<LakeTableProvider> {
         self.touched.lock().expect("touched lock").push(ident.to_string());
         // Seeing a table at all needs a privilege on it; reading needs SELECT (checked by scan).
-        let (ns, t) = (Some(ident.namespace.as_str()), Some(ident.name.as_str()));
-        if !self.subject.allows(Privilege::Select, ns, t) && !self.subject.allows(Privilege::Insert, ns, t) {
-            self.subject.require(Privilege::Select, ns, t)?;
-        }
+        self.subject.check(&Operation::KnowTable(ident))?;
         let table = self.catalog.table(ident).await?;
         let (snap, current) = match as_of {
             None => (table.snapshot().await?, None),
@@ -114,8 +112,9 @@ impl CatalogProvider for LakeCatalogProvider {
         let listed: Vec<String> = tables
             .iter()
             .filter(|t| {
-                self.ctx.subject.allows(Privilege::Select, Some(name), Some(t))
-                    || self.ctx.subject.allows(Privilege::Insert, Some(name), Some(t))
+                self.ctx
+                    .subject
+                    .may(&Operation::KnowTable(&stratalake_table::TableIdent::new(name, t.as_str())))
             })
             .cloned()
             .collect();

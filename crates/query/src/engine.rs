@@ -20,6 +20,7 @@ use crate::ddl::{self, Ddl};
 use crate::quality::AlterTable;
 use crate::runtime::QueryRuntime;
 use crate::{Error, Result};
+use stratalake_table::access::Operation;
 
 /// What a statement touched, for its audit record: tables, and the policies applied to them.
 #[derive(Clone, Debug, Default)]
@@ -560,7 +561,7 @@ impl SqlSession {
             .any(|t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(SYSTEM_SCHEMA)));
         if mentions_system {
             // The audit log as a table, for lake administrators only.
-            c.subject.require(Privilege::Admin, None, None)?;
+            c.subject.check(&Operation::AdministerLake)?;
             let system = Arc::new(MemorySchemaProvider::new());
             system.register_table(
                 "audit".into(),
@@ -620,11 +621,11 @@ impl SqlSession {
             | Ddl::DropRowFilter { .. }
             | Ddl::DropMask { .. }
             | Ddl::CreateMask { .. }
-            | Ddl::SetLevelMask { .. } => subject.require(Privilege::Admin, None, None)?,
+            | Ddl::SetLevelMask { .. } => subject.check(&Operation::AdministerLake)?,
             Ddl::CreateTable { name, .. } => {
                 let ident = self.resolve(name)?;
                 touched.lock().expect("touched lock").push(ident.to_string());
-                subject.require(Privilege::Admin, Some(&ident.namespace), None)?
+                subject.check(&Operation::AdministerNamespace(&ident.namespace))?
             }
             Ddl::DropTable { name, .. }
             | Ddl::Constraint(AlterTable::Add { table: name, .. })
@@ -635,7 +636,7 @@ impl SqlSession {
             | Ddl::Constraint(AlterTable::DropColumn { table: name, .. }) => {
                 let ident = self.resolve(name)?;
                 touched.lock().expect("touched lock").push(ident.to_string());
-                subject.require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?
+                subject.check(&Operation::AdministerTable(&ident))?
             }
         }
         match d {

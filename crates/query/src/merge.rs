@@ -22,7 +22,6 @@ use datafusion::sql::sqlparser::ast::{Merge, MergeAction, MergeClauseKind, Merge
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
-use stratalake_table::access::Privilege;
 use stratalake_table::quality::{Constraint, OnError};
 use stratalake_table::read::{fetch_checked, read_file};
 use stratalake_table::write::conform_batch;
@@ -30,6 +29,7 @@ use stratalake_table::{Access, WriteMode};
 
 use super::{SqlSession, Touched, split_statements};
 use crate::{Error, Result};
+use stratalake_table::access::Operation;
 
 const FILE: &str = "__sl_file";
 const ROW: &str = "__sl_row";
@@ -98,8 +98,8 @@ impl SqlSession {
         let subject = self.subject(&state)?;
         // MERGE reads the target's rows (its count and errors answer questions about them) and
         // changes them: SELECT and INSERT are both needed.
-        subject.require(Privilege::Select, Some(&ident.namespace), Some(&ident.name))?;
-        subject.require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))?;
+        subject.check(&Operation::ReadRows(&ident))?;
+        subject.check(&Operation::WriteRows(&ident))?;
         if subject.row_filters.contains_key(&ident.to_string()) || subject.masks.contains_key(&ident.to_string()) {
             return Err(Error::Table(stratalake_table::Error::PermissionDenied {
                 principal: subject.principal.clone(),

@@ -45,12 +45,13 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 use object_store::path::Path;
-use stratalake_table::access::{Mask, Privilege, Subject};
+use stratalake_table::access::{Mask, Subject};
 use stratalake_table::action::AddFile;
 use stratalake_table::write::conform_batch;
 use stratalake_table::{Access, Snapshot, Table, Transform, WriteMode};
 
 use crate::error::external;
+use stratalake_table::access::Operation;
 
 /// URL under which a tier's object store is registered with DataFusion.
 pub fn tier_url(tier: &str) -> ObjectStoreUrl {
@@ -98,11 +99,7 @@ impl LakeTableProvider {
         current: Option<&stratalake_table::TableSchema>,
     ) -> Self {
         let ident = table.ident();
-        let table_admin = subject.allows(
-            stratalake_table::access::Privilege::Admin,
-            Some(&ident.namespace),
-            Some(&ident.name),
-        );
+        let table_admin = subject.may(&Operation::AdministerTable(ident));
         let lineage: HashMap<String, stratalake_table::schema::ColumnDef> = match current {
             None => HashMap::new(),
             Some(cur) => snapshot
@@ -547,7 +544,7 @@ impl LakeTableProvider {
         }
         let ident = self.table.ident();
         self.subject
-            .require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))
+            .check(&Operation::WriteRows(ident))
             .map_err(external)?;
         if self.subject.row_filters.contains_key(&ident.to_string())
             || self.subject.masks.contains_key(&ident.to_string())
@@ -692,7 +689,7 @@ impl TableProvider for LakeTableProvider {
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let ident = self.table.ident();
         self.subject
-            .require(Privilege::Select, Some(&ident.namespace), Some(&ident.name))
+            .check(&Operation::ReadRows(ident))
             .map_err(external)?;
         // Only filters over visible columns may steer which files are read.
         let table_masks = self.subject.masks.get(&ident.to_string()).cloned().unwrap_or_default();
@@ -1208,7 +1205,7 @@ impl TableProvider for LakeTableProvider {
         }
         let ident = self.table.ident();
         self.subject
-            .require(Privilege::Insert, Some(&ident.namespace), Some(&ident.name))
+            .check(&Operation::WriteRows(ident))
             .map_err(external)?;
         let mode = match insert_op {
             InsertOp::Append => WriteMode::Append,

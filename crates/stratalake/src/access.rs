@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use stratalake_table::access::{ADMIN_ROLE, AccessAction, AccessState, Grant, Privilege, Securable, Subject};
 
 use crate::{DEFAULT_NAMESPACE, Result, Session, TableIdent};
+use stratalake_table::access::Operation;
 
 impl Session {
     /// What this handle's principal may do, resolved against the catalog now.
@@ -18,7 +19,7 @@ impl Session {
 
     /// Principals, roles and grants (lake administrators only).
     pub async fn access_state(&self) -> Result<AccessState> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         Ok(self.lake.catalog.state().await?.access)
     }
 
@@ -26,7 +27,7 @@ impl Session {
     pub async fn change_access(&self, actions: Vec<AccessAction>) -> Result<()> {
         let statement = format!("{actions:?}");
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             Ok(self.lake.catalog.change_access(actions, &self.principal).await?)
         }
         .await;
@@ -137,14 +138,14 @@ impl Session {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
         self.subject()
             .await?
-            .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
+            .check(&Operation::AdministerTable(&ident))?;
         let t = self.lake.catalog.table(&ident).await?;
         Ok(t.classify(column, level, &self.principal).await?)
     }
 
     /// Drop an empty namespace (lake administrators only).
     pub async fn drop_namespace(&self, name: &str) -> Result<()> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         Ok(self.lake.catalog.drop_namespace(name, &self.principal).await?)
     }
 }
@@ -194,13 +195,13 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn audit_records(&self) -> Result<Vec<stratalake_table::audit::Record>> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         Ok(self.lake.catalog.audit().records().await?)
     }
 
     /// Check the audit log's hash chain; one line per problem (lake administrators only).
     pub async fn verify_audit(&self) -> Result<Vec<String>> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         Ok(self.lake.catalog.audit().verify().await?)
     }
 

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use stratalake_backup::{BackupOptions, Manifest, ProgressFn, Repository, RestoreOptions, RestoreSummary};
-use stratalake_table::access::Privilege;
 use stratalake_table::{Store, TableIdent};
 
 use crate::{DEFAULT_NAMESPACE, Error, KeysSection, Lake, LakeConfig, Result, Session};
+use stratalake_table::access::Operation;
 
 /// Where a lake created to receive a restore takes its master keys from.
 #[derive(Clone, Debug)]
@@ -58,7 +58,7 @@ impl Session {
     /// Returns how many notes were removed. Lake administrators only.
     pub async fn detach_repository(&self, url_or_id: &str) -> Result<usize> {
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             let meta = self.lake.catalog.context().tiers.metadata();
             // the note holds the store's own spelling of the URL (a folder becomes file://...)
             let spelled = Store::open(url_or_id, &BTreeMap::new())
@@ -107,7 +107,7 @@ impl Session {
     /// ```
     pub async fn backup_init(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             let store = Store::open(url, options)?;
             let repo = Repository::init(store, &self.lake.catalog.context().keyring).await?;
             self.note_repository(&repo).await?;
@@ -121,7 +121,7 @@ impl Session {
 
     /// Open the backup repository at `url` with this lake's master keys. Lake administrators only.
     pub async fn backup_repository(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let store = Store::open(url, options)?;
         let repo = Repository::open(store, &self.lake.catalog.context().keyring).await?;
         self.note_repository(&repo).await?;
@@ -146,7 +146,7 @@ impl Session {
             .transpose()?;
         let names: Vec<String> = idents.iter().flatten().map(|i| i.to_string()).collect();
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             let opts = BackupOptions {
                 tables: idents,
                 principal: self.principal.clone(),
@@ -186,7 +186,7 @@ impl Session {
             opts.concurrency = 4;
         }
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             Ok(repo.restore(id, &self.lake.catalog, opts.clone(), progress).await?)
         }
         .await;
@@ -209,7 +209,7 @@ impl Session {
     /// `url`: a restore target for drills and tests. Lake administrators only (the twin starts in
     /// bootstrap mode with this lake's keys).
     pub async fn empty_twin(&self, url: &str) -> Result<Session> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let mut config = self.lake.config.clone();
         config.tiers.truncate(1);
         config.tiers[0].url = url.to_string();

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use stratalake_crypto::KeyId;
-use stratalake_table::access::{AccessAction, Privilege};
+use stratalake_table::access::AccessAction;
 use stratalake_table::action::{Action, AddFile};
 use stratalake_table::{Table, TableIdent};
 
 use crate::{Error, Result, Session};
+use stratalake_table::access::Operation;
 
 /// One master key version and what uses it.
 #[derive(Clone, Debug, Serialize)]
@@ -56,7 +57,7 @@ impl Session {
     /// Every master key version of every level, with the live and historical files using it.
     /// Lake administrators only.
     pub async fn key_status(&self) -> Result<Vec<KeyStatus>> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let mut live: BTreeMap<KeyId, u64> = BTreeMap::new();
         let mut history: BTreeMap<KeyId, BTreeSet<(String, String)>> = BTreeMap::new();
         for t in self.all_tables().await? {
@@ -122,7 +123,7 @@ impl Session {
     /// ```
     pub async fn rotate_keys(&self, level: Option<&str>) -> Result<RotateReport> {
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             let state = self.lake.catalog.state().await?;
             let levels: BTreeSet<String> = match level {
                 Some(l) => {
@@ -282,7 +283,7 @@ impl Session {
     /// footer) cannot be shredded. Irreversible. Lake administrators only.
     pub async fn shred_level(&self, level: &str) -> Result<Vec<KeyId>> {
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             self.lake
                 .catalog
                 .change_access(

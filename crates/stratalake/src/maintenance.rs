@@ -1,9 +1,9 @@
 //! Table maintenance through the facade: vacuum and optimize.
 
 use stratalake_table::TableIdent;
-use stratalake_table::access::Privilege;
 
 use crate::{Error, Result, Session};
+use stratalake_table::access::Operation;
 
 impl Session {
     /// Delete data files of `table` that no version committed within `retain` needs, and
@@ -34,7 +34,7 @@ impl Session {
         let r = async {
             self.subject()
                 .await?
-                .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
+                .check(&Operation::AdministerTable(&ident))?;
             let min = std::time::Duration::from_secs(self.lake.config.lake.vacuum_min_retention_hours * 3600);
             if retain < min && !force {
                 return Err(Error::Config {
@@ -114,7 +114,7 @@ impl Session {
         let r = async {
             self.subject()
                 .await?
-                .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
+                .check(&Operation::AdministerTable(&ident))?;
             let t = self.lake.catalog.table(&ident).await?;
             Ok(stratalake_table::optimize::optimize(&t, opts, &self.principal, on_file).await?)
         }

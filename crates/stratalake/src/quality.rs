@@ -7,10 +7,10 @@ use std::fmt::Write;
 use arrow::array::{Array, Int64Array, RecordBatch};
 use serde::Serialize;
 use stratalake_table::TableIdent;
-use stratalake_table::access::Privilege;
 use stratalake_table::quality::Constraint;
 
 use crate::{Error, Result, Session};
+use stratalake_table::access::Operation;
 
 /// Quality figures of one checked commit.
 #[derive(Clone, Debug, Serialize)]
@@ -127,7 +127,7 @@ impl Session {
         let id = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
         self.subject()
             .await?
-            .require(Privilege::Select, Some(&id.namespace), Some(&id.name))?;
+            .check(&Operation::ReadRows(&id))?;
         Ok(self
             .table_unchecked(table)
             .await?
@@ -166,7 +166,7 @@ impl Session {
         };
         let subject = self.subject().await?;
         for i in &idents {
-            subject.require(Privilege::Admin, Some(&i.namespace), Some(&i.name))?;
+            subject.check(&Operation::AdministerTable(i))?;
         }
         let mut out = Vec::new();
         for ident in idents {
@@ -303,7 +303,7 @@ impl Session {
         // may read them
         let subject = self.subject().await?;
         for i in [&li, &ri] {
-            subject.require(Privilege::Select, Some(&i.namespace), Some(&i.name))?;
+            subject.check(&Operation::ReadRows(i))?;
         }
         let (ls, rs) = (
             self.table_unchecked(&li.to_string()).await?.snapshot().await?,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use stratalake_table::access::Privilege;
+use stratalake_table::access::Operation;
 use stratalake_table::ingest::{IngestOptions, IngestReport, Progress};
 use stratalake_table::quality::OnError;
 use stratalake_table::verify::VerifyReport;
@@ -84,7 +84,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn create_namespace(&self, name: &str) -> Result<()> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         Ok(self.lake.catalog.create_namespace(name, false, &self.principal).await?)
     }
 
@@ -196,7 +196,7 @@ impl Session {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
         self.subject()
             .await?
-            .require(Privilege::Admin, Some(&ident.namespace), None)?;
+            .check(&Operation::AdministerNamespace(&ident.namespace))?;
         Ok(self
             .lake
             .catalog
@@ -222,7 +222,7 @@ impl Session {
     pub async fn table(&self, name: &str) -> Result<Table> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
         let subject = self.subject().await?;
-        if !subject.allows(Privilege::Admin, Some(&ident.namespace), Some(&ident.name)) {
+        if !subject.may(&Operation::AdministerTable(&ident)) {
             return Err(stratalake_table::Error::PermissionDenied {
                 principal: subject.principal.clone(),
                 reason: format!(
@@ -257,7 +257,7 @@ impl Session {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
         self.subject()
             .await?
-            .require(Privilege::Admin, Some(&ident.namespace), Some(&ident.name))?;
+            .check(&Operation::AdministerTable(&ident))?;
         Ok(self.lake.catalog.drop_table(&ident, &self.principal).await?)
     }
 
@@ -385,7 +385,7 @@ impl Session {
         let r: Result<IngestReport> = async {
             let t = self.table_unchecked(table).await?;
             let subject = self.subject().await?;
-            subject.require(Privilege::Insert, Some(&t.ident().namespace), Some(&t.ident().name))?;
+            subject.check(&Operation::WriteRows(t.ident()))?;
             let snap = t.snapshot().await?;
             stratalake_table::quality::check_write_rights(&subject, t.ident(), &snap, mode)?;
             if on_error == OnError::Quarantine {
@@ -462,7 +462,7 @@ impl Session {
         let q = Self::quarantine_ident(t);
         match self.lake.catalog.table(&q).await {
             Err(stratalake_table::Error::TableNotFound(_)) => {
-                if !subject.allows(Privilege::Admin, Some(&q.namespace), None) {
+                if !subject.may(&Operation::AdministerNamespace(&q.namespace)) {
                     return Err(stratalake_table::Error::PermissionDenied {
                         principal: subject.principal.clone(),
                         reason: format!(
@@ -476,7 +476,7 @@ impl Session {
             }
             Err(e) => Err(e.into()),
             Ok(qt) => {
-                subject.require(Privilege::Insert, Some(&q.namespace), Some(&q.name))?;
+                subject.check(&Operation::WriteRows(&q))?;
                 let have = qt.snapshot().await?.metadata.schema;
                 let want = self.quarantine_schema(snap);
                 let same = have.columns.len() == want.columns.len()
@@ -622,7 +622,7 @@ impl Session {
         tables: &[String],
         on_file: &(dyn Fn(usize, usize) + Send + Sync),
     ) -> Result<VerifyReport> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let mut report = VerifyReport::default();
         let state = self.lake.catalog.state().await?;
         // Shredded levels cannot be decrypted any more: every other column is checked.

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use serde::Serialize;
-use stratalake_table::access::Privilege;
 use stratalake_table::heat::ReadHeat;
 use stratalake_table::{Store, TableIdent};
 use stratalake_tiering::Policy;
@@ -17,6 +16,7 @@ use stratalake_tiering::mover::{MoveOptions, MoveReport};
 use stratalake_tiering::plan::{Plan, TableState};
 
 use crate::{CONFIG_FILE, Error, Lake, LakeConfig, Result, Session, TierConfig};
+use stratalake_table::access::Operation;
 
 /// A tier, its place in the order and how full it is (from the table logs).
 #[derive(Clone, Debug, Serialize)]
@@ -137,7 +137,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn tier_list(&self) -> Result<Vec<TierInfo>> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let states = self.table_states(None).await?;
         self.tier_infos(&states)
     }
@@ -177,7 +177,7 @@ impl Session {
     /// "Now" is the lake's clock ([`LakeBuilder::clock`](crate::LakeBuilder::clock)).
     pub async fn tier_plan(&self) -> Result<Plan> {
         let now_ms = self.lake.now_ms();
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let states = self.table_states(None).await?;
         let heat = self.heat().await?;
         Ok(stratalake_tiering::plan::plan(
@@ -234,7 +234,7 @@ impl Session {
             n
         };
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             let states = self.table_states(None).await?;
             let tables: std::collections::BTreeMap<String, stratalake_table::Table> = states
                 .into_iter()
@@ -265,7 +265,7 @@ impl Session {
     /// match; empty: every file) to tier `to` — a recall to a hot tier, or a manual demotion.
     /// Rules may move them again later unless a `[[pin]]` keeps them.
     pub async fn tier_recall_plan(&self, table: &str, to: &str, partition: &[(String, String)]) -> Result<Plan> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let ident = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
         if self.lake.policy.rank(to).is_none() {
             return Err(stratalake_tiering::Error::Config(format!(
@@ -303,7 +303,7 @@ impl Session {
 
     /// Fill per tier, moves the rules would make now, warnings, and the read cache.
     pub async fn tier_status(&self) -> Result<TierStatus> {
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         // one read of every table's log for both the fill and the plan
         let states = self.table_states(None).await?;
         let tiers = self.tier_infos(&states)?;
@@ -349,7 +349,7 @@ impl Session {
     /// ```
     pub async fn capacity(&self, window_days: u32) -> Result<CapacityReport> {
         let now_ms = self.lake.now_ms();
-        self.subject().await?.require(Privilege::Admin, None, None)?;
+        self.subject().await?.check(&Operation::AdministerLake)?;
         let states = self.table_states(None).await?;
         Ok(stratalake_tiering::capacity::report(&self.lake.policy, &states, now_ms, window_days.max(1)).await?)
     }
@@ -417,7 +417,7 @@ impl Session {
             statement.push_str(&format!(" BEFORE {b}"));
         }
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             let (dir, _lock) = self.lock_config()?;
             let path = dir.join(CONFIG_FILE);
             let (text, config) = read_config(&path)?;
@@ -519,7 +519,7 @@ impl Session {
     /// header are not kept); lakes opened from then on no longer see the tier.
     pub async fn tier_remove(&self, name: &str) -> Result<()> {
         let r = async {
-            self.subject().await?.require(Privilege::Admin, None, None)?;
+            self.subject().await?.check(&Operation::AdministerLake)?;
             let (dir, _lock) = self.lock_config()?;
             let path = dir.join(CONFIG_FILE);
             let (_, config) = read_config(&path)?;

@@ -21,7 +21,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::Classifications;
-use crate::{Error, Result};
+use crate::{Error, Result, TableIdent};
 
 /// A privilege.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -896,7 +896,75 @@ pub struct Subject {
     pub shredded: BTreeSet<String>,
 }
 
+/// What a principal asks to do: the input of the one permission check, [`Subject::check`].
+/// Every layer (SQL, the facade, the CLI, the coming server) names the operation and asks;
+/// none decides from grants itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation<'a> {
+    /// Read a table's rows: SELECT, the read side of MERGE, quality reports, exports (SELECT).
+    ReadRows(&'a TableIdent),
+    /// Change a table's rows: INSERT, ingest, DELETE, UPDATE, the write side of MERGE (INSERT).
+    WriteRows(&'a TableIdent),
+    /// Know that a table exists and see its columns: listings, descriptions, naming it in a
+    /// query (any privilege on it).
+    KnowTable(&'a TableIdent),
+    /// Administer a table: drop it, alter it, its constraints, optimize, vacuum, its history, an
+    /// unchecked handle on it (ADMIN on the table, its namespace or the lake).
+    AdministerTable(&'a TableIdent),
+    /// Administer a namespace: create tables in it (ADMIN on the namespace or the lake).
+    AdministerNamespace(&'a str),
+    /// Administer the lake: namespaces, principals, roles, grants, row filters, masks,
+    /// classification policies, keys, backups, tiers and the audit log (ADMIN on the lake).
+    AdministerLake,
+}
+
+impl Operation<'_> {
+    /// The privilege it needs and where: (privilege, namespace, table).
+    fn needs(&self) -> (Privilege, Option<&str>, Option<&str>) {
+        match *self {
+            Operation::ReadRows(t) | Operation::KnowTable(t) => (Privilege::Select, Some(&t.namespace), Some(&t.name)),
+            Operation::WriteRows(t) => (Privilege::Insert, Some(&t.namespace), Some(&t.name)),
+            Operation::AdministerTable(t) => (Privilege::Admin, Some(&t.namespace), Some(&t.name)),
+            Operation::AdministerNamespace(ns) => (Privilege::Admin, Some(ns), None),
+            Operation::AdministerLake => (Privilege::Admin, None, None),
+        }
+    }
+}
+
 impl Subject {
+    /// Whether the subject may do `op` ([`Subject::check`] without the error).
+    pub fn may(&self, op: &Operation<'_>) -> bool {
+        match *op {
+            Operation::KnowTable(t) => self.table_sight(&t.namespace, &t.name).known,
+            _ => {
+                let (privilege, ns, table) = op.needs();
+                self.allows(privilege, ns, table)
+            }
+        }
+    }
+
+    /// The permission check: `Ok` if the subject may do `op`, else
+    /// [`Error::PermissionDenied`] naming the privilege it lacks and where.
+    ///
+    /// ```
+    /// use stratalake_table::TableIdent;
+    /// use stratalake_table::access::{Operation, Subject};
+    /// use stratalake_table::schema::Classifications;
+    /// let t = TableIdent::new("gov", "permits");
+    /// let mut ana = Subject::superuser("ana", &Classifications::default());
+    /// assert!(ana.check(&Operation::AdministerTable(&t)).is_ok()); // bootstrap mode
+    /// ana.superuser = false; // no grants
+    /// let e = ana.check(&Operation::ReadRows(&t)).unwrap_err();
+    /// assert_eq!(e.to_string(), "permission denied: ana has no SELECT privilege on table gov.permits");
+    /// ```
+    pub fn check(&self, op: &Operation<'_>) -> Result<()> {
+        if self.may(op) {
+            return Ok(());
+        }
+        let (privilege, ns, table) = op.needs();
+        self.require(privilege, ns, table)
+    }
+
     /// Everything allowed (bootstrap mode).
     pub fn superuser(principal: &str, classes: &Classifications) -> Self {
         Self {
@@ -915,8 +983,9 @@ impl Subject {
     }
 
     /// Whether the subject holds `privilege` on the table (or, with `table = None`, on the
-    /// namespace; with both `None`, on the lake).
-    pub fn allows(&self, privilege: Privilege, namespace: Option<&str>, table: Option<&str>) -> bool {
+    /// namespace; with both `None`, on the lake). Callers outside this crate ask
+    /// [`Subject::may`] / [`Subject::check`] with an [`Operation`].
+    pub(crate) fn allows(&self, privilege: Privilege, namespace: Option<&str>, table: Option<&str>) -> bool {
         self.superuser
             || self
                 .grants
@@ -925,7 +994,7 @@ impl Subject {
     }
 
     /// Fail with a clear error unless [`Subject::allows`].
-    pub fn require(&self, privilege: Privilege, namespace: Option<&str>, table: Option<&str>) -> Result<()> {
+    fn require(&self, privilege: Privilege, namespace: Option<&str>, table: Option<&str>) -> Result<()> {
         if self.allows(privilege, namespace, table) {
             return Ok(());
         }
@@ -1024,6 +1093,60 @@ mod tests {
             s.row_filters.insert("gov.t".into(), vec!["region = 'n'".into()]);
         }
         s
+    }
+
+    #[test]
+    fn each_operation_needs_its_privilege() {
+        let t = TableIdent::new("gov", "t");
+        let other = TableIdent::new("gov", "u");
+        let ops = |s: &Subject, t: &TableIdent| {
+            [
+                s.may(&Operation::ReadRows(t)),
+                s.may(&Operation::WriteRows(t)),
+                s.may(&Operation::KnowTable(t)),
+                s.may(&Operation::AdministerTable(t)),
+            ]
+        };
+        // SELECT: read and know; INSERT: write and know; ADMIN: everything on the table
+        assert_eq!(
+            ops(&subject_with(&[(Privilege::Select, "t")], false), &t),
+            [true, false, true, false]
+        );
+        assert_eq!(
+            ops(&subject_with(&[(Privilege::Insert, "t")], false), &t),
+            [false, true, true, false]
+        );
+        assert_eq!(
+            ops(&subject_with(&[(Privilege::Admin, "t")], false), &t),
+            [true, true, true, true]
+        );
+        // a grant on one table says nothing of another, nor of the namespace or the lake
+        let admin_t = subject_with(&[(Privilege::Admin, "t")], false);
+        assert_eq!(ops(&admin_t, &other), [false; 4]);
+        assert!(!admin_t.may(&Operation::AdministerNamespace("gov")));
+        assert!(!admin_t.may(&Operation::AdministerLake));
+        // refusals name the privilege and the securable
+        let none = subject_with(&[], false);
+        for (op, wanted) in [
+            (Operation::ReadRows(&t), "has no SELECT privilege on table gov.t"),
+            (Operation::KnowTable(&t), "has no SELECT privilege on table gov.t"),
+            (Operation::WriteRows(&t), "has no INSERT privilege on table gov.t"),
+            (Operation::AdministerTable(&t), "has no ADMIN privilege on table gov.t"),
+            (
+                Operation::AdministerNamespace("gov"),
+                "has no ADMIN privilege on namespace gov",
+            ),
+            (Operation::AdministerLake, "has no ADMIN privilege on the lake"),
+        ] {
+            let e = none.check(&op).unwrap_err();
+            assert!(
+                matches!(e, Error::PermissionDenied { .. }) && e.to_string().ends_with(wanted),
+                "{op:?}: {e}"
+            );
+        }
+        // bootstrap mode allows everything
+        let boot = Subject::superuser("ana", &Classifications::default());
+        assert!(boot.check(&Operation::AdministerLake).is_ok() && boot.check(&Operation::ReadRows(&other)).is_ok());
     }
 
     #[test]
