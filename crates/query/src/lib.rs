@@ -25,6 +25,7 @@ mod policy_exec;
 pub mod provider;
 pub mod quality;
 mod runtime;
+mod scan_policy;
 mod stats;
 
 pub use catalog::AsOf;

@@ -51,6 +51,7 @@ use stratalake_table::write::conform_batch;
 use stratalake_table::{Access, Snapshot, Table, Transform, WriteMode};
 
 use crate::error::external;
+use crate::scan_policy::{self, Rows, ScanPolicy, ScanTable};
 use stratalake_table::access::Operation;
 
 /// URL under which a tier's object store is registered with DataFusion.
@@ -160,12 +161,6 @@ impl LakeTableProvider {
     pub fn recording_policies(mut self, applied: Arc<std::sync::Mutex<Vec<String>>>) -> Self {
         self.applied = applied;
         self
-    }
-
-    /// The classifications governing a column: its own and, for an earlier version, that of
-    /// the column it is today.
-    fn levels_of<'a>(&'a self, c: &'a stratalake_table::schema::ColumnDef) -> impl Iterator<Item = &'a String> {
-        std::iter::once(&c.classification).chain(self.lineage.get(&c.name).map(|n| &n.classification))
     }
 
     /// The snapshot read.
@@ -543,9 +538,7 @@ impl LakeTableProvider {
             )));
         }
         let ident = self.table.ident();
-        self.subject
-            .check(&Operation::WriteRows(ident))
-            .map_err(external)?;
+        self.subject.check(&Operation::WriteRows(ident)).map_err(external)?;
         if self.subject.row_filters.contains_key(&ident.to_string())
             || self.subject.masks.contains_key(&ident.to_string())
         {
@@ -688,47 +681,7 @@ impl TableProvider for LakeTableProvider {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let ident = self.table.ident();
-        self.subject
-            .check(&Operation::ReadRows(ident))
-            .map_err(external)?;
-        // Only filters over visible columns may steer which files are read.
-        let table_masks = self.subject.masks.get(&ident.to_string()).cloned().unwrap_or_default();
-        // masks are set on today's column names; an earlier version's column gets the mask of
-        // the column it is today
-        let mut masks: BTreeMap<String, Mask> = if self.lineage.is_empty() {
-            table_masks
-        } else {
-            self.snapshot
-                .metadata
-                .schema
-                .columns
-                .iter()
-                .filter_map(|c| {
-                    let now = self.lineage.get(&c.name).map_or(&c.name, |n| &n.name);
-                    table_masks.get(now).map(|m| (c.name.clone(), m.clone()))
-                })
-                .collect()
-        };
-        // classification policies: columns above the clearance shown through their level's mask
-        for c in &self.snapshot.metadata.schema.columns {
-            // (a column dropped since reads NULL: no policy of today covers it)
-            if !self.hidden.contains(&c.name)
-                || masks.contains_key(&c.name)
-                || (!self.writable && !self.lineage.contains_key(&c.name))
-            {
-                continue;
-            }
-            // the strictest level that hides it decides (today's, for an earlier version)
-            let classes = self.table.context().keyring.classifications();
-            let level = self
-                .levels_of(c)
-                .filter(|l| !self.access.allows(l))
-                .max_by_key(|l| classes.rank(l).unwrap_or(usize::MAX))
-                .cloned();
-            if let Some(m) = level.and_then(|l| self.subject.level_masks.get(&l)) {
-                masks.insert(c.name.clone(), m.clone());
-            }
-        }
+        self.subject.check(&Operation::ReadRows(ident)).map_err(external)?;
         // The columns this query touches: asked for, or in its conditions.
         let mut touched: Vec<String> = projection
             .cloned()
@@ -741,58 +694,18 @@ impl TableProvider for LakeTableProvider {
                 .iter()
                 .flat_map(|f| f.column_refs().into_iter().map(|c| c.name.clone())),
         );
+        let table = ScanTable {
+            ident,
+            columns: &self.snapshot.metadata.schema.columns,
+            lineage: &self.lineage,
+            current: self.writable,
+            classifications: self.table.context().keyring.classifications(),
+        };
+        let ScanPolicy { masks, rows, applied } =
+            scan_policy::resolve(&self.subject, &self.access, &table, &self.hidden, &touched).map_err(external)?;
         // What applies, for the statement's audit record (names and kinds, never predicates).
-        {
-            let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-            match self.subject.row_filter_names.get(&ident.to_string()) {
-                Some(names) if names.is_empty() => applied.push(format!("no row filter grants rows of {ident}")),
-                Some(names) => applied.extend(names.iter().map(|n| format!("row filter {n} on {ident}"))),
-                None => {}
-            }
-            let asked: HashSet<&String> = touched.iter().collect();
-            for (c, m) in &masks {
-                if asked.contains(c) {
-                    applied.push(format!("mask {} on {ident}.{c}", m.kind()));
-                }
-            }
-            for c in self
-                .hidden
-                .iter()
-                .filter(|c| asked.contains(c) && !masks.contains_key(*c))
-            {
-                applied.push(format!("clearance hides {ident}.{c}"));
-            }
-        }
-        // Denied columns: a query may not touch them at all.
-        if let Some(c) = touched.iter().find(|c| masks.get(*c) == Some(&Mask::Deny)) {
-            return Err(external(stratalake_table::Error::PermissionDenied {
-                principal: self.subject.principal.clone(),
-                reason: format!("may not read column {c:?} of {ident} (denied)"),
-            }));
-        }
-        // Shredded levels: no key opens their columns any more, and no mask can compute from
-        // their values. A NULL or REDACT mask shows them as NULL; otherwise touching one is an
-        // error naming it (never a silent NULL).
-        for c in &self.snapshot.metadata.schema.columns {
-            let Some(level) = self.levels_of(c).find(|l| self.subject.shredded.contains(*l)) else {
-                continue;
-            };
-            if !touched.contains(&c.name) {
-                continue;
-            }
-            match masks.get(&c.name) {
-                Some(Mask::Null | Mask::Redact) => {
-                    masks.insert(c.name.clone(), Mask::Null);
-                }
-                _ => {
-                    return Err(external(stratalake_table::Error::Shredded {
-                        table: ident.to_string(),
-                        column: c.name.clone(),
-                        level: level.clone(),
-                    }));
-                }
-            }
-        }
+        self.applied.lock().unwrap_or_else(|e| e.into_inner()).extend(applied);
+        // Only filters over visible columns may steer which files are read.
         let visible_filters: Vec<Expr> = filters
             .iter()
             .filter(|f| {
@@ -803,16 +716,16 @@ impl TableProvider for LakeTableProvider {
             .cloned()
             .collect();
         // Row filters that apply to this subject: None = every row.
-        let policy = match self.subject.row_filters.get(&ident.to_string()) {
-            None => None,
-            Some(preds) if preds.is_empty() => {
+        let policy = match &rows {
+            Rows::All => None,
+            Rows::Nothing => {
                 let s = match projection {
                     Some(p) => Arc::new(self.schema.project(p)?),
                     None => self.schema.clone(),
                 };
                 return Ok(Arc::new(EmptyExec::new(s)));
             }
-            Some(preds) => Some(self.row_policy(state, preds)?),
+            Rows::Matching(preds) => Some(self.row_policy(state, preds)?),
         };
         let files = self.prune(state, &visible_filters)?;
         if files.is_empty() {
@@ -1204,9 +1117,7 @@ impl TableProvider for LakeTableProvider {
             )));
         }
         let ident = self.table.ident();
-        self.subject
-            .check(&Operation::WriteRows(ident))
-            .map_err(external)?;
+        self.subject.check(&Operation::WriteRows(ident)).map_err(external)?;
         let mode = match insert_op {
             InsertOp::Append => WriteMode::Append,
             InsertOp::Overwrite => WriteMode::Overwrite,
