@@ -9,8 +9,9 @@ use clap::{Args, Subcommand};
 use stratalake::backup::{KeepPolicy, Progress, Repository, RestoreOptions};
 use stratalake::{KeySource, Lake, Session};
 
-use crate::output::{self, Cell, print_json_as, print_rows};
-use crate::{Cli, ident, kv, open};
+use crate::args::{Cli, ident, kv};
+use crate::lake::{open, principal};
+use crate::output::{self, Cell, JsonStyle, made, print_problems, print_rows, show};
 
 #[derive(Args, Debug)]
 pub struct RepoArgs {
@@ -186,11 +187,12 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let lake = open(cli).await?;
             let url = repo.url()?;
             let r = lake.backup_init(&url, &repo.options()?).await?;
-            if fmt.is_json() {
-                println!("{}", serde_json::json!({ "id": r.id(), "url": url }));
-            } else {
+            let doc = serde_json::json!({ "id": r.id(), "url": url });
+            let human = |_| {
                 println!("created backup repository {} at {url}", r.id());
-            }
+                Ok(())
+            };
+            show(fmt, &made(doc, human).with_style(JsonStyle::Line))?;
         }
         BackupCmd::Create { repo, tables, all: _ } => {
             let lake = open(cli).await?;
@@ -202,10 +204,9 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                 .await;
             bar.finish();
             let m = m.context("the backup was not recorded (no manifest written); run it again")?;
-            if fmt.is_json() {
-                let report = serde_json::json!({ "id": m.id, "totals": m.totals });
-                print_json_as(&timed_json(report, m.totals.new_bytes, started)?, fmt)?;
-            } else {
+            let report = serde_json::json!({ "id": m.id, "totals": m.totals });
+            let doc = timed_json(report, m.totals.new_bytes, started)?;
+            let human = |_| {
                 println!(
                     "backup {}: {} table(s), {} file(s), {}; copied {} new file(s), {} ({}), {} log object(s)",
                     m.id,
@@ -217,15 +218,15 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     rate(m.totals.new_bytes, started),
                     m.totals.new_meta
                 );
-            }
+                Ok(())
+            };
+            show(fmt, &made(doc, human))?;
         }
         BackupCmd::List { repo } => {
             let lake = open(cli).await?;
             let r = repo.open(&lake).await?;
             let list = r.list().await?;
-            if fmt.is_json() {
-                print_json_as(&list, fmt)?;
-            } else {
+            let human = |fmt| {
                 let rows = list
                     .iter()
                     .map(|b| {
@@ -248,8 +249,9 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     &["id", "time", "tables", "files", "bytes", "new_bytes", "status"],
                     rows,
                     fmt,
-                )?;
-            }
+                )
+            };
+            show(fmt, &made(&list, human))?;
         }
         BackupCmd::Verify { repo, read_data } => {
             let lake = open(cli).await?;
@@ -259,9 +261,8 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let report = r.verify(*read_data, &cb).await;
             bar.finish();
             let report = report?;
-            if fmt.is_json() {
-                print_json_as(&timed_json(&report, report.bytes_read, started)?, fmt)?;
-            } else {
+            let doc = timed_json(&report, report.bytes_read, started)?;
+            let human = |fmt| {
                 println!(
                     "checked {} backup(s), {} object(s), read {} ({})",
                     report.backups,
@@ -269,15 +270,14 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     output::size(report.bytes_read),
                     rate(report.bytes_read, started)
                 );
-                if !report.problems.is_empty() {
-                    let rows = report
-                        .problems
-                        .iter()
-                        .map(|p| vec![p.object.clone(), p.problem.clone(), p.backups.join(", ")])
-                        .collect();
-                    print_rows(&["object", "problem", "backups"], rows, fmt)?;
-                }
-            }
+                let rows = report
+                    .problems
+                    .iter()
+                    .map(|p| vec![p.object.clone(), p.problem.clone(), p.backups.join(", ")])
+                    .collect();
+                print_problems(&["object", "problem", "backups"], rows, fmt)
+            };
+            show(fmt, &made(doc, human))?;
             if !report.problems.is_empty() {
                 eprintln!(
                     "error: {} damaged object(s); backups affected: {}",
@@ -285,9 +285,6 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     report.damaged_backups().into_iter().collect::<Vec<_>>().join(", ")
                 );
                 return Ok(ExitCode::from(3));
-            }
-            if !fmt.is_json() {
-                println!("no problems found");
             }
         }
         BackupCmd::Restore {
@@ -326,9 +323,8 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let s = target_lake.restore(&r, &id, opts, &cb).await;
             bar.finish();
             let s = s.context("nothing was published to the target lake")?;
-            if fmt.is_json() {
-                print_json_as(&timed_json(&s, s.bytes, started)?, fmt)?;
-            } else {
+            let doc = timed_json(&s, s.bytes, started)?;
+            let human = |_| {
                 for t in &s.tables {
                     println!("restored {} at version {} ({} rows)", t.table, t.version, t.rows);
                 }
@@ -339,7 +335,9 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     output::size(s.bytes),
                     rate(s.bytes, started)
                 );
-            }
+                Ok(())
+            };
+            show(fmt, &made(doc, human))?;
         }
         BackupCmd::Forget {
             ids,
@@ -359,9 +357,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                 monthly: *keep_monthly,
             };
             let d = r.forget(ids, &policy, *dry_run).await?;
-            if fmt.is_json() {
-                print_json_as(&d, fmt)?;
-            } else {
+            let human = |fmt| {
                 let rows = d
                     .iter()
                     .map(|e| {
@@ -376,8 +372,9 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                         ]
                     })
                     .collect();
-                print_rows(&["id", "action", "kept_by"], rows, fmt)?;
-            }
+                print_rows(&["id", "action", "kept_by"], rows, fmt)
+            };
+            show(fmt, &made(&d, human))?;
         }
         BackupCmd::Detach { repo } => {
             let lake = open(cli).await?;
@@ -386,19 +383,18 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             if n == 0 {
                 bail!("this lake does not track a backup repository at {url}");
             }
-            if fmt.is_json() {
-                println!("{}", serde_json::json!({ "detached": url }));
-            } else {
+            let doc = serde_json::json!({ "detached": url });
+            let human = |_| {
                 println!("no longer tracking backup repository {url}");
-            }
+                Ok(())
+            };
+            show(fmt, &made(doc, human).with_style(JsonStyle::Line))?;
         }
         BackupCmd::Prune { repo, dry_run } => {
             let lake = open(cli).await?;
             let r = repo.open(&lake).await?;
             let p = r.prune(*dry_run).await?;
-            if fmt.is_json() {
-                print_json_as(&p, fmt)?;
-            } else {
+            let human = |_| {
                 println!(
                     "{} {} object(s), {}; {} object(s), {} still referenced",
                     if *dry_run { "would remove" } else { "removed" },
@@ -407,7 +403,9 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
                     p.kept_objects,
                     output::size(p.kept_bytes)
                 );
-            }
+                Ok(())
+            };
+            show(fmt, &made(&p, human))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -456,5 +454,5 @@ async fn open_target(cli: &Cli, target: Option<&str>, key_file: Option<&Path>, s
         eprintln!("created lake {} to restore into, {how}", dir.display());
         lake
     };
-    Ok(lake.session(&crate::principal(cli)))
+    Ok(lake.session(&principal(cli)))
 }

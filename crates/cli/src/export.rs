@@ -7,7 +7,6 @@
 //! SQL `COPY ... TO` stays refused: a statement must never choose files on the machine that runs
 //! it (in the coming server, that is the server's own disk).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,8 +16,9 @@ use stratalake::arrow::array::RecordBatch;
 use stratalake::arrow::datatypes::SchemaRef;
 use stratalake::query::Piece;
 
-use crate::output::{self, OutFormat};
-use crate::{Cli, open};
+use crate::args::{Cli, as_of_arg, ident};
+use crate::lake::open;
+use crate::output::{self, JsonStyle, made, show};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
@@ -154,13 +154,15 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     opts.open(path)
 }
 
-pub async fn run(cli: &Cli, a: &ExportArgs, fmt: OutFormat) -> Result<ExitCode> {
+/// `stratalake export`.
+pub async fn run(cli: &Cli, a: &ExportArgs) -> Result<ExitCode> {
+    let fmt = cli.format;
     let format = FileFormat::of(a.file_format.as_deref(), &a.to)?;
     let query = if stratalake::query::is_query(&a.source) {
         a.source.clone()
     } else if !a.source.contains(char::is_whitespace) {
         // a table name, checked as one (no SQL slipped in through it)
-        format!("SELECT * FROM {}", crate::ident(&a.source)?)
+        format!("SELECT * FROM {}", ident(&a.source)?)
     } else {
         bail!(
             "export takes one query (SELECT ..., WITH ...) or a table name; statements that change data cannot be exported"
@@ -178,7 +180,7 @@ pub async fn run(cli: &Cli, a: &ExportArgs, fmt: OutFormat) -> Result<ExitCode> 
             .with_context(|| format!("{}: not a file name", a.to.display()))?
             .to_string_lossy()
             .to_string();
-    let as_of = crate::as_of_arg(a.as_of.as_deref())?;
+    let as_of = as_of_arg(a.as_of.as_deref())?;
     let lake = open(cli).await?;
     let dest = std::path::absolute(&a.to).unwrap_or_else(|_| a.to.clone());
     let engine = lake
@@ -249,23 +251,22 @@ pub async fn run(cli: &Cli, a: &ExportArgs, fmt: OutFormat) -> Result<ExitCode> 
         let _ = d.sync_all();
     }
     let size = std::fs::metadata(&a.to).map(|m| m.len()).unwrap_or(0);
-    if fmt.is_json() {
-        let doc = serde_json::json!({
-            "done": format!("exported {rows} row(s) to {}", a.to.display()),
-            "file": a.to.display().to_string(),
-            "format": format.name(),
-            "rows": rows,
-            "bytes": size,
-        });
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{doc}")?;
-    } else {
+    let doc = serde_json::json!({
+        "done": format!("exported {rows} row(s) to {}", a.to.display()),
+        "file": a.to.display().to_string(),
+        "format": format.name(),
+        "rows": rows,
+        "bytes": size,
+    });
+    let human = |_| {
         println!(
             "exported {rows} row(s) to {} ({}, {}; not encrypted: protect it like the data)",
             a.to.display(),
             format.name(),
             output::size(size)
         );
-    }
+        Ok(())
+    };
+    show(fmt, &made(doc, human).with_style(JsonStyle::Line))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,8 +6,9 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use stratalake::crypto::KeyId;
 
-use crate::output::{Cell, print_json_as, print_rows};
-use crate::{Cli, open};
+use crate::args::Cli;
+use crate::lake::open;
+use crate::output::{Cell, made, print_rows, show};
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCmd {
@@ -49,9 +50,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
     match cmd {
         KeyCmd::List => {
             let s = lake.key_status().await?;
-            if fmt.is_json() {
-                print_json_as(&s, fmt)?;
-            } else {
+            let human = |fmt| {
                 let rows = s
                     .iter()
                     .map(|k| {
@@ -74,14 +73,13 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
                     &["classification", "version", "state", "live_files", "history_files"],
                     rows,
                     fmt,
-                )?;
-            }
+                )
+            };
+            show(fmt, &made(&s, human))?;
         }
         KeyCmd::Rotate { classification } => {
             let r = lake.rotate_keys(classification.as_deref()).await?;
-            if fmt.is_json() {
-                print_json_as(&r, fmt)?;
-            } else {
+            let human = |_| {
                 for k in &r.new_keys {
                     println!("created master key {k}");
                 }
@@ -94,7 +92,9 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
                 if r.tables.is_empty() {
                     println!("every live file's keys are wrapped under the current versions");
                 }
-            }
+                Ok(())
+            };
+            show(fmt, &made(&r, human))?;
         }
         KeyCmd::Retire {
             classification,

@@ -359,15 +359,99 @@ impl Cell {
     }
 }
 
+/// What a command prints, in every output format: the JSON formats get the document of
+/// [`Report::json`], written as [`Report::style`] says; `table` and `csv` get
+/// [`Report::human`]. Commands hand their result to [`show`] and never test the format
+/// themselves, so that each format is written one way.
+pub trait Report {
+    /// How the JSON formats write the document.
+    fn style(&self) -> JsonStyle {
+        JsonStyle::Document
+    }
+
+    /// The document of `--format json` and `--format ndjson`.
+    fn json(&self) -> impl serde::Serialize + '_;
+
+    /// What `--format table` and `--format csv` print: sentences, and rows through
+    /// [`print_rows`] (which writes them as the format asks).
+    fn human(&self, fmt: OutFormat) -> Result<()>;
+}
+
+/// How the JSON formats write a [`Report`]'s document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonStyle {
+    /// As [`print_json_as`]: points in time in RFC 3339; pretty for `json`, one line (one per
+    /// element of a list) for `ndjson`.
+    Document,
+    /// Pretty, in both JSON formats, fields in the order the type declares them.
+    Pretty,
+    /// One line, in both JSON formats.
+    Line,
+}
+
+/// Print a command's report in the chosen format.
+pub fn show(fmt: OutFormat, r: &impl Report) -> Result<()> {
+    if !fmt.is_json() {
+        return r.human(fmt);
+    }
+    let doc = r.json();
+    match r.style() {
+        JsonStyle::Document => print_json_as(&doc, fmt),
+        JsonStyle::Pretty => print_line(serde_json::to_string_pretty(&doc)?),
+        JsonStyle::Line => print_line(serde_json::to_string(&doc)?),
+    }
+}
+
+fn print_line(text: impl std::fmt::Display) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(out.flush()?)
+}
+
+/// A report put together where it is printed: its document, and a closure that prints it
+/// for people (a result that needs the command's arguments or timing to be read).
+pub struct Made<D, H> {
+    style: JsonStyle,
+    doc: D,
+    human: H,
+}
+
+/// A [`Made`] report written as a [`JsonStyle::Document`].
+pub fn made<D: serde::Serialize, H: Fn(OutFormat) -> Result<()>>(doc: D, human: H) -> Made<D, H> {
+    Made {
+        style: JsonStyle::Document,
+        doc,
+        human,
+    }
+}
+
+impl<D, H> Made<D, H> {
+    /// Write the document in this style instead.
+    pub fn with_style(mut self, style: JsonStyle) -> Self {
+        self.style = style;
+        self
+    }
+}
+
+impl<D: serde::Serialize, H: Fn(OutFormat) -> Result<()>> Report for Made<D, H> {
+    fn style(&self) -> JsonStyle {
+        self.style
+    }
+
+    fn json(&self) -> impl serde::Serialize + '_ {
+        &self.doc
+    }
+
+    fn human(&self, fmt: OutFormat) -> Result<()> {
+        (self.human)(fmt)
+    }
+}
+
 /// Say what a command did: the sentence, or `{"done": "..."}` in JSON formats.
 pub fn done(fmt: OutFormat, what: impl std::fmt::Display) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if fmt.is_json() {
-        writeln!(out, "{}", serde_json::json!({ "done": what.to_string() }))?;
-    } else {
-        writeln!(out, "{what}")?;
-    }
-    Ok(out.flush()?)
+    let what = what.to_string();
+    let doc = serde_json::json!({ "done": &what });
+    show(fmt, &made(doc, |_| print_line(&what)).with_style(JsonStyle::Line))
 }
 
 /// A size the way every command writes it (binary units, one decimal).
@@ -420,6 +504,16 @@ pub fn print_rows<C: Into<Cell>>(headers: &[&str], rows: Vec<Vec<C>>, fmt: OutFo
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), cols)?;
     print_batches(&schema, &[batch], fmt)
+}
+
+/// What a check found, one row per problem under `headers`; `no problems found` when there
+/// are none.
+pub fn print_problems(headers: &[&str], rows: Vec<Vec<String>>, fmt: OutFormat) -> Result<()> {
+    if rows.is_empty() {
+        println!("no problems found");
+        return Ok(());
+    }
+    print_rows(headers, rows, fmt)
 }
 
 /// Keys of the library's JSON documents that hold points in time (ms since the epoch), and

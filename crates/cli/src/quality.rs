@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
-use crate::output::print_rows;
-use crate::{Cli, open};
+use crate::args::Cli;
+use crate::lake::open;
+use crate::output::{JsonStyle, made, print_rows, show};
 
 #[derive(Subcommand, Debug)]
 pub enum QualityCmd {
@@ -51,91 +52,89 @@ pub async fn run(cli: &Cli, cmd: &QualityCmd) -> Result<ExitCode> {
                 std::fs::write(path, stratalake::quality_html(&r))
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let rows = r
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.table.clone(),
-                        t.rows.to_string(),
-                        pct(t.completeness_overall),
-                        t.validity.map(pct).unwrap_or_else(|| "-".into()),
-                        t.uniqueness
-                            .values()
-                            .copied()
-                            .reduce(f64::min)
-                            .map(pct)
-                            .unwrap_or_else(|| "-".into()),
-                        t.timeliness
-                            .values()
-                            .filter_map(|(_, age)| *age)
-                            .max()
-                            .map(|a| format!("{}s", a / 1000))
-                            .unwrap_or_else(|| "-".into()),
-                        t.history.len().to_string(),
-                        t.checked_rows_rejected.to_string(),
-                    ]
-                })
-                .collect();
-            print_rows(
-                &[
-                    "table",
-                    "rows",
-                    "completeness",
-                    "validity",
-                    "uniqueness",
-                    "newest_age",
-                    "checked_commits",
-                    "rows_rejected",
-                ],
-                rows,
-                fmt,
-            )?;
-            if let [t] = r.as_slice() {
-                let rows = t
-                    .history
+            let human = |fmt| {
+                let rows = r
                     .iter()
-                    .map(|p| {
+                    .map(|t| {
                         vec![
-                            p.version.to_string(),
-                            stratalake::table::write::fmt_ms(p.timestamp_ms),
-                            p.rows_in.to_string(),
-                            p.rows_written.to_string(),
-                            p.rejected
-                                .iter()
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                            p.quarantined.to_string(),
-                            p.duplicates_removed.to_string(),
-                            pct(p.completeness),
+                            t.table.clone(),
+                            t.rows.to_string(),
+                            pct(t.completeness_overall),
+                            t.validity.map(pct).unwrap_or_else(|| "-".into()),
+                            t.uniqueness
+                                .values()
+                                .copied()
+                                .reduce(f64::min)
+                                .map(pct)
+                                .unwrap_or_else(|| "-".into()),
+                            t.timeliness
+                                .values()
+                                .filter_map(|(_, age)| *age)
+                                .max()
+                                .map(|a| format!("{}s", a / 1000))
+                                .unwrap_or_else(|| "-".into()),
+                            t.history.len().to_string(),
+                            t.checked_rows_rejected.to_string(),
                         ]
                     })
                     .collect();
                 print_rows(
                     &[
-                        "version",
-                        "time",
-                        "rows_in",
-                        "written",
-                        "rejected",
-                        "quarantined",
-                        "duplicates",
+                        "table",
+                        "rows",
                         "completeness",
+                        "validity",
+                        "uniqueness",
+                        "newest_age",
+                        "checked_commits",
+                        "rows_rejected",
                     ],
                     rows,
                     fmt,
                 )?;
-            }
+                if let [t] = r.as_slice() {
+                    let rows = t
+                        .history
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.version.to_string(),
+                                stratalake::table::write::fmt_ms(p.timestamp_ms),
+                                p.rows_in.to_string(),
+                                p.rows_written.to_string(),
+                                p.rejected
+                                    .iter()
+                                    .map(|(k, v)| format!("{k}={v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                                p.quarantined.to_string(),
+                                p.duplicates_removed.to_string(),
+                                pct(p.completeness),
+                            ]
+                        })
+                        .collect();
+                    print_rows(
+                        &[
+                            "version",
+                            "time",
+                            "rows_in",
+                            "written",
+                            "rejected",
+                            "quarantined",
+                            "duplicates",
+                            "completeness",
+                        ],
+                        rows,
+                        fmt,
+                    )?;
+                }
+                Ok(())
+            };
+            show(fmt, &made(&r, human).with_style(JsonStyle::Pretty))?;
         }
         QualityCmd::Compare { left, right, key } => {
             let r = lake.quality_compare(left, right, key).await?;
-            if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
+            let human = |fmt| {
                 println!(
                     "{} rows in {}, {} in {}; {} missing in {}, {} missing in {}, {} matched rows differ",
                     r.left_rows,
@@ -158,19 +157,20 @@ pub async fn run(cli: &Cli, cmd: &QualityCmd) -> Result<ExitCode> {
                 for (kind, keys) in r.samples.iter().filter(|(_, k)| !k.is_empty()) {
                     println!("{kind}: {}", keys.join(" | "));
                 }
-            }
+                Ok(())
+            };
+            show(fmt, &made(&r, human).with_style(JsonStyle::Pretty))?;
             if !r.identical() {
                 return Ok(ExitCode::from(3));
             }
         }
         QualityCmd::Constraints { table } => {
             let cs = lake.constraints(table).await?;
-            if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&cs)?);
-            } else {
+            let human = |fmt| {
                 let rows = cs.iter().map(|c| vec![c.name().to_string(), c.describe()]).collect();
-                print_rows(&["constraint", "rule"], rows, fmt)?;
-            }
+                print_rows(&["constraint", "rule"], rows, fmt)
+            };
+            show(fmt, &made(&cs, human).with_style(JsonStyle::Pretty))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -67,7 +67,7 @@ pub async fn run_script(
 
 /// A writer's failure as an error the engine's sink can return (the pipe was closed, ...).
 fn io_error(e: anyhow::Error) -> stratalake::query::Error {
-    if crate::broken_pipe(&e) {
+    if crate::errors::broken_pipe(&e) {
         // the reader has gone (`... | head`): nothing more to say
         std::process::exit(0);
     }
@@ -412,7 +412,7 @@ pub async fn shell(lake: &Session, engine: SqlSession, settings: &Settings) -> R
                 Ok(Meta::Done) => {}
                 Ok(Meta::Sql(s)) => sql = Some(s),
                 Ok(Meta::Describe(name)) => {
-                    if let Err(e) = crate::describe_for(lake, &name, true, st.writer.format()).await {
+                    if let Err(e) = crate::table::describe(lake, &name, None, st.writer.format()).await {
                         eprintln!("error: {}", one_line(&format!("{e:#}")));
                     }
                 }

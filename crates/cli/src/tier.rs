@@ -10,8 +10,9 @@ use stratalake::tiering::mover::{MoveProgress, MoveReport};
 use stratalake::tiering::plan::Plan;
 use stratalake::tiering::units::{fmt_bytes, parse_size};
 
-use crate::output::{self, OutFormat, print_rows};
-use crate::{Cli, kv, open};
+use crate::args::{Cli, kv};
+use crate::lake::open;
+use crate::output::{self, JsonStyle, OutFormat, Report, made, print_rows, show};
 
 #[derive(Subcommand, Debug)]
 pub enum TierCmd {
@@ -110,62 +111,76 @@ fn pct(f: Option<f64>) -> String {
     f.map(|f| format!("{:.1}%", f * 100.0)).unwrap_or_else(|| "-".into())
 }
 
-fn print_plan(plan: &Plan, fmt: OutFormat) -> Result<()> {
-    if fmt.is_json() {
-        println!("{}", serde_json::to_string_pretty(plan)?);
-        return Ok(());
+impl Report for Plan {
+    fn style(&self) -> JsonStyle {
+        JsonStyle::Pretty
     }
-    let rows = plan
-        .moves
-        .iter()
-        .map(|m| {
-            vec![
-                m.table.clone(),
-                m.partition.clone(),
-                m.path.rsplit('/').next().unwrap_or_default().to_string(),
-                m.from.clone(),
-                m.to.clone(),
-                m.bytes.to_string(),
-                m.reason.clone(),
-            ]
-        })
-        .collect();
-    print_rows(
-        &["table", "partition", "file", "from", "to", "bytes", "reason"],
-        rows,
-        fmt,
-    )?;
-    for w in &plan.warnings {
-        eprintln!("warning: {w}");
+
+    fn json(&self) -> impl serde::Serialize + '_ {
+        self
     }
-    if fmt == OutFormat::Table {
-        println!("{} file(s), {} to move", plan.moves.len(), fmt_bytes(plan.bytes()));
+
+    fn human(&self, fmt: OutFormat) -> Result<()> {
+        let plan = self;
+        let rows = plan
+            .moves
+            .iter()
+            .map(|m| {
+                vec![
+                    m.table.clone(),
+                    m.partition.clone(),
+                    m.path.rsplit('/').next().unwrap_or_default().to_string(),
+                    m.from.clone(),
+                    m.to.clone(),
+                    m.bytes.to_string(),
+                    m.reason.clone(),
+                ]
+            })
+            .collect();
+        print_rows(
+            &["table", "partition", "file", "from", "to", "bytes", "reason"],
+            rows,
+            fmt,
+        )?;
+        for w in &plan.warnings {
+            eprintln!("warning: {w}");
+        }
+        if fmt == OutFormat::Table {
+            println!("{} file(s), {} to move", plan.moves.len(), fmt_bytes(plan.bytes()));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-fn print_report(r: &MoveReport, fmt: OutFormat) -> Result<()> {
-    if fmt.is_json() {
-        println!("{}", serde_json::to_string_pretty(r)?);
-        return Ok(());
+impl Report for MoveReport {
+    fn style(&self) -> JsonStyle {
+        JsonStyle::Pretty
     }
-    println!(
-        "moved {} file(s), {} in {} commit(s) in {:.1}s ({}/s); {} skipped (changed meanwhile); {} old cop(ies) deleted ({})",
-        r.files_moved,
-        fmt_bytes(r.bytes_moved),
-        r.commits,
-        r.seconds,
-        fmt_bytes(r.bytes_per_second() as u64),
-        r.files_skipped,
-        r.old_copies_deleted,
-        fmt_bytes(r.old_copy_bytes)
-    );
-    Ok(())
+
+    fn json(&self) -> impl serde::Serialize + '_ {
+        self
+    }
+
+    fn human(&self, _: OutFormat) -> Result<()> {
+        let r = self;
+        println!(
+            "moved {} file(s), {} in {} commit(s) in {:.1}s ({}/s); {} skipped (changed meanwhile); {} old cop(ies) deleted ({})",
+            r.files_moved,
+            fmt_bytes(r.bytes_moved),
+            r.commits,
+            r.seconds,
+            fmt_bytes(r.bytes_per_second() as u64),
+            r.files_skipped,
+            r.old_copies_deleted,
+            fmt_bytes(r.old_copy_bytes)
+        );
+        Ok(())
+    }
 }
 
 async fn execute(lake: &stratalake::Session, plan: &Plan, a: &RunArgs, fmt: OutFormat) -> Result<()> {
     if a.dry_run || plan.moves.is_empty() {
-        return print_plan(plan, fmt);
+        return show(fmt, plan);
     }
     let mut opts = lake.move_options();
     if let Some(c) = a.concurrency {
@@ -185,7 +200,7 @@ async fn execute(lake: &stratalake::Session, plan: &Plan, a: &RunArgs, fmt: OutF
     }));
     let r = lake.tier_run(plan, opts).await;
     bar.finish();
-    print_report(&r?, fmt)
+    show(fmt, &r?)
 }
 
 pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
@@ -194,9 +209,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
     match cmd {
         TierCmd::List => {
             let tiers = lake.tier_list().await?;
-            if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&tiers)?);
-            } else {
+            let human = |fmt| {
                 let rows = tiers
                     .iter()
                     .map(|t| {
@@ -229,8 +242,9 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
                     ],
                     rows,
                     fmt,
-                )?;
-            }
+                )
+            };
+            show(fmt, &made(&tiers, human).with_style(JsonStyle::Pretty))?;
         }
         TierCmd::Add(a) => {
             let tier = stratalake::TierConfig {
@@ -260,7 +274,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
             lake.tier_remove(name).await?;
             output::done(fmt, format!("tier {name} removed from {}", stratalake::CONFIG_FILE))?;
         }
-        TierCmd::Plan => print_plan(&lake.tier_plan().await?, fmt)?,
+        TierCmd::Plan => show(fmt, &lake.tier_plan().await?)?,
         TierCmd::Run(a) => {
             let plan = lake.tier_plan().await?;
             execute(&lake, &plan, a, fmt).await?;
@@ -277,9 +291,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
         }
         TierCmd::Status => {
             let s = lake.tier_status().await?;
-            if fmt.is_json() {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
+            let human = |fmt| {
                 let rows = s
                     .tiers
                     .iter()
@@ -314,7 +326,9 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
                 for w in &s.warnings {
                     eprintln!("warning: {w}");
                 }
-            }
+                Ok(())
+            };
+            show(fmt, &made(&s, human).with_style(JsonStyle::Pretty))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -328,82 +342,82 @@ pub async fn capacity(cli: &Cli, a: &CapacityArgs) -> Result<ExitCode> {
         std::fs::write(path, stratalake::tiering::html::render(&r))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if fmt.is_json() {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let rows = r
-        .tiers
-        .iter()
-        .map(|t| {
-            vec![
-                t.tier.clone(),
-                t.usage.files.to_string(),
-                t.usage.rows.to_string(),
-                t.usage.bytes.to_string(),
-                opt_bytes(t.capacity),
-                pct(t.fill),
-                t.growth_bytes_per_day
-                    .map(|g| format!("{g:.0}"))
-                    .unwrap_or_else(|| "-".into()),
-                t.full_on.clone().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    print_rows(
-        &[
-            "tier",
-            "files",
-            "rows",
-            "bytes",
-            "capacity",
-            "fill",
-            "growth_bytes_per_day",
-            "full_on",
-        ],
-        rows,
-        fmt,
-    )?;
-    let usage_rows = |m: &std::collections::BTreeMap<String, stratalake::tiering::capacity::Usage>| {
-        m.iter()
-            .map(|(k, u)| vec![k.clone(), u.files.to_string(), u.rows.to_string(), u.bytes.to_string()])
-            .collect::<Vec<_>>()
-    };
-    print_rows(&["namespace", "files", "rows", "bytes"], usage_rows(&r.namespaces), fmt)?;
-    print_rows(&["table", "files", "rows", "bytes"], usage_rows(&r.tables), fmt)?;
-    let cls = r
-        .classifications
-        .iter()
-        .map(|(k, u)| vec![k.clone(), u.files.to_string(), u.bytes.to_string()])
-        .collect();
-    print_rows(&["classification", "files", "column_bytes"], cls, fmt)?;
-    if a.partitions {
+    let human = |fmt| {
         let rows = r
-            .partitions
+            .tiers
             .iter()
-            .map(|p| {
+            .map(|t| {
                 vec![
-                    p.table.clone(),
-                    p.partition.clone(),
-                    p.tier.clone(),
-                    p.usage.files.to_string(),
-                    p.usage.rows.to_string(),
-                    p.usage.bytes.to_string(),
+                    t.tier.clone(),
+                    t.usage.files.to_string(),
+                    t.usage.rows.to_string(),
+                    t.usage.bytes.to_string(),
+                    opt_bytes(t.capacity),
+                    pct(t.fill),
+                    t.growth_bytes_per_day
+                        .map(|g| format!("{g:.0}"))
+                        .unwrap_or_else(|| "-".into()),
+                    t.full_on.clone().unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
-        print_rows(&["table", "partition", "tier", "files", "rows", "bytes"], rows, fmt)?;
-    }
-    if !r.quotas.is_empty() {
-        let rows = r
-            .quotas
+        print_rows(
+            &[
+                "tier",
+                "files",
+                "rows",
+                "bytes",
+                "capacity",
+                "fill",
+                "growth_bytes_per_day",
+                "full_on",
+            ],
+            rows,
+            fmt,
+        )?;
+        let usage_rows = |m: &std::collections::BTreeMap<String, stratalake::tiering::capacity::Usage>| {
+            m.iter()
+                .map(|(k, u)| vec![k.clone(), u.files.to_string(), u.rows.to_string(), u.bytes.to_string()])
+                .collect::<Vec<_>>()
+        };
+        print_rows(&["namespace", "files", "rows", "bytes"], usage_rows(&r.namespaces), fmt)?;
+        print_rows(&["table", "files", "rows", "bytes"], usage_rows(&r.tables), fmt)?;
+        let cls = r
+            .classifications
             .iter()
-            .map(|q| vec![q.scope.clone(), q.used.to_string(), q.limit.to_string()])
+            .map(|(k, u)| vec![k.clone(), u.files.to_string(), u.bytes.to_string()])
             .collect();
-        print_rows(&["quota", "used", "limit"], rows, fmt)?;
-    }
-    if let Some(path) = &a.html {
-        eprintln!("wrote {}", path.display());
-    }
+        print_rows(&["classification", "files", "column_bytes"], cls, fmt)?;
+        if a.partitions {
+            let rows = r
+                .partitions
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.table.clone(),
+                        p.partition.clone(),
+                        p.tier.clone(),
+                        p.usage.files.to_string(),
+                        p.usage.rows.to_string(),
+                        p.usage.bytes.to_string(),
+                    ]
+                })
+                .collect();
+            print_rows(&["table", "partition", "tier", "files", "rows", "bytes"], rows, fmt)?;
+        }
+        if !r.quotas.is_empty() {
+            let rows = r
+                .quotas
+                .iter()
+                .map(|q| vec![q.scope.clone(), q.used.to_string(), q.limit.to_string()])
+                .collect();
+            print_rows(&["quota", "used", "limit"], rows, fmt)?;
+        }
+        if let Some(path) = &a.html {
+            eprintln!("wrote {}", path.display());
+        }
+        Ok(())
+    };
+    show(fmt, &made(&r, human).with_style(JsonStyle::Pretty))?;
     Ok(ExitCode::SUCCESS)
 }
