@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use crate::logstore::{Attempt, LogEntry, LogStore};
 use crate::store::Store;
 use crate::write::now_ms;
 use crate::{Error, Result};
@@ -94,14 +96,89 @@ impl Record {
 }
 
 fn path(seq: u64) -> String {
-    format!("{DIR}/{seq:020}.json")
+    crate::log::commit_path(DIR, seq)
+}
+
+/// One event as a [`LogEntry`]: a fresh record (time, nonce, hash) for every attempt, chained to
+/// the head of the log, and after a lost race chained after the winner's record.
+struct AuditEntry<'a> {
+    audit: &'a AuditLog,
+    /// Next sequence number and the hash it chains to, once known (the log's cached head).
+    head: &'a mut Option<(u64, String)>,
+    event: Event,
+    /// The record of the last attempt.
+    record: Option<Record>,
+}
+
+#[async_trait::async_trait]
+impl LogEntry for AuditEntry<'_> {
+    type Output = Record;
+
+    fn log(&self) -> String {
+        DIR.into()
+    }
+
+    async fn attempt(&mut self) -> Result<Attempt> {
+        let (seq, prev) = match self.head.clone() {
+            Some(h) => h,
+            None => self.audit.find_head().await?,
+        };
+        let mut r = Record {
+            seq,
+            time_ms: now_ms(),
+            event: self.event.clone(),
+            nonce: format!("{:016x}", crate::logstore::random_u64()),
+            prev_hash: prev,
+            hash: String::new(),
+        };
+        r.hash = r.content_hash();
+        let body = serde_json::to_vec(&r).map_err(|e| Error::Internal(e.to_string()))?;
+        self.record = Some(r);
+        Ok(Attempt {
+            number: seq,
+            body: body.into(),
+        })
+    }
+
+    fn is_ours(&self, found: &[u8]) -> Option<bool> {
+        let ours = self.record.as_ref()?;
+        serde_json::from_slice::<Record>(found)
+            .ok()
+            .map(|t| t.hash == ours.hash)
+    }
+
+    async fn landed(&mut self, seq: u64) -> Result<Record> {
+        let r = self.record.take().expect("an attempt precedes its landing");
+        *self.head = Some((seq + 1, r.hash.clone()));
+        Ok(r)
+    }
+
+    /// Another writer took this number: chain after its record.
+    async fn lost(&mut self, seq: u64, theirs: Bytes) -> Result<()> {
+        let theirs: Record = serde_json::from_slice(&theirs).map_err(|e| Error::CorruptLog {
+            path: path(seq),
+            reason: format!("not an audit record: {e}"),
+        })?;
+        *self.head = Some((seq + 1, theirs.hash));
+        Ok(())
+    }
+
+    /// A store that cannot take the record makes the audit log unavailable.
+    fn create_failed(&self, e: Error) -> Error {
+        match e {
+            Error::StoreFull { .. } | Error::StoreNotWritable { .. } | Error::Store { .. } => {
+                Error::AuditUnavailable { source: Box::new(e) }
+            }
+            e => e,
+        }
+    }
 }
 
 /// Appends records; shared by every session of a lake in this process.
 #[derive(Debug)]
 pub struct AuditLog {
-    store: Store,
-    policy: crate::logstore::CommitPolicy,
+    /// The only writer of records.
+    log: LogStore,
     /// Next sequence number and the hash it chains to, once known.
     head: Mutex<Option<(u64, String)>>,
 }
@@ -111,15 +188,14 @@ impl AuditLog {
     /// long as `policy` says.
     pub fn new(store: Store, policy: crate::logstore::CommitPolicy) -> Arc<Self> {
         Arc::new(Self {
-            store,
-            policy,
+            log: LogStore::new(store, DIR, policy),
             head: Mutex::new(None),
         })
     }
 
     async fn find_head(&self) -> Result<(u64, String)> {
         let mut last: Option<u64> = None;
-        for (rel, _) in self.store.list(DIR).await? {
+        for (rel, _) in self.log.store().list(DIR).await? {
             let name = rel.rsplit('/').next().unwrap_or(&rel);
             if let Some(v) = crate::log::parse_commit_name(name) {
                 last = Some(last.map_or(v, |l| l.max(v)));
@@ -136,7 +212,7 @@ impl AuditLog {
 
     async fn read(&self, seq: u64) -> Result<Record> {
         let p = path(seq);
-        let data = self.store.get(&p).await?;
+        let data = self.log.store().get(&p).await?;
         serde_json::from_slice(&data).map_err(|e| Error::CorruptLog {
             path: p,
             reason: format!("not an audit record: {e}"),
@@ -147,55 +223,14 @@ impl AuditLog {
     /// a record whose create was answered with an error is read back and recognised by its
     /// hash, so a lost answer never writes the same event twice.
     pub async fn append(&self, event: Event) -> Result<Record> {
-        use crate::logstore::{Created, Retry, create};
         let mut head = self.head.lock().await;
-        let retry = Retry::new(&self.policy);
-        loop {
-            let (seq, prev) = match head.clone() {
-                Some(h) => h,
-                None => self.find_head().await?,
-            };
-            let mut r = Record {
-                seq,
-                time_ms: now_ms(),
-                event: event.clone(),
-                nonce: format!("{:016x}", crate::logstore::random_u64()),
-                prev_hash: prev,
-                hash: String::new(),
-            };
-            r.hash = r.content_hash();
-            let body = serde_json::to_vec(&r).map_err(|e| Error::Internal(e.to_string()))?;
-            let ours = |b: &[u8]| serde_json::from_slice::<Record>(b).ok().map(|t| t.hash == r.hash);
-            let created = create(&self.store, &path(seq), body.into(), ours)
-                .await
-                .map_err(|e| match e {
-                    Error::StoreFull { .. } | Error::StoreNotWritable { .. } | Error::Store { .. } => {
-                        Error::AuditUnavailable { source: Box::new(e) }
-                    }
-                    e => e,
-                })?;
-            match created {
-                Created::Ours => {
-                    *head = Some((seq + 1, r.hash.clone()));
-                    return Ok(r);
-                }
-                Created::Theirs(b) => {
-                    // another writer took this number: chain after its record
-                    let theirs: Record = serde_json::from_slice(&b).map_err(|e| Error::CorruptLog {
-                        path: path(seq),
-                        reason: format!("not an audit record: {e}"),
-                    })?;
-                    *head = Some((seq + 1, theirs.hash));
-                }
-            }
-            if retry.elapsed() >= self.policy.retry_for {
-                return Err(Error::Conflict {
-                    table: "_audit".into(),
-                    version: seq,
-                    reason: "too much contention on the audit log".into(),
-                });
-            }
-        }
+        let mut entry = AuditEntry {
+            audit: self,
+            head: &mut head,
+            event,
+            record: None,
+        };
+        self.log.commit(&mut entry).await
     }
 
     /// Record one operation. `failure` is its error text and whether it was a permission
@@ -250,7 +285,7 @@ impl AuditLog {
     /// Every record, oldest first.
     pub async fn records(&self) -> Result<Vec<Record>> {
         let mut seqs = Vec::new();
-        for (rel, _) in self.store.list(DIR).await? {
+        for (rel, _) in self.log.store().list(DIR).await? {
             let name = rel.rsplit('/').next().unwrap_or(&rel);
             if let Some(v) = crate::log::parse_commit_name(name) {
                 seqs.push(v);
@@ -269,7 +304,7 @@ impl AuditLog {
     pub async fn verify(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let mut seqs = Vec::new();
-        for (rel, _) in self.store.list(DIR).await? {
+        for (rel, _) in self.log.store().list(DIR).await? {
             let name = rel.rsplit('/').next().unwrap_or(&rel);
             match crate::log::parse_commit_name(name) {
                 Some(v) => seqs.push(v),

@@ -198,6 +198,67 @@ pub struct Catalog {
     audit: Arc<crate::audit::AuditLog>,
 }
 
+/// A catalog change as a [`crate::logstore::LogEntry`]: computed afresh from the newest state
+/// before every attempt, so a change that lost a race is recomputed on top of the winner (and
+/// checked again, e.g. a namespace created meanwhile); the catalog has no conflict rules.
+struct CatalogChange<'a, F> {
+    catalog: &'a Catalog,
+    /// Kept across attempts: its token recognises our own commit.
+    info: CommitInfo,
+    change: F,
+    /// The version of the last attempt.
+    version: u64,
+}
+
+#[async_trait::async_trait]
+impl<F> crate::logstore::LogEntry for CatalogChange<'_, F>
+where
+    F: Fn(&CatalogState) -> Result<Vec<CatalogAction>> + Send + Sync,
+{
+    type Output = CatalogState;
+
+    fn log(&self) -> String {
+        "_catalog".into()
+    }
+
+    async fn attempt(&mut self) -> Result<crate::logstore::Attempt> {
+        let state = self.catalog.state().await?;
+        self.version = state.version.map_or(0, |v| v + 1);
+        let commit = CatalogCommit {
+            version: self.version,
+            info: self.info.clone(),
+            actions: (self.change)(&state)?,
+        };
+        Ok(crate::logstore::Attempt {
+            number: self.version,
+            body: log::encode(&commit)?,
+        })
+    }
+
+    fn is_ours(&self, found: &[u8]) -> Option<bool> {
+        crate::logstore::carries_token(&log::commit_path(CATALOG_LOG, self.version), found, &self.info.token)
+    }
+
+    /// Committed: a failure to read the state back must not read as "not committed".
+    async fn landed(&mut self, version: u64) -> Result<CatalogState> {
+        self.catalog.state().await.map_err(|e| Error::CommitUnknown {
+            path: self
+                .catalog
+                .ctx
+                .tiers
+                .metadata()
+                .path(&log::commit_path(CATALOG_LOG, version))
+                .to_string(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Someone else's change came first: the next attempt recomputes ours from the new state.
+    async fn lost(&mut self, _version: u64, _theirs: bytes::Bytes) -> Result<()> {
+        Ok(())
+    }
+}
+
 impl Catalog {
     /// The catalog of a lake.
     pub fn new(ctx: Arc<StorageContext>) -> Self {
@@ -234,42 +295,17 @@ impl Catalog {
     /// Apply a change computed from the current state, retrying if another writer got there first.
     async fn mutate<F>(&self, principal: &str, operation: &str, f: F) -> Result<CatalogState>
     where
-        F: Fn(&CatalogState) -> Result<Vec<CatalogAction>>,
+        F: Fn(&CatalogState) -> Result<Vec<CatalogAction>> + Send + Sync,
     {
-        let store = self.ctx.tiers.metadata();
-        let token = info(principal, operation, BTreeMap::new());
-        let mut retry = crate::logstore::Retry::new(&self.ctx.commit);
-        loop {
-            let state = self.state().await?;
-            let actions = f(&state)?;
-            let version = state.version.map_or(0, |v| v + 1);
-            let commit = CatalogCommit {
-                version,
-                info: token.clone(),
-                actions,
-            };
-            let path = log::commit_path(CATALOG_LOG, version);
-            let ours = |b: &[u8]| {
-                log::decode::<CatalogCommit>(&path, b)
-                    .ok()
-                    .map(|c| c.info.token == token.token)
-            };
-            match crate::logstore::create(store, &path, log::encode(&commit)?, ours).await? {
-                // Committed: a failure to read the state back must not read as "not committed".
-                crate::logstore::Created::Ours => {
-                    return self.state().await.map_err(|e| Error::CommitUnknown {
-                        path: store.path(&path).to_string(),
-                        source: Box::new(e),
-                    });
-                }
-                // Someone else's change came first: recompute ours from the new state (which
-                // also re-checks it, e.g. a namespace created meanwhile).
-                crate::logstore::Created::Theirs(_) => {}
-            }
-            if !retry.wait().await {
-                return Err(retry.gave_up("_catalog", version));
-            }
-        }
+        let log =
+            crate::logstore::LogStore::new(self.ctx.tiers.metadata().clone(), CATALOG_LOG, self.ctx.commit.clone());
+        let mut change = CatalogChange {
+            catalog: self,
+            info: info(principal, operation, BTreeMap::new()),
+            change: f,
+            version: 0,
+        };
+        log.commit(&mut change).await
     }
 
     /// Apply access-control changes in one catalog commit, after checking each against the

@@ -20,6 +20,7 @@ pub mod action;
 pub mod audit;
 pub mod catalog;
 pub mod checked;
+pub mod conflict;
 pub mod csv;
 mod error;
 pub mod evolve;

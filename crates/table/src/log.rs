@@ -116,9 +116,17 @@ pub async fn list(store: &Store, dir: &str, after: Option<u64>) -> Result<Listin
     Ok(l)
 }
 
-/// Write version `version` if no one else has. `Ok(false)` if it already exists.
+/// Write version `version` if no one else has, in one attempt through the log store
+/// ([`crate::logstore::LogStore::create_at`]). `Ok(false)` if another entry holds it; one holding
+/// these very bytes (an earlier attempt whose answer was lost) counts as written.
 pub async fn try_write<T: Serialize>(store: &Store, dir: &str, version: u64, body: &T) -> Result<bool> {
-    store.put_create(&commit_path(dir, version), encode(body)?).await
+    use crate::logstore::{CommitPolicy, Created, LogStore};
+    let body = encode(body)?;
+    let log = LogStore::new(store.clone(), dir, CommitPolicy::default());
+    let created = log
+        .create_at(version, body.clone(), |found| Some(found == body.as_ref()))
+        .await?;
+    Ok(matches!(created, Created::Ours))
 }
 
 /// Read and check version `version`.

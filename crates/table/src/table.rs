@@ -5,8 +5,11 @@
 //! 2. stage data files (uploaded, durable, not yet referenced);
 //! 3. create `_log/<v+1>.json` with create-if-absent;
 //! 4. if another writer won `v+1`: read the winning commits; if one carries our token, our
-//!    commit already landed; if one conflicts with what we read, fail with [`Error::Conflict`]
-//!    (and delete staged files); otherwise retry at the next version with backoff.
+//!    commit already landed; if one conflicts with what we read ([`crate::conflict`]), fail with
+//!    [`Error::Conflict`] (and delete staged files); otherwise retry after the newest.
+//!
+//! Steps 3 and 4 are the log store's ([`LogStore`]); this module's `TableCommit` is what a
+//! table commit adds to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,10 +17,12 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::action::{Action, AddFile, Commit, CommitCounts, CommitInfo, Metadata, PartitionValues, RemoveFile};
+use crate::action::{Action, AddFile, Commit, CommitCounts, CommitInfo, Metadata, RemoveFile};
+use crate::conflict::ConflictCheck;
+pub use crate::conflict::ReadScope;
 use crate::keyring::Keyring;
 use crate::log;
-use crate::logstore::{self, CommitPolicy, Created, Retry};
+use crate::logstore::{Attempt, CommitPolicy, Created, LogEntry, LogStore, carries_token};
 use crate::store::Store;
 use crate::write::{DataWriter, WriteOptions, WriteTarget, conform_batch, delete_files, now_ms};
 use crate::{Error, Result};
@@ -314,15 +319,6 @@ pub struct HistoryEntry {
     pub parameters: BTreeMap<String, String>,
 }
 
-/// What a commit read, to decide whether a concurrent commit conflicts with it.
-#[derive(Clone, Debug, Default)]
-pub struct ReadScope {
-    /// The whole table was read (overwrite of everything, metadata change).
-    pub whole_table: bool,
-    /// Partitions read (partition overwrite).
-    pub partitions: BTreeSet<PartitionValues>,
-}
-
 /// A handle on one table. Cheap to clone; holds no snapshot.
 #[derive(Clone, Debug)]
 pub struct Table {
@@ -357,10 +353,9 @@ impl Table {
             info: info(principal, "CREATE TABLE", BTreeMap::new()),
             actions: vec![Action::Metadata(metadata)],
         };
-        let path = log::commit_path(&t.log_dir(), 0);
-        let token = commit.info.token.as_str();
-        let ours = |b: &[u8]| log::decode::<Commit>(&path, b).ok().map(|c| c.info.token == token);
-        match logstore::create(t.meta_store(), &path, log::encode(&commit)?, ours).await? {
+        let log = t.log_store();
+        let ours = |b: &[u8]| carries_token(&log.path(0), b, &commit.info.token);
+        match log.create_at(0, log::encode(&commit)?, ours).await? {
             Created::Ours => Ok(t),
             Created::Theirs(_) => Err(Error::TableExists(format!(
                 "{} (a log already exists at {})",
@@ -387,6 +382,11 @@ impl Table {
 
     fn meta_store(&self) -> &Store {
         self.ctx.tiers.metadata()
+    }
+
+    /// The table's log, the only writer of its commits.
+    fn log_store(&self) -> LogStore {
+        LogStore::new(self.meta_store().clone(), self.log_dir(), self.ctx.commit.clone())
     }
 
     /// The log directory relative to the metadata tier's root.
@@ -610,99 +610,8 @@ impl Table {
         info: CommitInfo,
         scope: &ReadScope,
     ) -> Result<u64> {
-        let mut version = base.version + 1;
-        let mut retry = Retry::new(&self.ctx.commit);
-        let check = ConflictCheck::new(&actions, scope);
-        // Commit times never go backwards along the log, so TIMESTAMP AS OF is exact.
-        let mut info = info;
-        let mut last_ts = base.timestamp_ms;
-        let size_of = |snap_files: &BTreeMap<String, AddFile>, a: &Action| -> i64 {
-            match a {
-                Action::Add(f) => f.size as i64,
-                Action::Remove(r) => -(snap_files.get(&r.path).map_or(0, |f| f.size) as i64),
-                _ => 0,
-            }
-        };
-        let delta: i64 = actions.iter().map(|a| size_of(&base.files, a)).sum();
-        let mut bytes_before = base.bytes() as i64;
-        // Objects this commit makes referenced that were unreferenced until now: new files, and
-        // the copies a move made on its target tier.
-        let oldest_staged = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Add(f) => Some(f.created_ms),
-                Action::Move(m) => m.copied_ms,
-                _ => None,
-            })
-            .min();
-        loop {
-            if let Some(g) = &self.ctx.guard
-                && delta > 0
-            {
-                g.check(&PendingCommit {
-                    table: &self.ident,
-                    bytes_before: bytes_before.max(0) as u64,
-                    bytes_delta: delta,
-                    operation: &info.operation,
-                })
-                .await?;
-            }
-            // Vacuum may delete unreferenced files older than the staging grace: never commit
-            // files that old (see `vacuum.rs`).
-            let now = now_ms();
-            if let Some(oldest) = oldest_staged
-                && now - oldest > self.ctx.commit.staging_limit_ms()
-            {
-                return Err(Error::StagingExpired {
-                    table: self.ident.to_string(),
-                    age_s: (now - oldest) / 1000,
-                    limit_s: self.ctx.commit.staging_limit_ms() / 1000,
-                });
-            }
-            info.timestamp_ms = now.max(last_ts + 1);
-            let commit = Commit {
-                version,
-                info: info.clone(),
-                actions: actions.clone(),
-            };
-            let path = log::commit_path(&self.log_dir(), version);
-            let token = info.token.as_str();
-            let ours = |b: &[u8]| log::decode::<Commit>(&path, b).ok().map(|c| c.info.token == token);
-            match logstore::create(self.meta_store(), &path, log::encode(&commit)?, ours).await? {
-                Created::Ours => {
-                    tracing::info!(table = %self.ident, version, operation = %info.operation, "committed");
-                    if self.ctx.checkpoint_interval > 0
-                        && version.is_multiple_of(self.ctx.checkpoint_interval)
-                        && let Err(e) = self.write_checkpoint(version).await
-                    {
-                        tracing::warn!(table = %self.ident, version, error = %e, "checkpoint failed; the log stays complete");
-                    }
-                    return Ok(version);
-                }
-                Created::Theirs(bytes) => {
-                    // Lost the race for `version`: check the winner, and every commit that
-                    // landed after it, then go on top of the newest (rebasing instead of
-                    // trying one version at a time, which starves a writer under contention).
-                    let theirs: Commit = log::decode(&path, &bytes)?;
-                    let mut winners = vec![theirs];
-                    let later = log::list(self.meta_store(), &self.log_dir(), Some(version)).await?;
-                    self.check_contiguous(version + 1, &later.commits)?;
-                    for v in later.commits {
-                        winners.push(self.read_commit(v).await?);
-                    }
-                    for w in &winners {
-                        check.against(w, &self.ident)?;
-                        bytes_before += w.actions.iter().map(|a| size_of(&base.files, a)).sum::<i64>();
-                        last_ts = last_ts.max(w.info.timestamp_ms);
-                    }
-                    version += winners.len() as u64;
-                }
-            }
-            tracing::debug!(table = %self.ident, version, attempt = retry.attempts(), "commit race lost; retrying");
-            if !retry.wait().await {
-                return Err(retry.gave_up(&self.ident.to_string(), version));
-            }
-        }
+        let mut entry = TableCommit::new(self, base, &actions, scope, info);
+        self.log_store().commit(&mut entry).await
     }
 
     async fn write_checkpoint(&self, version: u64) -> Result<()> {
@@ -986,81 +895,167 @@ impl Table {
     }
 }
 
-/// The conflict rules (`format.md` §6): whether a commit that won a race invalidates ours.
-#[derive(Debug)]
-struct ConflictCheck<'a> {
-    /// Files ours removes, re-keys or moves.
-    removes: BTreeSet<&'a str>,
-    /// Files ours moves.
-    moves: BTreeSet<&'a str>,
-    /// Whether ours changes the metadata.
-    changes_meta: bool,
-    scope: &'a ReadScope,
+/// A table commit as a [`LogEntry`]: the quota and staging-grace checks before every attempt,
+/// commit times that never go backwards along the log (so `TIMESTAMP AS OF` is exact), the
+/// conflict rules against every commit it lost to, and a checkpoint after it lands.
+struct TableCommit<'a> {
+    table: &'a Table,
+    base: &'a Snapshot,
+    actions: &'a [Action],
+    info: CommitInfo,
+    check: ConflictCheck<'a>,
+    /// The version of the next attempt.
+    version: u64,
+    /// The newest commit time read; ours is later.
+    last_ts: i64,
+    /// Bytes the commit adds, minus bytes it removes.
+    delta: i64,
+    /// The table's live bytes at `version - 1`.
+    bytes_before: i64,
+    /// The oldest object this commit makes referenced that was unreferenced until now: new
+    /// files, and the copies a move made on its target tier.
+    oldest_staged: Option<i64>,
 }
 
-impl<'a> ConflictCheck<'a> {
-    fn new(actions: &'a [Action], scope: &'a ReadScope) -> Self {
-        let removes = actions
+impl<'a> TableCommit<'a> {
+    fn new(
+        table: &'a Table,
+        base: &'a Snapshot,
+        actions: &'a [Action],
+        scope: &'a ReadScope,
+        info: CommitInfo,
+    ) -> Self {
+        let oldest_staged = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Remove(r) => Some(r.path.as_str()),
-                Action::Rekey(r) => Some(r.path.as_str()),
-                Action::Move(m) => Some(m.path.as_str()),
+                Action::Add(f) => Some(f.created_ms),
+                Action::Move(m) => m.copied_ms,
                 _ => None,
             })
-            .collect();
-        let moves = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Move(m) => Some(m.path.as_str()),
-                _ => None,
-            })
-            .collect();
+            .min();
         Self {
-            removes,
-            moves,
-            changes_meta: actions.iter().any(|a| matches!(a, Action::Metadata(_))),
-            scope,
+            table,
+            base,
+            actions,
+            info,
+            check: ConflictCheck::new(actions, scope),
+            version: base.version + 1,
+            last_ts: base.timestamp_ms,
+            delta: bytes_changed(&base.files, actions),
+            bytes_before: base.bytes() as i64,
+            oldest_staged,
         }
     }
 
-    /// `Err(Conflict)` when `theirs` changed what ours depends on.
-    fn against(&self, theirs: &Commit, table: &TableIdent) -> Result<()> {
-        let conflict = |reason: String| Error::Conflict {
-            table: table.to_string(),
-            version: theirs.version,
-            reason,
-        };
-        let op = &theirs.info.operation;
-        for a in &theirs.actions {
-            match a {
-                Action::Metadata(_) => return Err(conflict(format!("{op} changed the table's metadata"))),
-                Action::Remove(r)
-                    if self.removes.contains(r.path.as_str()) || self.scope.whole_table || self.changes_meta =>
-                {
-                    return Err(conflict(format!(
-                        "{op} removed file {} that this operation read",
-                        r.path
-                    )));
-                }
-                Action::Move(m) if self.moves.contains(m.path.as_str()) => {
-                    return Err(conflict(format!(
-                        "{op} moved file {} that this operation moves",
-                        m.path
-                    )));
-                }
-                Action::Add(f)
-                    if self.scope.whole_table || self.changes_meta || self.scope.partitions.contains(&f.partition) =>
-                {
-                    return Err(conflict(format!(
-                        "{op} added data to a partition this operation replaces"
-                    )));
-                }
-                _ => {}
+    /// The quota check of the lake's [`CommitGuard`], for commits that add bytes.
+    async fn check_guard(&self) -> Result<()> {
+        match &self.table.ctx.guard {
+            Some(g) if self.delta > 0 => {
+                g.check(&PendingCommit {
+                    table: &self.table.ident,
+                    bytes_before: self.bytes_before.max(0) as u64,
+                    bytes_delta: self.delta,
+                    operation: &self.info.operation,
+                })
+                .await
             }
+            _ => Ok(()),
         }
+    }
+
+    /// Vacuum may delete unreferenced files older than the staging grace: never commit files
+    /// that old (see `vacuum.rs`).
+    fn check_staging(&self, now: i64) -> Result<()> {
+        let limit = self.table.ctx.commit.staging_limit_ms();
+        match self.oldest_staged {
+            Some(oldest) if now - oldest > limit => Err(Error::StagingExpired {
+                table: self.table.ident.to_string(),
+                age_s: (now - oldest) / 1000,
+                limit_s: limit / 1000,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LogEntry for TableCommit<'_> {
+    type Output = u64;
+
+    fn log(&self) -> String {
+        self.table.ident.to_string()
+    }
+
+    async fn attempt(&mut self) -> Result<Attempt> {
+        self.check_guard().await?;
+        let now = now_ms();
+        self.check_staging(now)?;
+        self.info.timestamp_ms = now.max(self.last_ts + 1);
+        let commit = Commit {
+            version: self.version,
+            info: self.info.clone(),
+            actions: self.actions.to_vec(),
+        };
+        Ok(Attempt {
+            number: self.version,
+            body: log::encode(&commit)?,
+        })
+    }
+
+    fn is_ours(&self, found: &[u8]) -> Option<bool> {
+        carries_token(
+            &log::commit_path(&self.table.log_dir(), self.version),
+            found,
+            &self.info.token,
+        )
+    }
+
+    async fn landed(&mut self, version: u64) -> Result<u64> {
+        let t = self.table;
+        tracing::info!(table = %t.ident, version, operation = %self.info.operation, "committed");
+        if t.ctx.checkpoint_interval > 0
+            && version.is_multiple_of(t.ctx.checkpoint_interval)
+            && let Err(e) = t.write_checkpoint(version).await
+        {
+            tracing::warn!(table = %t.ident, version, error = %e, "checkpoint failed; the log stays complete");
+        }
+        Ok(version)
+    }
+
+    /// Check the winner, and every commit that landed after it, then go on top of the newest
+    /// (rebasing instead of trying one version at a time, which starves a writer under
+    /// contention).
+    async fn lost(&mut self, version: u64, theirs: bytes::Bytes) -> Result<()> {
+        let t = self.table;
+        let mut winners = vec![log::decode::<Commit>(
+            &log::commit_path(&t.log_dir(), version),
+            &theirs,
+        )?];
+        let later = log::list(t.meta_store(), &t.log_dir(), Some(version)).await?;
+        t.check_contiguous(version + 1, &later.commits)?;
+        for v in later.commits {
+            winners.push(t.read_commit(v).await?);
+        }
+        for w in &winners {
+            self.check.against(w, &t.ident.to_string())?;
+            self.bytes_before += bytes_changed(&self.base.files, &w.actions);
+            self.last_ts = self.last_ts.max(w.info.timestamp_ms);
+        }
+        self.version = version + winners.len() as u64;
         Ok(())
     }
+}
+
+/// Bytes `actions` add, minus the bytes of the files of `files` they remove.
+fn bytes_changed(files: &BTreeMap<String, AddFile>, actions: &[Action]) -> i64 {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::Add(f) => f.size as i64,
+            Action::Remove(r) => -(files.get(&r.path).map_or(0, |f| f.size) as i64),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Delete staged files that will not be committed, each from its own tier (best effort).
