@@ -140,8 +140,7 @@ impl Repository {
     pub async fn create(&self, catalog: &Catalog, opts: BackupOptions, progress: ProgressFn<'_>) -> Result<Manifest> {
         let lock = self.lock("backup", false).await?;
         let r = self.create_locked(catalog, opts, progress).await;
-        lock.release().await?;
-        r
+        lock.release_after(r).await
     }
 
     async fn create_locked(
@@ -284,7 +283,14 @@ impl Repository {
         };
         let name = snapshot_path(&id);
         let plain = serde_json::to_vec(&manifest).map_err(|e| stratalake_table::Error::Internal(e.to_string()))?;
-        if !self.store.put_create(&name, self.seal(&name, &plain)?).await? {
+        // The backup exists once this object does: an answer lost on the way is read back (a
+        // sealed body is unique), and an outcome that stays unknown says so.
+        let sealed = self.seal(&name, &plain)?;
+        let created = stratalake_table::logstore::create(&self.store, &name, sealed.clone(), |found| {
+            Some(found == sealed.as_ref())
+        })
+        .await?;
+        if matches!(created, stratalake_table::logstore::Created::Theirs(_)) {
             return Err(Error::Repository {
                 repo: self.store.url().to_string(),
                 reason: format!("backup id {id} is taken"),

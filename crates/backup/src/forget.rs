@@ -153,8 +153,7 @@ impl Repository {
     pub async fn prune(&self, dry_run: bool) -> Result<PruneReport> {
         let lock = self.lock("prune", true).await?;
         let r = self.prune_locked(dry_run).await;
-        lock.release().await?;
-        r
+        lock.release_after(r).await
     }
 
     async fn prune_locked(&self, dry_run: bool) -> Result<PruneReport> {

@@ -499,7 +499,8 @@ impl SqlSession {
     }
 
     /// Record the statement in the audit log. A statement whose record cannot be written fails:
-    /// nothing runs unaudited.
+    /// nothing is answered unaudited (a write that committed says so; a statement that failed
+    /// anyway keeps its own error, and the missing record is logged).
     /// `writes`: whether the statement can change anything (then an audit failure after it ran
     /// says that its changes are committed).
     async fn audit<T>(
@@ -516,17 +517,30 @@ impl SqlSession {
         });
         let tables = touched.lock().expect("touched lock").clone();
         let policies = touched.policies.lock().expect("touched lock").clone();
-        let ran = failure.is_none() && writes;
+        let failed = failure.is_some();
+        let ran = !failed && writes;
         let (kind, text) = match &self.audit_as {
             Some((kind, note)) => (kind.as_str(), std::borrow::Cow::Owned(format!("{text} {note}"))),
             None => ("sql", std::borrow::Cow::Borrowed(text)),
         };
-        self.catalog
+        let written = self
+            .catalog
             .audit()
             .record_with_policies(&self.principal, kind, &text, tables, policies, rows, failure)
-            .await
-            .map_err(|e| if ran { e.after_success() } else { e })?;
-        Ok(())
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            // the statement failed on its own: its error (perhaps "the commit may have landed")
+            // says more than the audit log's, which usually failed for the same reason
+            Err(e) if failed => {
+                tracing::warn!(kind, error = %e, "the audit record of a failed statement could not be written");
+                Ok(())
+            }
+            // what it changed is committed: the caller must hear that its record is missing
+            Err(e) if ran => Err(e.after_success().into()),
+            // a read is not answered unaudited
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn session(&self) -> Result<SessionContext> {

@@ -136,9 +136,7 @@ impl Session {
     /// Set a column's classification (administrators of the table only).
     pub async fn classify(&self, table: &str, column: &str, level: &str) -> Result<u64> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
-        self.subject()
-            .await?
-            .check(&Operation::AdministerTable(&ident))?;
+        self.subject().await?.check(&Operation::AdministerTable(&ident))?;
         let t = self.lake.catalog.table(&ident).await?;
         Ok(t.classify(column, level, &self.principal).await?)
     }
@@ -219,12 +217,22 @@ impl Session {
             (e.to_string(), denied)
         });
         let ran = failure.is_none();
-        self.lake
+        let written = self
+            .lake
             .catalog
             .audit()
             .record(&self.principal, kind, &statement, tables, rows, failure)
-            .await
-            .map_err(|e| if ran { e.after_success() } else { e })?;
-        Ok(())
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            // what ran is committed: the caller must hear that its record is missing
+            Err(e) if ran => Err(e.after_success().into()),
+            // the operation failed on its own; its error says more than the audit log's (which
+            // usually failed for the same reason, an unavailable store)
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "the audit record of a failed operation could not be written");
+                Ok(())
+            }
+        }
     }
 }

@@ -74,6 +74,10 @@ impl From<stratalake_tiering::Error> for Error {
     fn from(e: stratalake_tiering::Error) -> Self {
         match e {
             stratalake_tiering::Error::Table(t) => Error::Table(t),
+            stratalake_tiering::Error::PartlyDone { done, source } => Error::PartlyCommitted {
+                committed: format!("{done} and are committed"),
+                failed: Error::from(*source).to_string(),
+            },
             other => Error::Tiering(other),
         }
     }

@@ -52,8 +52,7 @@ impl Session {
             // vacuum sees only an old copy.
             let lock = stratalake_tiering::mover::lock(self.lake.catalog.context(), "vacuum").await?;
             let r = stratalake_table::vacuum::vacuum(&t, retain.as_millis() as i64, now, dry_run).await;
-            lock.release().await?;
-            let r = r?;
+            let r = lock.release_after(r).await?;
             // Deleted files leave the read cache too.
             if let (Some(cache), false) = (&self.lake.cache, dry_run) {
                 for tp in &r.paths {
@@ -112,9 +111,7 @@ impl Session {
     ) -> Result<stratalake_table::optimize::OptimizeReport> {
         let ident = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
         let r = async {
-            self.subject()
-                .await?
-                .check(&Operation::AdministerTable(&ident))?;
+            self.subject().await?.check(&Operation::AdministerTable(&ident))?;
             let t = self.lake.catalog.table(&ident).await?;
             Ok(stratalake_table::optimize::optimize(&t, opts, &self.principal, on_file).await?)
         }

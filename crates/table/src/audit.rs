@@ -121,7 +121,8 @@ impl LogEntry for AuditEntry<'_> {
     async fn attempt(&mut self) -> Result<Attempt> {
         let (seq, prev) = match self.head.clone() {
             Some(h) => h,
-            None => self.audit.find_head().await?,
+            // an audit log whose head cannot be read cannot be written either
+            None => self.audit.find_head().await.map_err(unavailable)?,
         };
         let mut r = Record {
             seq,
@@ -165,12 +166,18 @@ impl LogEntry for AuditEntry<'_> {
 
     /// A store that cannot take the record makes the audit log unavailable.
     fn create_failed(&self, e: Error) -> Error {
-        match e {
-            Error::StoreFull { .. } | Error::StoreNotWritable { .. } | Error::Store { .. } => {
-                Error::AuditUnavailable { source: Box::new(e) }
-            }
-            e => e,
+        unavailable(e)
+    }
+}
+
+/// A store error reading or writing the audit log: the log is unavailable (so a statement that
+/// committed before its record could be written says so, instead of "nothing committed").
+fn unavailable(e: Error) -> Error {
+    match e {
+        Error::StoreFull { .. } | Error::StoreNotWritable { .. } | Error::Store { .. } => {
+            Error::AuditUnavailable { source: Box::new(e) }
         }
+        e => e,
     }
 }
 

@@ -57,7 +57,7 @@ impl Lock {
     }
 }
 
-/// A held lock; released by [`LockGuard::release`] (a crashed holder's lock goes stale).
+/// A held lock; released by [`LockGuard::release_after`] (a crashed holder's lock goes stale).
 #[derive(Debug)]
 pub struct LockGuard {
     store: Store,
@@ -121,8 +121,19 @@ pub async fn take(
 }
 
 impl LockGuard {
-    /// Release the lock.
-    pub async fn release(self) -> Result<()> {
-        self.store.delete(&self.path).await
+    /// Release the lock after the work it guarded, returning that work's `outcome` unchanged.
+    /// A lock that cannot be deleted (the store failing now) is logged and left to go stale —
+    /// the next run takes a stale lock over — and never reported as the work's failure: work that
+    /// committed must not be reported as failed, and work that failed keeps its own error.
+    pub async fn release_after<T, E>(self, outcome: std::result::Result<T, E>) -> std::result::Result<T, E> {
+        if let Err(e) = self.store.delete(&self.path).await {
+            tracing::warn!(
+                lock = %self.path,
+                error = %e,
+                "could not remove the lock; it is taken over once its process is gone or after {} h",
+                STALE_LOCK_MS / 3_600_000
+            );
+        }
+        outcome
     }
 }

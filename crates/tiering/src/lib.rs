@@ -37,6 +37,9 @@ pub enum Error {
     /// A storage error.
     #[error(transparent)]
     Table(#[from] stratalake_table::Error),
+    /// Part of the work is committed (what `done` says), then it failed.
+    #[error("{done} and are committed, but then: {source}")]
+    PartlyDone { done: String, source: Box<Error> },
 }
 
 /// Result of tiering operations.

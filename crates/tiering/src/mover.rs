@@ -278,8 +278,7 @@ pub async fn run(
 ) -> Result<MoveReport> {
     let guard = lock(ctx, "mover").await?;
     let result = run_locked(ctx, tables, plan, opts).await;
-    guard.release().await?;
-    result
+    guard.release_after(result).await
 }
 
 async fn run_locked(
@@ -308,65 +307,78 @@ async fn run_locked(
             });
         }
     };
-    let mut by_table: BTreeMap<&str, Vec<&PlannedMove>> = BTreeMap::new();
-    for m in &plan.moves {
-        by_table.entry(m.table.as_str()).or_default().push(m);
-    }
-    for (name, moves) in by_table {
-        let table = tables.get(name).ok_or_else(|| {
-            Error::Table(stratalake_table::Error::TableNotFound(format!(
-                "{name} (planned, then dropped)"
-            )))
-        })?;
-        for chunk in moves.chunks(opts.batch.max(1)) {
-            let snap = table.snapshot().await?;
-            let mut todo = Vec::new();
-            for m in chunk {
-                match snap.files.get(&m.path) {
-                    Some(f) if f.tier == m.from => todo.push((*m, f.clone())),
-                    _ => {
-                        report.files_skipped += 1;
-                        tick(1, m.bytes);
+    // Once a move is committed, a later failure must say so: the commits stand.
+    let r = async {
+        let mut by_table: BTreeMap<&str, Vec<&PlannedMove>> = BTreeMap::new();
+        for m in &plan.moves {
+            by_table.entry(m.table.as_str()).or_default().push(m);
+        }
+        for (name, moves) in by_table {
+            let table = tables.get(name).ok_or_else(|| {
+                Error::Table(stratalake_table::Error::TableNotFound(format!(
+                    "{name} (planned, then dropped)"
+                )))
+            })?;
+            for chunk in moves.chunks(opts.batch.max(1)) {
+                let snap = table.snapshot().await?;
+                let mut todo = Vec::new();
+                for m in chunk {
+                    match snap.files.get(&m.path) {
+                        Some(f) if f.tier == m.from => todo.push((*m, f.clone())),
+                        _ => {
+                            report.files_skipped += 1;
+                            tick(1, m.bytes);
+                        }
                     }
                 }
-            }
-            let root = table.ident().root();
-            let copied: Vec<(&PlannedMove, AddFile, i64)> = futures::stream::iter(todo.into_iter().map(|(m, f)| {
-                let (root, limiter, tick) = (&root, &limiter, &tick);
-                async move {
-                    let src = ctx.tiers.get(&m.from)?;
-                    let dst = ctx.tiers.get(&m.to)?;
-                    let started = stratalake_table::write::now_ms();
-                    copy_file(src, dst, &m.from, &m.to, root, &f, Some(limiter)).await?;
-                    tracing::debug!(table = %m.table, file = %m.path, from = %m.from, to = %m.to, "copied");
-                    tick(1, f.size);
-                    Ok::<_, Error>((m, f, started))
+                let root = table.ident().root();
+                let copied: Vec<(&PlannedMove, AddFile, i64)> =
+                    futures::stream::iter(todo.into_iter().map(|(m, f)| {
+                        let (root, limiter, tick) = (&root, &limiter, &tick);
+                        async move {
+                            let src = ctx.tiers.get(&m.from)?;
+                            let dst = ctx.tiers.get(&m.to)?;
+                            let started = stratalake_table::write::now_ms();
+                            copy_file(src, dst, &m.from, &m.to, root, &f, Some(limiter)).await?;
+                            tracing::debug!(table = %m.table, file = %m.path, from = %m.from, to = %m.to, "copied");
+                            tick(1, f.size);
+                            Ok::<_, Error>((m, f, started))
+                        }
+                    }))
+                    .buffer_unordered(opts.concurrency.max(1))
+                    .try_collect()
+                    .await?;
+                if copied.is_empty() {
+                    continue;
                 }
-            }))
-            .buffer_unordered(opts.concurrency.max(1))
-            .try_collect()
-            .await?;
-            if copied.is_empty() {
-                continue;
-            }
-            let (n, bytes, v) = commit_batch(table, snap, &copied, &opts.principal).await?;
-            report.files_moved += n;
-            report.bytes_moved += bytes;
-            report.files_skipped += copied.len() as u64 - n;
-            if n > 0 {
-                report.commits += 1;
-                tracing::info!(table = %table.ident(), version = v, files = n, bytes, "moved");
+                let (n, bytes, v) = commit_batch(table, snap, &copied, &opts.principal).await?;
+                report.files_moved += n;
+                report.bytes_moved += bytes;
+                report.files_skipped += copied.len() as u64 - n;
+                if n > 0 {
+                    report.commits += 1;
+                    tracing::info!(table = %table.ident(), version = v, files = n, bytes, "moved");
+                }
             }
         }
+        report.seconds = started.elapsed().as_secs_f64();
+        let now = stratalake_table::write::now_ms();
+        for table in tables.values() {
+            let r = stratalake_table::vacuum::clean_moved_copies(table, opts.retention_ms, now, false).await?;
+            report.old_copies_deleted += r.moved_copies;
+            report.old_copy_bytes += r.bytes;
+        }
+        Ok::<_, Error>(())
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    let now = stratalake_table::write::now_ms();
-    for table in tables.values() {
-        let r = stratalake_table::vacuum::clean_moved_copies(table, opts.retention_ms, now, false).await?;
-        report.old_copies_deleted += r.moved_copies;
-        report.old_copy_bytes += r.bytes;
+    .await;
+    match r {
+        Ok(()) => Ok(report),
+        Err(e) if report.commits > 0 => Err(Error::PartlyDone {
+            done: format!("{} file(s) moved in {} commit(s)", report.files_moved, report.commits),
+            source: Box::new(e),
+        }),
+        Err(e) => Err(e),
     }
-    Ok(report)
 }
 
 /// Commit the copied moves; on a conflict, drop the files that changed meanwhile and commit the
