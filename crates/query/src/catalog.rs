@@ -114,7 +114,10 @@ impl CatalogProvider for LakeCatalogProvider {
             .filter(|t| {
                 self.ctx
                     .subject
-                    .may(&Operation::KnowTable(&stratalake_table::TableIdent::new(name, t.as_str())))
+                    .may(&Operation::KnowTable(&stratalake_table::TableIdent::new(
+                        name,
+                        t.as_str(),
+                    )))
             })
             .cloned()
             .collect();

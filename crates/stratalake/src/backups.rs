@@ -221,6 +221,7 @@ impl Session {
             self.lake.catalog.context().keyring.provider().clone(),
             self.lake.clock.clone(),
             Default::default(),
+            &Default::default(),
         )
         .map(|mut l| {
             // the twin's statements share this lake's memory pool

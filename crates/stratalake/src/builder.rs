@@ -75,6 +75,8 @@ pub struct LakeBuilder {
     clock: Clock,
     memory_limit: Option<u64>,
     target_partitions: Option<usize>,
+    /// Stores given in code for tiers ([`LakeBuilder::tier_store`]), by tier name.
+    tier_stores: BTreeMap<String, Store>,
 }
 
 impl std::fmt::Debug for LakeBuilder {
@@ -89,6 +91,14 @@ impl std::fmt::Debug for LakeBuilder {
             .field("admin", &self.admin)
             .field("memory_limit", &self.memory_limit)
             .field("target_partitions", &self.target_partitions)
+            .field(
+                "tier_stores",
+                &self
+                    .tier_stores
+                    .iter()
+                    .map(|(name, s)| (name, redact_url(s.url())))
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +131,7 @@ impl Lake {
             clock: Clock::system(),
             memory_limit: None,
             target_partitions: None,
+            tier_stores: BTreeMap::new(),
         }
     }
 }
@@ -189,6 +200,38 @@ impl LakeBuilder {
         self
     }
 
+    /// Use `store` as the tier `name` instead of opening the URL the configuration gives it: for
+    /// a service that reaches its object store its own way (its own credentials or client, a
+    /// wrapper that meters or limits requests). The configuration must declare the tier; its
+    /// URL stays in the configuration but is not opened; the tier's `cache` setting applies as
+    /// to any store. For [`create`](Self::create), give the configuration in code.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
+    /// use std::sync::Arc;
+    /// use stratalake::table::Store;
+    /// // an object store the service built itself (here one in memory)
+    /// let own = Arc::new(object_store::memory::InMemory::new());
+    /// let hot = Store::from_object_store("memory://svc-own", own, Default::default());
+    /// let config = stratalake::LakeConfig::single_tier("s3://svc-bucket/lake");
+    /// let keys = Arc::new(stratalake::crypto::MemoryKeyProvider::new());
+    /// let lake = stratalake::LakeBuilder::from_config(config)
+    ///     .key_provider(keys)
+    ///     .tier_store("hot", hot.clone())
+    ///     .admin("svc")
+    ///     .create()
+    ///     .await?;
+    /// lake.session("svc").sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
+    /// // the catalog and the table's log are in the service's store
+    /// assert!(!hot.list("_catalog/_log").await?.is_empty());
+    /// assert_eq!(hot.list("default/t/_log").await?.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn tier_store(mut self, name: &str, store: Store) -> Self {
+        self.tier_stores.insert(name.to_string(), store);
+        self
+    }
+
     /// Open an existing lake.
     pub async fn open(self) -> Result<Lake> {
         let (config, base) = match (&self.config, &self.location) {
@@ -219,6 +262,14 @@ impl LakeBuilder {
             reason: "a new lake needs its first administrator: Lake::builder(..).admin(NAME)".into(),
         })?;
         stratalake_table::names::validate_ident("principal", &admin)?;
+        if !self.tier_stores.is_empty() && self.config.is_none() {
+            return Err(Error::Config {
+                path: location,
+                reason:
+                    "a lake created on stores given with .tier_store(..) needs its configuration in code: .config(..)"
+                        .into(),
+            });
+        }
         let lake = match (&self.config, &self.location) {
             (Some(c), loc) => {
                 let base = match loc {
@@ -419,7 +470,7 @@ impl LakeBuilder {
         if let Some(n) = self.target_partitions {
             runtime.target_partitions = Some(n);
         }
-        Lake::assemble(config, base, provider, self.clock.clone(), runtime)
+        Lake::assemble(config, base, provider, self.clock.clone(), runtime, &self.tier_stores)
     }
 }
 

@@ -180,15 +180,23 @@ pub struct Lake {
 
 impl Lake {
     /// Put a lake together from its configuration, key provider, clock and query runtime
-    /// settings (every constructor ends here).
+    /// settings (every constructor ends here). Tiers named in `given` use that store instead
+    /// of opening their URL.
     pub(crate) fn assemble(
         config: LakeConfig,
         base_dir: Option<&Path>,
         provider: Arc<dyn KeyProvider>,
         clock: Clock,
         runtime: stratalake_query::RuntimeOptions,
+        given: &std::collections::BTreeMap<String, Store>,
     ) -> Result<Self> {
         config.classifications.validate()?;
+        if let Some(name) = given.keys().find(|n| !config.tiers.iter().any(|t| &t.name == *n)) {
+            return Err(Error::Config {
+                path: CONFIG_FILE.into(),
+                reason: format!("a store was given for tier {name:?}, which the configuration does not declare"),
+            });
+        }
         let mut stores = std::collections::BTreeMap::new();
         for t in &config.tiers {
             stratalake_table::names::validate_ident("tier", &t.name)?;
@@ -200,7 +208,11 @@ impl Lake {
                     None => t.url.clone(),
                 }
             };
-            if stores.insert(t.name.clone(), Store::open(&url, &t.options)?).is_some() {
+            let store = match given.get(&t.name) {
+                Some(s) => s.clone(),
+                None => Store::open(&url, &t.options)?,
+            };
+            if stores.insert(t.name.clone(), store).is_some() {
                 return Err(Error::Config {
                     path: CONFIG_FILE.into(),
                     reason: format!("tier {:?} declared twice", t.name),
@@ -295,6 +307,7 @@ impl Lake {
             Arc::new(MemoryKeyProvider::new()),
             Clock::system(),
             Default::default(),
+            &Default::default(),
         )?;
         lake.catalog.create_namespace(DEFAULT_NAMESPACE, true, "lake").await?;
         Ok(lake)

@@ -125,9 +125,7 @@ impl Session {
     /// Constraints of `table`. Needs SELECT on it.
     pub async fn constraints(&self, table: &str) -> Result<Vec<Constraint>> {
         let id = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
-        self.subject()
-            .await?
-            .check(&Operation::ReadRows(&id))?;
+        self.subject().await?.check(&Operation::ReadRows(&id))?;
         Ok(self
             .table_unchecked(table)
             .await?

@@ -255,9 +255,7 @@ impl Session {
     /// ```
     pub async fn drop_table(&self, name: &str) -> Result<usize> {
         let ident = TableIdent::parse(name, DEFAULT_NAMESPACE)?;
-        self.subject()
-            .await?
-            .check(&Operation::AdministerTable(&ident))?;
+        self.subject().await?.check(&Operation::AdministerTable(&ident))?;
         Ok(self.lake.catalog.drop_table(&ident, &self.principal).await?)
     }
 

@@ -244,9 +244,17 @@ impl Session {
             let ids: Vec<String> = tables.values().map(|t| t.id().to_string()).collect();
             let report = stratalake_tiering::mover::run(ctx, &tables, plan, &opts).await?;
             // Fold the read-heat objects every query process wrote into one (dropping tables
-            // that are gone), so the planner's listing stays short.
-            self.flush_read_stats().await?;
-            stratalake_table::heat::compact(ctx.tiers.metadata(), &ids).await?;
+            // that are gone), so the planner's listing stays short. Housekeeping: the moves are
+            // committed, so a failure here is logged (the next run folds them), never reported
+            // as the run's.
+            let housekeeping = async {
+                self.flush_read_stats().await?;
+                stratalake_table::heat::compact(ctx.tiers.metadata(), &ids).await?;
+                Ok::<_, Error>(())
+            };
+            if let Err(e) = housekeeping.await {
+                tracing::warn!(error = %e, "tier run: folding the read statistics failed; the next run does it");
+            }
             Ok(report)
         }
         .await;
@@ -576,8 +584,7 @@ impl Session {
                 replace_private(&path, without.to_toml().as_bytes())
             }
             .await;
-            guard.release().await?;
-            checked
+            guard.release_after(checked).await
         }
         .await;
         self.record("tier", format!("TIER REMOVE {name}"), vec![], None, &r)
@@ -618,6 +625,7 @@ impl Session {
             provider,
             self.lake.clock.clone(),
             Default::default(),
+            &Default::default(),
         )
         .map(|_| ())
     }

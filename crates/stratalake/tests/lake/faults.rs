@@ -1,6 +1,9 @@
 //! Commits through a store that fails at chosen points: a write that lands but whose answer is
 //! lost, a write that fails outright, a delete that fails. The log stays exact; nothing is
 //! committed twice or lost; the tier mover stopped at any step loses no row.
+//!
+//! The store, [`Faulty`], also stops a simulated process at a chosen call ([`Crash`]); the
+//! crash-point tests are in `crashes.rs`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -48,11 +51,118 @@ impl Fault {
 type Armed = Arc<Mutex<Vec<(String, Fault, u32)>>>;
 
 /// Fails the next puts (or, with [`Fault::BeforeWrite`], deletes; with read faults, gets) whose
-/// path contains an armed pattern, as many times as armed.
+/// path contains an armed pattern, as many times as armed; and every call from its [`Crash`]
+/// point on.
 #[derive(Debug, Default)]
-struct Faulty {
-    inner: InMemory,
+pub(crate) struct Faulty {
+    inner: Arc<InMemory>,
     armed: Armed,
+    /// Its name in the calls [`Crash`] records.
+    name: String,
+    crash: Arc<Crash>,
+}
+
+/// One call a [`Crash`] saw.
+#[derive(Clone, Debug)]
+pub(crate) struct Call {
+    /// The [`Faulty`] store's name.
+    pub store: String,
+    /// `put`, `put_create`, `get`, `head`, `list`, `delete`, `copy`, ...
+    pub op: &'static str,
+    pub path: String,
+    /// Whether the store carried it out.
+    pub reached: bool,
+    /// Whether the caller got the crash error instead of the answer.
+    pub stopped: bool,
+}
+
+impl Call {
+    /// A put, delete or copy.
+    pub fn is_write(&self) -> bool {
+        is_write(self.op)
+    }
+}
+
+fn is_write(op: &str) -> bool {
+    matches!(op, "put" | "put_create" | "put_multipart" | "delete" | "copy")
+}
+
+/// Where a [`Crash`] stops the process.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Stop {
+    /// Just before call `k` (of all calls): it never reaches the store.
+    Before(usize),
+    /// Just after write `k` (of the puts, deletes and copies) was carried out, before its answer
+    /// came back.
+    AfterWrite(usize),
+}
+
+/// What a [`Crash`] lets one call do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Go {
+    Yes,
+    Refused,
+    /// Carry it out, then fail.
+    Lost,
+}
+
+/// A simulated process stop, shared by the stores one process uses: from its [`Stop`] on
+/// (calls counted from 0 since [`Crash::arm`], across those stores) every call fails, as if
+/// the process had died there. Records every call.
+#[derive(Debug, Default)]
+pub(crate) struct Crash {
+    state: Mutex<CrashState>,
+}
+
+#[derive(Debug, Default)]
+struct CrashState {
+    stop: Option<Stop>,
+    calls: Vec<Call>,
+    writes: usize,
+    stopped: bool,
+}
+
+fn crashed() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "Faulty",
+        source: "injected crash: the process stopped here".into(),
+    }
+}
+
+impl Crash {
+    /// Start counting from 0; stop there (`None`: never).
+    pub fn arm(&self, stop: Option<Stop>) {
+        *self.state.lock().unwrap() = CrashState {
+            stop,
+            ..Default::default()
+        };
+    }
+
+    /// The calls since [`Crash::arm`].
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    fn call(&self, store: &str, op: &'static str, path: &Path) -> Go {
+        let mut st = self.state.lock().unwrap();
+        let write = is_write(op);
+        let go = match st.stop {
+            _ if st.stopped => Go::Refused,
+            Some(Stop::Before(k)) if st.calls.len() >= k => Go::Refused,
+            Some(Stop::AfterWrite(k)) if write && st.writes == k => Go::Lost,
+            _ => Go::Yes,
+        };
+        st.stopped = go != Go::Yes;
+        st.writes += usize::from(write);
+        st.calls.push(Call {
+            store: store.to_string(),
+            op,
+            path: path.to_string(),
+            reached: go != Go::Refused,
+            stopped: go != Go::Yes,
+        });
+        go
+    }
 }
 
 fn take_fault(armed: &Armed, location: &Path, read: bool) -> Option<Fault> {
@@ -73,6 +183,24 @@ impl fmt::Display for Faulty {
 }
 
 impl Faulty {
+    /// A store named `name` over `inner`, stopping with `crash`.
+    pub(crate) fn new(name: &str, inner: Arc<InMemory>, crash: Arc<Crash>) -> Self {
+        Self {
+            inner,
+            armed: Default::default(),
+            name: name.to_string(),
+            crash,
+        }
+    }
+
+    /// For a call that changes nothing: fail if the process has stopped.
+    fn stop(&self, op: &'static str, location: &Path) -> object_store::Result<()> {
+        match self.crash.call(&self.name, op, location) {
+            Go::Yes => Ok(()),
+            Go::Refused | Go::Lost => Err(crashed()),
+        }
+    }
+
     /// Fire `fault` once at the next operation on a path containing `pattern`.
     fn arm(&self, pattern: &str, fault: Fault) {
         self.arm_n(pattern, fault, 1);
@@ -113,6 +241,18 @@ impl ObjectStore for Faulty {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        let op = match opts.mode {
+            object_store::PutMode::Create => "put_create",
+            _ => "put",
+        };
+        match self.crash.call(&self.name, op, location) {
+            Go::Yes => {}
+            Go::Refused => return Err(crashed()),
+            Go::Lost => {
+                self.inner.put_opts(location, payload, opts).await?;
+                return Err(crashed());
+            }
+        }
         match self.take(location) {
             Some(Fault::BeforeWrite) => Err(injected()),
             Some(Fault::DiskFull) => Err(disk_full()),
@@ -132,10 +272,13 @@ impl ObjectStore for Faulty {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        // counted once: the parts are not (nothing here uploads in parts)
+        self.stop("put_multipart", location)?;
         self.inner.put_multipart_opts(location, opts).await
     }
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
         let head = options.head;
+        self.stop(if head { "head" } else { "get" }, location)?;
         let r = self.inner.get_opts(location, options).await?;
         let fault = if head {
             None
@@ -165,23 +308,51 @@ impl ObjectStore for Faulty {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let armed = self.armed.clone();
+        let (armed, crash, name) = (self.armed.clone(), self.crash.clone(), self.name.clone());
+        // deletions whose answer is lost (carried out, then failed)
+        let lost = Arc::new(Mutex::new(Vec::new()));
+        let lost2 = lost.clone();
         let checked = locations
             .map(move |l| match l {
-                Ok(p) if take_fault(&armed, &p, false) == Some(Fault::BeforeWrite) => Err(injected()),
+                Ok(p) => match crash.call(&name, "delete", &p) {
+                    Go::Refused => Err(crashed()),
+                    Go::Yes if take_fault(&armed, &p, false) == Some(Fault::BeforeWrite) => Err(injected()),
+                    Go::Yes => Ok(p),
+                    Go::Lost => {
+                        lost.lock().unwrap().push(p.clone());
+                        Ok(p)
+                    }
+                },
                 other => other,
             })
             .boxed();
-        self.inner.delete_stream(checked)
+        self.inner
+            .delete_stream(checked)
+            .map(move |r| match r {
+                Ok(p) if lost2.lock().unwrap().contains(&p) => Err(crashed()),
+                other => other,
+            })
+            .boxed()
     }
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        match self.stop("list", prefix.unwrap_or(&Path::default())) {
+            Ok(()) => self.inner.list(prefix),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
     }
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.stop("list", prefix.unwrap_or(&Path::default()))?;
         self.inner.list_with_delimiter(prefix).await
     }
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+        match self.crash.call(&self.name, "copy", to) {
+            Go::Yes => self.inner.copy_opts(from, to, options).await,
+            Go::Refused => Err(crashed()),
+            Go::Lost => {
+                self.inner.copy_opts(from, to, options).await?;
+                Err(crashed())
+            }
+        }
     }
 }
 

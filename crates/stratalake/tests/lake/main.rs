@@ -3,6 +3,7 @@
 mod backup;
 mod compat;
 mod conformance;
+mod crashes;
 mod credentials;
 mod faults;
 mod keys;
