@@ -701,10 +701,19 @@ impl TableProvider for LakeTableProvider {
             current: self.writable,
             classifications: self.table.context().keyring.classifications(),
         };
-        let ScanPolicy { masks, rows, applied } =
-            scan_policy::resolve(&self.subject, &self.access, &table, &self.hidden, &touched).map_err(external)?;
-        // What applies, for the statement's audit record (names and kinds, never predicates).
+        // What applies goes to the statement's audit record (names and kinds, never
+        // predicates), a refusal's too.
+        let mut applied = Vec::new();
+        let resolved = scan_policy::resolve(
+            &self.subject,
+            &self.access,
+            &table,
+            &self.hidden,
+            &touched,
+            &mut applied,
+        );
         self.applied.lock().unwrap_or_else(|e| e.into_inner()).extend(applied);
+        let ScanPolicy { masks, rows } = resolved.map_err(external)?;
         // Only filters over visible columns may steer which files are read.
         let visible_filters: Vec<Expr> = filters
             .iter()

@@ -41,8 +41,6 @@ pub(crate) struct ScanPolicy {
     /// shredded level under a NULL or REDACT mask).
     pub masks: BTreeMap<String, Mask>,
     pub rows: Rows,
-    /// For the audit record: names and kinds of what applied, never predicates or values.
-    pub applied: Vec<String>,
 }
 
 /// The classifications governing a column: its own and, for an earlier version, today's.
@@ -54,12 +52,15 @@ fn levels_of<'a>(t: &'a ScanTable<'_>, c: &'a ColumnDef) -> impl Iterator<Item =
 /// touches `touched` (columns asked for or in its conditions); `hidden` are the columns the
 /// subject is not cleared for. Fails with `PermissionDenied` for a touched DENY column and
 /// with `Shredded` for a touched column of a destroyed level without a NULL or REDACT mask.
+/// What applies is noted in `applied` (for the audit record: names and kinds, never
+/// predicates or values) before any refusal, so a refused probe is recorded with its policy.
 pub(crate) fn resolve(
     subject: &Subject,
     access: &Access,
     table: &ScanTable<'_>,
     hidden: &HashSet<String>,
     touched: &[String],
+    applied: &mut Vec<String>,
 ) -> stratalake_table::Result<ScanPolicy> {
     let ident = table.ident.to_string();
     let table_masks = subject.masks.get(&ident).cloned().unwrap_or_default();
@@ -95,7 +96,6 @@ pub(crate) fn resolve(
         }
     }
     let asked: HashSet<&String> = touched.iter().collect();
-    let mut applied = Vec::new();
     match subject.row_filter_names.get(&ident) {
         Some(names) if names.is_empty() => applied.push(format!("no row filter grants rows of {ident}")),
         Some(names) => applied.extend(names.iter().map(|n| format!("row filter {n} on {ident}"))),
@@ -147,7 +147,7 @@ pub(crate) fn resolve(
             }
         }
     }
-    Ok(ScanPolicy { masks, rows, applied })
+    Ok(ScanPolicy { masks, rows })
 }
 
 #[cfg(test)]
@@ -177,7 +177,7 @@ mod tests {
         lineage: &HashMap<String, ColumnDef>,
         current: bool,
         touched: &[&str],
-    ) -> stratalake_table::Result<ScanPolicy> {
+    ) -> stratalake_table::Result<(ScanPolicy, Vec<String>)> {
         let ident = TableIdent::new("gov", "permits");
         let cols = columns();
         let classes = Classifications::default();
@@ -195,23 +195,24 @@ mod tests {
             .map(|c| c.name.clone())
             .collect();
         let touched: Vec<String> = touched.iter().map(|c| c.to_string()).collect();
-        resolve(s, &access, &table, &hidden, &touched)
+        let mut applied = Vec::new();
+        resolve(s, &access, &table, &hidden, &touched, &mut applied).map(|p| (p, applied))
     }
 
     #[test]
     fn uncleared_columns_are_hidden_unless_their_level_has_a_policy() {
-        let p = run(&ana(), &HashMap::new(), true, &["id", "fee", "owner"]).unwrap();
+        let (p, applied) = run(&ana(), &HashMap::new(), true, &["id", "fee", "owner"]).unwrap();
         assert!(p.masks.is_empty());
         assert_eq!(p.rows, Rows::All);
         assert_eq!(
-            p.applied,
+            applied,
             ["clearance hides gov.permits.fee", "clearance hides gov.permits.owner"]
         );
         let mut s = ana();
         s.level_masks.insert("confidential".into(), Mask::Redact);
-        let p = run(&s, &HashMap::new(), true, &["owner"]).unwrap();
+        let (p, applied) = run(&s, &HashMap::new(), true, &["owner"]).unwrap();
         assert_eq!(p.masks, BTreeMap::from([("owner".to_string(), Mask::Redact)]));
-        assert_eq!(p.applied, ["mask redact on gov.permits.owner"]);
+        assert_eq!(applied, ["mask redact on gov.permits.owner"]);
     }
 
     #[test]
@@ -222,9 +223,9 @@ mod tests {
             "gov.permits".into(),
             BTreeMap::from([("owner".to_string(), Mask::Hash)]),
         );
-        let p = run(&s, &HashMap::new(), true, &["id"]).unwrap();
+        let (p, applied) = run(&s, &HashMap::new(), true, &["id"]).unwrap();
         assert_eq!(p.masks.get("owner"), Some(&Mask::Hash));
-        assert!(p.applied.is_empty(), "{:?}", p.applied);
+        assert!(applied.is_empty(), "{:?}", applied);
     }
 
     #[test]
@@ -234,14 +235,14 @@ mod tests {
             .insert("gov.permits".into(), vec!["region = 'north'".into()]);
         s.row_filter_names
             .insert("gov.permits".into(), vec!["own_region".into()]);
-        let p = run(&s, &HashMap::new(), true, &["id"]).unwrap();
+        let (p, applied) = run(&s, &HashMap::new(), true, &["id"]).unwrap();
         assert_eq!(p.rows, Rows::Matching(vec!["region = 'north'".into()]));
-        assert_eq!(p.applied, ["row filter own_region on gov.permits"]);
+        assert_eq!(applied, ["row filter own_region on gov.permits"]);
         s.row_filters.insert("gov.permits".into(), vec![]);
         s.row_filter_names.insert("gov.permits".into(), vec![]);
-        let p = run(&s, &HashMap::new(), true, &["id"]).unwrap();
+        let (p, applied) = run(&s, &HashMap::new(), true, &["id"]).unwrap();
         assert_eq!(p.rows, Rows::Nothing);
-        assert_eq!(p.applied, ["no row filter grants rows of gov.permits"]);
+        assert_eq!(applied, ["no row filter grants rows of gov.permits"]);
     }
 
     #[test]
@@ -252,6 +253,21 @@ mod tests {
         assert!(run(&s, &HashMap::new(), true, &["id"]).is_ok());
         let e = run(&s, &HashMap::new(), true, &["id", "fee"]).unwrap_err().to_string();
         assert!(e.contains("may not read column \"fee\" of gov.permits (denied)"), "{e}");
+        // the refused probe is recorded with the policy that refused it
+        let ident = TableIdent::new("gov", "permits");
+        let (cols, classes) = (columns(), Classifications::default());
+        let table = ScanTable {
+            ident: &ident,
+            columns: &cols,
+            lineage: &HashMap::new(),
+            current: true,
+            classifications: &classes,
+        };
+        let mut applied = Vec::new();
+        let access = Access::Levels(s.cleared.clone());
+        let hidden = HashSet::from(["fee".to_string(), "owner".to_string()]);
+        assert!(resolve(&s, &access, &table, &hidden, &["fee".to_string()], &mut applied).is_err());
+        assert_eq!(applied, ["mask deny on gov.permits.fee"]);
     }
 
     #[test]
@@ -269,7 +285,7 @@ mod tests {
             "gov.permits".into(),
             BTreeMap::from([("owner".to_string(), Mask::Redact)]),
         );
-        let p = run(&s, &HashMap::new(), true, &["owner"]).unwrap();
+        let (p, _) = run(&s, &HashMap::new(), true, &["owner"]).unwrap();
         assert_eq!(p.masks.get("owner"), Some(&Mask::Null));
     }
 
@@ -306,15 +322,17 @@ mod tests {
             classifications: &classes,
         };
         let access = Access::Levels(s.cleared.clone());
+        let mut applied = Vec::new();
         let p = resolve(
             &s,
             &access,
             &table,
             &HashSet::from(["holder".to_string()]),
             &["holder".to_string()],
+            &mut applied,
         )
         .unwrap();
         assert_eq!(p.masks.get("holder"), Some(&Mask::Partial { keep_last: 1 }));
-        assert_eq!(p.applied, ["mask partial on gov.permits.holder"]);
+        assert_eq!(applied, ["mask partial on gov.permits.holder"]);
     }
 }

@@ -204,7 +204,10 @@ impl LakeBuilder {
     /// a service that reaches its object store its own way (its own credentials or client, a
     /// wrapper that meters or limits requests). The configuration must declare the tier; its
     /// URL stays in the configuration but is not opened; the tier's `cache` setting applies as
-    /// to any store. For [`create`](Self::create), give the configuration in code.
+    /// to any store. Give the configuration in code too ([`config`](Self::config) or
+    /// [`from_config`](Self::from_config)): it is then never read from a store the builder
+    /// does not use. Each tier needs its own store, and the store's URL must say truthfully
+    /// what it is (a `memory://` URL promises answers that are never lost on the way).
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
@@ -234,6 +237,7 @@ impl LakeBuilder {
 
     /// Open an existing lake.
     pub async fn open(self) -> Result<Lake> {
+        self.check_tier_stores()?;
         let (config, base) = match (&self.config, &self.location) {
             (Some(c), Location::Folder(d)) => (c.clone(), Some(d.clone())),
             (Some(c), Location::Url(u)) => {
@@ -262,14 +266,7 @@ impl LakeBuilder {
             reason: "a new lake needs its first administrator: Lake::builder(..).admin(NAME)".into(),
         })?;
         stratalake_table::names::validate_ident("principal", &admin)?;
-        if !self.tier_stores.is_empty() && self.config.is_none() {
-            return Err(Error::Config {
-                path: location,
-                reason:
-                    "a lake created on stores given with .tier_store(..) needs its configuration in code: .config(..)"
-                        .into(),
-            });
-        }
+        self.check_tier_stores()?;
         let lake = match (&self.config, &self.location) {
             (Some(c), loc) => {
                 let base = match loc {
@@ -289,6 +286,33 @@ impl LakeBuilder {
         lake.catalog.create_namespace(DEFAULT_NAMESPACE, true, &admin).await?;
         lake.session(&admin).bootstrap_admin().await?;
         Ok(lake)
+    }
+
+    /// Stores given with [`tier_store`](Self::tier_store) come with the configuration in code,
+    /// and no two tiers share one (vacuum would take one tier's files for another's leftovers).
+    fn check_tier_stores(&self) -> Result<()> {
+        if self.tier_stores.is_empty() {
+            return Ok(());
+        }
+        let refuse = |reason: String| Error::Config {
+            path: self.location.config_name(),
+            reason,
+        };
+        if self.config.is_none() {
+            return Err(refuse(
+                "a lake on stores given with .tier_store(..) needs its configuration in code: .config(..)".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, store) in &self.tier_stores {
+            if let Some(other) = seen.insert(store.url().to_string(), name) {
+                return Err(refuse(format!(
+                    "tiers {other:?} and {name:?} were given the same store {}: each tier needs its own",
+                    redact_url(store.url())
+                )));
+            }
+        }
+        Ok(())
     }
 
     async fn create_folder(&self, dir: &Path) -> Result<Lake> {

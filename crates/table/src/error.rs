@@ -206,7 +206,10 @@ impl Error {
     pub fn after_success(self) -> Error {
         match self {
             Error::AuditUnavailable { source } => Error::NotAudited { source },
-            e => e,
+            already @ Error::NotAudited { .. } => already,
+            // whatever stopped the record (a give-up under contention, a damaged record at
+            // the head), what ran is committed: never "nothing committed"
+            e => Error::NotAudited { source: Box::new(e) },
         }
     }
 }

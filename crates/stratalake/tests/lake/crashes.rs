@@ -668,3 +668,41 @@ async fn an_ingest_committed_but_not_audited_does_not_say_nothing_was_committed(
     assert!(p.crash.calls()[commit].reached && Op::Ingest.commits(&p.crash.calls()[commit]));
     assert_ne!(e.commit_outcome(), stratalake::CommitOutcome::Nothing, "{e}");
 }
+
+/// Stores given in code come with the configuration in code, one per tier.
+#[tokio::test]
+async fn given_stores_need_the_configuration_and_one_store_per_tier() {
+    use stratalake::table::Store;
+    let own = Store::from_object_store(
+        "memory://given-once",
+        Arc::new(object_store::memory::InMemory::new()),
+        Default::default(),
+    );
+    let keys =
+        || -> Arc<dyn stratalake::crypto::KeyProvider> { Arc::new(stratalake::crypto::MemoryKeyProvider::new()) };
+    // without the configuration in code, it would be read from a store the lake does not use
+    let e = stratalake::Lake::builder("memory://given-elsewhere")
+        .key_provider(keys())
+        .tier_store("hot", own.clone())
+        .open()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs its configuration in code"), "{e}");
+    // two tiers on one store: vacuum would take one's files for the other's leftovers
+    let mut cfg = stratalake::LakeConfig::single_tier("memory://given-hot");
+    let mut cold = cfg.tiers[0].clone();
+    cold.name = "cold".into();
+    cold.url = "memory://given-cold".into();
+    cfg.tiers.push(cold);
+    let e = stratalake::LakeBuilder::from_config(cfg)
+        .key_provider(keys())
+        .tier_store("hot", own.clone())
+        .tier_store("cold", own)
+        .admin("svc")
+        .create()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("were given the same store"), "{e}");
+}
