@@ -173,7 +173,7 @@ fn main() {
             )
             .await
             .unwrap();
-        let analyst = admin.as_principal("analyst");
+        let analyst = admin.session("analyst");
         let session = analyst.sql_session();
         let checker = admin.session("checker").sql_session();
         // the same encrypted tables read by the administrator (no policies): separates the cost

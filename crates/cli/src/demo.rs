@@ -237,7 +237,7 @@ pub async fn run(dir: &Path, rows: usize, principal: &str) -> Result<()> {
         lake.change_access(actions).await?;
     }
     println!("\n-- principal `analyst`: cleared for internal, SELECT on namespace city");
-    let analyst = lake.as_principal("analyst");
+    let analyst = lake.session("analyst");
     query(&analyst, "the analyst's view: confidential and secret columns come back NULL, their keys never unwrapped", "SELECT permit_id, district, status, applicant_name, national_id, fee FROM city.building_permits ORDER BY permit_id LIMIT 3").await?;
     match analyst.sql("INSERT INTO city.building_permits VALUES (1, TIMESTAMP '2025-01-01 00:00:00', 'hafen', 'signage', 'submitted', NULL, NULL, NULL, 1.00, 1.00)").await {
         Ok(_) => anyhow::bail!("the analyst must not be able to write"),

@@ -43,11 +43,6 @@ impl Session {
         &self.principal
     }
 
-    /// The same lake acting as another principal.
-    pub fn as_principal(&self, principal: &str) -> Session {
-        self.lake.session(principal)
-    }
-
     /// The SQL engine of this session's principal, on the lake's shared query runtime: for
     /// cancellation, timeouts, streaming results and time travel
     /// ([`SqlSession`](stratalake_query::SqlSession)).
@@ -259,7 +254,7 @@ impl Session {
         Ok(self.lake.catalog.drop_table(&ident, &self.principal).await?)
     }
 
-    /// Run SQL (one or more statements) as the default principal and return the last
+    /// Run SQL (one or more statements) as this session's principal and return the last
     /// statement's rows.
     ///
     /// ```

@@ -10,7 +10,7 @@ use stratalake::{Lake, LakeConfig, Session, TableIdent};
 use crate::csv;
 
 async fn q(lake: &Session, principal: &str, sql: &str) -> String {
-    csv(&lake.as_principal(principal).sql(sql).await.unwrap())
+    csv(&lake.session(principal).sql(sql).await.unwrap())
 }
 
 /// A lake with a partitioned table, principals, a row filter and a mask, as `admin`.
@@ -23,7 +23,7 @@ async fn governed_lake(url: &str, options: &[(&str, &str)]) -> Session {
         .await
         .unwrap()
         .session("admin")
-        .as_principal("admin");
+        .session("admin");
     lake.catalog_unchecked()
         .create_namespace("default", true, "admin")
         .await
@@ -95,7 +95,7 @@ async fn round_trip(lake: Session, repo_url: &str, repo_options: BTreeMap<String
     assert_eq!(s.tables.len(), 1);
     assert_eq!(q(&twin, "admin", ALL).await, before_admin);
     assert_eq!(q(&twin, "ana", ALL).await, before_ana);
-    assert!(twin.as_principal("mallory").sql(ALL).await.is_err());
+    assert!(twin.session("mallory").sql(ALL).await.is_err());
     let v = twin.verify(&[], &|_, _| {}).await.unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 
@@ -441,7 +441,7 @@ async fn forget_and_prune_keep_what_remaining_backups_need() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backups_and_restores_are_for_admins_and_audited() {
     let (_dir, lake, repo, _a, b) = damaged_setup().await;
-    let ana = lake.as_principal("ana");
+    let ana = lake.session("ana");
     assert!(ana.backup(&repo, None, &|_| {}).await.is_err());
     assert!(
         ana.backup_repository(repo.store().url(), &BTreeMap::new())

@@ -201,7 +201,7 @@ async fn generate(root: &Path) {
     )
     .await;
     run(&lake, "ALTER TABLE registry.cases ALTER COLUMN case_id TYPE BIGINT").await;
-    lake.as_principal("etl")
+    lake.session("etl")
         .sql("INSERT INTO registry.cases VALUES (103, TIMESTAMP '2025-06-01 09:00:00', 'open', 12.34, true, 'Hal')")
         .await
         .unwrap();
@@ -313,7 +313,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 async fn q(lake: &Handle, principal: &str, sql: &str) -> String {
     let rows = lake
-        .as_principal(principal)
+        .session(principal)
         .sql(sql)
         .await
         .unwrap_or_else(|e| panic!("{principal}: {sql}: {e}"));
@@ -610,7 +610,7 @@ async fn lake_v1_policies_still_apply() {
     let denied = |who: &'static str, sql: &'static str, why: &'static str| {
         let lake = lake.clone();
         async move {
-            let e = lake.as_principal(who).sql(sql).await.unwrap_err().to_string();
+            let e = lake.session(who).sql(sql).await.unwrap_err().to_string();
             assert!(e.contains(why), "{who}: {sql}: {e}");
         }
     };
@@ -754,7 +754,7 @@ async fn lake_v1_takes_new_commits() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("fee_positive"), "{e}");
-    lake.as_principal("etl")
+    lake.session("etl")
         .sql("INSERT INTO registry.cases VALUES (104, TIMESTAMP '2025-07-02 08:00:00', 'open', 1.00, false, 'Ivy')")
         .await
         .unwrap();

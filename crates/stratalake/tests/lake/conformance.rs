@@ -663,7 +663,7 @@ async fn time_travel_applies_todays_classification_and_masks() {
              CREATE PRINCIPAL ana WITH (clearance = 'internal'); GRANT SELECT ON TABLE t TO ana",
     )
     .await;
-    let ana = admin.as_principal("ana");
+    let ana = admin.session("ana");
     let q = |sql: &'static str| {
         let ana = ana.clone();
         async move { csv(&ana.sql(sql).await.unwrap()) }

@@ -204,7 +204,7 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("p.csv");
     std::fs::write(&csv, "id,age,region\n1,34,north\n2,-5,south\n").unwrap();
-    let admin = Lake::in_memory().await.unwrap().session("admin").as_principal("boss");
+    let admin = Lake::in_memory().await.unwrap().session("admin").session("boss");
     admin.bootstrap_admin().await.unwrap();
     admin
         .sql(
@@ -231,7 +231,7 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
         }
     };
     // a loader may not create the quarantine table
-    let e = ingest(admin.as_principal("loader")).await.unwrap_err().to_string();
+    let e = ingest(admin.session("loader")).await.unwrap_err().to_string();
     assert!(
         e.contains("may not create the quarantine table default.people_quarantine"),
         "{e}"
@@ -240,7 +240,7 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
     // an administrator's first quarantining ingest creates it, with the table's row filter
     let r = ingest(admin.clone()).await.unwrap();
     assert_eq!(r.quarantine_table.as_deref(), Some("default.people_quarantine"));
-    let reader = admin.as_principal("reader");
+    let reader = admin.session("reader");
     assert_eq!(count(&reader, "SELECT count(*) FROM people_quarantine").await, 0);
     assert_eq!(count(&admin, "SELECT count(*) FROM people_quarantine").await, 1);
     // afterwards a loader with INSERT on it may quarantine
@@ -248,7 +248,7 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
         .sql("GRANT INSERT ON TABLE people_quarantine TO loader")
         .await
         .unwrap();
-    ingest(admin.as_principal("loader")).await.unwrap();
+    ingest(admin.session("loader")).await.unwrap();
     assert_eq!(count(&admin, "SELECT count(*) FROM people_quarantine").await, 2);
     // a quarantine table that does not match is refused
     admin

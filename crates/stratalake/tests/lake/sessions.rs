@@ -92,7 +92,7 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
         .unwrap();
     assert_eq!(out.len(), 1);
     // every session of the lake draws on the same pool: two handles, one runtime
-    let other = lake.as_principal("ana");
+    let other = lake.session("ana");
     assert_eq!(other.query_runtime().memory_limit(), Some(4 << 20));
     let e = other
         .session("ana")
@@ -147,7 +147,7 @@ async fn handles_listings_and_descriptions_answer_only_what_the_principal_may_kn
         )
         .await
         .unwrap();
-    let ana = admin.as_principal("ana");
+    let ana = admin.session("ana");
     // listings: only tables ana holds a privilege on, like SHOW TABLES
     assert_eq!(admin.tables("default").await.unwrap(), vec!["hidden", "t"]);
     assert_eq!(ana.tables("default").await.unwrap(), vec!["t"]);

@@ -54,6 +54,17 @@ async fn tiered_lake_at(
     lake.session("t")
 }
 
+/// The lake in `dir` opened again with `cfg` and the master keys of `lake`, as `admin`.
+async fn reopen(lake: &Session, dir: &std::path::Path, cfg: LakeConfig) -> Session {
+    Lake::builder(dir)
+        .config(cfg)
+        .key_provider(lake.catalog_unchecked().context().keyring.provider().clone())
+        .open()
+        .await
+        .unwrap()
+        .session("admin")
+}
+
 async fn fill_logs(lake: &Session) {
     lake.sql(
         "CREATE TABLE logs (id BIGINT NOT NULL, day DATE, note VARCHAR CLASSIFICATION secret) PARTITIONED BY (day)",
@@ -240,13 +251,7 @@ async fn the_read_cache_stays_within_its_limit() {
     let mut cfg = lake.config().clone();
     cfg.tiering.cache_size = Some(limit.to_string());
     cfg.tiering.cache_dir = Some("small-cache".into());
-    let small = Lake::builder(dir.path())
-        .config(cfg)
-        .key_provider(lake.catalog_unchecked().context().keyring.provider().clone())
-        .open()
-        .await
-        .unwrap()
-        .session("admin");
+    let small = reopen(&lake, dir.path(), cfg).await;
     for _ in 0..2 {
         assert_eq!(all_rows(&small).await, before);
         let c = small.cache_stats().unwrap();
@@ -307,14 +312,7 @@ async fn watermarks_and_classification_rules() {
         partition: None,
         tier: "hot".into(),
     });
-    let provider = lake.catalog_unchecked().context().keyring.provider().clone();
-    let wm = Lake::builder(dir.path())
-        .config(cfg.clone())
-        .key_provider(provider.clone())
-        .open()
-        .await
-        .unwrap()
-        .session("admin");
+    let wm = reopen(&lake, dir.path(), cfg.clone()).await;
     // queries read the newest days, so the oldest-read files are the coldest
     wm.sql("SELECT count(note) FROM logs WHERE day >= DATE '2026-01-03'")
         .await
@@ -337,13 +335,7 @@ async fn watermarks_and_classification_rules() {
         classification: Some("secret".into()),
         ..Default::default()
     });
-    let cl = Lake::builder(dir.path())
-        .config(cfg)
-        .key_provider(provider)
-        .open()
-        .await
-        .unwrap()
-        .session("admin");
+    let cl = reopen(&lake, dir.path(), cfg).await;
     let plan = cl.tier_plan().await.unwrap();
     assert_eq!(plan.moves.len(), 4);
     assert!(plan.moves.iter().all(|m| m.table == "default.logs"));
@@ -382,14 +374,7 @@ async fn quotas_refuse_writes_that_would_exceed_them() {
         max_bytes: (3 * a_bytes).to_string(),
         ..Default::default()
     });
-    let provider = lake.catalog_unchecked().context().keyring.provider().clone();
-    let q = Lake::builder(dir.path())
-        .config(cfg)
-        .key_provider(provider)
-        .open()
-        .await
-        .unwrap()
-        .session("admin");
+    let q = reopen(&lake, dir.path(), cfg).await;
     let files_before = std::fs::read_dir(dir.path().join("hot/sales/a/data")).unwrap().count();
     let e = q.sql(&insert("sales.a", 500)).await.unwrap_err().to_string();
     assert!(
