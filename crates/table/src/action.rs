@@ -125,7 +125,7 @@ pub struct Metadata {
     pub properties: BTreeMap<String, String>,
     /// Data quality constraints every write is checked against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub constraints: Vec<crate::quality::Constraint>,
+    pub constraints: Vec<crate::model::Constraint>,
     /// Names of dropped columns (and their earlier names): never given to a new column, since old
     /// files still hold them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -150,7 +150,7 @@ pub struct CommitInfo {
     pub parameters: BTreeMap<String, String>,
     /// Quality figures of the rows this commit wrote (writes checked against constraints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality: Option<crate::quality::QualityMetrics>,
+    pub quality: Option<crate::model::QualityMetrics>,
 }
 
 /// One action of a commit.

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use crate::clock::now_ms;
 use crate::logstore::{Attempt, LogEntry, LogStore};
 use crate::store::Store;
-use crate::write::now_ms;
 use crate::{Error, Result};
 
 const DIR: &str = "_audit";

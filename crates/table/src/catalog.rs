@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::action::{CommitInfo, Metadata};
+use crate::clock::now_ms;
 use crate::log;
 use crate::names::validate_ident;
 use crate::schema::TableSchema;
 use crate::table::{StorageContext, Table, TableIdent, info};
-use crate::write::now_ms;
 use crate::{Error, Result};
 
 const CATALOG_LOG: &str = "_catalog/_log";

@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{AddFile, PartitionValues};
+use crate::clock::now_ms;
 use crate::store::Store;
-use crate::write::now_ms;
 use crate::{Error, Result};
 
 const DIR: &str = "_tiering/reads";

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::clock::{fmt_ms, now_ms};
 use crate::store::Store;
-use crate::write::{fmt_ms, now_ms};
 
 /// Locks older than this are stale whatever their process.
 pub const STALE_LOCK_MS: i64 = 6 * 3600 * 1000;

@@ -153,7 +153,7 @@ pub(crate) fn carries_token(path: &str, found: &[u8], token: &str) -> Option<boo
     struct Token {
         token: String,
     }
-    crate::log::decode::<Tokened>(path, found)
+    crate::logfile::decode::<Tokened>(path, found)
         .ok()
         .map(|c| c.info.token == token)
 }
@@ -309,7 +309,7 @@ impl LogStore {
 
     /// The path of entry `number`, relative to the store root.
     pub fn path(&self, number: u64) -> String {
-        crate::log::commit_path(&self.dir, number)
+        crate::logfile::commit_path(&self.dir, number)
     }
 
     /// The store.

@@ -235,7 +235,7 @@ async fn rewrite(
     let rows_out: u64 = added.iter().map(|f| f.rows).sum();
     let rows_in: u64 = removed.iter().map(|f| f.rows).sum();
     if rows_out != rows_in {
-        crate::table::delete_staged(ctx, &root, &added).await;
+        crate::commit::delete_staged(ctx, &root, &added).await;
         return Err(Error::Internal(format!(
             "optimize wrote {rows_out} rows for {rows_in}; nothing was committed"
         )));

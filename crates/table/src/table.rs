@@ -1,323 +1,31 @@
-//! Tables: snapshots from the log, the commit protocol, appends and overwrites.
+//! Tables: the [`Table`] handle and its operations — create, snapshots and history (read
+//! through [`crate::snapshot`]), appends and overwrites, copy-on-write rewrites, moves between
+//! tiers, key rotation and metadata changes. Each operation ends in one [`Table::commit`], whose
+//! protocol is in [`crate::commit`].
 //!
-//! Commit lifecycle:
-//! 1. read a snapshot at version `v`;
-//! 2. stage data files (uploaded, durable, not yet referenced);
-//! 3. create `_log/<v+1>.json` with create-if-absent;
-//! 4. if another writer won `v+1`: read the winning commits; if one carries our token, our
-//!    commit already landed; if one conflicts with what we read ([`crate::conflict`]), fail with
-//!    [`Error::Conflict`] (and delete staged files); otherwise retry after the newest.
-//!
-//! Steps 3 and 4 are the log store's ([`LogStore`]); this module's `TableCommit` is what a
-//! table commit adds to them.
+//! The types a table is made of live in their own modules and are re-exported here:
+//! [`StorageContext`], [`Tiers`] and [`CommitGuard`] ([`crate::context`]), [`TableIdent`] and
+//! [`WriteMode`] ([`crate::model`]), [`Snapshot`] and [`HistoryEntry`] ([`crate::snapshot`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use serde::{Deserialize, Serialize};
 
-use crate::action::{Action, AddFile, Commit, CommitCounts, CommitInfo, Metadata, RemoveFile};
-use crate::conflict::ConflictCheck;
+use crate::action::{Action, AddFile, Commit, CommitInfo, Metadata, RemoveFile};
+use crate::clock::now_ms;
+pub use crate::commit::info;
+use crate::commit::{TableCommit, delete_staged};
 pub use crate::conflict::ReadScope;
-use crate::keyring::Keyring;
+pub use crate::context::{CommitGuard, PendingCommit, StorageContext, Tiers};
 use crate::log;
-use crate::logstore::{Attempt, CommitPolicy, Created, LogEntry, LogStore, carries_token};
+use crate::logstore::{Created, LogStore, carries_token};
+pub use crate::model::{TableIdent, WriteMode};
+use crate::snapshot::TableLog;
+pub use crate::snapshot::{HistoryEntry, Snapshot};
 use crate::store::Store;
-use crate::write::{DataWriter, WriteOptions, WriteTarget, conform_batch, delete_files, now_ms};
+use crate::write::{DataWriter, WriteTarget, conform_batch};
 use crate::{Error, Result};
-
-/// The lake's tiers: name to store, which one holds metadata, which one receives new files.
-#[derive(Clone, Debug)]
-pub struct Tiers {
-    stores: BTreeMap<String, Store>,
-    metadata: String,
-    write: String,
-}
-
-impl Tiers {
-    /// Tiers from stores; `metadata` holds logs and catalog, `write` receives new data files.
-    pub fn new(stores: BTreeMap<String, Store>, metadata: &str, write: &str) -> Result<Self> {
-        for t in [metadata, write] {
-            if !stores.contains_key(t) {
-                return Err(Error::StoreConfig {
-                    url: t.to_string(),
-                    reason: format!("no tier named {t:?}"),
-                });
-            }
-        }
-        Ok(Self {
-            stores,
-            metadata: metadata.into(),
-            write: write.into(),
-        })
-    }
-
-    /// A single-tier lake.
-    pub fn single(name: &str, store: Store) -> Self {
-        Self {
-            stores: BTreeMap::from([(name.to_string(), store)]),
-            metadata: name.into(),
-            write: name.into(),
-        }
-    }
-
-    /// The store of a tier.
-    pub fn get(&self, tier: &str) -> Result<&Store> {
-        self.stores.get(tier).ok_or_else(|| Error::StoreConfig {
-            url: tier.to_string(),
-            reason: format!("no tier named {tier:?} in this lake"),
-        })
-    }
-
-    /// The metadata tier's store.
-    pub fn metadata(&self) -> &Store {
-        &self.stores[&self.metadata]
-    }
-
-    /// Name of the tier receiving new files.
-    pub fn write_tier(&self) -> &str {
-        &self.write
-    }
-
-    /// All tiers.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Store)> {
-        self.stores.iter()
-    }
-}
-
-/// Everything a table needs from its lake.
-#[derive(Clone, Debug)]
-pub struct StorageContext {
-    /// Tiers.
-    pub tiers: Tiers,
-    /// Keys.
-    pub keyring: Keyring,
-    /// Write a checkpoint every this many commits.
-    pub checkpoint_interval: u64,
-    /// Data writer options.
-    pub write: WriteOptions,
-    /// Checked before every commit attempt (quotas); `None` checks nothing.
-    pub guard: Option<Arc<dyn CommitGuard>>,
-    /// Which partitions queries read, for placement rules by time since last read.
-    pub reads: Arc<crate::heat::ReadTracker>,
-    /// Retries of lost races and the staging grace.
-    pub commit: CommitPolicy,
-}
-
-/// What a commit is about to change, for a [`CommitGuard`].
-#[derive(Clone, Debug)]
-pub struct PendingCommit<'a> {
-    /// The table.
-    pub table: &'a TableIdent,
-    /// The table's live bytes at the version the commit goes on top of.
-    pub bytes_before: u64,
-    /// Bytes the commit adds, minus bytes it removes.
-    pub bytes_delta: i64,
-    /// The operation (`APPEND`, `OVERWRITE`, ...).
-    pub operation: &'a str,
-}
-
-/// A check every commit must pass before it is written (quotas). A refusal commits nothing and
-/// the writer deletes its staged files.
-#[async_trait::async_trait]
-pub trait CommitGuard: Send + Sync + std::fmt::Debug {
-    /// `Err` refuses the commit with that error.
-    async fn check(&self, commit: &PendingCommit<'_>) -> Result<()>;
-}
-
-/// A table's identity in the catalog.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TableIdent {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl TableIdent {
-    /// An identifier.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
-    /// Parse `table` (in namespace `default_ns`) or `namespace.table`.
-    pub fn parse(s: &str, default_ns: &str) -> Result<Self> {
-        let (ns, name) = match s.split_once('.') {
-            Some((ns, n)) => (ns, n),
-            None => (default_ns, s),
-        };
-        crate::names::validate_ident("namespace", ns)?;
-        crate::names::validate_ident("table", name)?;
-        Ok(Self::new(ns, name))
-    }
-
-    /// `namespace/name`, the table's root in every tier.
-    pub fn root(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
-impl std::fmt::Display for TableIdent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.namespace, self.name)
-    }
-}
-
-/// The state of a table at one version: metadata and live files.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Version.
-    pub version: u64,
-    /// Time of the commit that made this version.
-    pub timestamp_ms: i64,
-    /// Metadata in force.
-    pub metadata: Metadata,
-    /// Live files by path.
-    pub files: BTreeMap<String, AddFile>,
-}
-
-impl Snapshot {
-    /// Total live rows.
-    pub fn rows(&self) -> u64 {
-        self.files.values().map(|f| f.rows).sum()
-    }
-
-    /// Total live bytes.
-    pub fn bytes(&self) -> u64 {
-        self.files.values().map(|f| f.size).sum()
-    }
-
-    fn apply(&mut self, c: &Commit, path: &str) -> Result<()> {
-        if c.version != self.version + 1 {
-            return Err(Error::CorruptLog {
-                path: path.into(),
-                reason: format!("holds version {}, expected {}", c.version, self.version + 1),
-            });
-        }
-        self.apply_actions(c, path)
-    }
-
-    fn apply_actions(&mut self, c: &Commit, path: &str) -> Result<()> {
-        for a in &c.actions {
-            match a {
-                Action::Metadata(m) => {
-                    if m.table_id != self.metadata.table_id {
-                        return Err(Error::CorruptLog {
-                            path: path.into(),
-                            reason: "metadata of another table".into(),
-                        });
-                    }
-                    self.metadata = m.clone();
-                }
-                Action::Add(f) => {
-                    self.files.insert(f.path.clone(), f.clone());
-                }
-                Action::Remove(r) => {
-                    self.files.remove(&r.path);
-                }
-                Action::Rekey(r) => match self.files.get_mut(&r.path) {
-                    Some(f) => f.keys = r.keys.clone(),
-                    None => {
-                        return Err(Error::CorruptLog {
-                            path: path.into(),
-                            reason: format!("re-keys {}, which is not live", r.path),
-                        });
-                    }
-                },
-                Action::Move(m) => match self.files.get_mut(&m.path) {
-                    Some(f) if f.tier == m.from => f.tier = m.to.clone(),
-                    Some(f) => {
-                        return Err(Error::CorruptLog {
-                            path: path.into(),
-                            reason: format!("moves {} from tier {}, but it is on tier {}", m.path, m.from, f.tier),
-                        });
-                    }
-                    None => {
-                        return Err(Error::CorruptLog {
-                            path: path.into(),
-                            reason: format!("moves {}, which is not live", m.path),
-                        });
-                    }
-                },
-            }
-        }
-        self.version = c.version;
-        self.timestamp_ms = c.info.timestamp_ms;
-        Ok(())
-    }
-
-    /// The snapshot after `commits`, which must be versions `0..=n` in order (as a backup holds
-    /// them). `source` names where they came from in errors.
-    pub fn replay(commits: &[Commit], source: &str) -> Result<Self> {
-        let (first, rest) = commits.split_first().ok_or_else(|| Error::CorruptLog {
-            path: source.into(),
-            reason: "no commits".into(),
-        })?;
-        let mut s = Self::from_first(first, source)?;
-        for c in rest {
-            s.apply(c, source)?;
-        }
-        Ok(s)
-    }
-
-    fn from_first(c: &Commit, path: &str) -> Result<Self> {
-        if c.version != 0 {
-            return Err(Error::CorruptLog {
-                path: path.into(),
-                reason: format!("holds version {}, expected 0", c.version),
-            });
-        }
-        let meta = c
-            .actions
-            .iter()
-            .find_map(|a| {
-                if let Action::Metadata(m) = a {
-                    Some(m.clone())
-                } else {
-                    None
-                }
-            })
-            .ok_or_else(|| Error::CorruptLog {
-                path: path.into(),
-                reason: "version 0 has no metadata".into(),
-            })?;
-        let mut s = Snapshot {
-            version: 0,
-            timestamp_ms: c.info.timestamp_ms,
-            metadata: meta,
-            files: BTreeMap::new(),
-        };
-        s.apply_actions(c, path)?;
-        Ok(s)
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct LastCheckpoint {
-    version: u64,
-}
-
-/// One line of a table's history.
-#[derive(Clone, Debug, Serialize)]
-pub struct HistoryEntry {
-    /// Version.
-    pub version: u64,
-    /// Commit time, ms since the epoch.
-    pub timestamp_ms: i64,
-    /// Operation.
-    pub operation: String,
-    /// Principal.
-    pub principal: String,
-    /// Counts.
-    #[serde(flatten)]
-    pub counts: CommitCounts,
-    /// Parameters.
-    pub parameters: BTreeMap<String, String>,
-}
 
 /// A handle on one table. Cheap to clone; holds no snapshot.
 #[derive(Clone, Debug)]
@@ -391,194 +99,46 @@ impl Table {
 
     /// The log directory relative to the metadata tier's root.
     pub fn log_dir(&self) -> String {
-        format!("{}/_log", self.ident.root())
+        self.log().log_dir()
+    }
+
+    /// The table's log, read as commits and snapshots.
+    fn log(&self) -> TableLog<'_> {
+        TableLog {
+            ctx: &self.ctx,
+            ident: &self.ident,
+            table_id: &self.table_id,
+        }
     }
 
     /// The commit that made version `v`, checked to hold that version.
     pub async fn read_commit(&self, v: u64) -> Result<Commit> {
-        let c: Commit = log::read(self.meta_store(), &self.log_dir(), v).await?;
-        if c.version != v {
-            return Err(Error::CorruptLog {
-                path: log::commit_path(&self.log_dir(), v),
-                reason: format!("holds version {}", c.version),
-            });
-        }
-        Ok(c)
-    }
-
-    async fn read_checkpoint(&self, v: u64) -> Result<Snapshot> {
-        let path = log::checkpoint_path(&self.log_dir(), v);
-        let data = self.meta_store().get(&path).await?;
-        let s: Snapshot = log::decode(&path, &data)?;
-        if s.version != v || s.metadata.table_id != self.table_id {
-            return Err(Error::CorruptLog {
-                path,
-                reason: "checkpoint of another version or table".into(),
-            });
-        }
-        Ok(s)
-    }
-
-    async fn replay(&self, mut snap: Option<Snapshot>, versions: &[u64]) -> Result<Snapshot> {
-        use futures::StreamExt;
-        let commits: Vec<Result<Commit>> = futures::stream::iter(versions.iter().copied().map(|v| self.read_commit(v)))
-            .buffered(16)
-            .collect()
-            .await;
-        for (v, c) in versions.iter().zip(commits) {
-            let c = c?;
-            let path = log::commit_path(&self.log_dir(), *v);
-            match &mut snap {
-                None => snap = Some(Snapshot::from_first(&c, &path)?),
-                Some(s) => s.apply(&c, &path)?,
-            }
-        }
-        let snap = snap.ok_or_else(|| Error::CorruptLog {
-            path: self.log_dir(),
-            reason: "the log is empty".into(),
-        })?;
-        if snap.metadata.table_id != self.table_id {
-            // The name now belongs to another table: never read or commit across that.
-            return Err(Error::TableNotFound(format!(
-                "{} (dropped and created again since it was opened)",
-                self.ident
-            )));
-        }
-        Ok(snap)
-    }
-
-    fn check_contiguous(&self, from: u64, versions: &[u64]) -> Result<()> {
-        for (i, v) in versions.iter().enumerate() {
-            if *v != from + i as u64 {
-                return Err(Error::CorruptLog {
-                    path: log::commit_path(&self.log_dir(), from + i as u64),
-                    reason: "missing: the log has a gap".into(),
-                });
-            }
-        }
-        Ok(())
+        self.log().read_commit(v).await
     }
 
     /// The latest snapshot: the newest checkpoint plus the commits after it.
     pub async fn snapshot(&self) -> Result<Snapshot> {
-        let hint = match self
-            .meta_store()
-            .get_opt(&format!("{}/_last_checkpoint", self.log_dir()))
-            .await?
-        {
-            Some(b) => serde_json::from_slice::<LastCheckpoint>(&b).ok().map(|l| l.version),
-            None => None,
-        };
-        if let Some(cp) = hint {
-            if let Ok(base) = self.read_checkpoint(cp).await {
-                let l = log::list(self.meta_store(), &self.log_dir(), Some(cp)).await?;
-                self.check_contiguous(cp + 1, &l.commits)?;
-                return self.replay(Some(base), &l.commits).await;
-            }
-            tracing::warn!(table = %self.ident, checkpoint = cp, "checkpoint unreadable; replaying the log");
-        }
-        self.snapshot_at_opt(None).await
+        self.log().snapshot().await
     }
 
     /// The snapshot at `version`.
     pub async fn snapshot_at(&self, version: u64) -> Result<Snapshot> {
-        self.snapshot_at_opt(Some(version)).await
-    }
-
-    async fn snapshot_at_opt(&self, version: Option<u64>) -> Result<Snapshot> {
-        let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
-        if l.commits.is_empty() {
-            return Err(Error::CorruptLog {
-                path: self.log_dir(),
-                reason: "no commits: the table's creation did not finish".into(),
-            });
-        }
-        self.check_contiguous(0, &l.commits)?;
-        let latest = *l.commits.last().expect("non-empty");
-        let target = version.unwrap_or(latest);
-        if target > latest {
-            return Err(Error::VersionNotFound {
-                table: self.ident.to_string(),
-                version: target,
-                latest,
-            });
-        }
-        // Newest readable checkpoint at or before the target.
-        for cp in l.checkpoints.iter().rev().filter(|c| **c <= target) {
-            match self.read_checkpoint(*cp).await {
-                Ok(base) => {
-                    let rest: Vec<u64> = (cp + 1..=target).collect();
-                    return self.replay(Some(base), &rest).await;
-                }
-                Err(e) => {
-                    tracing::warn!(table = %self.ident, checkpoint = cp, error = %e, "skipping unreadable checkpoint")
-                }
-            }
-        }
-        let all: Vec<u64> = (0..=target).collect();
-        self.replay(None, &all).await
+        self.log().snapshot_at(version).await
     }
 
     /// The snapshot at `version` replayed from version 0, ignoring checkpoints (for verify).
     pub async fn snapshot_replayed(&self, version: u64) -> Result<Snapshot> {
-        let all: Vec<u64> = (0..=version).collect();
-        self.replay(None, &all).await
+        self.log().snapshot_replayed(version).await
     }
 
     /// The snapshot in force at `timestamp_ms`: the newest version committed at or before it.
     pub async fn snapshot_as_of(&self, timestamp_ms: i64) -> Result<Snapshot> {
-        let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
-        for v in l.commits.iter().rev() {
-            let c = self.read_commit(*v).await?;
-            if c.info.timestamp_ms <= timestamp_ms {
-                return self.snapshot_at(*v).await;
-            }
-        }
-        Err(Error::TimestampBeforeHistory {
-            table: self.ident.to_string(),
-            timestamp: crate::write::fmt_ms(timestamp_ms),
-        })
+        self.log().snapshot_as_of(timestamp_ms).await
     }
 
     /// Every commit, newest first (at most `limit`).
     pub async fn history(&self, limit: Option<usize>) -> Result<Vec<HistoryEntry>> {
-        let l = log::list(self.meta_store(), &self.log_dir(), None).await?;
-        let versions: Vec<u64> = l
-            .commits
-            .iter()
-            .rev()
-            .take(limit.unwrap_or(usize::MAX))
-            .rev()
-            .copied()
-            .collect();
-        // Rows of removed files need the files' add actions: replay from the start of the window.
-        let mut snap = match versions.first() {
-            Some(0) | None => None,
-            Some(v) => Some(self.snapshot_at(v - 1).await?),
-        };
-        let mut out = Vec::new();
-        for v in versions {
-            let c = self.read_commit(v).await?;
-            let counts = {
-                let s = &snap;
-                c.counts(|p| s.as_ref().and_then(|s| s.files.get(p)).map(|f| (f.rows, f.size)))
-            };
-            let path = log::commit_path(&self.log_dir(), v);
-            match &mut snap {
-                None => snap = Some(Snapshot::from_first(&c, &path)?),
-                Some(s) => s.apply(&c, &path)?,
-            }
-            out.push(HistoryEntry {
-                version: v,
-                timestamp_ms: c.info.timestamp_ms,
-                operation: c.info.operation.clone(),
-                principal: c.info.principal.clone(),
-                counts,
-                parameters: c.info.parameters.clone(),
-            });
-        }
-        out.reverse();
-        Ok(out)
+        self.log().history(limit).await
     }
 
     /// A writer for new data files under `snapshot`'s schema.
@@ -601,8 +161,9 @@ impl Table {
     }
 
     /// Commit `actions` on top of `base`. Retries on concurrent commits that do not conflict,
-    /// for at most the lake's [`CommitPolicy::retry_for`]. On failure, the caller's staged files
-    /// are left for it to delete.
+    /// for at most the lake's
+    /// [`CommitPolicy::retry_for`](crate::logstore::CommitPolicy::retry_for). On failure, the
+    /// caller's staged files are left for it to delete.
     pub async fn commit(
         &self,
         base: &Snapshot,
@@ -610,19 +171,8 @@ impl Table {
         info: CommitInfo,
         scope: &ReadScope,
     ) -> Result<u64> {
-        let mut entry = TableCommit::new(self, base, &actions, scope, info);
+        let mut entry = TableCommit::new(self.log(), base, &actions, scope, info);
         self.log_store().commit(&mut entry).await
-    }
-
-    async fn write_checkpoint(&self, version: u64) -> Result<()> {
-        let snap = self.snapshot_at(version).await?;
-        let path = log::checkpoint_path(&self.log_dir(), version);
-        self.meta_store().put(&path, log::encode(&snap)?).await?;
-        let last = serde_json::to_vec(&LastCheckpoint { version }).map_err(|e| Error::Internal(e.to_string()))?;
-        self.meta_store()
-            .put(&format!("{}/_last_checkpoint", self.log_dir()), last.into())
-            .await?;
-        Ok(())
     }
 
     /// Append batches as one commit. Returns the new version.
@@ -722,7 +272,7 @@ impl Table {
         principal: &str,
         mode: WriteMode,
         mut parameters: BTreeMap<String, String>,
-        quality: Option<crate::quality::QualityMetrics>,
+        quality: Option<crate::model::QualityMetrics>,
         exclusive: bool,
         operation: Option<&str>,
     ) -> Result<u64> {
@@ -892,216 +442,5 @@ impl Table {
             Ok(())
         })
         .await
-    }
-}
-
-/// A table commit as a [`LogEntry`]: the quota and staging-grace checks before every attempt,
-/// commit times that never go backwards along the log (so `TIMESTAMP AS OF` is exact), the
-/// conflict rules against every commit it lost to, and a checkpoint after it lands.
-struct TableCommit<'a> {
-    table: &'a Table,
-    base: &'a Snapshot,
-    actions: &'a [Action],
-    info: CommitInfo,
-    check: ConflictCheck<'a>,
-    /// The version of the next attempt.
-    version: u64,
-    /// The newest commit time read; ours is later.
-    last_ts: i64,
-    /// Bytes the commit adds, minus bytes it removes.
-    delta: i64,
-    /// The table's live bytes at `version - 1`.
-    bytes_before: i64,
-    /// The oldest object this commit makes referenced that was unreferenced until now: new
-    /// files, and the copies a move made on its target tier.
-    oldest_staged: Option<i64>,
-}
-
-impl<'a> TableCommit<'a> {
-    fn new(
-        table: &'a Table,
-        base: &'a Snapshot,
-        actions: &'a [Action],
-        scope: &'a ReadScope,
-        info: CommitInfo,
-    ) -> Self {
-        let oldest_staged = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Add(f) => Some(f.created_ms),
-                Action::Move(m) => m.copied_ms,
-                _ => None,
-            })
-            .min();
-        Self {
-            table,
-            base,
-            actions,
-            info,
-            check: ConflictCheck::new(actions, scope),
-            version: base.version + 1,
-            last_ts: base.timestamp_ms,
-            delta: bytes_changed(&base.files, actions),
-            bytes_before: base.bytes() as i64,
-            oldest_staged,
-        }
-    }
-
-    /// The quota check of the lake's [`CommitGuard`], for commits that add bytes.
-    async fn check_guard(&self) -> Result<()> {
-        match &self.table.ctx.guard {
-            Some(g) if self.delta > 0 => {
-                g.check(&PendingCommit {
-                    table: &self.table.ident,
-                    bytes_before: self.bytes_before.max(0) as u64,
-                    bytes_delta: self.delta,
-                    operation: &self.info.operation,
-                })
-                .await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Vacuum may delete unreferenced files older than the staging grace: never commit files
-    /// that old (see `vacuum.rs`).
-    fn check_staging(&self, now: i64) -> Result<()> {
-        let limit = self.table.ctx.commit.staging_limit_ms();
-        match self.oldest_staged {
-            Some(oldest) if now - oldest > limit => Err(Error::StagingExpired {
-                table: self.table.ident.to_string(),
-                age_s: (now - oldest) / 1000,
-                limit_s: limit / 1000,
-            }),
-            _ => Ok(()),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl LogEntry for TableCommit<'_> {
-    type Output = u64;
-
-    fn log(&self) -> String {
-        self.table.ident.to_string()
-    }
-
-    async fn attempt(&mut self) -> Result<Attempt> {
-        self.check_guard().await?;
-        let now = now_ms();
-        self.check_staging(now)?;
-        self.info.timestamp_ms = now.max(self.last_ts + 1);
-        let commit = Commit {
-            version: self.version,
-            info: self.info.clone(),
-            actions: self.actions.to_vec(),
-        };
-        Ok(Attempt {
-            number: self.version,
-            body: log::encode(&commit)?,
-        })
-    }
-
-    fn is_ours(&self, found: &[u8]) -> Option<bool> {
-        carries_token(
-            &log::commit_path(&self.table.log_dir(), self.version),
-            found,
-            &self.info.token,
-        )
-    }
-
-    async fn landed(&mut self, version: u64) -> Result<u64> {
-        let t = self.table;
-        tracing::info!(table = %t.ident, version, operation = %self.info.operation, "committed");
-        if t.ctx.checkpoint_interval > 0
-            && version.is_multiple_of(t.ctx.checkpoint_interval)
-            && let Err(e) = t.write_checkpoint(version).await
-        {
-            tracing::warn!(table = %t.ident, version, error = %e, "checkpoint failed; the log stays complete");
-        }
-        Ok(version)
-    }
-
-    /// Check the winner, and every commit that landed after it, then go on top of the newest
-    /// (rebasing instead of trying one version at a time, which starves a writer under
-    /// contention).
-    async fn lost(&mut self, version: u64, theirs: bytes::Bytes) -> Result<()> {
-        let t = self.table;
-        let mut winners = vec![log::decode::<Commit>(
-            &log::commit_path(&t.log_dir(), version),
-            &theirs,
-        )?];
-        let later = log::list(t.meta_store(), &t.log_dir(), Some(version)).await?;
-        t.check_contiguous(version + 1, &later.commits)?;
-        for v in later.commits {
-            winners.push(t.read_commit(v).await?);
-        }
-        for w in &winners {
-            self.check.against(w, &t.ident.to_string())?;
-            self.bytes_before += bytes_changed(&self.base.files, &w.actions);
-            self.last_ts = self.last_ts.max(w.info.timestamp_ms);
-        }
-        self.version = version + winners.len() as u64;
-        Ok(())
-    }
-}
-
-/// Bytes `actions` add, minus the bytes of the files of `files` they remove.
-fn bytes_changed(files: &BTreeMap<String, AddFile>, actions: &[Action]) -> i64 {
-    actions
-        .iter()
-        .map(|a| match a {
-            Action::Add(f) => f.size as i64,
-            Action::Remove(r) => -(files.get(&r.path).map_or(0, |f| f.size) as i64),
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Delete staged files that will not be committed, each from its own tier (best effort).
-pub(crate) async fn delete_staged(ctx: &StorageContext, table_root: &str, files: &[AddFile]) {
-    let mut by_tier: BTreeMap<&str, Vec<AddFile>> = BTreeMap::new();
-    for f in files {
-        by_tier.entry(f.tier.as_str()).or_default().push(f.clone());
-    }
-    for (tier, files) in by_tier {
-        if let Ok(store) = ctx.tiers.get(tier) {
-            delete_files(store, table_root, &files).await;
-        }
-    }
-}
-
-/// How a write relates to existing data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteMode {
-    /// Add rows.
-    Append,
-    /// Replace the whole table.
-    Overwrite,
-    /// Replace the partitions the new data touches.
-    OverwritePartitions,
-}
-
-impl WriteMode {
-    /// The operation name in history.
-    pub fn operation(self) -> &'static str {
-        match self {
-            WriteMode::Append => "APPEND",
-            WriteMode::Overwrite => "OVERWRITE",
-            WriteMode::OverwritePartitions => "OVERWRITE PARTITIONS",
-        }
-    }
-}
-
-/// A commit info for `principal` doing `operation` now, with a fresh token.
-pub fn info(principal: &str, operation: &str, parameters: BTreeMap<String, String>) -> CommitInfo {
-    CommitInfo {
-        timestamp_ms: now_ms(),
-        principal: principal.to_string(),
-        operation: operation.to_string(),
-        token: uuid::Uuid::new_v4().to_string(),
-        parameters,
-        quality: None,
     }
 }

@@ -9,12 +9,13 @@ use arrow::compute::{CastOptions, cast_with_options, take_record_batch};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::Bytes;
-use chrono::{DateTime, Datelike, NaiveDate};
+use chrono::{Datelike, NaiveDate};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::action::{AddFile, FileKeys, PartitionValues};
+pub use crate::clock::{fmt_ms, now_ms};
 use crate::keyring::Keyring;
 use crate::names::{MAX_SEGMENT_LEN, NULL_SEGMENT, encode_segment};
 use crate::schema::{TableSchema, Transform};
@@ -254,18 +255,6 @@ fn partition_strings(col: &ArrayRef, transform: Transform) -> Result<Vec<Option<
         }
     }
     Ok(out)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Render a millisecond timestamp as RFC 3339.
-pub fn fmt_ms(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
 }
 
 impl DataWriter {
