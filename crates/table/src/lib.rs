@@ -19,7 +19,10 @@
 //!
 //! Module dependencies point one way, down this list: a module uses modules of lower layers, and
 //! within its layer only those listed before it. Nothing below the table core knows about
-//! [`Table`]; nothing in the model knows about reading, writing or tables.
+//! [`Table`]; nothing in the model knows about reading, writing or tables. Tests
+//! (`module_graph.rs`) read every module's `crate::` references and fail on a cycle (naming it)
+//! or on a use against this order (which they hold as `LAYERS`: a new module gets a place in
+//! both).
 //!
 //! 1. **Foundation** — [`error`](Error), [`clock`] (`now_ms`, `fmt_ms`), [`names`], [`units`],
 //!    [`checked`], [`csv`]: nothing of this crate but the error type.
@@ -80,3 +83,6 @@ pub use schema::{Classifications, ColumnDef, PartitionField, TableSchema, Transf
 pub use snapshot::Snapshot;
 pub use store::Store;
 pub use table::Table;
+
+#[cfg(test)]
+mod module_graph;
