@@ -1,0 +1,95 @@
+//! Planning one statement with DataFusion: a fresh `SessionContext` on the lake's shared runtime,
+//! the lake registered as its catalog (with the time-travel tables and, for administrators, the
+//! `_system` schema), and the refusals: statements that would read or write outside the lake's
+//! keys and log, and `EXPLAIN` for principals under row filters or masks.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::audit::{SYSTEM_SCHEMA, Touched};
+use super::time_travel::{ASOF_SCHEMA, rewrite_time_travel};
+use super::{CATALOG_NAME, SqlSession};
+use crate::catalog::LakeCatalogProvider;
+use crate::{Error, Result};
+
+impl SqlSession {
+    /// A DataFusion session for one statement: catalog `lake`, the default namespace as its
+    /// default schema, `information_schema` on, on the lake's shared runtime.
+    pub(super) fn session(&self) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG_NAME, &self.default_namespace)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(self.runtime.target_partitions());
+        Ok(SessionContext::new_with_config_rt(config, self.runtime.env()))
+    }
+
+    /// Plan one statement (not Stratalake DDL or MERGE) as the session's principal.
+    pub(super) async fn plan(&self, tokens: Vec<Token>, touched: &Touched) -> Result<DataFrame> {
+        let state = self.catalog.state().await?;
+        let ctx = self.session()?;
+        let (tokens, travels) = rewrite_time_travel(tokens)?;
+        let asof = Arc::new(MemorySchemaProvider::new());
+        let mut c = self.ctx(self.subject(&state)?);
+        c.touched = touched.clone();
+        for (temp, parts, as_of) in travels {
+            if self.as_of.is_some() {
+                return Err(Error::Sql(
+                    "a table's AS OF cannot be combined with a session-wide --as-of".into(),
+                ));
+            }
+            let ident = self.resolve(&parts)?;
+            let p = c.provider(&ident, Some(as_of)).await?;
+            asof.register_table(temp, Arc::new(p))?;
+        }
+        let mut lake_catalog = LakeCatalogProvider::new(c.clone(), state).with_schema(ASOF_SCHEMA, asof);
+        let mentions_system = tokens
+            .iter()
+            .any(|t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(SYSTEM_SCHEMA)));
+        if mentions_system {
+            lake_catalog = lake_catalog.with_schema(SYSTEM_SCHEMA, self.system_schema(&c.subject).await?);
+        }
+        ctx.register_catalog(CATALOG_NAME, Arc::new(lake_catalog));
+        let text: String = tokens.iter().map(|t| t.to_string()).collect();
+        let mut stmts = DFParser::parse_sql_with_dialect(&text, &GenericDialect {})?;
+        if stmts.len() != 1 {
+            return Err(Error::Sql(format!("expected one statement, found {}", stmts.len())));
+        }
+        let stmt = stmts.pop_front().expect("one");
+        refuse_unsafe(&stmt)?;
+        let level_masked = c.subject.level_masks.keys().any(|l| !c.subject.cleared.contains(l));
+        if matches!(stmt, DFStatement::Explain(_))
+            && (!c.subject.row_filters.is_empty() || !c.subject.masks.is_empty() || level_masked)
+        {
+            // Plans show policy conditions and mask expressions (with the principal's attribute
+            // values bound in): not for principals those policies restrict.
+            return Err(Error::Table(stratalake_table::Error::PermissionDenied {
+                principal: c.subject.principal.clone(),
+                reason: "is under row filters or masks, and may not EXPLAIN".into(),
+            }));
+        }
+        let plan = ctx.state().statement_to_plan(stmt).await?;
+        Ok(ctx.execute_logical_plan(plan).await?)
+    }
+}
+
+/// Refuse statements that read or write files outside the lake's keys and log.
+fn refuse_unsafe(stmt: &DFStatement) -> Result<()> {
+    match stmt {
+        DFStatement::CreateExternalTable(_) => Err(Error::Unsupported(
+            "CREATE EXTERNAL TABLE reads files outside the lake's keys and log; load them with `stratalake ingest`"
+                .into(),
+        )),
+        DFStatement::CopyTo(_) => Err(Error::Unsupported(
+            "COPY ... TO writes unencrypted files outside the lake; query with --format csv|json instead".into(),
+        )),
+        DFStatement::Explain(e) => refuse_unsafe(&e.statement),
+        _ => Ok(()),
+    }
+}
