@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use stratalake::LakeConfig;
-use stratalake::backup::RestoreOptions;
 
 fn main() {
     let mb: usize = env_or("STRATALAKE_BENCH_BACKUP_MB", 2048);
@@ -45,11 +44,12 @@ fn main() {
         let repo_dir = dir.path().join(format!("repo{run}"));
         let (d, m) = rt.block_on(async {
             let repo = lake
-                .backup_init(repo_dir.to_str().unwrap(), &Default::default())
+                .backups()
+                .init(repo_dir.to_str().unwrap(), &Default::default())
                 .await
                 .unwrap();
             let started = Instant::now();
-            let m = lake.backup(&repo, None, &|_| {}).await.unwrap();
+            let m = lake.backups().create(&repo).await.unwrap();
             (started.elapsed(), m)
         });
         assert_eq!(m.totals.new_bytes, bytes);
@@ -79,11 +79,12 @@ fn main() {
             .collect();
         t.append(&bs, "bench").await.unwrap();
         let repo = lake
-            .backup_repository(repo_dir.to_str().unwrap(), &Default::default())
+            .backups()
+            .open(repo_dir.to_str().unwrap(), &Default::default())
             .await
             .unwrap();
         let started = Instant::now();
-        let m = lake.backup(&repo, None, &|_| {}).await.unwrap();
+        let m = lake.backups().create(&repo).await.unwrap();
         (started.elapsed(), m)
     });
     println!(
@@ -100,14 +101,13 @@ fn main() {
     let target = dir.path().join("restored");
     let restore = rt.block_on(async {
         let repo = lake
-            .backup_repository(repo_dir.to_str().unwrap(), &Default::default())
+            .backups()
+            .open(repo_dir.to_str().unwrap(), &Default::default())
             .await
             .unwrap();
-        let twin = lake.empty_twin(target.to_str().unwrap()).await.unwrap();
+        let twin = lake.backups().empty_twin(target.to_str().unwrap()).await.unwrap();
         let started = Instant::now();
-        twin.restore(&repo, &m.id, RestoreOptions::default(), &|_| {})
-            .await
-            .unwrap();
+        twin.backups().restore(&repo, &m.id).await.unwrap();
         started.elapsed()
     });
     println!(

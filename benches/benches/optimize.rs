@@ -94,9 +94,7 @@ fn main() {
     };
     let (before, a1) = scan("before");
     let s = Instant::now();
-    let r = rt
-        .block_on(lake.optimize("events", &lake.optimize_options(), &|_, _| {}))
-        .unwrap();
+    let r = rt.block_on(async { lake.optimize("events").await }).unwrap();
     let took = s.elapsed();
     let (after, a2) = scan("after");
     assert_eq!(a1, a2, "optimize changed the answer");

@@ -147,7 +147,7 @@ fn main() {
             .create_namespace("default", true, "admin")
             .await
             .unwrap();
-        admin.bootstrap_admin().await.unwrap();
+        admin.access().bootstrap_admin().await.unwrap();
         for (name, batches) in &tables {
             let mut ts = TableSchema::from_arrow(&batches[0].schema(), "internal");
             for c in ts

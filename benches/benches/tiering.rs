@@ -47,10 +47,10 @@ fn main() {
         std::fs::remove_dir_all(&c).unwrap();
         for (to, times) in [("cold", &mut down_t), ("hot", &mut up_t)] {
             let d = rt.block_on(async {
-                let plan = lake.tier_recall_plan("blobs", to, &[]).await.unwrap();
+                let plan = lake.tiers().recall_plan("blobs", to, &[]).await.unwrap();
                 assert_eq!(plan.bytes(), bytes);
                 let started = Instant::now();
-                let r = lake.tier_run(&plan, lake.move_options()).await.unwrap();
+                let r = lake.tiers().run(&plan).await.unwrap();
                 let d = started.elapsed();
                 assert_eq!(r.bytes_moved, bytes);
                 d

@@ -26,23 +26,7 @@ pub struct BackupOptions {
     pub concurrency: usize,
 }
 
-/// Progress of a backup, verify or restore, reported as work advances.
-#[derive(Clone, Debug, Default)]
-pub struct Progress {
-    /// What is being done.
-    pub phase: &'static str,
-    /// Items done.
-    pub files_done: u64,
-    /// Items in all.
-    pub files_total: u64,
-    /// Bytes done.
-    pub bytes_done: u64,
-    /// Bytes in all.
-    pub bytes_total: u64,
-}
-
-/// A progress callback.
-pub type ProgressFn<'a> = &'a (dyn Fn(Progress) + Send + Sync);
+pub use stratalake_table::progress::{Progress, ProgressFn};
 
 /// Identity of a lake file: paths are never reused, so this names its content.
 type FileIdentity = (String, String, u64, u32);
@@ -184,11 +168,13 @@ impl Repository {
         let new_bytes = AtomicU64::new(0);
         let report = |phase| {
             progress(Progress {
+                operation: "backup",
                 phase,
                 files_done: done_files.load(Ordering::Relaxed),
                 files_total,
                 bytes_done: done_bytes.load(Ordering::Relaxed),
                 bytes_total,
+                ..Default::default()
             })
         };
         report("copying");

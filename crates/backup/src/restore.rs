@@ -167,22 +167,28 @@ impl Repository {
             let all: Vec<&(AddFile, &FileRef)> = jobs.iter().flat_map(|j| j.files.iter()).collect();
             let (files_total, bytes_total) = (all.len() as u64, all.iter().map(|f| f.0.size).sum());
             let (done_files, done_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-            futures::stream::iter(all.into_iter().map(|(add, fref)| {
-                let (done_files, done_bytes) = (&done_files, &done_bytes);
-                async move {
-                    self.fetch_checked(add, fref).await?;
-                    done_files.fetch_add(1, Ordering::Relaxed);
-                    done_bytes.fetch_add(add.size, Ordering::Relaxed);
-                    progress(Progress {
-                        phase: "checking",
-                        files_done: done_files.load(Ordering::Relaxed),
-                        files_total,
-                        bytes_done: done_bytes.load(Ordering::Relaxed),
-                        bytes_total,
-                    });
-                    Ok::<_, Error>(())
-                }
-            }))
+            futures::stream::iter(
+                all.into_iter()
+                    .map(|(add, fref)| {
+                        let (done_files, done_bytes) = (&done_files, &done_bytes);
+                        async move {
+                            self.fetch_checked(add, fref).await?;
+                            done_files.fetch_add(1, Ordering::Relaxed);
+                            done_bytes.fetch_add(add.size, Ordering::Relaxed);
+                            progress(Progress {
+                                operation: "restore",
+                                phase: "checking",
+                                files_done: done_files.load(Ordering::Relaxed),
+                                files_total,
+                                bytes_done: done_bytes.load(Ordering::Relaxed),
+                                bytes_total,
+                                rows_done: 0,
+                            });
+                            Ok::<_, Error>(())
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .buffer_unordered(opts.concurrency.max(1))
             .try_collect::<Vec<()>>()
             .await?;
@@ -204,11 +210,13 @@ impl Repository {
         let (done_files, done_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
         let tick = || {
             progress(Progress {
+                operation: "restore",
                 phase: "restoring",
                 files_done: done_files.load(Ordering::Relaxed),
                 files_total,
                 bytes_done: done_bytes.load(Ordering::Relaxed),
                 bytes_total,
+                rows_done: 0,
             })
         };
         let mut summary = RestoreSummary {
@@ -224,21 +232,26 @@ impl Repository {
                     tracing::info!(table = %job.target, objects = n, "removed leftovers of an earlier restore");
                 }
             }
-            futures::stream::iter(job.files.iter().map(|(add, fref)| {
-                let (ctx, root, tick, done_files, done_bytes) = (&ctx, &root, &tick, &done_files, &done_bytes);
-                let tier = tier_for(&add.tier);
-                async move {
-                    let bytes = self.fetch_checked(add, fref).await?;
-                    ctx.tiers
-                        .get(&tier)?
-                        .put(&format!("{root}/{}", add.path), bytes)
-                        .await?;
-                    done_files.fetch_add(1, Ordering::Relaxed);
-                    done_bytes.fetch_add(add.size, Ordering::Relaxed);
-                    tick();
-                    Ok::<_, Error>(())
-                }
-            }))
+            futures::stream::iter(
+                job.files
+                    .iter()
+                    .map(|(add, fref)| {
+                        let (ctx, root, tick, done_files, done_bytes) = (&ctx, &root, &tick, &done_files, &done_bytes);
+                        let tier = tier_for(&add.tier);
+                        async move {
+                            let bytes = self.fetch_checked(add, fref).await?;
+                            ctx.tiers
+                                .get(&tier)?
+                                .put(&format!("{root}/{}", add.path), bytes)
+                                .await?;
+                            done_files.fetch_add(1, Ordering::Relaxed);
+                            done_bytes.fetch_add(add.size, Ordering::Relaxed);
+                            tick();
+                            Ok::<_, Error>(())
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .buffer_unordered(opts.concurrency.max(1))
             .try_collect::<Vec<()>>()
             .await?;
@@ -315,23 +328,27 @@ impl Repository {
         target: TableIdent,
         version: u64,
     ) -> Result<Job<'m>> {
-        let commits: Vec<Commit> = futures::stream::iter(tb.commits[..=version as usize].iter().enumerate().map(
-            |(v, mid)| async move {
-                let name = meta_path(mid);
-                let plain = self.get_sealed(&name).await?;
-                let c: Commit = serde_json::from_slice(&plain).map_err(|e| Error::Damaged {
-                    object: name.clone(),
-                    reason: format!("does not parse as a log commit: {e}"),
-                })?;
-                if c.version != v as u64 {
-                    return Err(Error::Damaged {
-                        object: name,
-                        reason: format!("holds version {} where {v} is expected", c.version),
-                    });
-                }
-                Ok(c)
-            },
-        ))
+        let commits: Vec<Commit> = futures::stream::iter(
+            tb.commits[..=version as usize]
+                .iter()
+                .enumerate()
+                .map(|(v, mid)| async move {
+                    let name = meta_path(mid);
+                    let plain = self.get_sealed(&name).await?;
+                    let c: Commit = serde_json::from_slice(&plain).map_err(|e| Error::Damaged {
+                        object: name.clone(),
+                        reason: format!("does not parse as a log commit: {e}"),
+                    })?;
+                    if c.version != v as u64 {
+                        return Err(Error::Damaged {
+                            object: name,
+                            reason: format!("holds version {} where {v} is expected", c.version),
+                        });
+                    }
+                    Ok(c)
+                })
+                .collect::<Vec<_>>(),
+        )
         .buffered(16)
         .try_collect()
         .await?;

@@ -114,11 +114,13 @@ impl Repository {
         let bytes = AtomicU64::new(0);
         let tick = || {
             progress(Progress {
+                operation: "backup verify",
                 phase: "verifying",
                 files_done: done.load(Ordering::Relaxed),
                 files_total: total_objects,
                 bytes_done: bytes.load(Ordering::Relaxed),
                 bytes_total: total_bytes,
+                rows_done: 0,
             })
         };
         // Metadata objects: opened (authenticity) and parsed as the commit they should be.

@@ -156,28 +156,30 @@ pub async fn run(cli: &Cli, c: AccessCmd<'_>) -> Result<()> {
                 role: r.clone(),
                 member: name.clone(),
             }));
-            lake.change_access(actions).await?;
+            lake.access().change(actions).await?;
             done(format!("principal {name} created"))?;
         }
         AccessCmd::Principal(PrincipalCmd::Set { name, key, value }) => {
-            lake.change_access(vec![A::SetAttribute {
-                principal: name.clone(),
-                key: key.clone(),
-                value: value.clone(),
-            }])
-            .await?;
+            lake.access()
+                .change(vec![A::SetAttribute {
+                    principal: name.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                }])
+                .await?;
             done(format!(
                 "principal {name}: {key} {}",
                 value.as_deref().map(|v| format!("= {v}")).unwrap_or("removed".into())
             ))?;
         }
         AccessCmd::Principal(PrincipalCmd::Drop { name }) => {
-            lake.change_access(vec![A::DropPrincipal { name: name.clone() }])
+            lake.access()
+                .change(vec![A::DropPrincipal { name: name.clone() }])
                 .await?;
             done(format!("principal {name} dropped"))?;
         }
         AccessCmd::Principal(PrincipalCmd::List) => {
-            let st = lake.access_state().await?;
+            let st = lake.access().state().await?;
             let rows = st
                 .principals
                 .iter()
@@ -190,35 +192,38 @@ pub async fn run(cli: &Cli, c: AccessCmd<'_>) -> Result<()> {
             print_rows(&["principal", "kind", "roles", "attributes"], rows, fmt)?;
         }
         AccessCmd::Role(RoleCmd::Create { name, clearance }) => {
-            lake.change_access(vec![A::CreateRole {
-                name: name.clone(),
-                clearance: clearance.clone(),
-            }])
-            .await?;
+            lake.access()
+                .change(vec![A::CreateRole {
+                    name: name.clone(),
+                    clearance: clearance.clone(),
+                }])
+                .await?;
             done(format!("role {name} created"))?;
         }
         AccessCmd::Role(RoleCmd::Add { role, member }) => {
-            lake.change_access(vec![A::AddMember {
-                role: role.clone(),
-                member: member.clone(),
-            }])
-            .await?;
+            lake.access()
+                .change(vec![A::AddMember {
+                    role: role.clone(),
+                    member: member.clone(),
+                }])
+                .await?;
             done(format!("{member} is a member of {role}"))?;
         }
         AccessCmd::Role(RoleCmd::Remove { role, member }) => {
-            lake.change_access(vec![A::RemoveMember {
-                role: role.clone(),
-                member: member.clone(),
-            }])
-            .await?;
+            lake.access()
+                .change(vec![A::RemoveMember {
+                    role: role.clone(),
+                    member: member.clone(),
+                }])
+                .await?;
             done(format!("{member} is no longer a member of {role}"))?;
         }
         AccessCmd::Role(RoleCmd::Drop { name }) => {
-            lake.change_access(vec![A::DropRole { name: name.clone() }]).await?;
+            lake.access().change(vec![A::DropRole { name: name.clone() }]).await?;
             done(format!("role {name} dropped"))?;
         }
         AccessCmd::Role(RoleCmd::List) => {
-            let st = lake.access_state().await?;
+            let st = lake.access().state().await?;
             let rows = st
                 .roles
                 .iter()
@@ -237,15 +242,15 @@ pub async fn run(cli: &Cli, c: AccessCmd<'_>) -> Result<()> {
             };
             let text = grant.describe(give);
             if give {
-                lake.grant(grant).await?;
+                lake.access().grant(grant).await?;
                 done(format!("granted {text}"))?;
             } else {
-                lake.revoke(grant).await?;
+                lake.access().revoke(grant).await?;
                 done(format!("revoked {text}"))?;
             }
         }
         AccessCmd::List => {
-            let st = lake.access_state().await?;
+            let st = lake.access().state().await?;
             let rows = st
                 .grants
                 .iter()
@@ -268,7 +273,7 @@ pub async fn policy(cli: &Cli, c: &PolicyCmd) -> Result<()> {
             grantee,
             predicate,
         } => {
-            lake.set_row_filter(table, name, grantee, predicate).await?;
+            lake.access().set_row_filter(table, name, grantee, predicate).await?;
             output::done(
                 fmt,
                 format!("row filter {name} on {} applies to {grantee}", ident(table)?),
@@ -276,11 +281,12 @@ pub async fn policy(cli: &Cli, c: &PolicyCmd) -> Result<()> {
         }
         PolicyCmd::Drop { name, table } => {
             let table = ident(table)?.to_string();
-            lake.change_access(vec![stratalake::table::access::AccessAction::DropRowFilter {
-                table: table.clone(),
-                name: name.clone(),
-            }])
-            .await?;
+            lake.access()
+                .change(vec![stratalake::table::access::AccessAction::DropRowFilter {
+                    table: table.clone(),
+                    name: name.clone(),
+                }])
+                .await?;
             output::done(fmt, format!("row filter {name} on {table} dropped"))?;
         }
         PolicyCmd::Mask {
@@ -290,17 +296,18 @@ pub async fn policy(cli: &Cli, c: &PolicyCmd) -> Result<()> {
             mask,
         } => {
             let m = stratalake::table::access::Mask::parse(mask)?;
-            lake.set_mask(table, column, grantee, m.clone()).await?;
+            lake.access().set_mask(table, column, grantee, m.clone()).await?;
             output::done(fmt, format!("{}.{column} is shown to {grantee} as {m}", ident(table)?))?;
         }
         PolicyCmd::Unmask { table, column, grantee } => {
             let table = ident(table)?.to_string();
-            lake.change_access(vec![stratalake::table::access::AccessAction::DropMask {
-                table: table.clone(),
-                column: column.clone(),
-                grantee: grantee.clone(),
-            }])
-            .await?;
+            lake.access()
+                .change(vec![stratalake::table::access::AccessAction::DropMask {
+                    table: table.clone(),
+                    column: column.clone(),
+                    grantee: grantee.clone(),
+                }])
+                .await?;
             output::done(fmt, format!("mask of {table}.{column} for {grantee} dropped"))?;
         }
         PolicyCmd::Classification { level, mask } => {
@@ -308,11 +315,12 @@ pub async fn policy(cli: &Cli, c: &PolicyCmd) -> Result<()> {
                 "none" => None,
                 _ => Some(stratalake::table::access::Mask::parse(mask)?),
             };
-            lake.change_access(vec![stratalake::table::access::AccessAction::SetLevelMask {
-                level: level.to_lowercase(),
-                mask: m.clone(),
-            }])
-            .await?;
+            lake.access()
+                .change(vec![stratalake::table::access::AccessAction::SetLevelMask {
+                    level: level.to_lowercase(),
+                    mask: m.clone(),
+                }])
+                .await?;
             match m {
                 Some(m) => output::done(
                     fmt,
@@ -325,7 +333,7 @@ pub async fn policy(cli: &Cli, c: &PolicyCmd) -> Result<()> {
             }
         }
         PolicyCmd::List => {
-            let st = lake.access_state().await?;
+            let st = lake.access().state().await?;
             let mut rows = Vec::new();
             for (level, m) in &st.level_masks {
                 rows.push(vec![

@@ -50,7 +50,7 @@ pub async fn run(cli: &Cli, a: &AuditArgs) -> Result<ExitCode> {
         since,
     } = a;
     if let Some(AuditCmd::Verify) = cmd {
-        let problems = lake.verify_audit().await?;
+        let problems = lake.audit().verify().await?;
         if problems.is_empty() {
             println!("audit log intact");
         } else {
@@ -62,7 +62,7 @@ pub async fn run(cli: &Cli, a: &AuditArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut records = lake.audit_records().await?;
+    let mut records = lake.audit().records().await?;
     records.retain(|r| principal.as_ref().is_none_or(|p| &r.event.principal == p));
     if let Some(t) = table {
         let t = ident(t)?.to_string();

@@ -143,7 +143,8 @@ impl RepoArgs {
 
     async fn open(&self, lake: &Session) -> Result<Repository> {
         let url = self.url()?;
-        lake.backup_repository(&url, &self.options()?)
+        lake.backups()
+            .open(&url, &self.options()?)
             .await
             .with_context(|| format!("cannot open backup repository {url}"))
     }
@@ -170,14 +171,8 @@ fn timed_json(report: impl serde::Serialize, bytes: u64, started: std::time::Ins
 
 fn bar(what: &str) -> (output::Progress, impl Fn(Progress) + Send + Sync + 'static) {
     let bar = output::Progress::new(what, true);
-    let b2 = bar.clone();
-    (bar, move |p: Progress| {
-        b2.update(
-            p.bytes_done,
-            p.bytes_total,
-            &format!("{} {}/{} files", p.phase, p.files_done, p.files_total),
-        )
-    })
+    let cb = bar.callback();
+    (bar, cb)
 }
 
 pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
@@ -186,7 +181,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
         BackupCmd::Init { repo } => {
             let lake = open(cli).await?;
             let url = repo.url()?;
-            let r = lake.backup_init(&url, &repo.options()?).await?;
+            let r = lake.backups().init(&url, &repo.options()?).await?;
             let doc = serde_json::json!({ "id": r.id(), "url": url });
             let human = |_| {
                 println!("created backup repository {} at {url}", r.id());
@@ -199,9 +194,11 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             let r = repo.open(&lake).await?;
             let (bar, cb) = bar("backing up");
             let started = std::time::Instant::now();
-            let m = lake
-                .backup(&r, (!tables.is_empty()).then_some(tables.as_slice()), &cb)
-                .await;
+            let mut backup = lake.backups().create(&r).progress(cb);
+            if !tables.is_empty() {
+                backup = backup.tables(tables.iter().cloned());
+            }
+            let m = backup.await;
             bar.finish();
             let m = m.context("the backup was not recorded (no manifest written); run it again")?;
             let report = serde_json::json!({ "id": m.id, "totals": m.totals });
@@ -320,7 +317,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
             };
             let (bar, cb) = bar("restoring");
             let started = std::time::Instant::now();
-            let s = target_lake.restore(&r, &id, opts, &cb).await;
+            let s = target_lake.backups().restore(&r, &id).options(opts).progress(cb).await;
             bar.finish();
             let s = s.context("nothing was published to the target lake")?;
             let doc = timed_json(&s, s.bytes, started)?;
@@ -379,7 +376,7 @@ pub async fn run(cli: &Cli, cmd: &BackupCmd) -> Result<ExitCode> {
         BackupCmd::Detach { repo } => {
             let lake = open(cli).await?;
             let url = repo.url()?;
-            let n = lake.detach_repository(&url).await?;
+            let n = lake.backups().detach(&url).await?;
             if n == 0 {
                 bail!("this lake does not track a backup repository at {url}");
             }

@@ -216,7 +216,7 @@ pub async fn run(dir: &Path, rows: usize, principal: &str) -> Result<()> {
     query(&lake, "SQL writes commit like ingest", "INSERT INTO city.building_permits VALUES (999999, TIMESTAMP '2025-06-01 09:30:00', 'hafen', 'signage', 'submitted', 'Test Person', 'L000000000', 'Hafenstrasse 1', 1500.00, 57.50)").await?;
 
     // Access control: an analyst cleared for `internal` data, with read access to the namespace.
-    let state = lake.access_state().await?;
+    let state = lake.access().state().await?;
     let mut actions = Vec::new();
     if !state.principals.contains_key("analyst") {
         actions.push(AccessAction::CreatePrincipal {
@@ -234,7 +234,7 @@ pub async fn run(dir: &Path, rows: usize, principal: &str) -> Result<()> {
         actions.push(AccessAction::Grant(grant));
     }
     if !actions.is_empty() {
-        lake.change_access(actions).await?;
+        lake.access().change(actions).await?;
     }
     println!("\n-- principal `analyst`: cleared for internal, SELECT on namespace city");
     let analyst = lake.session("analyst");
@@ -256,7 +256,7 @@ pub async fn run(dir: &Path, rows: usize, principal: &str) -> Result<()> {
             h.counts.files_added
         );
     }
-    let report = lake.verify(&["city.building_permits".into()], &|_, _| {}).await?;
+    let report = lake.verify().tables(["city.building_permits"]).await?;
     println!(
         "\n-- verify: {} log versions, {} files, {} rows re-read and decrypted; {} problem(s)",
         report.versions,

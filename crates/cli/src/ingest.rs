@@ -129,16 +129,17 @@ pub async fn run(cli: &Cli, a: &IngestArgs) -> Result<()> {
     };
     let paths: Vec<&Path> = a.files.iter().map(|p| p.as_path()).collect();
     let bar = output::Progress::new("ingesting", true);
-    let b2 = bar.clone();
     let started = std::time::Instant::now();
     let on_error = match a.on_error {
         OnErrorArg::Reject => stratalake::table::quality::OnError::Reject,
         OnErrorArg::Quarantine => stratalake::table::quality::OnError::Quarantine,
     };
     let r = lake
-        .ingest_with_options(&id.to_string(), &paths, &options, mode, on_error, &move |p| {
-            b2.update(p.bytes, p.total_bytes, &format!("{} rows", p.rows))
-        })
+        .ingest(&id.to_string(), paths)
+        .options(options.clone())
+        .mode(mode)
+        .on_error(on_error)
+        .progress(bar.callback())
         .await;
     bar.finish();
     let r = r.map_err(|e| {

@@ -49,7 +49,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
     let lake = open(cli).await?;
     match cmd {
         KeyCmd::List => {
-            let s = lake.key_status().await?;
+            let s = lake.keys().status().await?;
             let human = |fmt| {
                 let rows = s
                     .iter()
@@ -78,7 +78,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
             show(fmt, &made(&s, human))?;
         }
         KeyCmd::Rotate { classification } => {
-            let r = lake.rotate_keys(classification.as_deref()).await?;
+            let r = lake.keys().rotate(classification.as_deref()).await?;
             let human = |_| {
                 for k in &r.new_keys {
                     println!("created master key {k}");
@@ -102,7 +102,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
             drop_history,
         } => {
             let id = KeyId::new(classification.as_str(), *version);
-            lake.retire_key(&id, *drop_history).await?;
+            lake.keys().retire(&id, *drop_history).await?;
             println!("master key {id} destroyed");
         }
         KeyCmd::Shred {
@@ -112,7 +112,7 @@ pub async fn run(cli: &Cli, cmd: &KeyCmd) -> Result<ExitCode> {
             if confirm != classification {
                 bail!("--confirm must repeat the classification ({classification}) to shred it");
             }
-            let ids = lake.shred_level(classification).await?;
+            let ids = lake.keys().shred(classification).await?;
             let list: Vec<String> = ids.iter().map(|k| k.to_string()).collect();
             println!(
                 "classification {classification} shredded: master key version(s) {} destroyed; its columns read as NULL or its classification mask from now on",

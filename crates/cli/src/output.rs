@@ -617,6 +617,26 @@ impl Progress {
         }
     }
 
+    /// A callback showing an operation's [`stratalake::Progress`] events on this bar: bytes (with
+    /// files and rows as a note) for a bar counted in bytes, files otherwise.
+    pub fn callback(&self) -> impl Fn(stratalake::Progress) + Send + Sync + 'static + use<> {
+        let bar = self.clone();
+        move |p: stratalake::Progress| {
+            let mut note = p.phase.to_string();
+            if bar.bytes {
+                if p.files_total > 0 {
+                    note.push_str(&format!(" {}/{} files", p.files_done, p.files_total));
+                }
+                if p.rows_done > 0 {
+                    note.push_str(&format!(" {} rows", p.rows_done));
+                }
+                bar.update(p.bytes_done, p.bytes_total, note.trim_start());
+            } else {
+                bar.update(p.files_done, p.files_total, "");
+            }
+        }
+    }
+
     /// Remove the bar.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {

@@ -71,7 +71,7 @@ pub async fn run(cli: &Cli, a: &SqlArgs) -> Result<ExitCode> {
         }
     };
     // Which partitions were read, for placement rules by time since last read.
-    if let Err(e) = lake.flush_read_stats().await {
+    if let Err(e) = lake.tiers().flush_read_stats().await {
         tracing::warn!(error = %e, "could not record read statistics");
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -181,7 +181,12 @@ pub async fn table(cli: &Cli, c: &TableCmd) -> Result<()> {
             dry_run,
             force,
         } => {
-            let r = lake.vacuum(name, parse_duration(retain)?, *dry_run, *force).await?;
+            let r = lake
+                .vacuum(name)
+                .retain(parse_duration(retain)?)
+                .dry_run(*dry_run)
+                .force(*force)
+                .await?;
             let human = |_| {
                 for p in &r.paths {
                     println!("{} {p}", if r.dry_run { "would delete" } else { "deleted" });
@@ -206,12 +211,10 @@ pub async fn table(cli: &Cli, c: &TableCmd) -> Result<()> {
             sort_by,
             dry_run,
         } => {
-            let mut opts = lake.optimize_options();
-            opts.dry_run = *dry_run;
+            let bar = output::Progress::new("compacting files", false);
+            let mut optimize = lake.optimize(name).dry_run(*dry_run).progress(bar.callback());
             if let Some(t) = target_size {
-                opts.target_size = stratalake::tiering::units::parse_size(t)
-                    .context("--target-size")?
-                    .max(1);
+                optimize = optimize.target_size(stratalake::tiering::units::parse_size(t).context("--target-size")?);
             }
             for part in sort_by.iter().flat_map(|s| s.split(',')) {
                 let mut words = part.split_whitespace();
@@ -222,13 +225,9 @@ pub async fn table(cli: &Cli, c: &TableCmd) -> Result<()> {
                     Some(w) if w == "desc" => true,
                     Some(w) => bail!("--sort-by {part:?}: expected ASC or DESC after the column, not {w:?}"),
                 };
-                opts.sort_by.push((col.to_string(), desc));
+                optimize = optimize.sort_by(col, desc);
             }
-            let bar = output::Progress::new("compacting files", false);
-            let b2 = bar.clone();
-            let r = lake
-                .optimize(name, &opts, &move |done, total| b2.update(done, total, ""))
-                .await;
+            let r = optimize.await;
             bar.finish();
             let r = r?;
             let human = |_| {
@@ -292,7 +291,7 @@ pub async fn table(cli: &Cli, c: &TableCmd) -> Result<()> {
             show(fmt, &made(&h, human))?;
         }
         TableCmd::Classify { name, column, level } => {
-            let v = lake.classify(name, column, level).await?;
+            let v = lake.access().classify(name, column, level).await?;
             println!(
                 "{}.{column} classified {level} (version {v}); files written before keep their keys until rewritten",
                 ident(name)?

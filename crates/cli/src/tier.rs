@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use stratalake::tiering::mover::{MoveProgress, MoveReport};
+use stratalake::tiering::mover::MoveReport;
 use stratalake::tiering::plan::Plan;
 use stratalake::tiering::units::{fmt_bytes, parse_size};
 
@@ -182,23 +181,15 @@ async fn execute(lake: &stratalake::Session, plan: &Plan, a: &RunArgs, fmt: OutF
     if a.dry_run || plan.moves.is_empty() {
         return show(fmt, plan);
     }
-    let mut opts = lake.move_options();
+    let bar = output::Progress::new("moving", true);
+    let mut run = lake.tiers().run(plan).progress(bar.callback());
     if let Some(c) = a.concurrency {
-        opts.concurrency = c.max(1);
+        run = run.concurrency(c);
     }
     if let Some(b) = &a.bandwidth {
-        opts.bandwidth = Some(parse_size(b).context("--bandwidth")?);
+        run = run.bandwidth(Some(parse_size(b).context("--bandwidth")?));
     }
-    let bar = output::Progress::new("moving", true);
-    let b2 = bar.clone();
-    opts.progress = Some(Arc::new(move |p: MoveProgress| {
-        b2.update(
-            p.bytes_done,
-            p.bytes_total,
-            &format!("{}/{} files", p.files_done, p.files_total),
-        )
-    }));
-    let r = lake.tier_run(plan, opts).await;
+    let r = run.await;
     bar.finish();
     show(fmt, &r?)
 }
@@ -208,7 +199,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
     let lake = open(cli).await?;
     match cmd {
         TierCmd::List => {
-            let tiers = lake.tier_list().await?;
+            let tiers = lake.tiers().list().await?;
             let human = |fmt| {
                 let rows = tiers
                     .iter()
@@ -256,7 +247,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
                 low_watermark: a.low_watermark,
                 cache: a.cache,
             };
-            let url = lake.tier_add(tier, a.before.as_deref()).await?;
+            let url = lake.tiers().add(tier, a.before.as_deref()).await?;
             let place = match &a.before {
                 Some(b) => format!("before {b}"),
                 None => "the coldest".into(),
@@ -271,12 +262,12 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
             )?;
         }
         TierCmd::Remove { name } => {
-            lake.tier_remove(name).await?;
+            lake.tiers().remove(name).await?;
             output::done(fmt, format!("tier {name} removed from {}", stratalake::CONFIG_FILE))?;
         }
-        TierCmd::Plan => show(fmt, &lake.tier_plan().await?)?,
+        TierCmd::Plan => show(fmt, &lake.tiers().plan().await?)?,
         TierCmd::Run(a) => {
-            let plan = lake.tier_plan().await?;
+            let plan = lake.tiers().plan().await?;
             execute(&lake, &plan, a, fmt).await?;
         }
         TierCmd::Move {
@@ -286,11 +277,11 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
             run,
         } => {
             let filter = partition.iter().map(|p| kv(p)).collect::<Result<Vec<_>>>()?;
-            let plan = lake.tier_recall_plan(table, to, &filter).await?;
+            let plan = lake.tiers().recall_plan(table, to, &filter).await?;
             execute(&lake, &plan, run, fmt).await?;
         }
         TierCmd::Status => {
-            let s = lake.tier_status().await?;
+            let s = lake.tiers().status().await?;
             let human = |fmt| {
                 let rows = s
                     .tiers
@@ -337,7 +328,7 @@ pub async fn run(cli: &Cli, cmd: &TierCmd) -> Result<ExitCode> {
 pub async fn capacity(cli: &Cli, a: &CapacityArgs) -> Result<ExitCode> {
     let fmt = cli.format;
     let lake = open(cli).await?;
-    let r = lake.capacity(a.window).await?;
+    let r = lake.tiers().capacity(a.window).await?;
     if let Some(path) = &a.html {
         std::fs::write(path, stratalake::tiering::html::render(&r))
             .with_context(|| format!("cannot write {}", path.display()))?;

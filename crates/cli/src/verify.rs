@@ -13,9 +13,10 @@ pub async fn run(cli: &Cli, tables: &[String]) -> Result<ExitCode> {
     let fmt = cli.format;
     let lake = open(cli).await?;
     let bar = output::Progress::new("verifying files", false);
-    let b2 = bar.clone();
     let report = lake
-        .verify(tables, &move |i, n| b2.update(i as u64, n as u64, ""))
+        .verify()
+        .tables(tables.iter().cloned())
+        .progress(bar.callback())
         .await?;
     bar.finish();
     let human = |fmt| {

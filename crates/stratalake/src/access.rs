@@ -17,21 +17,72 @@ impl Session {
             .resolve(&self.principal, self.lake.catalog.context().keyring.classifications())?)
     }
 
-    /// Principals, roles and grants (lake administrators only).
-    pub async fn access_state(&self) -> Result<AccessState> {
+    /// Drop an empty namespace (lake administrators only).
+    pub async fn drop_namespace(&self, name: &str) -> Result<()> {
         self.subject().await?.check(&Operation::AdministerLake)?;
-        Ok(self.lake.catalog.state().await?.access)
+        Ok(self.lake.catalog.drop_namespace(name, &self.principal).await?)
+    }
+}
+
+impl Session {
+    /// Principals, roles, grants, row filters, masks and classifications as this session's
+    /// principal: each change is checked against its grants and audited.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// use stratalake::table::access::{Grant, Privilege, Securable};
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
+    /// lake.sql("CREATE TABLE permits (id INT, region VARCHAR); \
+    ///           INSERT INTO permits VALUES (1, 'north'), (2, 'south')").await?;
+    /// let access = lake.access();
+    /// access.bootstrap_admin().await?; // "admin" becomes the lake's first administrator
+    /// access.create_principal("ana", "user", &[]).await?;
+    /// access.grant(Grant {
+    ///     grantee: "ana".into(),
+    ///     privilege: Privilege::Select,
+    ///     on: stratalake::parse_securable("table", Some("permits"))?,
+    /// }).await?;
+    /// access.set_row_filter("permits", "north_only", "ana", "region = 'north'").await?;
+    /// let rows = lake.session("ana").sql("SELECT id FROM permits").await?;
+    /// assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    /// // someone without ADMIN cannot change access
+    /// assert!(lake.session("ana").access().revoke(Grant {
+    ///     grantee: "ana".into(), privilege: Privilege::Select, on: Securable::Lake,
+    /// }).await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn access(&self) -> Access<'_> {
+        Access { session: self }
+    }
+}
+
+/// Access control seen through a [`Session`] ([`Session::access`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Access<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Access<'a> {
+    /// Principals, roles and grants (lake administrators only).
+    pub async fn state(&self) -> Result<AccessState> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
+        Ok(self.session.lake.catalog.state().await?.access)
     }
 
     /// Apply access changes in one catalog commit (lake administrators only).
-    pub async fn change_access(&self, actions: Vec<AccessAction>) -> Result<()> {
+    pub async fn change(&self, actions: Vec<AccessAction>) -> Result<()> {
         let statement = format!("{actions:?}");
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            Ok(self.lake.catalog.change_access(actions, &self.principal).await?)
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            Ok(self
+                .session
+                .lake
+                .catalog
+                .change_access(actions, &self.session.principal)
+                .await?)
         }
         .await;
-        self.record("access", statement, vec![], None, &r).await?;
+        self.session.record("access", statement, vec![], None, &r).await?;
         r
     }
 
@@ -39,8 +90,8 @@ impl Session {
     /// holds ADMIN on the lake. Ends bootstrap mode. Does nothing if the principal is already
     /// a lake administrator.
     pub async fn bootstrap_admin(&self) -> Result<()> {
-        let state = self.lake.catalog.state().await?.access;
-        let me = &self.principal;
+        let state = self.session.lake.catalog.state().await?.access;
+        let me = &self.session.principal;
         let mut actions = Vec::new();
         if !state.principals.contains_key(me) {
             actions.push(AccessAction::CreatePrincipal {
@@ -69,13 +120,13 @@ impl Session {
         if actions.is_empty() {
             return Ok(());
         }
-        self.change_access(actions).await
+        self.change(actions).await
     }
 
     /// Create a principal (`kind` is `user` or `service`) with attributes such as `clearance`.
     pub async fn create_principal(&self, name: &str, kind: &str, attributes: &[(&str, &str)]) -> Result<()> {
         let attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        self.change_access(vec![AccessAction::CreatePrincipal {
+        self.change(vec![AccessAction::CreatePrincipal {
             name: name.into(),
             kind: kind.into(),
             attributes,
@@ -85,12 +136,12 @@ impl Session {
 
     /// Give a grant.
     pub async fn grant(&self, grant: Grant) -> Result<()> {
-        self.change_access(vec![AccessAction::Grant(grant)]).await
+        self.change(vec![AccessAction::Grant(grant)]).await
     }
 
     /// Take a grant back; it stops applying at the next statement of every session.
     pub async fn revoke(&self, grant: Grant) -> Result<()> {
-        self.change_access(vec![AccessAction::Revoke(grant)]).await
+        self.change(vec![AccessAction::Revoke(grant)]).await
     }
 
     /// Create or replace a row filter on `table` for `grantee` (lake administrators only). The
@@ -98,10 +149,10 @@ impl Session {
     /// `current_principal_attribute('key')`; it is checked against the table now.
     pub async fn set_row_filter(&self, table: &str, name: &str, grantee: &str, predicate: &str) -> Result<()> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
-        let t = self.lake.catalog.table(&ident).await?;
+        let t = self.session.lake.catalog.table(&ident).await?;
         let schema = t.snapshot().await?.metadata.schema.arrow_schema();
         stratalake_query::check_row_filter(&schema, predicate)?;
-        self.change_access(vec![AccessAction::SetRowFilter {
+        self.change(vec![AccessAction::SetRowFilter {
             table: ident.to_string(),
             name: name.into(),
             filter: stratalake_table::access::RowFilter {
@@ -121,10 +172,10 @@ impl Session {
         mask: stratalake_table::access::Mask,
     ) -> Result<()> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
-        let t = self.lake.catalog.table(&ident).await?;
+        let t = self.session.lake.catalog.table(&ident).await?;
         let schema = t.snapshot().await?.metadata.schema.arrow_schema();
         stratalake_query::check_mask(&schema, column, &mask)?;
-        self.change_access(vec![AccessAction::SetMask {
+        self.change(vec![AccessAction::SetMask {
             table: ident.to_string(),
             column: column.into(),
             grantee: grantee.into(),
@@ -136,15 +187,12 @@ impl Session {
     /// Set a column's classification (administrators of the table only).
     pub async fn classify(&self, table: &str, column: &str, level: &str) -> Result<u64> {
         let ident = TableIdent::parse(table, DEFAULT_NAMESPACE)?;
-        self.subject().await?.check(&Operation::AdministerTable(&ident))?;
-        let t = self.lake.catalog.table(&ident).await?;
-        Ok(t.classify(column, level, &self.principal).await?)
-    }
-
-    /// Drop an empty namespace (lake administrators only).
-    pub async fn drop_namespace(&self, name: &str) -> Result<()> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
-        Ok(self.lake.catalog.drop_namespace(name, &self.principal).await?)
+        self.session
+            .subject()
+            .await?
+            .check(&Operation::AdministerTable(&ident))?;
+        let t = self.session.lake.catalog.table(&ident).await?;
+        Ok(t.classify(column, level, &self.session.principal).await?)
     }
 }
 
@@ -180,29 +228,6 @@ pub fn parse_securable(kind: &str, name: Option<&str>) -> Result<Securable> {
 }
 
 impl Session {
-    /// Every audit record, oldest first (lake administrators only).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
-    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
-    /// lake.sql("CREATE TABLE t (x INT); SELECT * FROM t").await?;
-    /// let log = lake.audit_records().await?;
-    /// assert_eq!(log.len(), 2);
-    /// assert_eq!(log[1].event.tables, vec!["default.t"]);
-    /// assert!(lake.verify_audit().await?.is_empty());
-    /// # Ok(()) }
-    /// ```
-    pub async fn audit_records(&self) -> Result<Vec<stratalake_table::audit::Record>> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
-        Ok(self.lake.catalog.audit().records().await?)
-    }
-
-    /// Check the audit log's hash chain; one line per problem (lake administrators only).
-    pub async fn verify_audit(&self) -> Result<Vec<String>> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
-        Ok(self.lake.catalog.audit().verify().await?)
-    }
-
     /// Record a facade operation (ingest, access change) with its outcome.
     pub(crate) async fn record<T>(
         &self,
@@ -234,5 +259,43 @@ impl Session {
                 Ok(())
             }
         }
+    }
+}
+
+impl Session {
+    /// The lake's audit log as this session's principal (lake administrators only).
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { session: self }
+    }
+}
+
+/// The audit log seen through a [`Session`] ([`Session::audit`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Audit<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Audit<'a> {
+    /// Every audit record, oldest first (lake administrators only).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
+    /// lake.sql("CREATE TABLE t (x INT); SELECT * FROM t").await?;
+    /// let log = lake.audit().records().await?;
+    /// assert_eq!(log.len(), 2);
+    /// assert_eq!(log[1].event.tables, vec!["default.t"]);
+    /// assert!(lake.audit().verify().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn records(&self) -> Result<Vec<stratalake_table::audit::Record>> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
+        Ok(self.session.lake.catalog.audit().records().await?)
+    }
+
+    /// Check the audit log's hash chain; one line per problem (lake administrators only).
+    pub async fn verify(&self) -> Result<Vec<String>> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
+        Ok(self.session.lake.catalog.audit().verify().await?)
     }
 }

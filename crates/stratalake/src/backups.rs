@@ -6,8 +6,10 @@ use std::path::Path;
 use stratalake_backup::{BackupOptions, Manifest, ProgressFn, Repository, RestoreOptions, RestoreSummary};
 use stratalake_table::{Store, TableIdent};
 
+use crate::ops::{OnProgress, into_future, quiet};
 use crate::{DEFAULT_NAMESPACE, Error, KeysSection, Lake, LakeConfig, Result, Session};
 use stratalake_table::access::Operation;
+use stratalake_table::progress::Progress;
 
 /// Where a lake created to receive a restore takes its master keys from.
 #[derive(Clone, Debug)]
@@ -24,7 +26,7 @@ pub enum KeySource {
 
 /// Where a lake notes the backup repositories it created or opened (one object per repository:
 /// its URL and the master key versions its key slots are wrapped under), so that retiring a
-/// master key version never strands a repository (see [`Session::retire_key`]).
+/// master key version never strands a repository (see [`Keys::retire`](crate::Keys::retire)).
 pub(crate) const REPOSITORIES: &str = "_backup/repositories/";
 
 /// What the lake noted about one repository.
@@ -52,14 +54,58 @@ impl Session {
         }
         Ok(())
     }
+}
+
+impl Session {
+    /// Backup repositories as this session's principal: create and open repositories, back up,
+    /// restore, and forget a repository deleted on purpose. Lake administrators only; audited.
+    pub fn backups(&self) -> Backups<'_> {
+        Backups { session: self }
+    }
+}
+
+/// Backups seen through a [`Session`] ([`Session::backups`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Backups<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Backups<'a> {
+    /// Back up the whole lake, with its principals, roles, grants and policies (or only the
+    /// tables given with [`Backup::tables`]) into `repo`. Each table is consistent with one
+    /// version; writers may keep writing.
+    pub fn create(&self, repo: &'a Repository) -> Backup<'a> {
+        Backup {
+            session: self.session,
+            repo,
+            tables: None,
+            concurrency: 4,
+            progress: quiet(),
+        }
+    }
+
+    /// Restore backup `id` of `repo` into this lake: a whole lake into an empty one, or one
+    /// table ([`Restore::table`]), optionally under a new name and at an older version.
+    pub fn restore(&self, repo: &'a Repository, id: &'a str) -> Restore<'a> {
+        Restore {
+            session: self.session,
+            repo,
+            id,
+            options: RestoreOptions {
+                concurrency: 4,
+                ..Default::default()
+            },
+            progress: quiet(),
+        }
+    }
 
     /// Stop keeping track of the backup repository at `url` (or with that id): key retirement
     /// no longer opens it to keep its key slots current. For a repository deleted on purpose.
     /// Returns how many notes were removed. Lake administrators only.
-    pub async fn detach_repository(&self, url_or_id: &str) -> Result<usize> {
+    pub async fn detach(&self, url_or_id: &str) -> Result<usize> {
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            let meta = self.lake.catalog.context().tiers.metadata();
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            let meta = self.session.lake.catalog.context().tiers.metadata();
             // the note holds the store's own spelling of the URL (a folder becomes file://...)
             let spelled = Store::open(url_or_id, &BTreeMap::new())
                 .ok()
@@ -80,7 +126,8 @@ impl Session {
             Ok(removed)
         }
         .await;
-        self.record("backup", format!("BACKUP DETACH {url_or_id}"), vec![], None, &r)
+        self.session
+            .record("backup", format!("BACKUP DETACH {url_or_id}"), vec![], None, &r)
             .await?;
         r
     }
@@ -92,49 +139,51 @@ impl Session {
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
     /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
-    /// let repo = lake.backup_init("memory://doc-backups", &Default::default()).await?;
-    /// let first = lake.backup(&repo, None, &|_| {}).await?;
+    /// let repo = lake.backups().init("memory://doc-backups", &Default::default()).await?;
+    /// let first = lake.backups().create(&repo).await?;
     /// assert_eq!(first.totals.new_files, 1);
     /// // nothing changed: the second backup copies no data
-    /// let second = lake.backup(&repo, None, &|_| {}).await?;
+    /// let second = lake.backups().create(&repo).await?;
     /// assert_eq!((second.totals.files, second.totals.new_files), (1, 0));
     /// assert!(repo.verify(true, &|_| {}).await?.problems.is_empty());
     /// // restore into a new lake sharing the master keys
-    /// let copy = lake.empty_twin("memory://doc-restored").await?;
-    /// copy.restore(&repo, &second.id, Default::default(), &|_| {}).await?;
+    /// let copy = lake.backups().empty_twin("memory://doc-restored").await?;
+    /// copy.backups().restore(&repo, &second.id).await?;
     /// assert_eq!(copy.sql("SELECT sum(x) AS s FROM t").await?[0].num_rows(), 1);
     /// # Ok(()) }
     /// ```
-    pub async fn backup_init(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
+    pub async fn init(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
             let store = Store::open(url, options)?;
-            let repo = Repository::init(store, &self.lake.catalog.context().keyring).await?;
-            self.note_repository(&repo).await?;
+            let repo = Repository::init(store, &self.session.lake.catalog.context().keyring).await?;
+            self.session.note_repository(&repo).await?;
             Ok(repo)
         }
         .await;
-        self.record("backup", format!("BACKUP INIT {url}"), vec![], None, &r)
+        self.session
+            .record("backup", format!("BACKUP INIT {url}"), vec![], None, &r)
             .await?;
         r
     }
 
     /// Open the backup repository at `url` with this lake's master keys. Lake administrators only.
-    pub async fn backup_repository(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
+    pub async fn open(&self, url: &str, options: &BTreeMap<String, String>) -> Result<Repository> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
         let store = Store::open(url, options)?;
-        let repo = Repository::open(store, &self.lake.catalog.context().keyring).await?;
-        self.note_repository(&repo).await?;
+        let repo = Repository::open(store, &self.session.lake.catalog.context().keyring).await?;
+        self.session.note_repository(&repo).await?;
         Ok(repo)
     }
 
     /// Back up `tables` (`None`: the whole lake, with its principals, roles, grants and
     /// policies) into `repo`. Each table is consistent with one version; writers may keep
     /// writing. Lake administrators only.
-    pub async fn backup(
+    async fn create_with(
         &self,
         repo: &Repository,
         tables: Option<&[String]>,
+        concurrency: usize,
         progress: ProgressFn<'_>,
     ) -> Result<Manifest> {
         let idents = tables
@@ -146,13 +195,13 @@ impl Session {
             .transpose()?;
         let names: Vec<String> = idents.iter().flatten().map(|i| i.to_string()).collect();
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
             let opts = BackupOptions {
                 tables: idents,
-                principal: self.principal.clone(),
-                concurrency: 4,
+                principal: self.session.principal.clone(),
+                concurrency,
             };
-            Ok(repo.create(&self.lake.catalog, opts, progress).await?)
+            Ok(repo.create(&self.session.lake.catalog, opts, progress).await?)
         }
         .await;
         let what = if names.is_empty() {
@@ -160,48 +209,52 @@ impl Session {
         } else {
             names.join(", ")
         };
-        self.record(
-            "backup",
-            format!("BACKUP {what} TO {}", repo.store().url()),
-            names,
-            None,
-            &r,
-        )
-        .await?;
+        self.session
+            .record(
+                "backup",
+                format!("BACKUP {what} TO {}", repo.store().url()),
+                names,
+                None,
+                &r,
+            )
+            .await?;
         r
     }
 
     /// Restore backup `id` of `repo` into this lake (see [`RestoreOptions`]): a whole lake into
     /// an empty one, or one table, optionally under a new name and at an older version.
     /// Lake administrators only.
-    pub async fn restore(
+    async fn restore_with(
         &self,
         repo: &Repository,
         id: &str,
         mut opts: RestoreOptions,
         progress: ProgressFn<'_>,
     ) -> Result<RestoreSummary> {
-        opts.principal = self.principal.clone();
+        opts.principal = self.session.principal.clone();
         if opts.concurrency == 0 {
             opts.concurrency = 4;
         }
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            Ok(repo.restore(id, &self.lake.catalog, opts.clone(), progress).await?)
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            Ok(repo
+                .restore(id, &self.session.lake.catalog, opts.clone(), progress)
+                .await?)
         }
         .await;
         let tables = r
             .as_ref()
             .map(|s| s.tables.iter().map(|t| t.table.clone()).collect())
             .unwrap_or_default();
-        self.record(
-            "restore",
-            format!("RESTORE {id} FROM {}", repo.store().url()),
-            tables,
-            None,
-            &r,
-        )
-        .await?;
+        self.session
+            .record(
+                "restore",
+                format!("RESTORE {id} FROM {}", repo.store().url()),
+                tables,
+                None,
+                &r,
+            )
+            .await?;
         r
     }
 
@@ -209,8 +262,8 @@ impl Session {
     /// `url`: a restore target for drills and tests. Lake administrators only (the twin starts in
     /// bootstrap mode with this lake's keys).
     pub async fn empty_twin(&self, url: &str) -> Result<Session> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
-        let mut config = self.lake.config.clone();
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
+        let mut config = self.session.lake.config.clone();
         config.tiers.truncate(1);
         config.tiers[0].url = url.to_string();
         config.tiers[0].name = config.lake.metadata_tier.clone();
@@ -218,18 +271,139 @@ impl Session {
         Lake::assemble(
             config,
             None,
-            self.lake.catalog.context().keyring.provider().clone(),
-            self.lake.clock.clone(),
+            self.session.lake.catalog.context().keyring.provider().clone(),
+            self.session.lake.clock.clone(),
             Default::default(),
             &Default::default(),
         )
         .map(|mut l| {
             // the twin's statements share this lake's memory pool
-            l.runtime = self.lake.runtime.clone();
-            l.session(&self.principal)
+            l.runtime = self.session.lake.runtime.clone();
+            l.session(&self.session.principal)
         })
     }
 }
+
+/// A backup into a repository ([`Backups::create`]); await it to run it.
+#[must_use = "a backup does nothing until awaited"]
+pub struct Backup<'a> {
+    session: &'a Session,
+    repo: &'a Repository,
+    tables: Option<Vec<String>>,
+    concurrency: usize,
+    progress: OnProgress<'a>,
+}
+
+impl<'a> Backup<'a> {
+    /// Only these tables (default: the whole lake).
+    pub fn tables<S: Into<String>>(mut self, tables: impl IntoIterator<Item = S>) -> Self {
+        self.tables = Some(tables.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Files copied at once (default 4).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Report progress as files are copied (operation `backup`).
+    pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'a) -> Self {
+        self.progress = Box::new(f);
+        self
+    }
+
+    async fn run(self) -> Result<Manifest> {
+        self.session
+            .backups()
+            .create_with(self.repo, self.tables.as_deref(), self.concurrency, &self.progress)
+            .await
+    }
+}
+
+impl std::fmt::Debug for Backup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backup")
+            .field("tables", &self.tables)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+into_future!(Backup => Manifest);
+
+/// A restore from a repository ([`Backups::restore`]); await it to run it.
+#[must_use = "a restore does nothing until awaited"]
+pub struct Restore<'a> {
+    session: &'a Session,
+    repo: &'a Repository,
+    id: &'a str,
+    options: RestoreOptions,
+    progress: OnProgress<'a>,
+}
+
+impl<'a> Restore<'a> {
+    /// Only this table of the backup (default: every table it holds, with the lake's
+    /// principals, roles, grants and policies, into an empty lake).
+    pub fn table(mut self, table: &str) -> Result<Self> {
+        self.options.table = Some(TableIdent::parse(table, DEFAULT_NAMESPACE)?);
+        Ok(self)
+    }
+
+    /// Restore the table under this name (with its grants, row filters and masks).
+    pub fn rename(mut self, to: &str) -> Result<Self> {
+        self.options.rename = Some(TableIdent::parse(to, DEFAULT_NAMESPACE)?);
+        Ok(self)
+    }
+
+    /// Restore this version of the table instead of the backed-up one (needs [`Restore::table`]).
+    pub fn version(mut self, version: u64) -> Self {
+        self.options.version = Some(version);
+        self
+    }
+
+    /// Drop target tables of the same names first (otherwise a non-empty target is refused).
+    pub fn force(mut self, yes: bool) -> Self {
+        self.options.force = yes;
+        self
+    }
+
+    /// Files fetched at once (default 4).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.options.concurrency = n.max(1);
+        self
+    }
+
+    /// All options at once (the principal is always this session's).
+    pub fn options(mut self, options: RestoreOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Report progress as files are checked and written (operation `restore`).
+    pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'a) -> Self {
+        self.progress = Box::new(f);
+        self
+    }
+
+    async fn run(self) -> Result<RestoreSummary> {
+        self.session
+            .backups()
+            .restore_with(self.repo, self.id, self.options, &self.progress)
+            .await
+    }
+}
+
+impl std::fmt::Debug for Restore<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restore")
+            .field("id", &self.id)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+into_future!(Restore => RestoreSummary);
 
 impl Lake {
     /// Create an empty lake in folder `dir` to restore a backup into: one `hot` tier in

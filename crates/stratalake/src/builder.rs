@@ -284,7 +284,7 @@ impl LakeBuilder {
             (None, Location::Embedded) => unreachable!("from_config sets the configuration"),
         };
         lake.catalog.create_namespace(DEFAULT_NAMESPACE, true, &admin).await?;
-        lake.session(&admin).bootstrap_admin().await?;
+        lake.session(&admin).access().bootstrap_admin().await?;
         Ok(lake)
     }
 

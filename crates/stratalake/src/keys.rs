@@ -43,24 +43,41 @@ fn key_ids(add: &AddFile) -> impl Iterator<Item = &KeyId> {
 }
 
 impl Session {
-    async fn all_tables(&self) -> Result<Vec<Table>> {
-        let state = self.lake.catalog.state().await?;
-        let mut out = Vec::new();
-        for (ns, tables) in &state.namespaces {
-            for t in tables.keys() {
-                out.push(self.lake.catalog.table(&TableIdent::new(ns, t)).await?);
-            }
-        }
-        Ok(out)
+    /// The lake's master keys as this session's principal: status, rotation, retirement and
+    /// crypto-shredding of a classification level. Lake administrators only; audited.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
+    /// let lake = stratalake::Lake::in_memory().await?.session("admin");
+    /// lake.sql("CREATE TABLE t (id INT CLASSIFICATION public, note VARCHAR CLASSIFICATION secret); \
+    ///           INSERT INTO t VALUES (1, 'x')").await?;
+    /// let secret = lake.keys().status().await?.into_iter().find(|k| k.id.classification == "secret").unwrap();
+    /// assert!(secret.current && secret.live_files == 1);
+    /// // shredding a level destroys its keys: its columns can never be read again
+    /// lake.keys().shred("secret").await?;
+    /// assert!(lake.sql("SELECT note FROM t").await.is_err());
+    /// assert_eq!(lake.sql("SELECT id FROM t").await?[0].num_rows(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn keys(&self) -> Keys<'_> {
+        Keys { session: self }
     }
+}
 
+/// Master keys seen through a [`Session`] ([`Session::keys`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Keys<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Keys<'a> {
     /// Every master key version of every level, with the live and historical files using it.
     /// Lake administrators only.
-    pub async fn key_status(&self) -> Result<Vec<KeyStatus>> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
+    pub async fn status(&self) -> Result<Vec<KeyStatus>> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
         let mut live: BTreeMap<KeyId, u64> = BTreeMap::new();
         let mut history: BTreeMap<KeyId, BTreeSet<(String, String)>> = BTreeMap::new();
-        for t in self.all_tables().await? {
+        for t in self.session.all_tables().await? {
             let snap = t.snapshot().await?;
             for add in snap.files.values() {
                 for id in key_ids(add) {
@@ -88,9 +105,9 @@ impl Session {
                 }
             }
         }
-        let provider = self.lake.catalog.context().keyring.provider();
+        let provider = self.session.lake.catalog.context().keyring.provider();
         let mut out = Vec::new();
-        for level in &self.lake.config.classifications.levels {
+        for level in &self.session.lake.config.classifications.levels {
             let current = provider.current_id(level).await.ok();
             for (id, destroyed) in provider.versions(level).await? {
                 out.push(KeyStatus {
@@ -108,28 +125,28 @@ impl Session {
     /// Rotate the master key of `level` (every level not shredded when `None`): create a new
     /// version, then re-wrap the data keys of every live file under it, one log-only commit per
     /// table; no data file is read or rewritten. Older versions stay until retired
-    /// ([`Session::retire_key`]), since time travel to earlier versions and older backups use them.
+    /// ([`Keys::retire`]), since time travel to earlier versions and older backups use them.
     /// Lake administrators only.
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
     /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT CLASSIFICATION confidential); INSERT INTO t VALUES (1)").await?;
-    /// let r = lake.rotate_keys(Some("confidential")).await?;
+    /// let r = lake.keys().rotate(Some("confidential")).await?;
     /// assert_eq!(r.new_keys[0].to_string(), "confidential/v2");
     /// assert_eq!(r.tables[0].2, 1); // one file re-keyed
     /// assert_eq!(lake.sql("SELECT x FROM t").await?[0].num_rows(), 1);
     /// # Ok(()) }
     /// ```
-    pub async fn rotate_keys(&self, level: Option<&str>) -> Result<RotateReport> {
+    pub async fn rotate(&self, level: Option<&str>) -> Result<RotateReport> {
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            let state = self.lake.catalog.state().await?;
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            let state = self.session.lake.catalog.state().await?;
             let levels: BTreeSet<String> = match level {
                 Some(l) => {
-                    self.lake.config.classifications.rank(l)?;
+                    self.session.lake.config.classifications.rank(l)?;
                     if state.access.shredded.contains(l) {
-                        let provider = self.lake.catalog.context().keyring.provider();
+                        let provider = self.session.lake.catalog.context().keyring.provider();
                         let newest = provider.versions(l).await?.into_iter().map(|(id, _)| id).max();
                         return Err(Error::Crypto(stratalake_crypto::Error::KeyDestroyed {
                             id: newest.unwrap_or_else(|| KeyId::new(l, 1)),
@@ -137,9 +154,9 @@ impl Session {
                     }
                     [l.to_string()].into()
                 }
-                None => state.access.readable_levels(&self.lake.config.classifications),
+                None => state.access.readable_levels(&self.session.lake.config.classifications),
             };
-            let provider = self.lake.catalog.context().keyring.provider();
+            let provider = self.session.lake.catalog.context().keyring.provider();
             let mut report = RotateReport::default();
             for l in &levels {
                 match provider.rotate(l).await {
@@ -148,8 +165,8 @@ impl Session {
                     Err(e) => return Err(e.into()),
                 }
             }
-            for t in self.all_tables().await? {
-                if let Some((v, n)) = t.rekey(Some(&levels), &self.principal).await? {
+            for t in self.session.all_tables().await? {
+                if let Some((v, n)) = t.rekey(Some(&levels), &self.session.principal).await? {
                     tracing::info!(table = %t.ident(), version = v, files = n, "re-keyed");
                     report.tables.push((t.ident().to_string(), v, n));
                 }
@@ -161,52 +178,33 @@ impl Session {
             .as_ref()
             .map(|r| r.tables.iter().map(|t| t.0.clone()).collect())
             .unwrap_or_default();
-        self.record(
-            "key",
-            format!("KEY ROTATE {}", level.unwrap_or("ALL")),
-            tables,
-            None,
-            &r,
-        )
-        .await?;
+        self.session
+            .record(
+                "key",
+                format!("KEY ROTATE {}", level.unwrap_or("ALL")),
+                tables,
+                None,
+                &r,
+            )
+            .await?;
         r
     }
 
-    /// Open the repository at `url` with default options, which adds a key slot under the
-    /// current version of the lowest level; its slots afterwards.
-    async fn reslot_repository(&self, url: &str) -> Result<Vec<KeyId>> {
-        let repo = self.backup_repository(url, &Default::default()).await?;
-        Ok(repo.key_slots().await?)
-    }
-
-    /// Whether a key slot other than `retiring` is sealed under a master key version the
-    /// provider still holds (asked by id, so a KMS that never releases key bytes answers too).
-    async fn slot_survives(&self, slots: &[KeyId], retiring: &KeyId) -> bool {
-        let provider = self.lake.catalog.context().keyring.provider();
-        for k in slots.iter().filter(|k| *k != retiring) {
-            let held = provider.versions(&k.classification).await.unwrap_or_default();
-            if held.iter().any(|(id, destroyed)| id == k && !destroyed) {
-                return true;
-            }
-        }
-        false
-    }
-
     /// Destroy one old master key version. Refused while it is current or any live file uses it
-    /// (run [`Session::rotate_keys`] first), and while table histories use it unless
+    /// (run [`Keys::rotate`] first), and while table histories use it unless
     /// `drop_history`: then time travel to those versions, and restores of backups taken before
     /// the rotation, fail naming this key. Retiring a version of the lowest level first opens
     /// every backup repository the lake has used whose key slots would all be gone (adding a
     /// slot under the current version), and is refused, naming it, for one it cannot open
-    /// (detach a repository deleted on purpose with [`Session::detach_repository`]).
+    /// (detach a repository deleted on purpose with [`Backups::detach`](crate::Backups::detach)).
     /// Lake administrators only.
-    pub async fn retire_key(&self, id: &KeyId, drop_history: bool) -> Result<()> {
+    pub async fn retire(&self, id: &KeyId, drop_history: bool) -> Result<()> {
         let r = async {
-            let status = self.key_status().await?;
+            let status = self.status().await?;
             let s = status.iter().find(|s| &s.id == id).ok_or_else(|| {
                 Error::Crypto(stratalake_crypto::Error::KeyNotFound {
                     id: id.clone(),
-                    provider: self.lake.catalog.context().keyring.provider().describe(),
+                    provider: self.session.lake.catalog.context().keyring.provider().describe(),
                 })
             })?;
             let refuse = |reason: String| {
@@ -234,9 +232,9 @@ impl Session {
             // whose every slot would be gone could not be opened any more, even for backups
             // taken after the rotation. Each repository the lake has used is opened (which adds
             // a slot under the current version); one that cannot be opened stops the retirement.
-            let keyring = &self.lake.catalog.context().keyring;
+            let keyring = &self.session.lake.catalog.context().keyring;
             if id.classification == keyring.classifications().lowest() {
-                let meta = self.lake.catalog.context().tiers.metadata();
+                let meta = self.session.lake.catalog.context().tiers.metadata();
                 for (name, _) in meta.list(crate::backups::REPOSITORIES).await? {
                     let Some(raw) = meta.get_opt(&name).await? else { continue };
                     let noted: crate::backups::NotedRepository = serde_json::from_slice(&raw).map_err(|e| {
@@ -245,10 +243,10 @@ impl Session {
                             reason: format!("the lake's note {name} on a backup repository cannot be read ({e}); fix or remove it, then retire"),
                         }
                     })?;
-                    if self.slot_survives(&noted.slots, id).await {
+                    if self.session.slot_survives(&noted.slots, id).await {
                         continue;
                     }
-                    let slots = match self.reslot_repository(&noted.url).await {
+                    let slots = match self.session.reslot_repository(&noted.url).await {
                         Ok(slots) => slots,
                         Err(e) => {
                             return refuse(format!(
@@ -257,7 +255,7 @@ impl Session {
                             ));
                         }
                     };
-                    if !self.slot_survives(&slots, id).await {
+                    if !self.session.slot_survives(&slots, id).await {
                         return refuse(format!(
                             "backup repository {} ({}) has no key slot that opens without it; open it with a lake holding the current version, then retire",
                             noted.url, noted.id
@@ -272,7 +270,9 @@ impl Session {
             Ok(())
         }
         .await;
-        self.record("key", format!("KEY RETIRE {id}"), vec![], None, &r).await?;
+        self.session
+            .record("key", format!("KEY RETIRE {id}"), vec![], None, &r)
+            .await?;
         r
     }
 
@@ -281,19 +281,21 @@ impl Session {
     /// next statement on), then destroy every version of its master key, so those columns are
     /// unreadable everywhere, backups included. The lowest level (which protects every file's
     /// footer) cannot be shredded. Irreversible. Lake administrators only.
-    pub async fn shred_level(&self, level: &str) -> Result<Vec<KeyId>> {
+    pub async fn shred(&self, level: &str) -> Result<Vec<KeyId>> {
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            self.lake
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            self.session
+                .lake
                 .catalog
                 .change_access(
                     vec![AccessAction::ShredLevel {
                         level: level.to_string(),
                     }],
-                    &self.principal,
+                    &self.session.principal,
                 )
                 .await?;
             let destroyed = self
+                .session
                 .lake
                 .catalog
                 .context()
@@ -306,8 +308,42 @@ impl Session {
             Ok(destroyed)
         }
         .await;
-        self.record("key", format!("KEY SHRED {level}"), vec![], None, &r)
+        self.session
+            .record("key", format!("KEY SHRED {level}"), vec![], None, &r)
             .await?;
         r
+    }
+}
+
+impl Session {
+    async fn all_tables(&self) -> Result<Vec<Table>> {
+        let state = self.lake.catalog.state().await?;
+        let mut out = Vec::new();
+        for (ns, tables) in &state.namespaces {
+            for t in tables.keys() {
+                out.push(self.lake.catalog.table(&TableIdent::new(ns, t)).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open the repository at `url` with default options, which adds a key slot under the
+    /// current version of the lowest level; its slots afterwards.
+    async fn reslot_repository(&self, url: &str) -> Result<Vec<KeyId>> {
+        let repo = self.backups().open(url, &Default::default()).await?;
+        Ok(repo.key_slots().await?)
+    }
+
+    /// Whether a key slot other than `retiring` is sealed under a master key version the
+    /// provider still holds (asked by id, so a KMS that never releases key bytes answers too).
+    async fn slot_survives(&self, slots: &[KeyId], retiring: &KeyId) -> bool {
+        let provider = self.lake.catalog.context().keyring.provider();
+        for k in slots.iter().filter(|k| *k != retiring) {
+            let held = provider.versions(&k.classification).await.unwrap_or_default();
+            if held.iter().any(|(id, destroyed)| id == k && !destroyed) {
+                return true;
+            }
+        }
+        false
     }
 }

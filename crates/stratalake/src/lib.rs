@@ -50,16 +50,18 @@ mod backups;
 mod builder;
 mod keys;
 mod maintenance;
+mod ops;
 mod quality;
 mod session;
 mod tiers;
-pub use access::parse_securable;
-pub use backups::KeySource;
+pub use access::{Access, Audit, parse_securable};
+pub use backups::{Backup, Backups, KeySource, Restore};
 pub use builder::LakeBuilder;
-pub use keys::{KeyStatus, RotateReport};
+pub use keys::{KeyStatus, Keys, RotateReport};
+pub use maintenance::{Optimize, Vacuum};
 pub use quality::{CompareReport, QualityPoint, TableQuality, quality_html};
-pub use session::Session;
-pub use tiers::{PendingMoves, TierInfo, TierStatus};
+pub use session::{Ingest, Session, Verify};
+pub use tiers::{PendingMoves, TierInfo, TierRun, TierStatus, Tiers};
 mod config;
 mod error;
 
@@ -70,7 +72,9 @@ pub use config::{KeysSection, LakeConfig, LakeSection, QuerySection, TierConfig}
 pub use error::{CommitOutcome, Error, ErrorKind, Result};
 pub use stratalake_crypto as crypto;
 pub use stratalake_query::{AsOf, Output, QueryRuntime, RuntimeOptions, SqlSession};
-pub use stratalake_table::ingest::{Format, IngestOptions, IngestReport, Progress};
+pub use stratalake_table::ingest::{Format, IngestOptions, IngestReport};
+pub use stratalake_table::progress::Progress;
+pub use stratalake_table::quality::OnError;
 pub use stratalake_table::verify::{Problem, VerifyReport};
 pub use stratalake_table::{
     Classifications, ColumnDef, PartitionField, Snapshot, Table, TableIdent, TableSchema, Transform, WriteMode,
@@ -83,7 +87,7 @@ pub use {
 use stratalake_crypto::{KeyProvider, MemoryKeyProvider};
 use stratalake_table::catalog::Catalog;
 use stratalake_table::write::WriteOptions;
-use stratalake_table::{Keyring, StorageContext, Store, Tiers};
+use stratalake_table::{Keyring, StorageContext, Store};
 
 /// Name of the configuration file in a lake folder.
 pub const CONFIG_FILE: &str = "stratalake.toml";
@@ -257,7 +261,7 @@ impl Lake {
             let s = store.clone().with_read_store(Arc::new(cached));
             stores.insert(t.name.clone(), s);
         }
-        let tiers = Tiers::new(stores, &config.lake.metadata_tier, &config.lake.write_tier)?;
+        let tiers = stratalake_table::Tiers::new(stores, &config.lake.metadata_tier, &config.lake.write_tier)?;
         let mut ctx = StorageContext {
             tiers,
             keyring: Keyring::new(provider, config.classifications.clone()),

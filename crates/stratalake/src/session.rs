@@ -1,15 +1,17 @@
 //! A lake seen by one principal: every operation on data, the catalog, tiers, backups and keys
 //! goes through a [`Session`] and is checked against that principal's grants.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use stratalake_table::access::Operation;
-use stratalake_table::ingest::{IngestOptions, IngestReport, Progress};
+use stratalake_table::ingest::{IngestOptions, IngestReport};
+use stratalake_table::progress::Progress;
 use stratalake_table::quality::OnError;
 use stratalake_table::verify::VerifyReport;
 
+use crate::ops::{OnProgress, into_future, quiet};
 use crate::{
     AsOf, ColumnDef, DEFAULT_NAMESPACE, Error, Format, Lake, Output, Result, Snapshot, Table, TableCounts, TableIdent,
     TableOverview, TableSchema, WriteMode,
@@ -272,7 +274,10 @@ impl Session {
         })
     }
 
-    /// Ingest files into a table in one commit.
+    /// Ingest files (CSV, TSV, JSON lines, Parquet; chosen by extension unless
+    /// [`Ingest::format`] says) into `table` in one commit. Rows are converted to the table's
+    /// types as `CAST` does; the table's constraints are checked on every row. Needs INSERT on
+    /// the table (and the right to overwrite for [`WriteMode::Overwrite`]); audited.
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
@@ -281,28 +286,16 @@ impl Session {
     /// std::fs::write(&csv, "id,name\n1,Ada\n2,Grace\n").unwrap();
     /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE people (id INT NOT NULL, name VARCHAR)").await?;
-    /// let r = lake.ingest("people", &[csv.as_path()], None, stratalake::WriteMode::Append, &|_| {}).await?;
+    /// let r = lake.ingest("people", [&csv]).progress(|p| eprintln!("{p}")).await?;
     /// assert_eq!(r.rows, 2);
     /// # Ok(()) }
     /// ```
-    pub async fn ingest(
-        &self,
-        table: &str,
-        files: &[&Path],
-        format: Option<Format>,
-        mode: WriteMode,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<IngestReport> {
-        self.ingest_with(table, files, format, mode, OnError::Reject, progress)
-            .await
-    }
-
-    /// [`Session::ingest`] choosing what rows that break the table's constraints do: with
-    /// [`OnError::Reject`] the first one rejects the whole ingest (naming file, line and rule);
-    /// with [`OnError::Quarantine`] the good rows are committed and the bad ones appended, with
-    /// the rule they broke (`quality_rule`) and the version they belong to
-    /// (`quality_version`), to the table `<table>_quarantine` (created on first use, same
-    /// classifications).
+    ///
+    /// What rows that break a constraint do is [`Ingest::on_error`]: with [`OnError::Reject`]
+    /// (the default) the first one rejects the whole ingest, naming file, line and rule; with
+    /// [`OnError::Quarantine`] the good rows are committed and the bad ones appended, with the
+    /// rule they broke (`quality_rule`) and the version they belong to (`quality_version`), to
+    /// the table `<table>_quarantine` (created on first use, same classifications).
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
@@ -313,26 +306,13 @@ impl Session {
     /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE people (id INT NOT NULL, age INT); \
     ///           ALTER TABLE people ADD CONSTRAINT sane_age RANGE age BETWEEN 0 AND 150").await?;
-    /// let r = lake.ingest_with("people", &[csv.as_path()], None, stratalake::WriteMode::Append,
-    ///                          OnError::Quarantine, &|_| {}).await?;
+    /// let r = lake.ingest("people", [&csv]).on_error(OnError::Quarantine).await?;
     /// assert_eq!((r.rows, r.quarantine_table.as_deref()), (2, Some("default.people_quarantine")));
     /// # Ok(()) }
     /// ```
-    pub async fn ingest_with(
-        &self,
-        table: &str,
-        files: &[&Path],
-        format: Option<Format>,
-        mode: WriteMode,
-        on_error: OnError,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<IngestReport> {
-        self.ingest_with_options(table, files, &IngestOptions::format(format), mode, on_error, progress)
-            .await
-    }
-
-    /// [`Session::ingest_with`] with reading options: CSV delimiter, quote, header, null text,
-    /// date and timestamp formats ([`stratalake_table::csv::CsvOptions`]).
+    ///
+    /// Reading options ([`Ingest::options`]): CSV delimiter, quote, header, null text, date and
+    /// timestamp formats ([`stratalake_table::csv::CsvOptions`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
@@ -345,70 +325,22 @@ impl Session {
     /// let mut opts = IngestOptions::default();
     /// opts.csv.null = Some("NA".into());
     /// opts.csv.date_format = Some("%d.%m.%Y".into());
-    /// let r = lake.ingest_with_options("fees", &[csv.as_path()], &opts, stratalake::WriteMode::Append,
-    ///                                  stratalake::table::quality::OnError::Reject, &|_| {}).await?;
+    /// let r = lake.ingest("fees", [&csv]).options(opts).await?;
     /// assert_eq!(r.rows, 2); // the `;` delimiter was detected
     /// let rows = lake.sql("SELECT count(fee) AS f, count(paid) AS p FROM fees").await?;
     /// assert!(stratalake::arrow::util::pretty::pretty_format_batches(&rows)?.to_string().contains("| 1 | 1 |"));
     /// # Ok(()) }
     /// ```
-    pub async fn ingest_with_options(
-        &self,
-        table: &str,
-        files: &[&Path],
-        options: &IngestOptions,
-        mode: WriteMode,
-        on_error: OnError,
-        progress: &(dyn Fn(Progress) + Send + Sync),
-    ) -> Result<IngestReport> {
-        let statement = format!(
-            "INGEST {} INTO {table} ({}{})",
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            mode.operation(),
-            if on_error == OnError::Quarantine {
-                ", ON ERROR QUARANTINE"
-            } else {
-                ""
-            }
-        );
-        let r: Result<IngestReport> = async {
-            let t = self.table_unchecked(table).await?;
-            let subject = self.subject().await?;
-            subject.check(&Operation::WriteRows(t.ident()))?;
-            let snap = t.snapshot().await?;
-            stratalake_table::quality::check_write_rights(&subject, t.ident(), &snap, mode)?;
-            if on_error == OnError::Quarantine {
-                self.check_quarantine(&subject, &t, &snap).await?;
-            }
-            let validator =
-                stratalake_query::quality::validator(&t, &snap, on_error, mode != WriteMode::Overwrite).await?;
-            let mut report = stratalake_table::ingest::ingest_files(
-                &t,
-                &snap,
-                files,
-                options,
-                mode,
-                &self.principal,
-                progress,
-                validator,
-            )
-            .await?;
-            if !report.quarantine.is_empty() {
-                report.quarantine_table = Some(self.quarantine(&t, &snap, &report).await?);
-            }
-            Ok(report)
+    pub fn ingest<'a, P: AsRef<Path>>(&'a self, table: &'a str, files: impl IntoIterator<Item = P>) -> Ingest<'a> {
+        Ingest {
+            session: self,
+            table,
+            files: files.into_iter().map(|p| p.as_ref().to_path_buf()).collect(),
+            options: IngestOptions::default(),
+            mode: WriteMode::Append,
+            on_error: OnError::Reject,
+            progress: quiet(),
         }
-        .await;
-        let tables = TableIdent::parse(table, DEFAULT_NAMESPACE)
-            .map(|i| vec![i.to_string()])
-            .unwrap_or_default();
-        let rows = r.as_ref().ok().map(|r| r.rows);
-        self.record("ingest", statement, tables, rows, &r).await?;
-        r
     }
 
     /// The quarantine table of `t`: `<table>_quarantine` in the same namespace.
@@ -598,44 +530,195 @@ impl Session {
         Ok(ident.to_string())
     }
 
-    /// Verify every table (or the named ones): the whole log, and every live file's checksum,
-    /// decryption and row count. Problems are listed in the report, not returned as errors.
+    /// Verify every table (or those named with [`Verify::tables`]): the whole log, and every
+    /// live file's checksum, decryption and row count. Problems are listed in the report, not
+    /// returned as errors. Lake administrators only.
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
     /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
-    /// let report = lake.verify(&[], &|_done, _total| {}).await?;
+    /// let report = lake.verify().await?;
     /// assert!(report.problems.is_empty());
     /// assert_eq!((report.files, report.rows), (1, 1));
+    /// assert_eq!(lake.verify().tables(["t"]).await?.tables, 1);
     /// # Ok(()) }
     /// ```
-    pub async fn verify(
-        &self,
-        tables: &[String],
-        on_file: &(dyn Fn(usize, usize) + Send + Sync),
-    ) -> Result<VerifyReport> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
+    pub fn verify(&self) -> Verify<'_> {
+        Verify {
+            session: self,
+            tables: Vec::new(),
+            progress: quiet(),
+        }
+    }
+}
+
+/// An ingest of files into one table ([`Session::ingest`]); await it to run it.
+#[must_use = "an ingest does nothing until awaited"]
+pub struct Ingest<'a> {
+    session: &'a Session,
+    table: &'a str,
+    files: Vec<PathBuf>,
+    options: IngestOptions,
+    mode: WriteMode,
+    on_error: OnError,
+    progress: OnProgress<'a>,
+}
+
+impl<'a> Ingest<'a> {
+    /// Read every file as `format` instead of choosing by extension.
+    pub fn format(mut self, format: Format) -> Self {
+        self.options.format = Some(format);
+        self
+    }
+
+    /// Append (the default) or overwrite.
+    pub fn mode(mut self, mode: WriteMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// What rows that break the table's constraints do (default [`OnError::Reject`]).
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// Reading options (format, CSV dialect, null text, date formats).
+    pub fn options(mut self, options: IngestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Report progress after every batch read (operation `ingest`: input bytes and rows).
+    pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'a) -> Self {
+        self.progress = Box::new(f);
+        self
+    }
+
+    async fn run(self) -> Result<IngestReport> {
+        let (table, mode, on_error, options) = (self.table, self.mode, self.on_error, &self.options);
+        let files: Vec<&Path> = self.files.iter().map(PathBuf::as_path).collect();
+        let files = &files[..];
+        let statement = format!(
+            "INGEST {} INTO {table} ({}{})",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            mode.operation(),
+            if on_error == OnError::Quarantine {
+                ", ON ERROR QUARANTINE"
+            } else {
+                ""
+            }
+        );
+        let r: Result<IngestReport> = async {
+            let t = self.session.table_unchecked(table).await?;
+            let subject = self.session.subject().await?;
+            subject.check(&Operation::WriteRows(t.ident()))?;
+            let snap = t.snapshot().await?;
+            stratalake_table::quality::check_write_rights(&subject, t.ident(), &snap, mode)?;
+            if on_error == OnError::Quarantine {
+                self.session.check_quarantine(&subject, &t, &snap).await?;
+            }
+            let validator =
+                stratalake_query::quality::validator(&t, &snap, on_error, mode != WriteMode::Overwrite).await?;
+            let mut report = stratalake_table::ingest::ingest_files(
+                &t,
+                &snap,
+                files,
+                options,
+                mode,
+                &self.session.principal,
+                &self.progress,
+                validator,
+            )
+            .await?;
+            if !report.quarantine.is_empty() {
+                report.quarantine_table = Some(self.session.quarantine(&t, &snap, &report).await?);
+            }
+            Ok(report)
+        }
+        .await;
+        let tables = TableIdent::parse(table, DEFAULT_NAMESPACE)
+            .map(|i| vec![i.to_string()])
+            .unwrap_or_default();
+        let rows = r.as_ref().ok().map(|r| r.rows);
+        self.session.record("ingest", statement, tables, rows, &r).await?;
+        r
+    }
+}
+
+impl std::fmt::Debug for Ingest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("table", &self.table)
+            .field("files", &self.files)
+            .field("options", &self.options)
+            .field("mode", &self.mode)
+            .field("on_error", &self.on_error)
+            .finish_non_exhaustive()
+    }
+}
+
+into_future!(Ingest => IngestReport);
+
+/// A check of tables and their files ([`Session::verify`]); await it to run it.
+#[must_use = "a verify does nothing until awaited"]
+pub struct Verify<'a> {
+    session: &'a Session,
+    tables: Vec<String>,
+    progress: OnProgress<'a>,
+}
+
+impl<'a> Verify<'a> {
+    /// Only these tables (default: every table).
+    pub fn tables<S: Into<String>>(mut self, tables: impl IntoIterator<Item = S>) -> Self {
+        self.tables = tables.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Report progress over each table's files (operation `verify`).
+    pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'a) -> Self {
+        self.progress = Box::new(f);
+        self
+    }
+
+    async fn run(self) -> Result<VerifyReport> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
         let mut report = VerifyReport::default();
-        let state = self.lake.catalog.state().await?;
+        let state = self.session.lake.catalog.state().await?;
         // Shredded levels cannot be decrypted any more: every other column is checked.
-        let access = stratalake_table::Access::Levels(state.access.readable_levels(&self.lake.config.classifications));
-        let idents: Vec<TableIdent> = if tables.is_empty() {
+        let access =
+            stratalake_table::Access::Levels(state.access.readable_levels(&self.session.lake.config.classifications));
+        let idents: Vec<TableIdent> = if self.tables.is_empty() {
             state
                 .namespaces
                 .iter()
                 .flat_map(|(ns, ts)| ts.keys().map(move |t| TableIdent::new(ns, t)))
                 .collect()
         } else {
-            tables
+            self.tables
                 .iter()
                 .map(|t| TableIdent::parse(t, DEFAULT_NAMESPACE))
                 .collect::<Result<_, _>>()?
         };
         for ident in idents {
-            let t = self.lake.catalog.table(&ident).await?;
-            stratalake_table::verify::verify_table(&t, &mut report, &access, on_file).await?;
+            let t = self.session.lake.catalog.table(&ident).await?;
+            stratalake_table::verify::verify_table(&t, &mut report, &access, &self.progress).await?;
         }
         Ok(report)
     }
 }
+
+impl std::fmt::Debug for Verify<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verify")
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+into_future!(Verify => VerifyReport);

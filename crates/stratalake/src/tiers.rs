@@ -15,8 +15,10 @@ use stratalake_tiering::capacity::CapacityReport;
 use stratalake_tiering::mover::{MoveOptions, MoveReport};
 use stratalake_tiering::plan::{Plan, TableState};
 
+use crate::ops::into_future;
 use crate::{CONFIG_FILE, Error, Lake, LakeConfig, Result, Session, TierConfig};
 use stratalake_table::access::Operation;
+use stratalake_table::progress::Progress;
 
 /// A tier, its place in the order and how full it is (from the table logs).
 #[derive(Clone, Debug, Serialize)]
@@ -74,14 +76,29 @@ pub struct PendingMoves {
 }
 
 impl Session {
+    /// The lake's tiered storage as this session's principal: tiers and their fill, placement
+    /// plans, the mover, recall, capacity, read statistics, and declaring or removing tiers.
+    /// Lake administrators only; every change and every run is audited.
+    pub fn tiers(&self) -> Tiers<'_> {
+        Tiers { session: self }
+    }
+}
+
+/// Tiered storage seen through a [`Session`] ([`Session::tiers`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Tiers<'a> {
+    session: &'a Session,
+}
+
+impl<'a> Tiers<'a> {
     /// The validated tiering policy: tiers in order, rules, pins, quotas.
-    pub fn tiering_policy(&self) -> &Policy {
-        &self.lake.policy
+    pub fn policy(&self) -> &Policy {
+        &self.session.lake.policy
     }
 
     /// Read cache counters and fill, when some tier reads through the cache.
     pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.lake.cache.as_ref().map(|c| c.stats())
+        self.session.lake.cache.as_ref().map(|c| c.stats())
     }
 
     /// Write this process's read statistics (which partitions queries read, for rules by time
@@ -89,41 +106,12 @@ impl Session {
     /// a long-running service should call it now and then (the planner in the same process
     /// includes unflushed reads anyway).
     pub async fn flush_read_stats(&self) -> Result<()> {
-        let ctx = self.lake.catalog.context();
+        let ctx = self.session.lake.catalog.context();
         ctx.reads.flush(ctx.tiers.metadata()).await?;
-        if let Some(c) = &self.lake.cache {
+        if let Some(c) = &self.session.lake.cache {
             c.persist_stats()?;
         }
         Ok(())
-    }
-
-    async fn heat(&self) -> Result<ReadHeat> {
-        let ctx = self.lake.catalog.context();
-        let mut heat = stratalake_table::heat::load(ctx.tiers.metadata()).await?;
-        heat.merge(ctx.reads.pending());
-        Ok(heat)
-    }
-
-    async fn table_states(&self, only: Option<&TableIdent>) -> Result<Vec<TableState>> {
-        let state = self.lake.catalog.state().await?;
-        let mut out = Vec::new();
-        for (ns, tables) in &state.namespaces {
-            for t in tables.keys() {
-                let ident = TableIdent::new(ns, t);
-                if only.is_some_and(|o| o != &ident) {
-                    continue;
-                }
-                let table = self.lake.catalog.table(&ident).await?;
-                let snapshot = table.snapshot().await?;
-                out.push(TableState { table, snapshot });
-            }
-        }
-        if let Some(o) = only
-            && out.is_empty()
-        {
-            return Err(stratalake_table::Error::TableNotFound(o.to_string()).into());
-        }
-        Ok(out)
     }
 
     /// The tiers, hottest first, with their fill computed from the table logs.
@@ -132,77 +120,35 @@ impl Session {
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
     /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)").await?;
-    /// let tiers = lake.tier_list().await?;
+    /// let tiers = lake.tiers().list().await?;
     /// assert_eq!((tiers[0].name.as_str(), tiers[0].files), ("hot", 1));
     /// # Ok(()) }
     /// ```
-    pub async fn tier_list(&self) -> Result<Vec<TierInfo>> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
-        let states = self.table_states(None).await?;
-        self.tier_infos(&states)
-    }
-
-    fn tier_infos(&self, states: &[TableState]) -> Result<Vec<TierInfo>> {
-        let usage = stratalake_tiering::plan::tier_usage(states);
-        let ctx = self.lake.catalog.context();
-        let meta_url = ctx.tiers.metadata().url().to_string();
-        let mut out = Vec::new();
-        for (order, spec) in self.lake.policy.tiers.iter().enumerate() {
-            let store = ctx.tiers.get(&spec.name)?;
-            let (used, files) = usage.get(&spec.name).copied().unwrap_or((0, 0));
-            out.push(TierInfo {
-                name: spec.name.clone(),
-                order,
-                url: store.url().to_string(),
-                files,
-                used,
-                capacity: spec.capacity,
-                free: match spec.capacity {
-                    Some(c) => Some(c.saturating_sub(used)),
-                    None => store.local_dir().and_then(stratalake_tiering::units::disk_free),
-                },
-                fill: spec.capacity.filter(|c| *c > 0).map(|c| used as f64 / c as f64),
-                write_tier: ctx.tiers.write_tier() == spec.name,
-                metadata_tier: store.url() == meta_url,
-                cached: !std::ptr::addr_eq(
-                    std::sync::Arc::as_ptr(store.read_store()),
-                    std::sync::Arc::as_ptr(store.object_store()),
-                ),
-            });
-        }
-        Ok(out)
+    pub async fn list(&self) -> Result<Vec<TierInfo>> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
+        let states = self.session.table_states(None).await?;
+        self.session.tier_infos(&states)
     }
 
     /// What the placement rules, pins and watermarks would move now, and why (a dry run).
     /// "Now" is the lake's clock ([`LakeBuilder::clock`](crate::LakeBuilder::clock)).
-    pub async fn tier_plan(&self) -> Result<Plan> {
-        let now_ms = self.lake.now_ms();
-        self.subject().await?.check(&Operation::AdministerLake)?;
-        let states = self.table_states(None).await?;
-        let heat = self.heat().await?;
+    pub async fn plan(&self) -> Result<Plan> {
+        let now_ms = self.session.lake.now_ms();
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
+        let states = self.session.table_states(None).await?;
+        let heat = self.session.heat().await?;
         Ok(stratalake_tiering::plan::plan(
-            &self.lake.policy,
+            &self.session.lake.policy,
             &states,
             &heat,
             now_ms,
         ))
     }
 
-    /// Mover options from `[tiering]`: concurrency, bandwidth, move retention; this handle's
-    /// principal.
-    pub fn move_options(&self) -> MoveOptions {
-        MoveOptions {
-            concurrency: self.lake.policy.concurrency,
-            bandwidth: self.lake.policy.bandwidth,
-            retention_ms: self.lake.policy.move_retention_ms,
-            principal: self.principal.clone(),
-            ..Default::default()
-        }
-    }
-
-    /// Carry out `plan` (from [`Session::tier_plan`] or [`Session::tier_recall_plan`]): copy each file
-    /// to its target tier as ciphertext, verify it, record the moves in the table logs, and
-    /// delete old copies whose move retention has passed. Audited.
+    /// Carry out `plan` (from [`Tiers::plan`] or [`Tiers::recall_plan`]): copy each file to its
+    /// target tier as ciphertext, verify it, record the moves in the table logs, and delete old
+    /// copies whose move retention has passed. Concurrency, bandwidth and the move retention
+    /// default to `[tiering]`. Audited.
     ///
     /// ```
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
@@ -218,29 +164,44 @@ impl Session {
     /// let lake = Lake::builder("memory://tour").config(config).key_provider(keys).admin("svc").create().await?;
     /// let lake = lake.session("svc");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
-    /// let plan = lake.tier_plan().await?;
+    /// let plan = lake.tiers().plan().await?;
     /// assert_eq!(plan.moves[0].to, "cold");
-    /// let report = lake.tier_run(&plan, lake.move_options()).await?;
+    /// let report = lake.tiers().run(&plan).concurrency(2).await?;
     /// assert_eq!(report.files_moved, 1);
-    /// assert_eq!(lake.tier_list().await?[1].files, 1);
+    /// assert_eq!(lake.tiers().list().await?[1].files, 1);
     /// # Ok(()) }
     /// ```
-    pub async fn tier_run(&self, plan: &Plan, mut opts: MoveOptions) -> Result<MoveReport> {
+    pub fn run(&self, plan: &'a Plan) -> TierRun<'a> {
+        let policy = &self.session.lake.policy;
+        TierRun {
+            session: self.session,
+            plan,
+            options: MoveOptions {
+                concurrency: policy.concurrency,
+                bandwidth: policy.bandwidth,
+                retention_ms: policy.move_retention_ms,
+                principal: self.session.principal.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn run_moves(&self, plan: &Plan, mut opts: MoveOptions) -> Result<MoveReport> {
         // the mover's commits are this session's, whatever the options said
-        opts.principal = self.principal.clone();
+        opts.principal = self.session.principal.clone();
         let names: Vec<String> = {
             let mut n: Vec<String> = plan.moves.iter().map(|m| m.table.clone()).collect();
             n.dedup();
             n
         };
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            let states = self.table_states(None).await?;
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            let states = self.session.table_states(None).await?;
             let tables: std::collections::BTreeMap<String, stratalake_table::Table> = states
                 .into_iter()
                 .map(|s| (s.table.ident().to_string(), s.table))
                 .collect();
-            let ctx = self.lake.catalog.context();
+            let ctx = self.session.lake.catalog.context();
             let ids: Vec<String> = tables.values().map(|t| t.id().to_string()).collect();
             let report = stratalake_tiering::mover::run(ctx, &tables, plan, &opts).await?;
             // Fold the read-heat objects every query process wrote into one (dropping tables
@@ -258,27 +219,29 @@ impl Session {
             Ok(report)
         }
         .await;
-        self.record(
-            "tier",
-            format!("TIER RUN {} file(s), {} byte(s)", plan.moves.len(), plan.bytes()),
-            names,
-            r.as_ref().ok().map(|r| r.files_moved),
-            &r,
-        )
-        .await?;
+        self.session
+            .record(
+                "tier",
+                format!("TIER RUN {} file(s), {} byte(s)", plan.moves.len(), plan.bytes()),
+                names,
+                r.as_ref().ok().map(|r| r.files_moved),
+                &r,
+            )
+            .await?;
         r
     }
 
     /// Moves that bring `table`'s files matching `partition` (`field=value` pairs, all must
     /// match; empty: every file) to tier `to` — a recall to a hot tier, or a manual demotion.
     /// Rules may move them again later unless a `[[pin]]` keeps them.
-    pub async fn tier_recall_plan(&self, table: &str, to: &str, partition: &[(String, String)]) -> Result<Plan> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
+    pub async fn recall_plan(&self, table: &str, to: &str, partition: &[(String, String)]) -> Result<Plan> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
         let ident = TableIdent::parse(table, crate::DEFAULT_NAMESPACE)?;
-        if self.lake.policy.rank(to).is_none() {
+        if self.session.lake.policy.rank(to).is_none() {
             return Err(stratalake_tiering::Error::Config(format!(
                 "no tier named {to:?} (tiers: {})",
-                self.lake
+                self.session
+                    .lake
                     .policy
                     .tiers
                     .iter()
@@ -288,7 +251,7 @@ impl Session {
             ))
             .into());
         }
-        let states = self.table_states(Some(&ident)).await?;
+        let states = self.session.table_states(Some(&ident)).await?;
         let what = if partition.is_empty() {
             String::new()
         } else {
@@ -310,12 +273,17 @@ impl Session {
     }
 
     /// Fill per tier, moves the rules would make now, warnings, and the read cache.
-    pub async fn tier_status(&self) -> Result<TierStatus> {
-        self.subject().await?.check(&Operation::AdministerLake)?;
+    pub async fn status(&self) -> Result<TierStatus> {
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
         // one read of every table's log for both the fill and the plan
-        let states = self.table_states(None).await?;
-        let tiers = self.tier_infos(&states)?;
-        let plan = stratalake_tiering::plan::plan(&self.lake.policy, &states, &self.heat().await?, self.lake.now_ms());
+        let states = self.session.table_states(None).await?;
+        let tiers = self.session.tier_infos(&states)?;
+        let plan = stratalake_tiering::plan::plan(
+            &self.session.lake.policy,
+            &states,
+            &self.session.heat().await?,
+            self.session.lake.now_ms(),
+        );
         let mut pending: Vec<PendingMoves> = tiers
             .iter()
             .map(|t| PendingMoves {
@@ -349,35 +317,22 @@ impl Session {
     /// # #[tokio::main] async fn main() -> stratalake::Result<()> {
     /// let lake = stratalake::Lake::in_memory().await?.session("admin");
     /// lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)").await?;
-    /// let r = lake.capacity(30).await?;
+    /// let r = lake.tiers().capacity(30).await?;
     /// assert_eq!(r.tables["default.t"].rows, 2);
     /// let html = stratalake::tiering::html::render(&r);
     /// assert!(html.contains("Not enough history yet")); // one day: a chart needs two
     /// # Ok(()) }
     /// ```
     pub async fn capacity(&self, window_days: u32) -> Result<CapacityReport> {
-        let now_ms = self.lake.now_ms();
-        self.subject().await?.check(&Operation::AdministerLake)?;
-        let states = self.table_states(None).await?;
-        Ok(stratalake_tiering::capacity::report(&self.lake.policy, &states, now_ms, window_days.max(1)).await?)
+        let now_ms = self.session.lake.now_ms();
+        self.session.subject().await?.check(&Operation::AdministerLake)?;
+        let states = self.session.table_states(None).await?;
+        Ok(
+            stratalake_tiering::capacity::report(&self.session.lake.policy, &states, now_ms, window_days.max(1))
+                .await?,
+        )
     }
-}
 
-/// Store option names that hold credentials: refused by [`Session::tier_add`], which would write
-/// them into `stratalake.toml` (they belong in the environment, `AWS_*`).
-const SECRET_OPTION_WORDS: [&str; 9] = [
-    "secret",
-    "token",
-    "password",
-    "access_key",
-    "account_key",
-    "master_key",
-    "service_account_key",
-    "sas",
-    "customer_key",
-];
-
-impl Session {
     /// Declare a new tier in the lake folder's `stratalake.toml`: at the end of the order (the
     /// coldest), or just before (hotter than) the tier `before`. Refused unless this handle's
     /// principal is a lake administrator; audited.
@@ -405,18 +360,18 @@ impl Session {
     ///     low_watermark: None,
     ///     cache: None,
     /// };
-    /// let url = lake.tier_add(cold.clone(), None).await?;
+    /// let url = lake.tiers().add(cold.clone(), None).await?;
     /// assert!(url.starts_with("file://") && url.ends_with("/archive"));
-    /// assert!(lake.tier_add(cold, None).await.unwrap_err().to_string().contains("exists already"));
+    /// assert!(lake.tiers().add(cold, None).await.unwrap_err().to_string().contains("exists already"));
     /// let lake = Lake::builder(dir.path()).open().await?.session("admin");
-    /// assert_eq!(lake.tier_list().await?[1].name, "cold");
+    /// assert_eq!(lake.tiers().list().await?[1].name, "cold");
     /// // a tier holding no file can go again; the write tier cannot
-    /// lake.tier_remove("cold").await?;
-    /// assert!(lake.tier_remove("hot").await.is_err());
-    /// assert_eq!(Lake::builder(dir.path()).open().await?.session("admin").tier_list().await?.len(), 1);
+    /// lake.tiers().remove("cold").await?;
+    /// assert!(lake.tiers().remove("hot").await.is_err());
+    /// assert_eq!(Lake::builder(dir.path()).open().await?.session("admin").tiers().list().await?.len(), 1);
     /// # Ok(()) }
     /// ```
-    pub async fn tier_add(&self, tier: TierConfig, before: Option<&str>) -> Result<String> {
+    pub async fn add(&self, tier: TierConfig, before: Option<&str>) -> Result<String> {
         let mut statement = format!("TIER ADD {} {}", tier.name, tier.url);
         for k in tier.options.keys() {
             statement.push_str(&format!(" OPTION {k}")); // names only: values may be secrets
@@ -425,8 +380,8 @@ impl Session {
             statement.push_str(&format!(" BEFORE {b}"));
         }
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            let (dir, _lock) = self.lock_config()?;
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            let (dir, _lock) = self.session.lock_config()?;
             let path = dir.join(CONFIG_FILE);
             let (text, config) = read_config(&path)?;
             let bad = |reason: String| Error::Config {
@@ -503,7 +458,7 @@ impl Session {
             };
             wrote.map_err(|e| bad(format!("cannot write to {}: {e}", store.url())))?;
             let config = new;
-            self.check_opens(&config, &dir)?;
+            self.session.check_opens(&config, &dir)?;
             let new_text = if appended {
                 append_tier(&text, &tier, &config)
             } else {
@@ -513,7 +468,7 @@ impl Session {
             Ok(store.url().to_string())
         }
         .await;
-        self.record("tier", statement, vec![], None, &r).await?;
+        self.session.record("tier", statement, vec![], None, &r).await?;
         r
     }
 
@@ -525,10 +480,10 @@ impl Session {
     /// lock, so no move to the tier runs meanwhile. The tier's folder or prefix itself is left
     /// as it is (empty). The file is rewritten from the configuration (comments other than the
     /// header are not kept); lakes opened from then on no longer see the tier.
-    pub async fn tier_remove(&self, name: &str) -> Result<()> {
+    pub async fn remove(&self, name: &str) -> Result<()> {
         let r = async {
-            self.subject().await?.check(&Operation::AdministerLake)?;
-            let (dir, _lock) = self.lock_config()?;
+            self.session.subject().await?.check(&Operation::AdministerLake)?;
+            let (dir, _lock) = self.session.lock_config()?;
             let path = dir.join(CONFIG_FILE);
             let (_, config) = read_config(&path)?;
             let bad = |reason: String| Error::Config {
@@ -555,10 +510,10 @@ impl Session {
             without
                 .policy()
                 .map_err(|e| bad(format!("the configuration without it would not be valid: {e}")))?;
-            let guard = stratalake_tiering::mover::lock(self.lake.catalog.context(), "mover").await?;
+            let guard = stratalake_tiering::mover::lock(self.session.lake.catalog.context(), "mover").await?;
             let checked = async {
                 let mut on_it: std::collections::BTreeMap<String, u64> = Default::default();
-                for ts in self.table_states(None).await? {
+                for ts in self.session.table_states(None).await? {
                     let n = ts.snapshot.files.values().filter(|f| f.tier == name).count() as u64;
                     if n > 0 {
                         on_it.insert(ts.table.ident().to_string(), n);
@@ -580,18 +535,151 @@ impl Session {
                         store.url()
                     )));
                 }
-                self.check_opens(&without, &dir)?;
+                self.session.check_opens(&without, &dir)?;
                 replace_private(&path, without.to_toml().as_bytes())
             }
             .await;
             guard.release_after(checked).await
         }
         .await;
-        self.record("tier", format!("TIER REMOVE {name}"), vec![], None, &r)
+        self.session
+            .record("tier", format!("TIER REMOVE {name}"), vec![], None, &r)
             .await?;
         r
     }
+}
 
+/// A run of the tier mover over a plan ([`Tiers::run`]); await it to run it.
+#[must_use = "a tier run does nothing until awaited"]
+pub struct TierRun<'a> {
+    session: &'a Session,
+    plan: &'a Plan,
+    options: MoveOptions,
+}
+
+impl<'a> TierRun<'a> {
+    /// Files copied at once (at least 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.options.concurrency = n.max(1);
+        self
+    }
+
+    /// Bytes per second over all copies (`None`: unlimited).
+    pub fn bandwidth(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.options.bandwidth = bytes_per_second;
+        self
+    }
+
+    /// Delete the old copies of moves older than `retention` at the end of the run.
+    pub fn retention(mut self, retention: std::time::Duration) -> Self {
+        self.options.retention_ms = retention.as_millis().min(i64::MAX as u128) as i64;
+        self
+    }
+
+    /// Files per `MOVE` commit.
+    pub fn batch(mut self, files: usize) -> Self {
+        self.options.batch = files.max(1);
+        self
+    }
+
+    /// Report progress as files finish copying (operation `tier run`).
+    pub fn progress(mut self, f: impl Fn(Progress) + Send + Sync + 'static) -> Self {
+        self.options.progress = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    async fn run(self) -> Result<MoveReport> {
+        self.session.tiers().run_moves(self.plan, self.options).await
+    }
+}
+
+impl std::fmt::Debug for TierRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TierRun")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+into_future!(TierRun => MoveReport);
+
+impl Session {
+    async fn heat(&self) -> Result<ReadHeat> {
+        let ctx = self.lake.catalog.context();
+        let mut heat = stratalake_table::heat::load(ctx.tiers.metadata()).await?;
+        heat.merge(ctx.reads.pending());
+        Ok(heat)
+    }
+
+    async fn table_states(&self, only: Option<&TableIdent>) -> Result<Vec<TableState>> {
+        let state = self.lake.catalog.state().await?;
+        let mut out = Vec::new();
+        for (ns, tables) in &state.namespaces {
+            for t in tables.keys() {
+                let ident = TableIdent::new(ns, t);
+                if only.is_some_and(|o| o != &ident) {
+                    continue;
+                }
+                let table = self.lake.catalog.table(&ident).await?;
+                let snapshot = table.snapshot().await?;
+                out.push(TableState { table, snapshot });
+            }
+        }
+        if let Some(o) = only
+            && out.is_empty()
+        {
+            return Err(stratalake_table::Error::TableNotFound(o.to_string()).into());
+        }
+        Ok(out)
+    }
+
+    fn tier_infos(&self, states: &[TableState]) -> Result<Vec<TierInfo>> {
+        let usage = stratalake_tiering::plan::tier_usage(states);
+        let ctx = self.lake.catalog.context();
+        let meta_url = ctx.tiers.metadata().url().to_string();
+        let mut out = Vec::new();
+        for (order, spec) in self.lake.policy.tiers.iter().enumerate() {
+            let store = ctx.tiers.get(&spec.name)?;
+            let (used, files) = usage.get(&spec.name).copied().unwrap_or((0, 0));
+            out.push(TierInfo {
+                name: spec.name.clone(),
+                order,
+                url: store.url().to_string(),
+                files,
+                used,
+                capacity: spec.capacity,
+                free: match spec.capacity {
+                    Some(c) => Some(c.saturating_sub(used)),
+                    None => store.local_dir().and_then(stratalake_tiering::units::disk_free),
+                },
+                fill: spec.capacity.filter(|c| *c > 0).map(|c| used as f64 / c as f64),
+                write_tier: ctx.tiers.write_tier() == spec.name,
+                metadata_tier: store.url() == meta_url,
+                cached: !std::ptr::addr_eq(
+                    std::sync::Arc::as_ptr(store.read_store()),
+                    std::sync::Arc::as_ptr(store.object_store()),
+                ),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Store option names that hold credentials: refused by [`Tiers::add`], which would write
+/// them into `stratalake.toml` (they belong in the environment, `AWS_*`).
+const SECRET_OPTION_WORDS: [&str; 9] = [
+    "secret",
+    "token",
+    "password",
+    "access_key",
+    "account_key",
+    "master_key",
+    "service_account_key",
+    "sas",
+    "customer_key",
+];
+
+impl Session {
     /// The lake folder, with an exclusive lock on `stratalake.toml.lock` held until the file
     /// handle returned is dropped: changes of the configuration never overwrite each other.
     fn lock_config(&self) -> Result<(PathBuf, std::fs::File)> {

@@ -101,16 +101,9 @@ impl IngestOptions {
     }
 }
 
-/// Progress of an ingest, reported after every batch.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Progress {
-    /// Input bytes read so far.
-    pub bytes: u64,
-    /// Input bytes in total.
-    pub total_bytes: u64,
-    /// Rows read so far.
-    pub rows: u64,
-}
+/// Progress of an ingest (operation `ingest`, phase `reading`), reported after every batch:
+/// input bytes read of all, rows read.
+pub use crate::progress::Progress;
 
 /// What an ingest did.
 #[derive(Clone, Debug, Serialize)]
@@ -320,9 +313,12 @@ async fn ingest_one(
     let target = w.schema().clone();
     let report = |rows: u64| {
         progress(Progress {
-            bytes: counter.load(Ordering::Relaxed),
-            total_bytes: total,
-            rows,
+            operation: "ingest",
+            phase: "reading",
+            bytes_done: counter.load(Ordering::Relaxed),
+            bytes_total: total,
+            rows_done: rows,
+            ..Default::default()
         })
     };
     match format {

@@ -25,7 +25,7 @@
 //! both).
 //!
 //! 1. **Foundation** — [`error`](Error), [`clock`] (`now_ms`, `fmt_ms`), [`names`], [`units`],
-//!    [`checked`], [`csv`]: nothing of this crate but the error type.
+//!    [`checked`], [`csv`], [`progress`] (the one event type of long operations): nothing of this crate but the error type.
 //! 2. **Schema and stores** — [`schema`], [`store`] (with `store/cloud.rs`).
 //! 3. **Logs** — [`logfile`] (a log file's name and framing), [`logstore`] (the one writer of
 //!    numbered log objects), [`log`] (listing, reading, restoring a version), [`lock`].
@@ -64,6 +64,7 @@ pub mod logstore;
 pub mod model;
 pub mod names;
 pub mod optimize;
+pub mod progress;
 pub mod quality;
 pub mod read;
 pub mod schema;

@@ -372,7 +372,7 @@ fn cycles(graph: &Graph) -> Vec<String> {
 /// The layers of the crate documentation (`lib.rs`), lowest first: a module uses only modules
 /// listed before it. A new module is given its place here and in `lib.rs`.
 const LAYERS: &[&[&str]] = &[
-    &["error", "clock", "names", "units", "checked", "csv"],
+    &["error", "clock", "names", "units", "checked", "csv", "progress"],
     &["schema", "store"],
     &["logfile", "logstore", "log", "lock"],
     &["model", "action"],

@@ -108,12 +108,13 @@ fn sort_batch(b: &RecordBatch, sort_by: &[(String, bool)], table: &str) -> Resul
     Ok(take_record_batch(b, &idx)?)
 }
 
-/// Compact `table` as `principal`. `on_file(done, total)` reports progress over input files.
+/// Compact `table` as `principal`, reporting progress over the input files (operation
+/// `optimize`, phase `compacting`).
 pub async fn optimize(
     table: &Table,
     opts: &OptimizeOptions,
     principal: &str,
-    on_file: &(dyn Fn(u64, u64) + Send + Sync),
+    progress: crate::progress::ProgressFn<'_>,
 ) -> Result<OptimizeReport> {
     let started = Instant::now();
     let mut attempts = 0;
@@ -142,7 +143,7 @@ pub async fn optimize(
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
-        match rewrite(table, &snap, &bins, opts, principal, on_file).await {
+        match rewrite(table, &snap, &bins, opts, principal, progress).await {
             Ok((version, added)) => {
                 report.version = Some(version);
                 report.files_added = added.len() as u64;
@@ -165,7 +166,7 @@ async fn rewrite(
     bins: &[Vec<AddFile>],
     opts: &OptimizeOptions,
     principal: &str,
-    on_file: &(dyn Fn(u64, u64) + Send + Sync),
+    progress: crate::progress::ProgressFn<'_>,
 ) -> Result<(u64, Vec<AddFile>)> {
     let ctx = table.context();
     let root = table.ident().root();
@@ -180,17 +181,21 @@ async fn rewrite(
         for bin in bins {
             let tier = bin[0].tier.clone();
             let store = ctx.tiers.get(&tier)?.clone();
-            let batches: Vec<Vec<RecordBatch>> = futures::stream::iter(bin.iter().map(|f| {
-                let (store, root) = (&store, &root);
-                async move {
-                    let data = fetch_checked(store, root, f).await?;
-                    let display = store.path(&format!("{root}/{}", f.path)).to_string();
-                    read_file(data, &display, table.id(), f, schema, &ctx.keyring, &Access::All, None).await
-                }
-            }))
-            .buffered(8)
-            .try_collect()
-            .await?;
+            // The reads are collected before they are streamed: a closure left inside the
+            // stream's type would keep the whole operation's future from being `Send` (a
+            // rustc limitation with higher-ranked closure lifetimes).
+            let reads: Vec<_> = bin
+                .iter()
+                .map(|f| {
+                    let (store, root) = (&store, &root);
+                    async move {
+                        let data = fetch_checked(store, root, f).await?;
+                        let display = store.path(&format!("{root}/{}", f.path)).to_string();
+                        read_file(data, &display, table.id(), f, schema, &ctx.keyring, &Access::All, None).await
+                    }
+                })
+                .collect();
+            let batches: Vec<Vec<RecordBatch>> = futures::stream::iter(reads).buffered(8).try_collect().await?;
             let batches: Vec<RecordBatch> = batches.into_iter().flatten().collect();
             let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
             let expected: u64 = bin.iter().map(|f| f.rows).sum();
@@ -218,7 +223,13 @@ async fn rewrite(
             }
             removed.extend(bin.iter().cloned());
             done += bin.len() as u64;
-            on_file(done, total);
+            progress(crate::progress::Progress {
+                operation: "optimize",
+                phase: "compacting",
+                files_done: done,
+                files_total: total,
+                ..Default::default()
+            });
         }
         Ok(())
     }

@@ -36,12 +36,14 @@ pub struct VerifyReport {
 }
 
 /// Verify one table: every commit from version 0 (checksums, order), then every live file
-/// (size, crc32, decryption of every column, row count). Adds to `report`.
+/// (size, crc32, decryption of every column, row count). Adds to `report`. Reports progress
+/// over the table's live files (operation `verify`, phase `checking`; counts start again at 0
+/// for each table).
 pub async fn verify_table(
     table: &Table,
     report: &mut VerifyReport,
     access: &Access,
-    on_file: &(dyn Fn(usize, usize) + Send + Sync),
+    progress: crate::progress::ProgressFn<'_>,
 ) -> Result<()> {
     report.tables += 1;
     let name = table.ident().to_string();
@@ -81,9 +83,23 @@ pub async fn verify_table(
     report.versions += latest + 1;
     let ctx = table.context();
     let root = table.ident().root();
-    let n = snap.files.len();
+    let n = snap.files.len() as u64;
+    let bytes_total = snap.files.values().map(|f| f.size).sum();
+    let mut bytes_done = 0;
+    let tick = |files_done: u64, bytes_done: u64| {
+        progress(crate::progress::Progress {
+            operation: "verify",
+            phase: "checking",
+            files_done,
+            files_total: n,
+            bytes_done,
+            bytes_total,
+            rows_done: 0,
+        })
+    };
     for (i, add) in snap.files.values().enumerate() {
-        on_file(i, n);
+        tick(i as u64, bytes_done);
+        bytes_done += add.size;
         report.files += 1;
         let store = match ctx.tiers.get(&add.tier) {
             Ok(s) => s,
@@ -129,6 +145,6 @@ pub async fn verify_table(
             }),
         }
     }
-    on_file(n, n);
+    tick(n, bytes_done);
     Ok(())
 }

@@ -24,21 +24,10 @@ use stratalake_table::{Snapshot, StorageContext, Store, Table};
 use crate::plan::{Plan, PlannedMove};
 use crate::{Error, Result};
 
-/// Progress of a run: files and bytes copied so far.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct MoveProgress {
-    /// Files copied.
-    pub files_done: u64,
-    /// Files to copy.
-    pub files_total: u64,
-    /// Bytes copied.
-    pub bytes_done: u64,
-    /// Bytes to copy.
-    pub bytes_total: u64,
-}
+pub use stratalake_table::progress::Progress;
 
-/// Called as files finish copying.
-pub type ProgressFn = Arc<dyn Fn(MoveProgress) + Send + Sync>;
+/// Called as files finish copying (operation `tier run`, phase `copying`).
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// How to run moves.
 #[derive(Clone)]
@@ -290,7 +279,9 @@ async fn run_locked(
     let started = Instant::now();
     let mut report = MoveReport::default();
     let limiter = Arc::new(Limiter::new(opts.bandwidth));
-    let total = MoveProgress {
+    let total = Progress {
+        operation: "tier run",
+        phase: "copying",
         files_total: plan.moves.len() as u64,
         bytes_total: plan.bytes(),
         ..Default::default()
@@ -300,7 +291,7 @@ async fn run_locked(
         let files = files_done.fetch_add(f, Ordering::Relaxed) + f;
         let bytes = bytes_done.fetch_add(b, Ordering::Relaxed) + b;
         if let Some(p) = &opts.progress {
-            p(MoveProgress {
+            p(Progress {
                 files_done: files,
                 bytes_done: bytes,
                 ..total
@@ -308,31 +299,32 @@ async fn run_locked(
         }
     };
     // Once a move is committed, a later failure must say so: the commits stand.
-    let r = async {
-        let mut by_table: BTreeMap<&str, Vec<&PlannedMove>> = BTreeMap::new();
-        for m in &plan.moves {
-            by_table.entry(m.table.as_str()).or_default().push(m);
-        }
-        for (name, moves) in by_table {
-            let table = tables.get(name).ok_or_else(|| {
-                Error::Table(stratalake_table::Error::TableNotFound(format!(
-                    "{name} (planned, then dropped)"
-                )))
-            })?;
-            for chunk in moves.chunks(opts.batch.max(1)) {
-                let snap = table.snapshot().await?;
-                let mut todo = Vec::new();
-                for m in chunk {
-                    match snap.files.get(&m.path) {
-                        Some(f) if f.tier == m.from => todo.push((*m, f.clone())),
-                        _ => {
-                            report.files_skipped += 1;
-                            tick(1, m.bytes);
+    let r =
+        async {
+            let mut by_table: BTreeMap<&str, Vec<&PlannedMove>> = BTreeMap::new();
+            for m in &plan.moves {
+                by_table.entry(m.table.as_str()).or_default().push(m);
+            }
+            for (name, moves) in by_table {
+                let table = tables.get(name).ok_or_else(|| {
+                    Error::Table(stratalake_table::Error::TableNotFound(format!(
+                        "{name} (planned, then dropped)"
+                    )))
+                })?;
+                for chunk in moves.chunks(opts.batch.max(1)) {
+                    let snap = table.snapshot().await?;
+                    let mut todo = Vec::new();
+                    for m in chunk {
+                        match snap.files.get(&m.path) {
+                            Some(f) if f.tier == m.from => todo.push((*m, f.clone())),
+                            _ => {
+                                report.files_skipped += 1;
+                                tick(1, m.bytes);
+                            }
                         }
                     }
-                }
-                let root = table.ident().root();
-                let copied: Vec<(&PlannedMove, AddFile, i64)> =
+                    let root = table.ident().root();
+                    let copied: Vec<(&PlannedMove, AddFile, i64)> =
                     futures::stream::iter(todo.into_iter().map(|(m, f)| {
                         let (root, limiter, tick) = (&root, &limiter, &tick);
                         async move {
@@ -344,33 +336,33 @@ async fn run_locked(
                             tick(1, f.size);
                             Ok::<_, Error>((m, f, started))
                         }
-                    }))
+                    }).collect::<Vec<_>>())
                     .buffer_unordered(opts.concurrency.max(1))
                     .try_collect()
                     .await?;
-                if copied.is_empty() {
-                    continue;
-                }
-                let (n, bytes, v) = commit_batch(table, snap, &copied, &opts.principal).await?;
-                report.files_moved += n;
-                report.bytes_moved += bytes;
-                report.files_skipped += copied.len() as u64 - n;
-                if n > 0 {
-                    report.commits += 1;
-                    tracing::info!(table = %table.ident(), version = v, files = n, bytes, "moved");
+                    if copied.is_empty() {
+                        continue;
+                    }
+                    let (n, bytes, v) = commit_batch(table, snap, &copied, &opts.principal).await?;
+                    report.files_moved += n;
+                    report.bytes_moved += bytes;
+                    report.files_skipped += copied.len() as u64 - n;
+                    if n > 0 {
+                        report.commits += 1;
+                        tracing::info!(table = %table.ident(), version = v, files = n, bytes, "moved");
+                    }
                 }
             }
+            report.seconds = started.elapsed().as_secs_f64();
+            let now = stratalake_table::write::now_ms();
+            for table in tables.values() {
+                let r = stratalake_table::vacuum::clean_moved_copies(table, opts.retention_ms, now, false).await?;
+                report.old_copies_deleted += r.moved_copies;
+                report.old_copy_bytes += r.bytes;
+            }
+            Ok::<_, Error>(())
         }
-        report.seconds = started.elapsed().as_secs_f64();
-        let now = stratalake_table::write::now_ms();
-        for table in tables.values() {
-            let r = stratalake_table::vacuum::clean_moved_copies(table, opts.retention_ms, now, false).await?;
-            report.old_copies_deleted += r.moved_copies;
-            report.old_copy_bytes += r.bytes;
-        }
-        Ok::<_, Error>(())
-    }
-    .await;
+        .await;
     match r {
         Ok(()) => Ok(report),
         Err(e) if report.commits > 0 => Err(Error::PartlyDone {

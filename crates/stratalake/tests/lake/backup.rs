@@ -28,7 +28,7 @@ async fn governed_lake(url: &str, options: &[(&str, &str)]) -> Session {
         .create_namespace("default", true, "admin")
         .await
         .unwrap();
-    lake.bootstrap_admin().await.unwrap();
+    lake.access().bootstrap_admin().await.unwrap();
     lake.sql(
         "CREATE TABLE permits (id INT NOT NULL, region VARCHAR, fee INT CLASSIFICATION internal, \
          owner VARCHAR CLASSIFICATION confidential) PARTITIONED BY (region); \
@@ -53,18 +53,18 @@ async fn objects(repo: &Repository, prefix: &str) -> (usize, u64) {
 }
 
 async fn round_trip(lake: Session, repo_url: &str, repo_options: BTreeMap<String, String>, twin_url: &str) {
-    let repo = lake.backup_init(repo_url, &repo_options).await.unwrap();
+    let repo = lake.backups().init(repo_url, &repo_options).await.unwrap();
     let before_admin = q(&lake, "admin", ALL).await;
     let before_ana = q(&lake, "ana", ALL).await;
     assert_eq!(before_ana, "1,north,0,\n3,north,0,\n");
 
-    let b1 = lake.backup(&repo, None, &|_| {}).await.unwrap();
+    let b1 = lake.backups().create(&repo).await.unwrap();
     assert_eq!((b1.totals.files, b1.totals.new_files), (2, 2));
     let (n1, bytes1) = objects(&repo, "data").await;
     assert_eq!((n1 as u64, bytes1), (2, b1.totals.bytes));
 
     // Unchanged: no data byte copied.
-    let b2 = lake.backup(&repo, None, &|_| {}).await.unwrap();
+    let b2 = lake.backups().create(&repo).await.unwrap();
     assert_eq!(
         (b2.totals.new_files, b2.totals.new_bytes, b2.totals.new_meta),
         (0, 0, 0)
@@ -75,7 +75,7 @@ async fn round_trip(lake: Session, repo_url: &str, repo_options: BTreeMap<String
     lake.sql("INSERT INTO permits VALUES (4, 'east', 40, 'Di')")
         .await
         .unwrap();
-    let b3 = lake.backup(&repo, None, &|_| {}).await.unwrap();
+    let b3 = lake.backups().create(&repo).await.unwrap();
     assert_eq!(b3.totals.new_files, 1);
     let (n3, bytes3) = objects(&repo, "data").await;
     assert_eq!((n3, bytes3 - bytes1), (3, b3.totals.new_bytes));
@@ -87,24 +87,17 @@ async fn round_trip(lake: Session, repo_url: &str, repo_options: BTreeMap<String
     assert_eq!(report.bytes_read, bytes3);
 
     // Whole-lake restore of the first backup: data and policies as they were.
-    let twin = lake.empty_twin(twin_url).await.unwrap();
-    let s = twin
-        .restore(&repo, &b1.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    let twin = lake.backups().empty_twin(twin_url).await.unwrap();
+    let s = twin.backups().restore(&repo, &b1.id).await.unwrap();
     assert_eq!(s.tables.len(), 1);
     assert_eq!(q(&twin, "admin", ALL).await, before_admin);
     assert_eq!(q(&twin, "ana", ALL).await, before_ana);
     assert!(twin.session("mallory").sql(ALL).await.is_err());
-    let v = twin.verify(&[], &|_, _| {}).await.unwrap();
+    let v = twin.verify().await.unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 
     // A second whole-lake restore into it is refused without force.
-    let e = twin
-        .restore(&repo, &b3.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = twin.backups().restore(&repo, &b3.id).await.unwrap_err().to_string();
     assert!(e.contains("already holds default.permits"), "{e}");
     assert_eq!(q(&twin, "admin", ALL).await, before_admin);
 
@@ -115,7 +108,7 @@ async fn round_trip(lake: Session, repo_url: &str, repo_options: BTreeMap<String
         version: Some(1),
         ..Default::default()
     };
-    let s = lake.restore(&repo, &b3.id, opts, &|_| {}).await.unwrap();
+    let s = lake.backups().restore(&repo, &b3.id).options(opts).await.unwrap();
     assert_eq!((s.tables[0].version, s.tables[0].rows), (1, 3));
     let v1 = "SELECT id, region, fee, owner FROM permits_v1 ORDER BY id";
     assert_eq!(q(&lake, "admin", v1).await, before_admin);
@@ -126,7 +119,7 @@ async fn round_trip(lake: Session, repo_url: &str, repo_options: BTreeMap<String
         force: true,
         ..Default::default()
     };
-    twin.restore(&repo, &b3.id, opts, &|_| {}).await.unwrap();
+    twin.backups().restore(&repo, &b3.id).options(opts).await.unwrap();
     assert_eq!(q(&twin, "admin", ALL).await, after_admin);
 }
 
@@ -173,24 +166,21 @@ async fn damaged_setup() -> (tempfile::TempDir, Session, Repository, String, Str
     let dir = tempfile::tempdir().unwrap();
     let lake = governed_lake(dir.path().join("lake").to_str().unwrap(), &[]).await;
     let repo = lake
-        .backup_init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
+        .backups()
+        .init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
         .await
         .unwrap();
-    let a = lake.backup(&repo, None, &|_| {}).await.unwrap().id;
+    let a = lake.backups().create(&repo).await.unwrap().id;
     lake.sql("INSERT INTO permits VALUES (4, 'east', 40, 'Di')")
         .await
         .unwrap();
-    let b = lake.backup(&repo, None, &|_| {}).await.unwrap().id;
+    let b = lake.backups().create(&repo).await.unwrap().id;
     (dir, lake, repo, a, b)
 }
 
 async fn assert_restore_publishes_nothing(lake: &Session, repo: &Repository, id: &str, url: &str) -> String {
-    let twin = lake.empty_twin(url).await.unwrap();
-    let e = twin
-        .restore(repo, id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let twin = lake.backups().empty_twin(url).await.unwrap();
+    let e = twin.backups().restore(repo, id).await.unwrap_err().to_string();
     assert!(twin.tables("default").await.is_err() || twin.tables("default").await.unwrap().is_empty());
     assert!(
         twin.catalog_unchecked().state().await.unwrap().namespaces.is_empty(),
@@ -223,17 +213,14 @@ async fn damage_is_named_and_restore_publishes_nothing() {
     // table is dropped, so it still answers as before.
     let before = q(&lake, "admin", ALL).await;
     let e = lake
-        .restore(
-            &repo,
-            &b,
-            RestoreOptions {
-                table: Some(TableIdent::new("default", "permits")),
-                force: true,
-                principal: "admin".into(),
-                ..Default::default()
-            },
-            &|_| {},
-        )
+        .backups()
+        .restore(&repo, &b)
+        .options(RestoreOptions {
+            table: Some(TableIdent::new("default", "permits")),
+            force: true,
+            principal: "admin".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err()
         .to_string();
@@ -325,7 +312,8 @@ async fn restore_needs_the_master_keys_and_names_the_missing_one() {
         .unwrap()
         .session("admin");
     let e = stranger
-        .backup_repository(repo.store().url(), &BTreeMap::new())
+        .backups()
+        .open(repo.store().url(), &BTreeMap::new())
         .await
         .unwrap_err()
         .to_string();
@@ -367,11 +355,7 @@ async fn restore_needs_the_master_keys_and_names_the_missing_one() {
         .await
         .unwrap()
         .session("admin");
-    let e = twin
-        .restore(&repo, &b, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = twin.backups().restore(&repo, &b).await.unwrap_err().to_string();
     assert!(e.contains("confidential/v1"), "{e}");
     assert!(twin.catalog_unchecked().state().await.unwrap().namespaces.is_empty());
 }
@@ -383,7 +367,7 @@ async fn forget_and_prune_keep_what_remaining_backups_need() {
     lake.sql("INSERT OVERWRITE permits VALUES (9, 'west', 90, 'Zed')")
         .await
         .unwrap();
-    let c = lake.backup(&repo, None, &|_| {}).await.unwrap();
+    let c = lake.backups().create(&repo).await.unwrap();
     assert_eq!(c.totals.new_files, 1);
     let e = repo
         .forget(&[], &KeepPolicy::default(), false)
@@ -423,10 +407,8 @@ async fn forget_and_prune_keep_what_remaining_backups_need() {
         .unwrap();
     let p = repo.prune(false).await.unwrap();
     assert_eq!((p.objects, p.bytes), (1, 7));
-    let twin = lake.empty_twin("memory://bk-after-prune").await.unwrap();
-    twin.restore(&repo, &c.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    let twin = lake.backups().empty_twin("memory://bk-after-prune").await.unwrap();
+    twin.backups().restore(&repo, &c.id).await.unwrap();
     assert_eq!(q(&twin, "admin", ALL).await, "9,west,90,Zed\n");
     let old = RestoreOptions {
         table: Some(TableIdent::new("default", "permits")),
@@ -434,7 +416,7 @@ async fn forget_and_prune_keep_what_remaining_backups_need() {
         version: Some(1),
         ..Default::default()
     };
-    twin.restore(&repo, &c.id, old, &|_| {}).await.unwrap();
+    twin.backups().restore(&repo, &c.id).options(old).await.unwrap();
     assert_eq!(q(&twin, "admin", "SELECT count(*) FROM permits_old").await, "3\n");
 }
 
@@ -442,19 +424,15 @@ async fn forget_and_prune_keep_what_remaining_backups_need() {
 async fn backups_and_restores_are_for_admins_and_audited() {
     let (_dir, lake, repo, _a, b) = damaged_setup().await;
     let ana = lake.session("ana");
-    assert!(ana.backup(&repo, None, &|_| {}).await.is_err());
-    assert!(
-        ana.backup_repository(repo.store().url(), &BTreeMap::new())
-            .await
-            .is_err()
-    );
+    assert!(ana.backups().create(&repo).await.is_err());
+    assert!(ana.backups().open(repo.store().url(), &BTreeMap::new()).await.is_err());
     let opts = RestoreOptions {
         table: Some(TableIdent::new("default", "permits")),
         rename: Some(TableIdent::new("default", "copy")),
         ..Default::default()
     };
-    assert!(ana.restore(&repo, &b, opts, &|_| {}).await.is_err());
-    let records = lake.audit_records().await.unwrap();
+    assert!(ana.backups().restore(&repo, &b).options(opts).await.is_err());
+    let records = lake.audit().records().await.unwrap();
     let kinds: Vec<(&str, &str, String)> = records
         .iter()
         .filter(|r| r.event.kind == "backup" || r.event.kind == "restore")
@@ -476,7 +454,8 @@ async fn a_backup_taken_while_writers_write_is_consistent_with_one_version() {
     let dir = tempfile::tempdir().unwrap();
     let lake = governed_lake(dir.path().join("lake").to_str().unwrap(), &[]).await;
     let repo = lake
-        .backup_init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
+        .backups()
+        .init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
         .await
         .unwrap();
     let writer = {
@@ -491,7 +470,7 @@ async fn a_backup_taken_while_writers_write_is_consistent_with_one_version() {
     };
     let mut backups = Vec::new();
     for _ in 0..4 {
-        backups.push(lake.backup(&repo, None, &|_| {}).await.unwrap());
+        backups.push(lake.backups().create(&repo).await.unwrap());
     }
     writer.await.unwrap();
     for (i, m) in backups.iter().enumerate() {
@@ -504,12 +483,14 @@ async fn a_backup_taken_while_writers_write_is_consistent_with_one_version() {
         )
         .await;
         assert_eq!(expected, format!("{}\n", t.rows));
-        let twin = lake.empty_twin(&format!("memory://bk-concurrent-{i}")).await.unwrap();
-        twin.restore(&repo, &m.id, RestoreOptions::default(), &|_| {})
+        let twin = lake
+            .backups()
+            .empty_twin(&format!("memory://bk-concurrent-{i}"))
             .await
             .unwrap();
+        twin.backups().restore(&repo, &m.id).await.unwrap();
         assert_eq!(q(&twin, "admin", "SELECT count(*) FROM permits").await, expected);
-        assert!(twin.verify(&[], &|_, _| {}).await.unwrap().problems.is_empty());
+        assert!(twin.verify().await.unwrap().problems.is_empty());
     }
     assert!(repo.verify(true, &|_| {}).await.unwrap().problems.is_empty());
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use stratalake::backup::RestoreOptions;
-use stratalake::{KeySource, Lake, Session, TableIdent, WriteMode};
+use stratalake::{KeySource, Lake, Session, TableIdent};
 
 use crate::csv;
 
@@ -116,15 +116,7 @@ async fn generate(root: &Path) {
         "id,body,score\n1,first note,1.5\n2,,-2.25\n3,\"comma, inside\",\n",
     )
     .unwrap();
-    lake.ingest(
-        "registry.notes",
-        &[notes_csv.as_path()],
-        None,
-        WriteMode::Append,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    lake.ingest("registry.notes", [notes_csv.as_path()]).await.unwrap();
 
     // Principals, roles, grants, a row filter, masks, a classification policy.
     run(
@@ -153,10 +145,11 @@ async fn generate(root: &Path) {
 
     // First backup: the lake as it is now.
     let repo = lake
-        .backup_init(repo_dir.to_str().unwrap(), &BTreeMap::new())
+        .backups()
+        .init(repo_dir.to_str().unwrap(), &BTreeMap::new())
         .await
         .unwrap();
-    lake.backup(&repo, None, &|_| {}).await.unwrap();
+    lake.backups().create(&repo).await.unwrap();
 
     // default.permits: v3 update, v4 delete, v5 add column, v6 append, v7 constraint
     run(
@@ -181,12 +174,11 @@ async fn generate(root: &Path) {
     )
     .await;
     // v8: a rotation of the confidential master key re-keys permits and cases (REKEY)
-    let rotated = lake.rotate_keys(Some("confidential")).await.unwrap();
+    let rotated = lake.keys().rotate(Some("confidential")).await.unwrap();
     assert_eq!(rotated.new_keys.len(), 1);
     // v9: rename (old files keep the old name, an alias), v10: optimize (checkpoint at 10)
     run(&lake, "ALTER TABLE permits RENAME COLUMN paid TO settled").await;
-    let opts = lake.optimize_options();
-    lake.optimize("permits", &opts, &|_, _| {}).await.unwrap();
+    lake.optimize("permits").await.unwrap();
     // v11: an append after the checkpoint
     run(
         &lake,
@@ -209,11 +201,11 @@ async fn generate(root: &Path) {
     run(&lake, "DELETE FROM registry.notes WHERE id = 2").await;
 
     // Second backup (incremental).
-    lake.backup(&repo, None, &|_| {}).await.unwrap();
+    lake.backups().create(&repo).await.unwrap();
 
-    let v = lake.verify(&[], &|_, _| {}).await.unwrap();
+    let v = lake.verify().await.unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
-    assert!(lake.verify_audit().await.unwrap().is_empty());
+    assert!(lake.audit().verify().await.unwrap().is_empty());
     assert!(
         lake_dir
             .join("data/default/permits/_log/00000000000000000010.checkpoint.json")
@@ -422,8 +414,8 @@ async fn lake_v1_reads_as_written() {
     let lake = f.open().await;
 
     // The audit chain first, before this test's own statements extend it.
-    assert_eq!(lake.verify_audit().await.unwrap(), Vec::<String>::new());
-    let audit = lake.audit_records().await.unwrap();
+    assert_eq!(lake.audit().verify().await.unwrap(), Vec::<String>::new());
+    let audit = lake.audit().records().await.unwrap();
     assert_eq!(audit.len(), 40);
     assert_eq!(
         (audit[0].event.kind.as_str(), audit[0].event.principal.as_str()),
@@ -432,7 +424,7 @@ async fn lake_v1_reads_as_written() {
     assert_eq!(audit[37].event.principal, "etl");
     assert_eq!(audit[39].event.kind, "backup");
 
-    let report = lake.verify(&[], &|_, _| {}).await.unwrap();
+    let report = lake.verify().await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(
         (report.tables, report.versions, report.files, report.rows),
@@ -563,7 +555,8 @@ async fn lake_v1_reads_as_written() {
 
     // Four levels, five master key versions: confidential was rotated, every live file re-keyed.
     let keys: Vec<(String, bool, u64)> = lake
-        .key_status()
+        .keys()
+        .status()
         .await
         .unwrap()
         .into_iter()
@@ -584,7 +577,7 @@ async fn lake_v1_reads_as_written() {
 async fn lake_v1_policies_still_apply() {
     let f = Fixtures::copy();
     let lake = f.open().await;
-    let access = lake.access_state().await.unwrap();
+    let access = lake.access().state().await.unwrap();
     assert_eq!(access.principals.keys().collect::<Vec<_>>(), ["admin", "ana", "etl"]);
     assert_eq!(access.roles.keys().collect::<Vec<_>>(), ["lake_admins", "regional"]);
     assert_eq!(access.level_masks.len(), 1);
@@ -631,7 +624,8 @@ async fn backup_v1_lists_verifies_and_restores() {
     let f = Fixtures::copy();
     let lake = f.open().await;
     let repo = lake
-        .backup_repository(f.repo_dir().to_str().unwrap(), &BTreeMap::new())
+        .backups()
+        .open(f.repo_dir().to_str().unwrap(), &BTreeMap::new())
         .await
         .unwrap();
     let listed: Vec<(String, Vec<String>, String)> = repo
@@ -671,10 +665,7 @@ async fn backup_v1_lists_verifies_and_restores() {
     let target = f.dir.path().join("restored");
     let restored = restore_target(&target, &f.lake_dir()).await;
     let (first, latest) = (BACKUPS[0].0, BACKUPS[1].0);
-    let s = restored
-        .restore(&repo, latest, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    let s = restored.backups().restore(&repo, latest).await.unwrap();
     let tables: Vec<(String, u64, u64)> = s.tables.iter().map(|t| (t.table.clone(), t.version, t.rows)).collect();
     assert_eq!(
         tables,
@@ -698,7 +689,7 @@ async fn backup_v1_lists_verifies_and_restores() {
     // with its principals and policies
     assert_eq!(q(&restored, "ana", ANA_PERMITS).await, ANA_PERMITS_ROWS);
     assert_eq!(q(&restored, "etl", ETL_CASES).await, ETL_CASES_ROWS);
-    let v = restored.verify(&[], &|_, _| {}).await.unwrap();
+    let v = restored.verify().await.unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
     assert_eq!((v.tables, v.files, v.rows), (3, 8, 13));
 
@@ -708,7 +699,7 @@ async fn backup_v1_lists_verifies_and_restores() {
         rename: Some(TableIdent::new("default", "permits_b1")),
         ..Default::default()
     };
-    let s = restored.restore(&repo, first, opts, &|_| {}).await.unwrap();
+    let s = restored.backups().restore(&repo, first).options(opts).await.unwrap();
     assert_eq!((s.tables[0].version, s.tables[0].rows), (2, 6));
     assert_eq!(
         q(
@@ -726,7 +717,7 @@ async fn backup_v1_lists_verifies_and_restores() {
         version: Some(4),
         ..Default::default()
     };
-    restored.restore(&repo, latest, opts, &|_| {}).await.unwrap();
+    restored.backups().restore(&repo, latest).options(opts).await.unwrap();
     assert_eq!(
         q(&restored, ADMIN, "SELECT id, fee, paid FROM permits_v4 ORDER BY id").await,
         "1,120.50,true\n2,90.00,true\n3,1999.99,\n4,,true\n5,45.25,true\n"
@@ -764,9 +755,8 @@ async fn lake_v1_takes_new_commits() {
     )
     .await;
     run(&lake, "INSERT INTO registry.notes VALUES (4, 'fourth', 4.0, 'x')").await;
-    let opts = lake.optimize_options();
-    lake.optimize("permits", &opts, &|_, _| {}).await.unwrap();
-    let rotated = lake.rotate_keys(Some("secret")).await.unwrap();
+    lake.optimize("permits").await.unwrap();
+    let rotated = lake.keys().rotate(Some("secret")).await.unwrap();
     assert_eq!(rotated.new_keys[0].to_string(), "secret/v2");
 
     // Read back through a fresh handle, as another process would.
@@ -797,16 +787,17 @@ async fn lake_v1_takes_new_commits() {
         .await,
         "1,first note,1.5,\n3,\"comma, inside\",,\n4,fourth,4.0,x\n"
     );
-    let v = lake.verify(&[], &|_, _| {}).await.unwrap();
+    let v = lake.verify().await.unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
-    assert!(lake.verify_audit().await.unwrap().is_empty());
+    assert!(lake.audit().verify().await.unwrap().is_empty());
 
     // The old repository takes a new, incremental backup of the extended lake.
     let repo = lake
-        .backup_repository(f.repo_dir().to_str().unwrap(), &BTreeMap::new())
+        .backups()
+        .open(f.repo_dir().to_str().unwrap(), &BTreeMap::new())
         .await
         .unwrap();
-    let m = lake.backup(&repo, None, &|_| {}).await.unwrap();
+    let m = lake.backups().create(&repo).await.unwrap();
     assert!(m.totals.new_files < m.totals.files, "{:?}", m.totals);
     let report = repo.verify(true, &|_| {}).await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);

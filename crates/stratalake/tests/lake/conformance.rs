@@ -115,7 +115,9 @@ pub(super) async fn suite(lake: Session) {
     w.write(events(&schema, 50_000..50_100, "inflight")).await.unwrap();
     let staged = w.finish().await.unwrap();
     let r = lake
-        .vacuum("conf.events", std::time::Duration::ZERO, false, true)
+        .vacuum("conf.events")
+        .retain(std::time::Duration::ZERO)
+        .force(true)
         .await
         .unwrap();
     assert_eq!((r.orphan_files, r.kept_recent_orphans), (0, 1), "{r:?}");
@@ -142,7 +144,7 @@ pub(super) async fn suite(lake: Session) {
 
     // verify is clean
     let snap = t.snapshot().await.unwrap();
-    let r = lake.verify(&[], &|_, _| {}).await.unwrap();
+    let r = lake.verify().await.unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(r.rows, snap.rows());
 }
@@ -337,7 +339,7 @@ async fn nested_decimal_and_temporal_types_round_trip() {
         .map(|f| f.partition["seen_year"].clone().unwrap())
         .collect();
     assert_eq!(parts.into_iter().collect::<Vec<_>>(), vec!["2024", "2025"]);
-    let r = lake.verify(&[], &|_, _| {}).await.unwrap();
+    let r = lake.verify().await.unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
 }
 
@@ -508,7 +510,7 @@ async fn a_file_moved_with_a_matching_log_entry_still_fails_to_decrypt() {
             e.contains("unwrap") || e.to_lowercase().contains("decrypt") || e.contains("Parquet"),
             "{e}"
         );
-        let r = lake.verify(&[], &|_, _| {}).await.unwrap();
+        let r = lake.verify().await.unwrap();
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert!(r.problems[0].path.contains(&forged.path), "{:?}", r.problems);
         // remove the forged entry again
@@ -669,7 +671,7 @@ async fn time_travel_applies_todays_classification_and_masks() {
         async move { csv(&ana.sql(sql).await.unwrap()) }
     };
     assert_eq!(q("SELECT note FROM t VERSION AS OF 1").await, "private note\n");
-    admin.classify("t", "note", "confidential").await.unwrap();
+    admin.access().classify("t", "note", "confidential").await.unwrap();
     admin
         .sql("ALTER TABLE t RENAME COLUMN code TO tag; CREATE MASK ON t (tag) FOR ana AS PARTIAL(1)")
         .await
@@ -738,7 +740,7 @@ async fn open_sessions_follow_access_changes_at_the_next_statement() {
 /// An in-memory lake administered by `boss` (bootstrap mode over), set up with `sql`.
 async fn governed_lake(sql: &str) -> Session {
     let admin = Lake::in_memory().await.unwrap().session("boss");
-    admin.bootstrap_admin().await.unwrap();
+    admin.access().bootstrap_admin().await.unwrap();
     admin.sql(sql).await.unwrap();
     admin
 }
@@ -821,17 +823,11 @@ async fn parquet_input_with_a_wider_decimal_scale_rounds() {
         .await
         .unwrap();
     let ok = write("ok.parquet", vec![1509, 1999, -1505, 1504]);
-    lake.ingest("fees", &[ok.as_path()], None, WriteMode::Append, &|_| {})
-        .await
-        .unwrap();
+    lake.ingest("fees", [ok.as_path()]).await.unwrap();
     let rows = lake.sql("SELECT fee FROM fees ORDER BY id").await.unwrap();
     assert_eq!(csv(&rows), "1.51\n2.00\n-1.51\n1.50\n");
     let big = write("big.parquet", vec![1000, 123_456_789_500]);
-    let e = lake
-        .ingest("fees", &[big.as_path()], None, WriteMode::Append, &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = lake.ingest("fees", [big.as_path()]).await.unwrap_err().to_string();
     assert!(e.contains("big.parquet") && e.contains("row 2, column \"fee\""), "{e}");
     assert_eq!(count(&lake, "SELECT count(*) FROM fees").await, 4);
 }

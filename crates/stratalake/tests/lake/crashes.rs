@@ -27,9 +27,8 @@ use object_store::path::Path;
 use stratalake::backup::{Repository, RestoreOptions};
 use stratalake::crypto::MemoryKeyProvider;
 use stratalake::table::Store;
-use stratalake::table::quality::OnError;
 use stratalake::tiering::RuleConfig;
-use stratalake::{Clock, LakeBuilder, LakeConfig, Session, TableIdent, WriteMode};
+use stratalake::{Clock, LakeBuilder, LakeConfig, Session, TableIdent};
 
 use super::faults::{Call, Crash, Faulty, Stop};
 use super::{csv, events, events_schema};
@@ -236,7 +235,7 @@ impl Op {
             Op::Backup | Op::Restore => {
                 let keyring = &lake.catalog_unchecked().context().keyring;
                 let repo = Repository::init(p.stores["backups"].clone(), keyring).await.unwrap();
-                lake.backup(&repo, None, &|_| {}).await.unwrap();
+                lake.backups().create(&repo).await.unwrap();
                 if self == Op::Backup {
                     // the next backup copies one new file
                     t.append(&[events(&schema, 200..250, "east")], "admin").await.unwrap();
@@ -268,7 +267,7 @@ impl Op {
                 concurrency: 1,
                 ..Default::default()
             };
-            target.restore(&repo, &latest.id, opts, &|_| {}).await?;
+            target.backups().restore(&repo, &latest.id).options(opts).await?;
             return Ok(());
         }
         // vacuum reads the time 7 hours on: files left by stopped writers are past the grace
@@ -279,9 +278,7 @@ impl Op {
         let lake = p.lake_at(self.tiers(), clock).await;
         match self {
             Op::Ingest => {
-                let r = lake
-                    .ingest_with("ev", &[input], None, WriteMode::Append, OnError::Reject, &|_| {})
-                    .await?;
+                let r = lake.ingest("ev", [input]).await?;
                 assert_eq!(r.rows, 20);
             }
             Op::Delete => {
@@ -292,17 +289,15 @@ impl Op {
                     .await?;
             }
             Op::TierRun => {
-                let plan = lake.tier_plan().await?;
-                let mut opts = lake.move_options();
-                (opts.retention_ms, opts.concurrency) = (0, 1);
-                lake.tier_run(&plan, opts).await?;
+                let plan = lake.tiers().plan().await?;
+                lake.tiers().run(&plan).retention(Duration::ZERO).concurrency(1).await?;
             }
             Op::Backup => {
                 let repo = p.repo(&lake).await?;
-                lake.backup(&repo, None, &|_| {}).await?;
+                lake.backups().create(&repo).await?;
             }
             Op::Vacuum => {
-                lake.vacuum("ev", Duration::ZERO, false, true).await?;
+                lake.vacuum("ev").retain(Duration::ZERO).force(true).await?;
             }
             Op::Restore => unreachable!(),
         }
@@ -332,7 +327,7 @@ impl Op {
             Op::Restore => p.lake(TARGET).await,
             _ => p.lake(self.tiers()).await,
         };
-        let v = lake.verify(&[], &|_, _| {}).await.unwrap();
+        let v = lake.verify().await.unwrap();
         assert!(v.problems.is_empty(), "{at}: {:?}", v.problems);
         let audit = lake.catalog_unchecked().audit().verify().await.unwrap();
         assert!(audit.is_empty(), "{at}: {audit:?}");

@@ -514,7 +514,7 @@ async fn a_mover_stopped_at_any_step_loses_nothing() {
             assert_eq!(s.rows(), 300);
             assert!(s.files.values().all(|f| f.tier == tier_of_all), "{:?}", s.files);
             let mut r = stratalake::VerifyReport::default();
-            stratalake::table::verify::verify_table(&t, &mut r, &Access::All, &|_, _| {})
+            stratalake::table::verify::verify_table(&t, &mut r, &Access::All, &|_| {})
                 .await
                 .unwrap();
             assert!(r.problems.is_empty(), "{:?}", r.problems);

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use stratalake::backup::RestoreOptions;
 use stratalake::crypto::KeyId;
 use stratalake::{Lake, Session};
 
@@ -69,14 +68,15 @@ async fn rotation_rewraps_keys_without_touching_data_and_retirement_is_guarded()
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_with_data(dir.path()).await;
     let repo = lake
-        .backup_init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
+        .backups()
+        .init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
         .await
         .unwrap();
-    let before_rotation = lake.backup(&repo, None, &|_| {}).await.unwrap();
+    let before_rotation = lake.backups().create(&repo).await.unwrap();
     let before = q(&lake, ALL).await;
     let files = data_files(&dir.path().join("lake"));
 
-    let r = lake.rotate_keys(Some("confidential")).await.unwrap();
+    let r = lake.keys().rotate(Some("confidential")).await.unwrap();
     assert_eq!(r.new_keys, vec![KeyId::new("confidential", 2)]);
     assert_eq!(r.tables, vec![("default.permits".to_string(), 2, 2)]);
     // no data file read back into a new one: same paths, same bytes
@@ -84,35 +84,35 @@ async fn rotation_rewraps_keys_without_touching_data_and_retirement_is_guarded()
     assert_eq!(q(&lake, ALL).await, before);
     let h = lake.table("permits").await.unwrap().history(None).await.unwrap();
     assert_eq!(h.first().unwrap().operation, "REKEY");
-    let s = lake.key_status().await.unwrap();
+    let s = lake.keys().status().await.unwrap();
     assert_eq!(status(&s, "confidential", 1), (false, false, 0, 2));
     assert_eq!(status(&s, "confidential", 2), (true, false, 2, 2));
     // other levels untouched
     assert_eq!(status(&s, "public", 1), (true, false, 2, 2));
     // rotating again makes v3 current and re-keys the same files once more
-    let r = lake.rotate_keys(Some("confidential")).await.unwrap();
+    let r = lake.keys().rotate(Some("confidential")).await.unwrap();
     assert_eq!((r.new_keys[0].version, r.tables[0].2), (3, 2));
 
     // retiring: never the current version, never while history needs it unless told
     let e = lake
-        .retire_key(&KeyId::new("confidential", 3), false)
+        .keys()
+        .retire(&KeyId::new("confidential", 3), false)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("current version"), "{e}");
     let e = lake
-        .retire_key(&KeyId::new("confidential", 1), false)
+        .keys()
+        .retire(&KeyId::new("confidential", 1), false)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("--drop-history"), "{e}");
     // while v1 exists, the backup from before the rotation restores
-    let twin = lake.empty_twin("memory://keys-twin-1").await.unwrap();
-    twin.restore(&repo, &before_rotation.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    let twin = lake.backups().empty_twin("memory://keys-twin-1").await.unwrap();
+    twin.backups().restore(&repo, &before_rotation.id).await.unwrap();
     assert_eq!(q(&twin, ALL).await, before);
-    lake.retire_key(&KeyId::new("confidential", 1), true).await.unwrap();
+    lake.keys().retire(&KeyId::new("confidential", 1), true).await.unwrap();
     assert_eq!(q(&lake, ALL).await, before);
     let e = lake
         .sql("SELECT owner FROM permits VERSION AS OF 1")
@@ -121,21 +121,20 @@ async fn rotation_rewraps_keys_without_touching_data_and_retirement_is_guarded()
         .to_string();
     assert!(e.contains("confidential/v1") && e.contains("destroyed"), "{e}");
     // ... and now fails naming the version it needs, publishing nothing
-    let twin = lake.empty_twin("memory://keys-twin-2").await.unwrap();
+    let twin = lake.backups().empty_twin("memory://keys-twin-2").await.unwrap();
     let e = twin
-        .restore(&repo, &before_rotation.id, RestoreOptions::default(), &|_| {})
+        .backups()
+        .restore(&repo, &before_rotation.id)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("confidential/v1"), "{e}");
     assert!(twin.catalog_unchecked().state().await.unwrap().namespaces.is_empty());
     // a backup taken after the rotation restores
-    let after = lake.backup(&repo, None, &|_| {}).await.unwrap();
-    twin.restore(&repo, &after.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    let after = lake.backups().create(&repo).await.unwrap();
+    twin.backups().restore(&repo, &after.id).await.unwrap();
     assert_eq!(q(&twin, ALL).await, before);
-    assert!(lake.verify(&[], &|_, _| {}).await.unwrap().problems.is_empty());
+    assert!(lake.verify().await.unwrap().problems.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -144,24 +143,25 @@ async fn retiring_the_lowest_level_never_strands_a_backup_repository() {
     let lake = lake_with_data(dir.path()).await;
     let url = dir.path().join("repo").to_str().unwrap().to_string();
     let gone = dir.path().join("gone").to_str().unwrap().to_string();
-    let repo = lake.backup_init(&url, &BTreeMap::new()).await.unwrap();
-    let b = lake.backup(&repo, None, &|_| {}).await.unwrap();
-    lake.backup_init(&gone, &BTreeMap::new()).await.unwrap();
+    let repo = lake.backups().init(&url, &BTreeMap::new()).await.unwrap();
+    let b = lake.backups().create(&repo).await.unwrap();
+    lake.backups().init(&gone, &BTreeMap::new()).await.unwrap();
     std::fs::remove_dir_all(&gone).unwrap();
     // the repository key is wrapped under public/v1 only
     assert_eq!(repo.key_slots().await.unwrap(), vec![KeyId::new("public", 1)]);
-    lake.rotate_keys(Some("public")).await.unwrap();
+    lake.keys().rotate(Some("public")).await.unwrap();
     // retiring v1 opens each repository the lake used (adding a slot under v2); one it cannot
     // open stops it, until detached on purpose
     let e = lake
-        .retire_key(&KeyId::new("public", 1), true)
+        .keys()
+        .retire(&KeyId::new("public", 1), true)
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains(&gone) && e.contains("backup detach"), "{e}");
-    assert_eq!(lake.detach_repository(&gone).await.unwrap(), 1);
-    lake.retire_key(&KeyId::new("public", 1), true).await.unwrap();
-    let reopened = lake.backup_repository(&url, &BTreeMap::new()).await.unwrap();
+    assert_eq!(lake.backups().detach(&gone).await.unwrap(), 1);
+    lake.keys().retire(&KeyId::new("public", 1), true).await.unwrap();
+    let reopened = lake.backups().open(&url, &BTreeMap::new()).await.unwrap();
     assert_eq!(
         reopened.key_slots().await.unwrap(),
         vec![KeyId::new("public", 1), KeyId::new("public", 2)]
@@ -173,17 +173,11 @@ async fn retiring_the_lowest_level_never_strands_a_backup_repository() {
         .collect();
     assert_eq!(noted.len(), 1, "the detached repository is no longer noted: {noted:?}");
     // the backup taken before the rotation needs public/v1 for its files' footers
-    let twin = lake.empty_twin("memory://keys-lowest-twin").await.unwrap();
-    let e = twin
-        .restore(&reopened, &b.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let twin = lake.backups().empty_twin("memory://keys-lowest-twin").await.unwrap();
+    let e = twin.backups().restore(&reopened, &b.id).await.unwrap_err().to_string();
     assert!(e.contains("public/v1"), "{e}");
-    let after = lake.backup(&reopened, None, &|_| {}).await.unwrap();
-    twin.restore(&reopened, &after.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    let after = lake.backups().create(&reopened).await.unwrap();
+    twin.backups().restore(&reopened, &after.id).await.unwrap();
     assert_eq!(q(&twin, ALL).await, q(&lake, ALL).await);
 }
 
@@ -206,18 +200,18 @@ async fn rotation_and_concurrent_writers_lose_nothing() {
             })
         })
         .collect();
-    lake.rotate_keys(None).await.unwrap();
+    lake.keys().rotate(None).await.unwrap();
     for w in writers {
         w.await.unwrap();
     }
     assert_eq!(q(&lake, "SELECT count(*) FROM permits").await, "14\n");
     // writers that started before the rotation may have used v1: a second run catches them
-    lake.rotate_keys(Some("confidential")).await.unwrap();
-    let s = lake.key_status().await.unwrap();
+    lake.keys().rotate(Some("confidential")).await.unwrap();
+    let s = lake.keys().status().await.unwrap();
     assert_eq!(status(&s, "confidential", 1).2, 0);
     assert_eq!(status(&s, "confidential", 2).2, 0);
     assert_eq!(status(&s, "confidential", 3).2, 14);
-    assert!(lake.verify(&[], &|_, _| {}).await.unwrap().problems.is_empty());
+    assert!(lake.verify().await.unwrap().problems.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -225,13 +219,14 @@ async fn shredding_makes_a_classification_unreadable_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_with_data(dir.path()).await;
     let repo = lake
-        .backup_init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
+        .backups()
+        .init(dir.path().join("repo").to_str().unwrap(), &BTreeMap::new())
         .await
         .unwrap();
-    let b = lake.backup(&repo, None, &|_| {}).await.unwrap();
-    let e = lake.shred_level("public").await.unwrap_err().to_string();
+    let b = lake.backups().create(&repo).await.unwrap();
+    let e = lake.keys().shred("public").await.unwrap_err().to_string();
     assert!(e.contains("footer"), "{e}");
-    let ids = lake.shred_level("confidential").await.unwrap();
+    let ids = lake.keys().shred("confidential").await.unwrap();
     assert_eq!(ids, vec![KeyId::new("confidential", 1)]);
     // every session, admins included: a query touching the column is refused, naming it;
     // the other columns are intact
@@ -267,8 +262,8 @@ async fn shredding_makes_a_classification_unreadable_everywhere() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("confidential") && e.contains("destroyed"), "{e}");
-    assert!(lake.rotate_keys(Some("confidential")).await.is_err());
-    assert!(lake.verify(&[], &|_, _| {}).await.unwrap().problems.is_empty());
+    assert!(lake.keys().rotate(Some("confidential")).await.is_err());
+    assert!(lake.verify().await.unwrap().problems.is_empty());
     // the raw bytes left on disk cannot be opened with any remaining key
     let keys = std::fs::read_to_string(dir.path().join("lake/master.keys")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&keys).unwrap();
@@ -280,10 +275,8 @@ async fn shredding_makes_a_classification_unreadable_everywhere() {
             .all(|e| e.get("key").is_none())
     );
     // backups included: the restored table still has its other columns, never the shredded one
-    let twin = lake.empty_twin("memory://shred-twin").await.unwrap();
-    twin.restore(&repo, &b.id, RestoreOptions::default(), &|_| {})
-        .await
-        .unwrap();
+    let twin = lake.backups().empty_twin("memory://shred-twin").await.unwrap();
+    twin.backups().restore(&repo, &b.id).await.unwrap();
     unreadable(twin.sql(ALL).await.unwrap_err().to_string());
     assert_eq!(
         q(&twin, "SELECT id, region FROM permits ORDER BY id").await,

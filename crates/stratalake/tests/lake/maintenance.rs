@@ -60,18 +60,15 @@ async fn optimize_compacts_sorts_and_keeps_every_row() {
     }
     let before = csv(&lake.sql("SELECT * FROM t ORDER BY id").await.unwrap());
     let dry = lake
-        .optimize(
-            "t",
-            &OptimizeOptions {
-                dry_run: true,
-                ..opts(false)
-            },
-            &|_, _| {},
-        )
+        .optimize("t")
+        .options(OptimizeOptions {
+            dry_run: true,
+            ..opts(false)
+        })
         .await
         .unwrap();
     assert_eq!((dry.files_removed, dry.partitions, dry.version), (30, 3, None));
-    let r = lake.optimize("t", &opts(true), &|_, _| {}).await.unwrap();
+    let r = lake.optimize("t").options(opts(true)).await.unwrap();
     assert_eq!((r.files_removed, r.files_added, r.rows, r.attempts), (30, 3, 60, 1));
     let t = lake.table("t").await.unwrap();
     let snap = t.snapshot().await.unwrap();
@@ -94,17 +91,14 @@ async fn optimize_compacts_sorts_and_keeps_every_row() {
         assert!(ids.windows(2).all(|w| w[0] <= w[1]), "{ids:?}");
     }
     // nothing left to compact; a bad sort column is named
-    let again = lake.optimize("t", &opts(false), &|_, _| {}).await.unwrap();
+    let again = lake.optimize("t").options(opts(false)).await.unwrap();
     assert_eq!((again.files_removed, again.version), (0, None));
     let e = lake
-        .optimize(
-            "t",
-            &OptimizeOptions {
-                sort_by: vec![("nope".into(), false)],
-                ..opts(false)
-            },
-            &|_, _| {},
-        )
+        .optimize("t")
+        .options(OptimizeOptions {
+            sort_by: vec![("nope".into(), false)],
+            ..opts(false)
+        })
         .await
         .unwrap_err();
     assert!(e.to_string().contains("\"nope\""), "{e}");
@@ -144,13 +138,13 @@ async fn optimize_and_delete_racing_lose_and_resurrect_nothing() {
                 }
             }
         });
-        let r = lake.optimize("t", &opts(false), &|_, _| {}).await.unwrap();
+        let r = lake.optimize("t").options(opts(false)).await.unwrap();
         delete.await.unwrap();
         assert!(r.attempts <= 3);
         assert_eq!(count(&lake, "SELECT count(*) FROM t").await, 100, "round {round}");
         assert_eq!(count(&lake, "SELECT count(*) FROM t WHERE id % 2 = 0").await, 0);
         assert_eq!(count(&lake, "SELECT count(DISTINCT id) FROM t").await, 100);
-        let v = lake.verify(&[], &|_, _| {}).await.unwrap();
+        let v = lake.verify().await.unwrap();
         assert!(v.problems.is_empty(), "{:?}", v.problems);
     }
 }
@@ -176,7 +170,7 @@ async fn vacuum_spares_readers_of_retained_snapshots_and_staged_writes() {
     w.write(events(&schema, 150..160, "east")).await.unwrap();
     let staged = w.finish().await.unwrap();
     let hour = std::time::Duration::from_secs(3600);
-    let r = lake.vacuum("ev", hour, false, true).await.unwrap();
+    let r = lake.vacuum("ev").retain(hour).force(true).await.unwrap();
     assert_eq!(
         (r.removed_files, r.orphan_files, r.kept_recent_orphans),
         (0, 0, 1),
@@ -194,7 +188,7 @@ async fn vacuum_spares_readers_of_retained_snapshots_and_staged_writes() {
         .await
         .unwrap();
     assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 60);
-    let v = lake.verify(&[], &|_, _| {}).await.unwrap();
+    let v = lake.verify().await.unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
 }
 
@@ -205,7 +199,7 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
     let csv = dir.path().join("p.csv");
     std::fs::write(&csv, "id,age,region\n1,34,north\n2,-5,south\n").unwrap();
     let admin = Lake::in_memory().await.unwrap().session("admin").session("boss");
-    admin.bootstrap_admin().await.unwrap();
+    admin.access().bootstrap_admin().await.unwrap();
     admin
         .sql(
             "CREATE TABLE people (id INT NOT NULL, age INT, region VARCHAR); \
@@ -219,15 +213,9 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
     let ingest = |lake: stratalake::Session| {
         let csv = csv.clone();
         async move {
-            lake.ingest_with(
-                "people",
-                &[csv.as_path()],
-                None,
-                stratalake::WriteMode::Append,
-                OnError::Quarantine,
-                &|_| {},
-            )
-            .await
+            lake.ingest("people", [csv.as_path()])
+                .on_error(OnError::Quarantine)
+                .await
         }
     };
     // a loader may not create the quarantine table
@@ -262,14 +250,8 @@ async fn quarantine_tables_are_created_by_admins_and_carry_the_policies() {
     let csv2 = dir.path().join("o.csv");
     std::fs::write(&csv2, "id,age\n1,-1\n").unwrap();
     let e = admin
-        .ingest_with(
-            "other",
-            &[csv2.as_path()],
-            None,
-            stratalake::WriteMode::Append,
-            OnError::Quarantine,
-            &|_| {},
-        )
+        .ingest("other", [csv2.as_path()])
+        .on_error(OnError::Quarantine)
         .await
         .unwrap_err()
         .to_string();

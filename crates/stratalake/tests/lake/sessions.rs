@@ -37,7 +37,7 @@ async fn a_statement_stops_at_its_timeout_and_when_cancelled() {
     cancel.reset();
     assert_eq!(session.execute("SELECT 1").await.unwrap().len(), 1);
 
-    let records = lake.audit_records().await.unwrap();
+    let records = lake.audit().records().await.unwrap();
     let stopped: Vec<_> = records
         .iter()
         .filter(|r| r.event.statement.contains("generate_series"))
@@ -104,7 +104,7 @@ async fn the_lakes_sessions_share_one_memory_limit_and_never_spill() {
         "{e:?}"
     );
     // the failure is audited like any other
-    let records = lake.audit_records().await.unwrap();
+    let records = lake.audit().records().await.unwrap();
     assert!(records.iter().any(|r| {
         r.event
             .error

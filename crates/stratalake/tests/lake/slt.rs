@@ -151,7 +151,10 @@ async fn connect() -> Result<Db, SltError> {
         .await
         .map_err(|e| SltError(e.to_string()))?
         .session("slt");
-    lake.bootstrap_admin().await.map_err(|e| SltError(e.to_string()))?;
+    lake.access()
+        .bootstrap_admin()
+        .await
+        .map_err(|e| SltError(e.to_string()))?;
     Ok(Db {
         lake,
         principal: "slt".into(),

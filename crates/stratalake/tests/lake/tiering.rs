@@ -92,7 +92,8 @@ async fn all_rows(lake: &Session) -> String {
 }
 
 async fn tiers_of(lake: &Session) -> Vec<(String, u64)> {
-    lake.tier_list()
+    lake.tiers()
+        .list()
         .await
         .unwrap()
         .into_iter()
@@ -101,7 +102,7 @@ async fn tiers_of(lake: &Session) -> Vec<(String, u64)> {
 }
 
 async fn verify_clean(lake: &Session) -> u64 {
-    let r = lake.verify(&[], &|_, _| {}).await.unwrap();
+    let r = lake.verify().await.unwrap();
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     r.rows
 }
@@ -126,10 +127,10 @@ async fn rules_pins_and_recall(lake: &Session, now: &AtomicI64) {
     // On January 20 no day is 30 days old; on March 10 the January days are (March 1 is not),
     // and the pinned January 2 stays.
     now.store(day_ms("2026-01-20"), Ordering::Relaxed);
-    let plan = lake.tier_plan().await.unwrap();
+    let plan = lake.tiers().plan().await.unwrap();
     assert!(plan.moves.is_empty(), "{:?}", plan.moves);
     now.store(day_ms("2026-03-10"), Ordering::Relaxed);
-    let plan = lake.tier_plan().await.unwrap();
+    let plan = lake.tiers().plan().await.unwrap();
     let mut parts: Vec<&str> = plan.moves.iter().map(|m| m.partition.as_str()).collect();
     parts.sort();
     assert_eq!(parts, ["day=2026-01-01", "day=2026-01-03"]);
@@ -139,7 +140,7 @@ async fn rules_pins_and_recall(lake: &Session, now: &AtomicI64) {
             .all(|m| m.to == "cold" && m.reason.contains("old-days"))
     );
     let v_before = lake.table("logs").await.unwrap().snapshot().await.unwrap().version;
-    let r = lake.tier_run(&plan, lake.move_options()).await.unwrap();
+    let r = lake.tiers().run(&plan).await.unwrap();
     assert_eq!((r.files_moved, r.files_skipped, r.commits), (2, 0, 1));
     assert_eq!(tiers_of(lake).await, [("hot".to_string(), 3), ("cold".to_string(), 2)]);
     assert_eq!(all_rows(lake).await, before);
@@ -149,14 +150,15 @@ async fn rules_pins_and_recall(lake: &Session, now: &AtomicI64) {
         800
     );
     // the same plan again finds nothing to do
-    assert!(lake.tier_plan().await.unwrap().moves.is_empty());
+    assert!(lake.tiers().plan().await.unwrap().moves.is_empty());
     // recall one day to hot; the rule would send it down again, so the plan shows it
     let recall = lake
-        .tier_recall_plan("logs", "hot", &[("day".into(), "2026-01-03".into())])
+        .tiers()
+        .recall_plan("logs", "hot", &[("day".into(), "2026-01-03".into())])
         .await
         .unwrap();
     assert_eq!(recall.moves.len(), 1);
-    lake.tier_run(&recall, lake.move_options()).await.unwrap();
+    lake.tiers().run(&recall).await.unwrap();
     assert_eq!(tiers_of(lake).await, [("hot".to_string(), 4), ("cold".to_string(), 1)]);
     assert_eq!(all_rows(lake).await, before);
     assert_eq!(verify_clean(lake).await, 802);
@@ -166,7 +168,9 @@ async fn rules_pins_and_recall(lake: &Session, now: &AtomicI64) {
     now.store(0, Ordering::Relaxed);
     // a vacuum with no retention drops the old copies; every live file stays readable
     let r = lake
-        .vacuum("logs", std::time::Duration::ZERO, false, true)
+        .vacuum("logs")
+        .retain(std::time::Duration::ZERO)
+        .force(true)
         .await
         .unwrap();
     // hot kept 2026-01-01's old copy, cold kept 2026-01-03's (recalled: its hot copy is live)
@@ -204,7 +208,7 @@ async fn local_and_memory_tiers() {
     let lake = tiered_lake_at(dir.path(), vec![tier("cold", &cold)], age_rules, now.clone()).await;
     rules_pins_and_recall(&lake, &now).await;
     // the memory tier is read through the cache
-    let c = lake.cache_stats().unwrap();
+    let c = lake.tiers().cache_stats().unwrap();
     assert!(c.misses >= 1 && c.hits >= 1, "{c:?}");
 }
 
@@ -240,9 +244,9 @@ async fn the_read_cache_stays_within_its_limit() {
     let lake = all_to_cold(dir.path(), "cache").await;
     fill_logs(&lake).await;
     let before = all_rows(&lake).await;
-    let plan = lake.tier_plan().await.unwrap();
+    let plan = lake.tiers().plan().await.unwrap();
     assert_eq!(plan.moves.len(), 5);
-    lake.tier_run(&plan, lake.move_options()).await.unwrap();
+    lake.tiers().run(&plan).await.unwrap();
     let biggest = plan.moves.iter().map(|m| m.bytes).max().unwrap();
     let total: u64 = plan.moves.iter().map(|m| m.bytes).sum();
     // A cache that holds about two files: reading everything twice evicts, and stays bounded.
@@ -254,10 +258,10 @@ async fn the_read_cache_stays_within_its_limit() {
     let small = reopen(&lake, dir.path(), cfg).await;
     for _ in 0..2 {
         assert_eq!(all_rows(&small).await, before);
-        let c = small.cache_stats().unwrap();
+        let c = small.tiers().cache_stats().unwrap();
         assert!(c.bytes <= limit, "{c:?}");
     }
-    let c = small.cache_stats().unwrap();
+    let c = small.tiers().cache_stats().unwrap();
     assert!(c.evictions >= 1 && c.misses >= 4, "{c:?}");
     let on_disk: u64 = std::fs::read_dir(dir.path().join("small-cache"))
         .unwrap()
@@ -267,8 +271,8 @@ async fn the_read_cache_stays_within_its_limit() {
         .sum();
     assert!(on_disk <= limit, "{on_disk} > {limit}");
     // one file's query twice in a row: the second is a hit
-    small.flush_read_stats().await.unwrap();
-    let h = small.cache_stats().unwrap().hits;
+    small.tiers().flush_read_stats().await.unwrap();
+    let h = small.tiers().cache_stats().unwrap().hits;
     small
         .sql("SELECT count(note) FROM logs WHERE day = DATE '2026-03-01'")
         .await
@@ -277,7 +281,7 @@ async fn the_read_cache_stays_within_its_limit() {
         .sql("SELECT count(note) FROM logs WHERE day = DATE '2026-03-01'")
         .await
         .unwrap();
-    assert!(small.cache_stats().unwrap().hits > h);
+    assert!(small.tiers().cache_stats().unwrap().hits > h);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -317,7 +321,7 @@ async fn watermarks_and_classification_rules() {
     wm.sql("SELECT count(note) FROM logs WHERE day >= DATE '2026-01-03'")
         .await
         .unwrap();
-    let plan = wm.tier_plan().await.unwrap();
+    let plan = wm.tiers().plan().await.unwrap();
     let mut parts: Vec<&str> = plan.moves.iter().map(|m| m.partition.as_str()).collect();
     parts.sort();
     assert_eq!(parts, ["day=2026-01-01", "day=2026-01-02"], "{plan:?}");
@@ -326,7 +330,7 @@ async fn watermarks_and_classification_rules() {
         "{}",
         plan.moves[0].reason
     );
-    let status = wm.tier_status().await.unwrap();
+    let status = wm.tiers().status().await.unwrap();
     assert_eq!((status.pending[0].files_out, status.pending[1].files_in), (2, 2));
     // a classification rule sends every file holding secret columns down (not `plain`)
     cfg.tiers[0].capacity = None;
@@ -336,11 +340,11 @@ async fn watermarks_and_classification_rules() {
         ..Default::default()
     });
     let cl = reopen(&lake, dir.path(), cfg).await;
-    let plan = cl.tier_plan().await.unwrap();
+    let plan = cl.tiers().plan().await.unwrap();
     assert_eq!(plan.moves.len(), 4);
     assert!(plan.moves.iter().all(|m| m.table == "default.logs"));
     // capacity: per tier, table, classification; from the logs only
-    let r = cl.capacity(30).await.unwrap();
+    let r = cl.tiers().capacity(30).await.unwrap();
     assert_eq!(r.tables["default.logs"].rows, 800);
     assert_eq!(r.tables["default.logs"].bytes, logs);
     assert_eq!(r.classifications["secret"].files, 4);
@@ -394,7 +398,7 @@ async fn quotas_refuse_writes_that_would_exceed_them() {
     // deleting is always allowed, and frees room
     q.sql("DELETE FROM sales.a WHERE x < 400").await.unwrap();
     q.sql(&insert("sales.a", 300)).await.unwrap();
-    let r = q.capacity(30).await.unwrap();
+    let r = q.tiers().capacity(30).await.unwrap();
     assert_eq!(r.quotas.len(), 2);
     assert!(r.quotas.iter().all(|u| u.used <= u.limit), "{:?}", r.quotas);
 }
@@ -475,18 +479,18 @@ async fn writers_and_the_mover_lose_nothing_of_each_other() {
     });
     let mut moved = 0;
     for _ in 0..6 {
-        let plan = lake.tier_plan().await.unwrap();
-        moved += lake.tier_run(&plan, lake.move_options()).await.unwrap().files_moved;
+        let plan = lake.tiers().plan().await.unwrap();
+        moved += lake.tiers().run(&plan).await.unwrap().files_moved;
     }
     writer.await.unwrap();
     deleter.await.unwrap();
-    let plan = lake.tier_plan().await.unwrap();
-    moved += lake.tier_run(&plan, lake.move_options()).await.unwrap().files_moved;
+    let plan = lake.tiers().plan().await.unwrap();
+    moved += lake.tiers().run(&plan).await.unwrap().files_moved;
     assert!(moved >= 5, "{moved}");
     assert_eq!(count(&lake, "SELECT count(*) FROM ev").await, 500 + 1000);
     assert_eq!(count(&lake, "SELECT count(DISTINCT id) FROM ev").await, 1500);
     assert_eq!(count(&lake, "SELECT count(*) FROM ev WHERE region = 'r0'").await, 0);
-    let tiers = lake.tier_list().await.unwrap();
+    let tiers = lake.tiers().list().await.unwrap();
     assert_eq!(tiers[0].files, 0, "{tiers:?}");
     verify_clean(&lake).await;
 }
@@ -502,8 +506,8 @@ async fn vacuum_keeps_a_copy_written_after_its_file_left_the_tier() {
     lake.sql("CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)")
         .await
         .unwrap();
-    let plan = lake.tier_recall_plan("t", "cold", &[]).await.unwrap();
-    lake.tier_run(&plan, lake.move_options()).await.unwrap();
+    let plan = lake.tiers().recall_plan("t", "cold", &[]).await.unwrap();
+    lake.tiers().run(&plan).await.unwrap();
     // A mover bringing the file back has just written its copy to hot (not committed yet).
     let t = lake.table("t").await.unwrap();
     let f = t.snapshot().await.unwrap().files.into_values().next().unwrap();
@@ -513,7 +517,12 @@ async fn vacuum_keeps_a_copy_written_after_its_file_left_the_tier() {
     let bytes = t.context().tiers.get("cold").unwrap().get(&rel).await.unwrap();
     hot.put(&rel, bytes).await.unwrap();
     // vacuum with no retention must not take it for the old copy
-    let r = lake.vacuum("t", std::time::Duration::ZERO, false, true).await.unwrap();
+    let r = lake
+        .vacuum("t")
+        .retain(std::time::Duration::ZERO)
+        .force(true)
+        .await
+        .unwrap();
     assert_eq!(r.moved_copies, 0, "{r:?}");
     assert!(hot.get_opt(&rel).await.unwrap().is_some());
 }
