@@ -383,7 +383,8 @@ pub enum JsonStyle {
     /// As [`print_json_as`]: points in time in RFC 3339; pretty for `json`, one line (one per
     /// element of a list) for `ndjson`.
     Document,
-    /// Pretty, in both JSON formats, fields in the order the type declares them.
+    /// Fields in the order the type declares them: pretty for `json`, one line for `ndjson`
+    /// (a line-oriented reader gets one document per line).
     Pretty,
     /// One line, in both JSON formats.
     Line,
@@ -397,6 +398,7 @@ pub fn show(fmt: OutFormat, r: &impl Report) -> Result<()> {
     let doc = r.json();
     match r.style() {
         JsonStyle::Document => print_json_as(&doc, fmt),
+        JsonStyle::Pretty if fmt == OutFormat::Ndjson => print_line(serde_json::to_string(&doc)?),
         JsonStyle::Pretty => print_line(serde_json::to_string_pretty(&doc)?),
         JsonStyle::Line => print_line(serde_json::to_string(&doc)?),
     }

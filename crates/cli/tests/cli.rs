@@ -2111,6 +2111,12 @@ since_write = "0s"
     let status: serde_json::Value = serde_json::from_str(&ok(p, &["--format", "json", "tier", "status"])).unwrap();
     assert_eq!(status["tiers"][0]["files"], 1);
     assert_eq!(status["pending"][0]["files_out"], 1);
+    // ndjson: every report is one document on one line
+    for cmd in [&["tier", "status"][..], &["tier", "list"], &["capacity"]] {
+        let out = ok(p, &[&["--format", "ndjson"][..], cmd].concat());
+        assert_eq!(out.lines().count(), 1, "{cmd:?}: {out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap();
+    }
     let e = fails(p, &["tier", "move", "--to", "glacier", "t"]);
     assert!(e.contains("no tier named \"glacier\""), "{e}");
     let history = ok(p, &["table", "history", "t"]);

@@ -374,7 +374,9 @@ impl LakeBuilder {
                 reason: e.to_string(),
             })?;
             KeyFileProvider::create(&k, &config.classifications.levels)?;
-            config.keys.file = Some(k.display().to_string());
+            // The key file's path stays on this machine: a configuration in the store names
+            // no local file (whoever can write the store could point it at another one).
+            config.keys.file = None;
             key_file = Some(k);
         }
         if !store.put_create(CONFIG_FILE, config.to_toml().into()).await? {
@@ -456,11 +458,13 @@ impl LakeBuilder {
                             .as_deref()
                             .unwrap_or_else(|| Path::new(config.keys.file.as_deref().unwrap_or("master.keys"))),
                     ),
+                    // A lake at a URL: its configuration lies in the store, where whoever can
+                    // write the store can edit it, so the key file comes only from this
+                    // process (never from `[keys] file`).
                     None => self
                         .key_file
                         .clone()
                         .or_else(|| std::env::var("STRATALAKE_KEY_FILE").ok().map(PathBuf::from))
-                        .or_else(|| config.keys.file.as_ref().map(PathBuf::from).filter(|p| p.is_absolute()))
                         .ok_or_else(|| Error::Config {
                             path: cfg_name.clone(),
                             reason: "a lake at a URL needs its key file: set STRATALAKE_KEY_FILE".into(),

@@ -214,6 +214,17 @@ async fn a_configuration_in_the_store_chooses_no_credentials_or_endpoints() {
         );
         assert!(!e.contains(value), "the planted value is echoed: {e}");
     }
+    // nor may it choose a key file on this machine: the lake wrote no path there, and one
+    // planted is never opened (without the builder's key file the lake does not open at all)
+    assert!(!std::str::from_utf8(&original).unwrap().contains(keys.path().to_str().unwrap()));
+    let mut cfg = stratalake::LakeConfig::parse(std::str::from_utf8(&original).unwrap()).unwrap();
+    cfg.keys.file = Some(key_file.display().to_string());
+    store
+        .put(stratalake::CONFIG_FILE, Bytes::from(cfg.to_toml()))
+        .await
+        .unwrap();
+    let e = Lake::builder(&url).open().await.unwrap_err().to_string();
+    assert!(e.contains("STRATALAKE_KEY_FILE"), "{e}");
     // the file as the lake wrote it opens again
     store.put(stratalake::CONFIG_FILE, original).await.unwrap();
     open().await.unwrap();
