@@ -33,6 +33,17 @@ pub enum PrincipalCmd {
     },
     /// Drop a principal with its grants and memberships.
     Drop { name: String },
+    /// Set a principal's password (asked twice on the terminal, or one line from stdin with
+    /// --password-stdin); its login to `stratalake serve`. Only hashes are stored.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Remove the password instead (tokens keep working).
+        #[arg(long, conflicts_with = "password_stdin")]
+        clear: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +188,20 @@ pub async fn run(cli: &Cli, c: AccessCmd<'_>) -> Result<()> {
                 .change(vec![A::DropPrincipal { name: name.clone() }])
                 .await?;
             done(format!("principal {name} dropped"))?;
+        }
+        AccessCmd::Principal(PrincipalCmd::Passwd {
+            name,
+            password_stdin,
+            clear,
+        }) => {
+            if *clear {
+                lake.access().clear_password(name).await?;
+                done(format!("principal {name}: password removed"))?;
+            } else {
+                let password = crate::credentials::read_password(name, *password_stdin)?;
+                lake.access().set_password(name, &password).await?;
+                done(format!("principal {name}: password set"))?;
+            }
         }
         AccessCmd::Principal(PrincipalCmd::List) => {
             let st = lake.access().state().await?;

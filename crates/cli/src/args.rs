@@ -50,6 +50,9 @@ pub enum Command {
     /// Principals: users and services.
     #[command(subcommand)]
     Principal(access::PrincipalCmd),
+    /// API tokens of principals: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(crate::credentials::TokenCmd),
     /// Roles: groups of principals and roles, with an optional clearance.
     #[command(subcommand)]
     Role(access::RoleCmd),

@@ -8,6 +8,7 @@ mod access;
 mod args;
 mod audit;
 mod backup;
+mod credentials;
 mod demo;
 mod errors;
 mod export;
@@ -65,6 +66,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(a) => return export::run(cli, a).await,
         Command::Verify { tables } => return verify::run(cli, tables).await,
         Command::Principal(c) => access::run(cli, AccessCmd::Principal(c)).await?,
+        Command::Token(c) => credentials::token(cli, c).await?,
         Command::Role(c) => access::run(cli, AccessCmd::Role(c)).await?,
         Command::Grant(g) => access::run(cli, AccessCmd::Grant(g, true)).await?,
         Command::Revoke(g) => access::run(cli, AccessCmd::Grant(g, false)).await?,

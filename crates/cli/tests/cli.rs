@@ -3220,3 +3220,76 @@ fn whole_lake_in_azure_blob_storage() {
     let (okk, out, err) = az(&["verify"]);
     assert!(okk && out.contains("no problems found"), "{out}{err}");
 }
+
+#[test]
+fn passwords_and_tokens_are_set_listed_and_revoked_and_never_stored_in_clear() {
+    let l = new_lake();
+    let p = &l.path;
+    ok(p, &["principal", "create", "ana"]);
+    // no terminal and no --password-stdin: refused, nothing changed
+    let o = bin()
+        .arg("--lake")
+        .arg(p)
+        .args(["principal", "passwd", "ana"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--password-stdin"));
+    let o = sql_stdin(p, &["principal", "passwd", "ana", "--password-stdin"], "\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is empty"), "{o:?}");
+    let o = sql_stdin(p, &["principal", "passwd", "ana", "--password-stdin"], "pw for ana 1\n");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("principal ana: password set"));
+    // someone else may not set it
+    let o = bin()
+        .arg("--lake")
+        .arg(p)
+        .args(["--as", "ana", "principal", "passwd", "tester", "--password-stdin"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+
+    // a token: printed once on stdout, its id in the listing, gone after revoke
+    let out = ok(p, &["token", "create", "ana", "--expires", "30d", "--label", "laptop"]);
+    let token = out.trim().to_string();
+    assert!(token.starts_with("slk_") && !token.contains(' '), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(p, &["--format", "json", "token", "create", "ana"])).unwrap();
+    assert!(json["token"].as_str().unwrap().starts_with("slk_"));
+    let list = ok(p, &["--format", "csv", "token", "list", "ana"]);
+    let id = &token[4..16];
+    assert!(
+        list.contains(id) && list.contains("laptop") && list.contains("valid"),
+        "{list}"
+    );
+    assert!(!list.contains(&token), "the secret is listed: {list}");
+    let e = fails(p, &["token", "create", "ana", "--expires", "soon"]);
+    assert!(e.contains("--expires"), "{e}");
+    ok(p, &["token", "revoke", "ana", id]);
+    assert!(!ok(p, &["--format", "csv", "token", "list", "ana"]).contains(id));
+    let e = fails(p, &["token", "revoke", "ana", id]);
+    assert!(e.contains("no such token"), "{e}");
+
+    // the password and the token are nowhere in the lake folder; the audit says what was done
+    let mut all = Vec::new();
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                all.extend(std::fs::read(path).unwrap());
+            }
+        }
+    }
+    let all = String::from_utf8_lossy(&all);
+    assert!(!all.contains("pw for ana 1") && !all.contains(&token));
+    let audit = ok(p, &["--format", "csv", "audit"]);
+    assert!(
+        audit.contains("SET PASSWORD FOR ana") && audit.contains(&format!("REVOKE TOKEN {id} FOR ana")),
+        "{audit}"
+    );
+}

@@ -38,6 +38,13 @@ pub enum Error {
     /// parquet-rs refused the encryption properties.
     #[error("parquet encryption properties: {0}")]
     Parquet(String),
+    /// A credential given is not acceptable (empty or oversized password, malformed verifier);
+    /// the message never quotes it.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A primitive failed (the message names it, never a secret).
+    #[error("{0}")]
+    Crypto(String),
 }
 
 /// Result alias of this crate.

@@ -29,6 +29,9 @@
 //!   hex helpers: other crates use these and write none by hand. They come from the RustCrypto
 //!   crates `aes-gcm`, `hkdf`, `hmac`, `sha2`, `subtle`, `zeroize` and from `hex`.
 //!
+//! * [`password`]: credentials of principals — argon2id password hashes, SCRAM-SHA-256
+//!   verifiers and the server side of the exchange, API tokens (only hashes are stored).
+//!
 //! Key types ([`MasterKey`], [`DataKey`], [`DerivedKey`]) zero their bytes when dropped and compare
 //! in constant time; unwrapped bytes come as [`Zeroizing`].
 //!
@@ -49,6 +52,7 @@ mod kdf;
 mod keys;
 pub mod mac;
 pub mod parquet_props;
+pub mod password;
 mod provider;
 mod wrap;
 

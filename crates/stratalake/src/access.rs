@@ -59,7 +59,7 @@ impl Session {
 /// Access control seen through a [`Session`] ([`Session::access`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Access<'a> {
-    session: &'a Session,
+    pub(crate) session: &'a Session,
 }
 
 impl<'a> Access<'a> {

@@ -48,6 +48,13 @@ pub enum Error {
     /// Arrow failed (building or printing batches).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// A login failed: unknown user, wrong password, unknown, expired or revoked token. The
+    /// message is the same for each (it must not tell which), and never repeats the secret.
+    #[error("authentication failed for {user:?}")]
+    AuthenticationFailed {
+        /// The user name claimed (for a token: its id, or `"token"` for a malformed one).
+        user: String,
+    },
 }
 
 // The layers below wrap storage errors; at the facade there is one way to meet one.
@@ -100,6 +107,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The principal may not do this.
     PermissionDenied,
+    /// A login failed (who logs in could not be proven).
+    Unauthenticated,
     /// Another writer committed first; nothing was committed: retry.
     Conflict,
     /// The request itself is wrong: a name, schema, SQL text, setting or row that breaks a rule.
@@ -162,6 +171,7 @@ impl Error {
             Error::KeyInUse { .. } => ErrorKind::FailedPrecondition,
             Error::PartlyCommitted { .. } => ErrorKind::PartlyCommitted,
             Error::Arrow(_) => ErrorKind::Internal,
+            Error::AuthenticationFailed { .. } => ErrorKind::Unauthenticated,
             Error::Crypto(c) => crypto_kind(c),
             Error::Tiering(t) => match t {
                 stratalake_tiering::Error::Config(_) => ErrorKind::Config,

@@ -57,12 +57,14 @@ mod tiers;
 pub use access::{Access, Audit, parse_securable};
 pub use backups::{Backup, Backups, KeySource, Restore};
 pub use builder::LakeBuilder;
+pub use credentials::{NewToken, TokenInfo};
 pub use keys::{KeyStatus, Keys, RotateReport};
 pub use maintenance::{Optimize, Vacuum};
 pub use quality::{CompareReport, QualityPoint, TableQuality, quality_html};
 pub use session::{Ingest, Session, Verify};
 pub use tiers::{PendingMoves, TierInfo, TierRun, TierStatus, Tiers};
 mod config;
+mod credentials;
 mod error;
 
 use std::path::{Path, PathBuf};
@@ -180,6 +182,8 @@ pub struct Lake {
     runtime: stratalake_query::QueryRuntime,
     /// What "now" is for plans, forecasts and retention windows.
     clock: Clock,
+    /// What logins of unknown users are checked against (so they cost and look the same).
+    mock: Arc<credentials::MockCredentials>,
 }
 
 impl Lake {
@@ -292,6 +296,7 @@ impl Lake {
             cache,
             runtime,
             clock,
+            mock: Arc::new(credentials::MockCredentials::new()?),
         })
     }
 

@@ -136,6 +136,89 @@ pub struct PrincipalEntry {
     pub kind: String,
     /// Attributes (`clearance`, `region`, ...).
     pub attributes: BTreeMap<String, String>,
+    /// How it proves who it is: a password's hashes and API tokens' hashes (never a secret).
+    #[serde(default, skip_serializing_if = "Credentials::is_empty")]
+    pub credentials: Credentials,
+}
+
+/// What a principal logs in with, as stored: hashes only
+/// ([`stratalake_crypto::password`]). `Debug` shows what is set, never a hash.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Its password, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordEntry>,
+    /// Its API tokens by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, TokenEntry>,
+}
+
+impl Credentials {
+    /// Neither a password nor a token.
+    pub fn is_empty(&self) -> bool {
+        self.password.is_none() && self.tokens.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("password", &self.password.is_some())
+            .field("tokens", &self.tokens.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A password as stored: its argon2id hash (for logins that send the password) and its
+/// SCRAM-SHA-256 verifier (for PostgreSQL logins, which never send it).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordEntry {
+    /// argon2id PHC string.
+    pub argon2: String,
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+    pub scram: String,
+    /// When it was set (ms since the epoch).
+    pub set_ms: i64,
+}
+
+impl std::fmt::Debug for PasswordEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordEntry")
+            .field("set_ms", &self.set_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An API token as stored: the SHA-256 of the token, when it was made and when it expires.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenEntry {
+    /// SHA-256 of the whole token, hex.
+    pub hash: String,
+    /// What it is for (free text shown in listings).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// When it was made (ms since the epoch).
+    pub created_ms: i64,
+    /// When it stops working (ms since the epoch); `None`: until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
+}
+
+impl TokenEntry {
+    /// Whether it still works at `now_ms`.
+    pub fn valid_at(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_none_or(|e| now_ms < e)
+    }
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("label", &self.label)
+            .field("created_ms", &self.created_ms)
+            .field("expires_ms", &self.expires_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A role.
@@ -398,6 +481,29 @@ pub enum AccessAction {
         /// Policy name.
         name: String,
     },
+    /// A principal's password is set, replacing the old one (`None` removes it).
+    SetPassword {
+        /// Principal.
+        principal: String,
+        /// The new password's hashes.
+        password: Option<PasswordEntry>,
+    },
+    /// An API token is made for a principal.
+    CreateToken {
+        /// Principal.
+        principal: String,
+        /// Token id (the part of the token shown in listings).
+        id: String,
+        /// Its hash and lifetime.
+        token: TokenEntry,
+    },
+    /// An API token stops working for good.
+    RevokeToken {
+        /// Principal.
+        principal: String,
+        /// Token id.
+        id: String,
+    },
 }
 
 /// The name every lake's administrators role has.
@@ -457,6 +563,26 @@ impl AccessState {
                     .any(|g| names.contains(&g.grantee) && g.privilege == Privilege::Admin && g.on == Securable::Lake)
             })
             .collect()
+    }
+
+    /// The principal `name` (not a role), or an error naming it.
+    pub fn principal_entry(&self, name: &str) -> Result<&PrincipalEntry> {
+        self.principals.get(name).ok_or_else(|| Error::InvalidName {
+            kind: "principal",
+            name: name.to_string(),
+            reason: if self.roles.contains_key(name) {
+                "is a role: roles do not log in".into()
+            } else {
+                "no such principal".into()
+            },
+        })
+    }
+
+    /// Who owns the API token with this id.
+    pub fn token_owner(&self, id: &str) -> Option<(&str, &TokenEntry)> {
+        self.principals
+            .iter()
+            .find_map(|(n, p)| p.credentials.tokens.get(id).map(|t| (n.as_str(), t)))
     }
 
     pub(crate) fn exists(&self, name: &str) -> bool {
@@ -611,6 +737,26 @@ impl AccessState {
                     });
                 }
             }
+            AccessAction::SetPassword { principal, .. } => self.principal_entry(principal).map(|_| ())?,
+            AccessAction::CreateToken { principal, id, .. } => {
+                self.principal_entry(principal)?;
+                if self.token_owner(id).is_some() {
+                    return Err(Error::InvalidName {
+                        kind: "token",
+                        name: id.clone(),
+                        reason: "already exists".into(),
+                    });
+                }
+            }
+            AccessAction::RevokeToken { principal, id } => {
+                if !self.principal_entry(principal)?.credentials.tokens.contains_key(id) {
+                    return Err(Error::InvalidName {
+                        kind: "token",
+                        name: id.clone(),
+                        reason: format!("{principal} has no such token (see `stratalake token list {principal}`)"),
+                    });
+                }
+            }
             AccessAction::DropRowFilter { table, name } => {
                 if !self.row_filters.get(table).is_some_and(|f| f.contains_key(name)) {
                     return Err(Error::InvalidName {
@@ -651,6 +797,7 @@ impl AccessState {
                     PrincipalEntry {
                         kind: kind.clone(),
                         attributes: attributes.clone(),
+                        credentials: Credentials::default(),
                     },
                 );
             }
@@ -748,6 +895,21 @@ impl AccessState {
                     if cols.is_empty() {
                         self.masks.remove(table);
                     }
+                }
+            }
+            AccessAction::SetPassword { principal, password } => {
+                if let Some(p) = self.principals.get_mut(principal) {
+                    p.credentials.password = password.clone();
+                }
+            }
+            AccessAction::CreateToken { principal, id, token } => {
+                if let Some(p) = self.principals.get_mut(principal) {
+                    p.credentials.tokens.insert(id.clone(), token.clone());
+                }
+            }
+            AccessAction::RevokeToken { principal, id } => {
+                if let Some(p) = self.principals.get_mut(principal) {
+                    p.credentials.tokens.remove(id);
                 }
             }
             AccessAction::DropRowFilter { table, name } => {
@@ -916,6 +1078,9 @@ pub enum Operation<'a> {
     /// Administer the lake: namespaces, principals, roles, grants, row filters, masks,
     /// classification policies, keys, backups, tiers and the audit log (ADMIN on the lake).
     AdministerLake,
+    /// Set a principal's password or make, list and revoke its API tokens: the principal itself,
+    /// or ADMIN on the lake.
+    ManageCredentials(&'a str),
 }
 
 impl Operation<'_> {
@@ -926,7 +1091,7 @@ impl Operation<'_> {
             Operation::WriteRows(t) => (Privilege::Insert, Some(&t.namespace), Some(&t.name)),
             Operation::AdministerTable(t) => (Privilege::Admin, Some(&t.namespace), Some(&t.name)),
             Operation::AdministerNamespace(ns) => (Privilege::Admin, Some(ns), None),
-            Operation::AdministerLake => (Privilege::Admin, None, None),
+            Operation::AdministerLake | Operation::ManageCredentials(_) => (Privilege::Admin, None, None),
         }
     }
 }
@@ -936,6 +1101,7 @@ impl Subject {
     pub fn may(&self, op: &Operation<'_>) -> bool {
         match *op {
             Operation::KnowTable(t) => self.table_sight(&t.namespace, &t.name).known,
+            Operation::ManageCredentials(p) if p == self.principal => true,
             _ => {
                 let (privilege, ns, table) = op.needs();
                 self.allows(privilege, ns, table)

@@ -216,7 +216,11 @@ async fn a_configuration_in_the_store_chooses_no_credentials_or_endpoints() {
     }
     // nor may it choose a key file on this machine: the lake wrote no path there, and one
     // planted is never opened (without the builder's key file the lake does not open at all)
-    assert!(!std::str::from_utf8(&original).unwrap().contains(keys.path().to_str().unwrap()));
+    assert!(
+        !std::str::from_utf8(&original)
+            .unwrap()
+            .contains(keys.path().to_str().unwrap())
+    );
     let mut cfg = stratalake::LakeConfig::parse(std::str::from_utf8(&original).unwrap()).unwrap();
     cfg.keys.file = Some(key_file.display().to_string());
     store

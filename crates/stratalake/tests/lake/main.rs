@@ -7,6 +7,7 @@ mod crashes;
 mod credentials;
 mod faults;
 mod keys;
+mod logins;
 mod maintenance;
 mod sessions;
 mod slt;
