@@ -3,13 +3,18 @@
 //!
 //! * [`hash_password`] / [`verify_password`]: argon2id (the `argon2` crate, its default
 //!   parameters: 19 MiB, 2 passes) in the PHC string format, for logins that send the password
-//!   (Flight SQL Basic, HTTP).
+//!   (Flight SQL Basic, HTTP). [`check_password_hash`] checks a stored hash is one
+//!   [`verify_password`] accepts (argon2id, bounded cost).
 //! * [`ScramVerifier`]: what PostgreSQL stores for SCRAM-SHA-256 (RFC 5802, RFC 7677):
 //!   `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. It proves a client knows the
 //!   password without the password crossing the wire, and holding it does not let anyone log in
-//!   (the salted password is never kept). [`ScramServer`] runs the server side of an exchange.
+//!   (the salted password is never kept). [`ScramServer`] runs the server side of an exchange,
+//!   [`ScramClient`] the client side.
 //! * [`ApiToken`]: random bearer tokens, `slk_<id>_<secret>`; only the id and a SHA-256 of the
 //!   whole token are stored (a token has 256 random bits: no slow hash is needed).
+//!
+//! Both password checks work on the same form of the password, its SASLprep (RFC 4013), so a
+//! password passes both or neither; see [`hash_password`] for what that means.
 //!
 //! ```
 //! use stratalake_crypto::password::{ScramVerifier, hash_password, verify_password};
@@ -23,13 +28,12 @@
 //! assert_eq!(format!("{v:?}"), "ScramVerifier(<redacted>)");
 //! ```
 
-use std::borrow::Cow;
-
-use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::mac::{ct_eq, hmac_sha256};
 use crate::{Error, Result, random_bytes};
@@ -38,9 +42,32 @@ use crate::{Error, Result, random_bytes};
 /// 4096).
 pub const SCRAM_ITERATIONS: u32 = 4096;
 
+/// The fewest PBKDF2 iterations accepted in a stored verifier or from a server (RFC 7677).
+pub const SCRAM_MIN_ITERATIONS: u32 = 4096;
+
+/// The most PBKDF2 iterations accepted in a stored verifier or from a server: more would let a
+/// tampered catalog or a malicious server make one login cost seconds of CPU.
+pub const SCRAM_MAX_ITERATIONS: u32 = 1_000_000;
+
+/// The longest salt accepted in a stored verifier (new ones have 16 bytes).
+pub const SCRAM_MAX_SALT_LEN: usize = 64;
+
+/// The most memory (KiB) an argon2id hash may ask for to be verified ([`hash_password`] uses
+/// 19456).
+pub const ARGON2_MAX_M_COST: u32 = 65536;
+
+/// The most passes an argon2id hash may ask for to be verified ([`hash_password`] uses 2).
+pub const ARGON2_MAX_T_COST: u32 = 10;
+
+/// The most lanes an argon2id hash may ask for to be verified ([`hash_password`] uses 1).
+pub const ARGON2_MAX_P_COST: u32 = 4;
+
 /// Passwords longer than this are refused (argon2 and PBKDF2 take any length; a limit keeps a
 /// login from costing more than it should).
 pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// PHC strings longer than this are refused unparsed ([`hash_password`]'s have about 100 bytes).
+const MAX_PHC_LEN: usize = 256;
 
 fn check_password(password: &str) -> Result<()> {
     if password.is_empty() {
@@ -54,36 +81,141 @@ fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// The form of a password that is hashed (argon2id) and salted (SCRAM), here as by PostgreSQL
+/// and libpq: its SASLprep (RFC 4013: non-ASCII spaces, U+200B zero-width space among them,
+/// mapped to U+0020; characters such as U+00AD soft hyphen or U+2060 word joiner removed; NFKC).
+///
+/// A password SASLprep refuses (one with a prohibited character such as an ASCII control
+/// character, an unassigned code point, or mixed-direction text) is used as its raw UTF-8 bytes,
+/// as PostgreSQL and libpq do, so such a password still logs in from their clients. PostgreSQL
+/// also counts a SASLprep that comes out empty (a password of only removed characters) as a
+/// refusal, so such a password is used raw here too; [`hash_password`] and
+/// [`ScramVerifier::new`] refuse to make a hash or verifier of one ([`prepared_new_password`]).
+fn normalize(password: &str) -> Zeroizing<String> {
+    match stringprep::saslprep(password) {
+        Ok(prepared) if !prepared.is_empty() => Zeroizing::new(prepared.into_owned()),
+        _ => Zeroizing::new(password.to_string()),
+    }
+}
+
+/// A new password, checked ([`check_password`]) and in the form [`normalize`] gives; refused if
+/// its SASLprep is empty (only characters SASLprep removes: a password that looks like nothing,
+/// and one PostgreSQL would treat as not SASLprep-able). The error never quotes the password.
+fn prepared_new_password(password: &str) -> Result<Zeroizing<String>> {
+    check_password(password)?;
+    match stringprep::saslprep(password) {
+        Ok(prepared) if prepared.is_empty() => Err(Error::InvalidInput(
+            "a password may not be empty after SASLprep: this one has only characters that SASLprep removes \
+             (such as soft hyphens or zero-width joiners)"
+                .into(),
+        )),
+        Ok(prepared) => Ok(Zeroizing::new(prepared.into_owned())),
+        Err(_) => Ok(Zeroizing::new(password.to_string())),
+    }
+}
+
 /// The argon2id hash of `password` as a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`), with a
 /// fresh random salt.
+///
+/// What is hashed is the password's SASLprep, as for [`ScramVerifier::new`], so that the two
+/// checks of one password agree: `"I\u{ad}X"` and `"IX"` are the same password to both. A
+/// password SASLprep refuses is hashed as it is (as PostgreSQL does for SCRAM); one that SASLprep
+/// makes empty (only characters it removes) is refused, like an empty one or one longer than
+/// [`MAX_PASSWORD_LEN`].
 pub fn hash_password(password: &str) -> Result<String> {
-    check_password(password)?;
+    let prepared = prepared_new_password(password)?;
     Argon2::default()
-        .hash_password(password.as_bytes())
+        .hash_password(prepared.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| Error::Crypto(format!("argon2: {e}")))
 }
 
-/// Whether `password` matches the PHC string `phc` (from [`hash_password`]). A malformed `phc`
-/// never matches.
+/// Whether `password` matches the PHC string `phc` (from [`hash_password`]), comparing its
+/// SASLprep form as [`hash_password`] hashes it. A malformed `phc`, or one that
+/// [`check_password_hash`] refuses (not argon2id, or a cost above [`ARGON2_MAX_M_COST`],
+/// [`ARGON2_MAX_T_COST`], [`ARGON2_MAX_P_COST`]), never matches, and costs no hashing.
 pub fn verify_password(phc: &str, password: &str) -> bool {
     if password.len() > MAX_PASSWORD_LEN {
         return false;
     }
-    match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default().verify_password(password.as_bytes(), &h).is_ok(),
-        Err(_) => false,
+    let Ok(hash) = parse_password_hash(phc) else {
+        return false;
+    };
+    let prepared = normalize(password);
+    if prepared.is_empty() {
+        return false;
     }
+    Argon2::default().verify_password(prepared.as_bytes(), &hash).is_ok()
 }
 
-/// SASLprep (RFC 4013) of a password as PostgreSQL clients apply it; a password it rejects is
-/// used as it is (libpq does the same).
-fn normalize(password: &str) -> Cow<'_, str> {
-    stringprep::saslprep(password).unwrap_or(Cow::Borrowed(password))
+/// Check that a stored password hash is one [`verify_password`] would check: a PHC string of
+/// argon2id, version 19, with a salt and a hash, parameters `m`, `t` and `p` only, and at most
+/// [`ARGON2_MAX_M_COST`] KiB, [`ARGON2_MAX_T_COST`] passes and [`ARGON2_MAX_P_COST`] lanes (what
+/// [`hash_password`] makes is well within). For callers validating catalog entries: a hash this
+/// refuses matches no password. The error says what is wrong, never quoting the hash.
+///
+/// ```
+/// use stratalake_crypto::password::{check_password_hash, hash_password};
+/// assert!(check_password_hash(&hash_password("pw").unwrap()).is_ok());
+/// let tampered = hash_password("pw").unwrap().replace("m=19456", "m=4194304");
+/// assert!(check_password_hash(&tampered).unwrap_err().to_string().contains("memory"));
+/// ```
+pub fn check_password_hash(phc: &str) -> Result<()> {
+    parse_password_hash(phc).map(|_| ())
+}
+
+fn parse_password_hash(phc: &str) -> Result<PasswordHash> {
+    let bad = |what: &str| Error::InvalidInput(format!("not an accepted argon2id password hash: {what}"));
+    if phc.len() > MAX_PHC_LEN {
+        return Err(bad(&format!("it is longer than {MAX_PHC_LEN} bytes")));
+    }
+    let hash = PasswordHash::new(phc).map_err(|_| bad("it is not a PHC string"))?;
+    if hash.algorithm.as_str() != Algorithm::Argon2id.as_str() {
+        return Err(bad("the algorithm is not argon2id"));
+    }
+    if hash.version.is_some_and(|v| v != u32::from(Version::V0x13)) {
+        return Err(bad("the version is not 19"));
+    }
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return Err(bad("it has no salt or no hash"));
+    }
+    if hash
+        .params
+        .iter()
+        .any(|(name, _)| !matches!(name.as_str(), "m" | "t" | "p"))
+        || ["m", "t", "p"]
+            .iter()
+            .any(|name| hash.params.get_decimal(*name).is_none())
+    {
+        return Err(bad("its parameters are not exactly m, t and p (decimal)"));
+    }
+    let params = Params::try_from(&hash).map_err(|_| bad("its parameters are invalid"))?;
+    if params.m_cost() > ARGON2_MAX_M_COST {
+        return Err(bad(&format!("its memory cost is above {ARGON2_MAX_M_COST} KiB")));
+    }
+    if params.t_cost() > ARGON2_MAX_T_COST {
+        return Err(bad(&format!("its time cost is above {ARGON2_MAX_T_COST} passes")));
+    }
+    if params.p_cost() > ARGON2_MAX_P_COST {
+        return Err(bad(&format!("its parallelism is above {ARGON2_MAX_P_COST} lanes")));
+    }
+    Ok(hash)
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+/// A decimal number of digits only (no sign, no spaces), as SCRAM and PostgreSQL write them.
+fn parse_decimal(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn iterations_in_range(iterations: u32) -> bool {
+    (SCRAM_MIN_ITERATIONS..=SCRAM_MAX_ITERATIONS).contains(&iterations)
 }
 
 /// A SCRAM-SHA-256 verifier: salt, iteration count, StoredKey = H(HMAC(SaltedPassword,
@@ -106,21 +238,28 @@ impl std::fmt::Debug for ScramVerifier {
 
 impl ScramVerifier {
     /// A verifier for `password` with a fresh salt and [`SCRAM_ITERATIONS`].
+    ///
+    /// The password's SASLprep is what is salted, as PostgreSQL clients do; a password SASLprep
+    /// refuses is used as it is (as PostgreSQL does). A password that is empty, longer than
+    /// [`MAX_PASSWORD_LEN`], or empty after SASLprep (only characters it removes, such as
+    /// U+00AD soft hyphen or U+200B zero-width space) is refused.
     pub fn new(password: &str) -> Result<Self> {
-        check_password(password)?;
+        let prepared = prepared_new_password(password)?;
         let mut salt = vec![0u8; 16];
         random_bytes(&mut salt)?;
-        Ok(Self::derive(password, &salt, SCRAM_ITERATIONS))
+        Ok(Self::from_prepared(prepared.as_bytes(), &salt, SCRAM_ITERATIONS))
     }
 
-    /// The verifier of `password` with this salt and iteration count.
+    /// The verifier of `password` (its SASLprep, or itself if SASLprep refuses it) with this salt
+    /// and iteration count, checking nothing: for published vectors and tests. New verifiers come
+    /// from [`ScramVerifier::new`].
     pub fn derive(password: &str, salt: &[u8], iterations: u32) -> Self {
-        let salted = zeroize::Zeroizing::new(pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(
-            normalize(password).as_bytes(),
-            salt,
-            iterations,
-        ));
-        let client_key = zeroize::Zeroizing::new(hmac_sha256(&salted[..], b"Client Key"));
+        Self::from_prepared(normalize(password).as_bytes(), salt, iterations)
+    }
+
+    fn from_prepared(prepared: &[u8], salt: &[u8], iterations: u32) -> Self {
+        let salted = Zeroizing::new(pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(prepared, salt, iterations));
+        let client_key = Zeroizing::new(hmac_sha256(&salted[..], b"Client Key"));
         Self {
             iterations,
             salt: salt.to_vec(),
@@ -143,7 +282,10 @@ impl ScramVerifier {
     }
 
     /// Parse PostgreSQL's text form `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`
-    /// (base64). The error says what is wrong, never quoting the keys.
+    /// (base64), refusing what would make a login cost too much or too little: an iteration count
+    /// outside [`SCRAM_MIN_ITERATIONS`]..=[`SCRAM_MAX_ITERATIONS`], a salt that is not base64,
+    /// empty or longer than [`SCRAM_MAX_SALT_LEN`] bytes, keys that are not 32 bytes of base64.
+    /// The error says what is wrong, never quoting the keys.
     pub fn parse(text: &str) -> Result<Self> {
         let bad = |what: &str| Error::InvalidInput(format!("not a SCRAM-SHA-256 verifier: {what}"));
         let rest = text
@@ -152,23 +294,31 @@ impl ScramVerifier {
         let (params, keys) = rest.split_once('$').ok_or_else(|| bad("no keys"))?;
         let (iterations, salt) = params.split_once(':').ok_or_else(|| bad("no salt"))?;
         let (stored, server) = keys.split_once(':').ok_or_else(|| bad("no server key"))?;
-        let iterations: u32 = iterations.parse().map_err(|_| bad("the iteration count"))?;
-        if iterations == 0 {
-            return Err(bad("the iteration count is 0"));
+        let iterations = parse_decimal(iterations).ok_or_else(|| bad("the iteration count is not a number"))?;
+        if !iterations_in_range(iterations) {
+            return Err(bad(&format!(
+                "the iteration count is outside {SCRAM_MIN_ITERATIONS}..={SCRAM_MAX_ITERATIONS}"
+            )));
         }
         let salt = STANDARD.decode(salt).map_err(|_| bad("the salt is not base64"))?;
+        if salt.is_empty() {
+            return Err(bad("the salt is empty"));
+        }
+        if salt.len() > SCRAM_MAX_SALT_LEN {
+            return Err(bad(&format!("the salt is longer than {SCRAM_MAX_SALT_LEN} bytes")));
+        }
         let key = |s: &str, what: &str| -> Result<[u8; 32]> {
             STANDARD
                 .decode(s)
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-                .ok_or_else(|| bad(what))
+                .ok_or_else(|| bad(&format!("the {what} is not 32 bytes of base64")))
         };
         Ok(Self {
             iterations,
             salt,
-            stored_key: key(stored, "the stored key")?,
-            server_key: key(server, "the server key")?,
+            stored_key: key(stored, "stored key")?,
+            server_key: key(server, "server key")?,
         })
     }
 }
@@ -189,20 +339,97 @@ impl std::fmt::Display for ScramVerifier {
 /// Why a SCRAM exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScramError {
-    /// The client's message does not follow RFC 5802 (named part).
+    /// The other side's message does not follow RFC 5802 as this side reads it (named part).
     #[error("malformed SCRAM message: {0}")]
     Malformed(&'static str),
     /// The client asked for channel binding, which this exchange does not offer.
     #[error("SCRAM channel binding is not supported here: connect with channel_binding=disable or prefer")]
     ChannelBinding,
+    /// The client gave an authorization identity (`a=` in the GS2 header), to act as another
+    /// user: not supported.
+    #[error("SCRAM authorization identities (a=...) are not supported: log in as the user itself")]
+    AuthorizationIdentity,
     /// The proof does not match: wrong password (or unknown user).
     #[error("password authentication failed")]
     WrongProof,
 }
 
+/// Messages longer than this are refused before they are parsed.
+const MAX_SCRAM_MESSAGE: usize = 1024;
+
+/// A nonce as RFC 5802 allows it: printable ASCII but ','; not empty.
+fn is_nonce(nonce: &str) -> bool {
+    !nonce.is_empty() && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+}
+
+/// A saslname of RFC 5802: no NUL (no ',' either: the caller split on it), '=' only in the escapes
+/// `=2C` and `=3D`. Empty is allowed (libpq sends `n=,`: PostgreSQL takes the user from the
+/// startup message).
+fn is_saslname(name: &str) -> bool {
+    !name.contains('\0')
+        && name
+            .split('=')
+            .skip(1)
+            .all(|p| p.starts_with("2C") || p.starts_with("3D"))
+}
+
+/// Split a client-first message into its GS2 header (`n,,` or `y,,`) and the bare message.
+fn split_gs2_header(msg: &str) -> std::result::Result<(&'static str, &str), ScramError> {
+    for header in ["n,,", "y,,"] {
+        if let Some(bare) = msg.strip_prefix(header) {
+            return Ok((header, bare));
+        }
+    }
+    if msg.starts_with("p=") {
+        return Err(ScramError::ChannelBinding);
+    }
+    if let Some(authzid) = msg.strip_prefix("n,").or_else(|| msg.strip_prefix("y,"))
+        && authzid.starts_with("a=")
+    {
+        return Err(ScramError::AuthorizationIdentity);
+    }
+    Err(ScramError::Malformed("the GS2 header is not n,, or y,,"))
+}
+
+/// The client nonce of a client-first-message-bare, which must be exactly `n=<user>,r=<nonce>`.
+fn client_first_nonce(bare: &str) -> std::result::Result<&str, ScramError> {
+    if bare.starts_with("m=") {
+        return Err(ScramError::Malformed("mandatory extension"));
+    }
+    let rest = bare.strip_prefix("n=").ok_or(ScramError::Malformed(
+        "client-first does not start with the user name (n=)",
+    ))?;
+    let (user, rest) = rest
+        .split_once(',')
+        .ok_or(ScramError::Malformed("client-first has no nonce"))?;
+    if !is_saslname(user) {
+        return Err(ScramError::Malformed("user name in client-first"));
+    }
+    if rest.starts_with("m=") {
+        return Err(ScramError::Malformed("mandatory extension"));
+    }
+    let nonce = rest
+        .strip_prefix("r=")
+        .ok_or(ScramError::Malformed("client-first has no nonce"))?;
+    if nonce.contains(',') {
+        return Err(ScramError::Malformed(
+            "client-first has attributes after the nonce (extensions are not supported)",
+        ));
+    }
+    if !is_nonce(nonce) {
+        return Err(ScramError::Malformed("client nonce"));
+    }
+    Ok(nonce)
+}
+
 /// The server side of one SCRAM-SHA-256 exchange (no channel binding): [`ScramServer::start`]
 /// takes the client-first message and gives the server-first message; [`ScramServer::finish`]
 /// checks the client-final message's proof and gives the server-final message.
+///
+/// Messages are read strictly, in the form libpq and other PostgreSQL clients send: client-first
+/// `n,,n=<user>,r=<nonce>` (or `y,,`; no channel binding `p=`, no authorization identity `a=`, no
+/// extensions), client-final `c=<base64 of the GS2 header>,r=<nonce>,p=<proof>`, each at most
+/// 1024 bytes. Anything else is refused, never a panic.
 ///
 /// ```
 /// use stratalake_crypto::password::{ScramServer, ScramVerifier};
@@ -219,7 +446,7 @@ pub struct ScramServer {
     client_first_bare: String,
     server_first: String,
     nonce: String,
-    gs2_header: String,
+    gs2_header: &'static str,
 }
 
 impl std::fmt::Debug for ScramServer {
@@ -227,9 +454,6 @@ impl std::fmt::Debug for ScramServer {
         f.write_str("ScramServer(..)")
     }
 }
-
-/// Messages longer than this are refused before they are parsed.
-const MAX_SCRAM_MESSAGE: usize = 4096;
 
 impl ScramServer {
     /// Start an exchange against `verifier` (a [`ScramVerifier::mock`] for an unknown user) with a
@@ -240,8 +464,8 @@ impl ScramServer {
         Self::start_with_nonce(verifier, client_first, &STANDARD.encode(n))
     }
 
-    /// [`ScramServer::start`] with a given server nonce (printable, no comma): for tests against
-    /// published vectors. Servers use [`ScramServer::start`].
+    /// [`ScramServer::start`] with a given server nonce (printable, no comma, not empty): for
+    /// tests against published vectors. Servers use [`ScramServer::start`].
     pub fn start_with_nonce(
         verifier: &ScramVerifier,
         client_first: &[u8],
@@ -251,35 +475,10 @@ impl ScramServer {
             return Err(ScramError::Malformed("client-first message too long"));
         }
         let msg = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed("client-first is not UTF-8"))?;
-        // gs2-header: "n,," (no binding), "y,," (client could bind, thinks we cannot), "p=..."
-        let (cbind, rest) = msg
-            .split_once(',')
-            .ok_or(ScramError::Malformed("client-first has no GS2 header"))?;
-        match cbind {
-            "n" | "y" => {}
-            c if c.starts_with("p=") => return Err(ScramError::ChannelBinding),
-            _ => return Err(ScramError::Malformed("GS2 channel binding flag")),
-        }
-        let (authzid, bare) = rest
-            .split_once(',')
-            .ok_or(ScramError::Malformed("client-first has no GS2 header"))?;
-        if !authzid.is_empty() && !authzid.starts_with("a=") {
-            return Err(ScramError::Malformed("GS2 authorization identity"));
-        }
-        let gs2_header = format!("{cbind},{authzid},");
-        // client-first-message-bare: [reserved-mext ","] username "," nonce ["," extensions]
-        let mut client_nonce = None;
-        for attr in bare.split(',') {
-            if attr.starts_with("m=") {
-                return Err(ScramError::Malformed("mandatory extension"));
-            }
-            if let Some(r) = attr.strip_prefix("r=") {
-                client_nonce = Some(r);
-            }
-        }
-        let client_nonce = client_nonce.ok_or(ScramError::Malformed("client-first has no nonce"))?;
-        if client_nonce.is_empty() || !client_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',') {
-            return Err(ScramError::Malformed("client nonce"));
+        let (gs2_header, bare) = split_gs2_header(msg)?;
+        let client_nonce = client_first_nonce(bare)?;
+        if !is_nonce(server_nonce) {
+            return Err(ScramError::Malformed("server nonce"));
         }
         let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!(
@@ -299,33 +498,37 @@ impl ScramServer {
         ))
     }
 
-    /// Check the client-final message; on success the server-final message (`v=...`), which
-    /// proves to the client that the server knew the verifier.
+    /// Check the client-final message, exactly `c=<binding>,r=<nonce>,p=<proof>`; on success the
+    /// server-final message (`v=...`), which proves to the client that the server knew the
+    /// verifier.
     pub fn finish(self, client_final: &[u8]) -> std::result::Result<String, ScramError> {
         if client_final.len() > MAX_SCRAM_MESSAGE {
             return Err(ScramError::Malformed("client-final message too long"));
         }
         let msg = std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed("client-final is not UTF-8"))?;
-        let (without_proof, proof) = msg
-            .rsplit_once(",p=")
-            .ok_or(ScramError::Malformed("client-final has no proof"))?;
-        let mut attrs = without_proof.split(',');
-        let binding = attrs
-            .next()
-            .and_then(|c| c.strip_prefix("c="))
-            .ok_or(ScramError::Malformed("client-final has no channel binding"))?;
-        let binding = STANDARD
-            .decode(binding)
-            .map_err(|_| ScramError::Malformed("channel binding is not base64"))?;
-        if binding != self.gs2_header.as_bytes() {
+        let (binding, rest) = msg
+            .split_once(',')
+            .ok_or(ScramError::Malformed("client-final has no nonce"))?;
+        let binding = binding.strip_prefix("c=").ok_or(ScramError::Malformed(
+            "client-final does not start with the channel binding (c=)",
+        ))?;
+        if binding != STANDARD.encode(self.gs2_header) {
             return Err(ScramError::Malformed("channel binding differs from the GS2 header"));
         }
-        let nonce = attrs
-            .next()
-            .and_then(|r| r.strip_prefix("r="))
-            .ok_or(ScramError::Malformed("client-final has no nonce"))?;
+        let (nonce, proof) = rest
+            .split_once(',')
+            .ok_or(ScramError::Malformed("client-final has no proof"))?;
+        let nonce = nonce.strip_prefix("r=").ok_or(ScramError::Malformed(
+            "client-final has no nonce (r=) after the channel binding",
+        ))?;
         if !ct_eq(nonce.as_bytes(), self.nonce.as_bytes()) {
             return Err(ScramError::Malformed("nonce differs from the exchange's"));
+        }
+        let proof = proof.strip_prefix("p=").ok_or(ScramError::Malformed(
+            "client-final has no proof (p=) after the nonce (extensions are not supported)",
+        ))?;
+        if proof.contains(',') {
+            return Err(ScramError::Malformed("client-final has attributes after the proof"));
         }
         let proof = STANDARD
             .decode(proof)
@@ -333,9 +536,10 @@ impl ScramServer {
         if proof.len() != 32 {
             return Err(ScramError::WrongProof);
         }
+        let without_proof = format!("c={binding},r={nonce}");
         let auth_message = format!("{},{},{without_proof}", self.client_first_bare, self.server_first);
         let signature = hmac_sha256(&self.verifier.stored_key, auth_message.as_bytes());
-        let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+        let client_key = Zeroizing::new(proof.iter().zip(signature).map(|(p, s)| p ^ s).collect::<Vec<u8>>());
         if !ct_eq(&sha256(&client_key), &self.verifier.stored_key) {
             return Err(ScramError::WrongProof);
         }
@@ -347,6 +551,11 @@ impl ScramServer {
 /// The client side of a SCRAM-SHA-256 exchange (no channel binding), as libpq runs it: for
 /// tests and tools that log in to a Stratalake server from Rust.
 ///
+/// [`ScramClient::respond`] reads the server-first message strictly (`r=<nonce>,s=<salt>,i=<n>`)
+/// and refuses a server that would make it do too much or too little work: an iteration count
+/// outside [`SCRAM_MIN_ITERATIONS`]..=[`SCRAM_MAX_ITERATIONS`], a nonce that does not extend the
+/// client's, an empty salt.
+///
 /// ```
 /// use stratalake_crypto::password::{ScramClient, ScramServer, ScramVerifier};
 /// let v = ScramVerifier::new("pencil").unwrap();
@@ -357,7 +566,7 @@ impl ScramServer {
 /// assert!(client.verify(&server_final));
 /// ```
 pub struct ScramClient {
-    password: zeroize::Zeroizing<String>,
+    password: Zeroizing<String>,
     client_first_bare: String,
     client_nonce: String,
     server_signature: Option<[u8; 32]>,
@@ -379,7 +588,7 @@ impl ScramClient {
         let bare = format!("n={user},r={client_nonce}");
         Ok((
             Self {
-                password: zeroize::Zeroizing::new(password.to_string()),
+                password: Zeroizing::new(password.to_string()),
                 client_first_bare: bare.clone(),
                 client_nonce,
                 server_signature: None,
@@ -390,36 +599,57 @@ impl ScramClient {
 
     /// Answer the server-first message: the client-final message to send.
     pub fn respond(mut self, server_first: &str) -> std::result::Result<(Self, String), ScramError> {
-        let mut nonce = None;
-        let mut salt = None;
-        let mut iterations = None;
-        for attr in server_first.split(',') {
-            if let Some(v) = attr.strip_prefix("r=") {
-                nonce = Some(v);
-            } else if let Some(v) = attr.strip_prefix("s=") {
-                salt = STANDARD.decode(v).ok();
-            } else if let Some(v) = attr.strip_prefix("i=") {
-                iterations = v.parse::<u32>().ok().filter(|i| *i > 0);
-            }
+        if server_first.len() > MAX_SCRAM_MESSAGE {
+            return Err(ScramError::Malformed("server-first message too long"));
         }
-        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
-            return Err(ScramError::Malformed("server-first message"));
-        };
-        if !nonce.starts_with(&self.client_nonce) {
+        if server_first.starts_with("m=") {
+            return Err(ScramError::Malformed("mandatory extension"));
+        }
+        let mut attrs = server_first.split(',');
+        let nonce = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("r="))
+            .ok_or(ScramError::Malformed("server-first does not start with the nonce (r=)"))?;
+        let salt = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("s="))
+            .ok_or(ScramError::Malformed("server-first has no salt (s=) after the nonce"))?;
+        let iterations = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("i="))
+            .ok_or(ScramError::Malformed(
+                "server-first has no iteration count (i=) after the salt",
+            ))?;
+        if attrs.next().is_some() {
+            return Err(ScramError::Malformed(
+                "server-first has attributes after the iteration count",
+            ));
+        }
+        if !is_nonce(nonce) || nonce.len() <= self.client_nonce.len() || !nonce.starts_with(&self.client_nonce) {
             return Err(ScramError::Malformed("server nonce does not extend the client's"));
         }
-        let salted = zeroize::Zeroizing::new(pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(
+        let salt = STANDARD
+            .decode(salt)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or(ScramError::Malformed("server salt is empty or not base64"))?;
+        let iterations = parse_decimal(iterations)
+            .filter(|i| iterations_in_range(*i))
+            .ok_or(ScramError::Malformed(
+                "server iteration count is not a number in 4096..=1000000",
+            ))?;
+        let salted = Zeroizing::new(pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(
             normalize(&self.password).as_bytes(),
             &salt,
             iterations,
         ));
-        let client_key = hmac_sha256(&salted[..], b"Client Key");
-        let server_key = hmac_sha256(&salted[..], b"Server Key");
+        let client_key = Zeroizing::new(hmac_sha256(&salted[..], b"Client Key"));
+        let server_key = Zeroizing::new(hmac_sha256(&salted[..], b"Server Key"));
         let without_proof = format!("c=biws,r={nonce}");
         let auth = format!("{},{server_first},{without_proof}", self.client_first_bare);
-        let signature = hmac_sha256(&sha256(&client_key), auth.as_bytes());
+        let signature = hmac_sha256(&sha256(&client_key[..]), auth.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(signature).map(|(k, s)| k ^ s).collect();
-        self.server_signature = Some(hmac_sha256(&server_key, auth.as_bytes()));
+        self.server_signature = Some(hmac_sha256(&server_key[..], auth.as_bytes()));
         Ok((self, format!("{without_proof},p={}", STANDARD.encode(proof))))
     }
 
@@ -620,5 +850,383 @@ mod tests {
         for bad in ["", "slk_", "slk_zzzzzzzzzzzz_abc", "pat_0123456789ab_x"] {
             assert_eq!(ApiToken::id_of(bad), None, "{bad}");
         }
+    }
+
+    /// A client proof over any client-final-without-proof, to try what a server accepts.
+    fn proof_over(
+        password: &str,
+        salt: &[u8],
+        iters: u32,
+        first_bare: &str,
+        server_first: &str,
+        without_proof: &str,
+    ) -> String {
+        let salted = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, iters);
+        let client_key = hmac_sha256(&salted, b"Client Key");
+        let auth = format!("{first_bare},{server_first},{without_proof}");
+        let sig = hmac_sha256(&sha256(&client_key), auth.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(sig).map(|(a, b)| a ^ b).collect();
+        STANDARD.encode(proof)
+    }
+
+    #[test]
+    fn passwords_that_saslprep_empties_are_refused_without_being_quoted() {
+        // U+00AD soft hyphen, U+FEFF, U+180B, U+2060, U+034F, U+200D: SASLprep maps them to nothing
+        for password in ["\u{ad}", "\u{ad}\u{feff}\u{180b}\u{2060}", "\u{34f}\u{200d}"] {
+            for e in [
+                ScramVerifier::new(password).unwrap_err(),
+                hash_password(password).unwrap_err(),
+            ] {
+                let e = e.to_string();
+                assert!(e.contains("empty") && e.contains("SASLprep"), "{e}");
+                assert!(!e.contains(password), "{e}");
+            }
+        }
+        // one character left is enough; U+200B (zero-width space) is a non-ASCII space to SASLprep,
+        // mapped to U+0020 before the mapping to nothing (as PostgreSQL does): not empty
+        assert!(ScramVerifier::new("\u{ad}x").is_ok());
+        assert!(hash_password("\u{2060}x").is_ok());
+        let v = ScramVerifier::new("\u{200b}").unwrap();
+        assert_eq!(ScramVerifier::derive(" ", &v.salt, v.iterations), v);
+    }
+
+    #[test]
+    fn argon2_and_scram_agree_on_the_saslprep_form_of_a_password() {
+        // "I\u{ad}X" and "IX" are one password to SASLprep (so to SCRAM): argon2 agrees
+        let v = ScramVerifier::new("I\u{ad}X").unwrap();
+        assert_eq!(ScramVerifier::derive("IX", &v.salt, v.iterations), v);
+        let h = hash_password("I\u{ad}X").unwrap();
+        assert!(verify_password(&h, "IX"));
+        assert!(verify_password(&h, "I\u{ad}X"));
+        // non-ASCII spaces map to a space, compatibility forms are folded (NFKC)
+        let h = hash_password("a\u{a0}b\u{2168}").unwrap();
+        assert!(verify_password(&h, "a bIX"));
+        assert!(!verify_password(&h, "a b"));
+        // a password SASLprep refuses (a control character) is used as it is, by both
+        let raw = "ab\u{7}c";
+        assert_eq!(&*normalize(raw), raw);
+        let h = hash_password(raw).unwrap();
+        assert!(verify_password(&h, raw) && !verify_password(&h, "abc"));
+        let v = ScramVerifier::new(raw).unwrap();
+        let (server, first) = ScramServer::start(&v, b"n,,n=,r=abcdef").unwrap();
+        let fin = client_final(raw, &v.salt, v.iterations, "n=,r=abcdef", &first);
+        assert!(server.finish(fin.as_bytes()).is_ok());
+        // a password made only of removed characters is used raw, as PostgreSQL does (its
+        // SASLprep refuses an empty result): a libpq client's proof is over those bytes
+        assert_eq!(&*normalize("\u{ad}"), "\u{ad}");
+        let v = ScramVerifier::from_prepared("\u{ad}".as_bytes(), b"0123456789abcdef", 4096);
+        assert_eq!(ScramVerifier::derive("\u{ad}", b"0123456789abcdef", 4096), v);
+        assert_ne!(ScramVerifier::derive("", b"0123456789abcdef", 4096), v);
+        let (client, first) = ScramClient::start("ana", "\u{ad}").unwrap();
+        let (server, server_first) = ScramServer::start(&v, first.as_bytes()).unwrap();
+        let (client, fin) = client.respond(&server_first).unwrap();
+        assert!(client.verify(&server.finish(fin.as_bytes()).unwrap()));
+        // ... and never verifies: no hash is made of it
+        let h = hash_password("x").unwrap();
+        assert!(!verify_password(&h, "\u{ad}") && !verify_password(&h, ""));
+    }
+
+    fn argon2_hash(algorithm: argon2::Algorithm, m: u32, t: u32, p: u32, password: &str) -> String {
+        let params = argon2::Params::new(m, t, p, None).unwrap();
+        Argon2::new(algorithm, argon2::Version::V0x13, params)
+            .hash_password(password.as_bytes())
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn password_hashes_outside_the_accepted_parameters_never_verify() {
+        use argon2::Algorithm::{Argon2d, Argon2i, Argon2id};
+        // cheap hashes that match their password, but are not what hash_password makes
+        for (phc, what) in [
+            (argon2_hash(Argon2i, 64, 1, 1, "pw"), "argon2i"),
+            (argon2_hash(Argon2d, 64, 1, 1, "pw"), "argon2d"),
+            (argon2_hash(Argon2id, 64, 11, 1, "pw"), "t = 11"),
+            (argon2_hash(Argon2id, 64, 1, 5, "pw"), "p = 5"),
+        ] {
+            assert!(!verify_password(&phc, "pw"), "{what}: {phc}");
+        }
+        // within the bounds: verifies
+        let edge = argon2_hash(Argon2id, 64, 10, 4, "pw");
+        assert!(verify_password(&edge, "pw"));
+        assert!(check_password_hash(&edge).is_ok());
+        let h = hash_password("pw").unwrap();
+        assert!(check_password_hash(&h).is_ok(), "what hash_password makes is accepted");
+        assert!(check_password_hash(&h.replace("m=19456", "m=65536")).is_ok());
+        // the same checks for callers validating catalog entries, naming what is wrong
+        let salt_and_hash = h.rsplitn(3, '$').take(2).collect::<Vec<_>>();
+        let (hash_b64, salt_b64) = (salt_and_hash[0], salt_and_hash[1]);
+        for (phc, what) in [
+            (argon2_hash(Argon2i, 64, 1, 1, "pw"), "argon2id"),
+            (argon2_hash(Argon2id, 64, 11, 1, "pw"), "time cost"),
+            (argon2_hash(Argon2id, 64, 1, 5, "pw"), "parallelism"),
+            (h.replace("m=19456", "m=65537"), "memory cost"),
+            (h.replace("m=19456", "m=4294967295"), "memory cost"),
+            (h.replace("t=2", "t=4294967295"), "time cost"),
+            (h.replace("t=2", "t=0"), "invalid"),
+            (h.replace("m=19456", "m=0"), "invalid"),
+            (h.replace("p=1", "p=0"), "invalid"),
+            (h.replace("v=19", "v=16"), "version"),
+            (h.replace(",p=1", ""), "exactly m, t and p"),
+            (h.replace("p=1", "p=1,keyid=AAAA"), "exactly m, t and p"),
+            (h.replace("t=2", "t=+2"), "exactly m, t and p"),
+            (
+                format!("$argon2id$v=19$m=19456,t=2,p=1${salt_b64}"),
+                "no salt or no hash",
+            ),
+            (
+                format!(
+                    "$argon2id$v=19$m=19456,t=2,p=1${salt_b64}${hash_b64}{}",
+                    "A".repeat(300)
+                ),
+                "longer",
+            ),
+            (
+                "$scrypt$ln=16,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_string(),
+                "argon2id",
+            ),
+            (String::new(), "PHC"),
+            ("$".to_string(), "PHC"),
+            ("$argon2id".to_string(), "no salt or no hash"),
+            ("not a hash".to_string(), "PHC"),
+        ] {
+            let e = check_password_hash(&phc).unwrap_err().to_string();
+            assert!(
+                e.contains("not an accepted argon2id password hash") && e.contains(what),
+                "{phc}: {e}"
+            );
+            assert!(!e.contains(hash_b64) && !e.contains(salt_b64), "{e}");
+            assert!(!verify_password(&phc, "pw"), "{phc}");
+        }
+        // a tampered memory cost is refused before any work (1 GiB, 4 TiB would be tried otherwise)
+        let h = hash_password("pw").unwrap();
+        for m in ["m=65537", "m=1048576", "m=4294967295"] {
+            let tampered = h.replace("m=19456", m);
+            let t = std::time::Instant::now();
+            assert!(!verify_password(&tampered, "pw"), "{m}");
+            assert!(t.elapsed() < std::time::Duration::from_secs(1), "{m}");
+        }
+    }
+
+    #[test]
+    fn stored_verifiers_outside_the_accepted_bounds_are_refused() {
+        let key = STANDARD.encode([7u8; 32]);
+        let verifier =
+            |iterations: &str, salt: &str, stored: &str| format!("SCRAM-SHA-256${iterations}:{salt}${stored}:{key}");
+        let salt16 = STANDARD.encode([1u8; 16]);
+        for (text, what) in [
+            (verifier("4095", &salt16, &key), "iteration count"),
+            (verifier("1000001", &salt16, &key), "iteration count"),
+            (verifier("4294967295", &salt16, &key), "iteration count"),
+            (verifier("4294967296", &salt16, &key), "iteration count"),
+            (verifier("+4096", &salt16, &key), "iteration count"),
+            (verifier("-4096", &salt16, &key), "iteration count"),
+            (verifier(" 4096", &salt16, &key), "iteration count"),
+            (verifier("4096", "", &key), "salt"),
+            (verifier("4096", "!!!!", &key), "salt"),
+            (verifier("4096", "c2FsdA", &key), "salt"),
+            (verifier("4096", &STANDARD.encode([1u8; 65]), &key), "salt"),
+            (verifier("4096", &salt16, &STANDARD.encode([7u8; 31])), "stored key"),
+            (verifier("4096", &salt16, &STANDARD.encode([7u8; 33])), "stored key"),
+            (verifier("4096", &salt16, ""), "stored key"),
+            (format!("{}$x", verifier("4096", &salt16, &key)), "server key"),
+            (format!("{}:x", verifier("4096", &salt16, &key)), "server key"),
+        ] {
+            let e = ScramVerifier::parse(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("not a SCRAM-SHA-256 verifier") && e.contains(what),
+                "{text}: {e}"
+            );
+            assert!(!e.contains(&key), "{e}");
+        }
+        for (iterations, salt_len) in [("4096", 1), ("1000000", 64), ("600000", 16)] {
+            let text = verifier(iterations, &STANDARD.encode(vec![1u8; salt_len]), &key);
+            assert_eq!(ScramVerifier::parse(&text).unwrap().to_string(), text);
+        }
+        let m = ScramVerifier::mock(b"secret", "nobody");
+        assert_eq!(ScramVerifier::parse(&m.to_string()).unwrap(), m);
+    }
+
+    #[test]
+    fn client_first_messages_are_parsed_strictly() {
+        let v = ScramVerifier::new("pw").unwrap();
+        let long = format!("n,,n=a,r={}", "x".repeat(1100));
+        let long_name = format!("n,,n={},r=abc", "u".repeat(1100));
+        let hostile: Vec<&[u8]> = vec![
+            b"",
+            b",",
+            b",,",
+            b",,,,,,",
+            b"n",
+            b"n,",
+            b"n,,",
+            b"n,,,",
+            b"N,,n=a,r=abc",
+            b" n,,n=a,r=abc",
+            b"x,,n=a,r=abc",
+            b"p,,n=a,r=abc",
+            b"n,x,n=a,r=abc",
+            b"n,,,n=a,r=abc",
+            b"n,,n=",
+            b"n,,n=a",
+            b"n,,n=a,",
+            b"n,,n=a,r",
+            b"n,,n=a,r=",
+            b"n,,n=a,r=abc,",
+            b"n,,r=abc",
+            b"n,,r=abc,n=a",
+            b"n,,a,r=abc",
+            b"n,,n=a,n=b,r=abc",
+            b"n,,n=a,r=abc,r=def",
+            b"n,,n=a,r=abc,n=a",
+            b"n,,m=ext,n=a,r=abc",
+            b"n,,n=a,m=ext,r=abc",
+            b"n,,n=a,r=abc,m=ext",
+            b"n,,n=a,r=abc,x=ext",
+            b"n,,n=a,x=y,r=abc",
+            b"n,,n=a,r=ab c",
+            b"n,,n=a,r=ab\x01c",
+            b"n,,n=a,r=ab\x7fc",
+            b"n,,n=a,r=ab\xc3\xa9",
+            b"n,,n=a,r=abc\xff",
+            b"\xff\xfe",
+            b"n,,n=a\x00b,r=abc",
+            b"n,,n=a=,r=abc",
+            b"n,,n=a=2,r=abc",
+            b"n,,n=a=41,r=abc",
+            long.as_bytes(),
+            long_name.as_bytes(),
+        ];
+        for m in hostile {
+            assert!(ScramServer::start(&v, m).is_err(), "{:?}", String::from_utf8_lossy(m));
+        }
+        let start = |m: &[u8]| ScramServer::start(&v, m).map(|_| ()).unwrap_err();
+        for m in [&b"n,a=bob,n=a,r=abc"[..], b"y,a=bob,n=a,r=abc", b"n,a=,n=a,r=abc"] {
+            assert_eq!(start(m), ScramError::AuthorizationIdentity);
+        }
+        for m in [
+            &b"p=tls-server-end-point,,n=a,r=abc"[..],
+            b"p=tls-unique,a=bob,n=a,r=abc",
+            b"p=",
+        ] {
+            assert_eq!(start(m), ScramError::ChannelBinding);
+        }
+        assert_eq!(
+            start(b"n,,n=a,r=abc,m=x"),
+            ScramError::Malformed("client-first has attributes after the nonce (extensions are not supported)")
+        );
+        assert_eq!(
+            start(long.as_bytes()),
+            ScramError::Malformed("client-first message too long")
+        );
+        assert!(!ScramError::AuthorizationIdentity.to_string().contains("bob"));
+        // fine: what libpq sends (no user name), "y" (the client could bind, we cannot), escapes
+        for m in [
+            &b"n,,n=,r=abc"[..],
+            b"y,,n=a,r=abc",
+            b"n,,n=a=2Cb=3D,r=abc",
+            b"n,,n=\xc3\xa9,r=abc",
+        ] {
+            assert!(ScramServer::start(&v, m).is_ok(), "{:?}", String::from_utf8_lossy(m));
+        }
+    }
+
+    #[test]
+    fn client_final_messages_are_parsed_strictly() {
+        let v = ScramVerifier::derive("pw", b"0123456789abcdef", 4096);
+        let bare = "n=a,r=abc";
+        let sf = format!("r=abcSRV,s={},i=4096", STANDARD.encode(b"0123456789abcdef"));
+        let server = || {
+            ScramServer::start_with_nonce(&v, format!("n,,{bare}").as_bytes(), "SRV")
+                .unwrap()
+                .0
+        };
+        let proof = |without_proof: &str| proof_over("pw", b"0123456789abcdef", 4096, bare, &sf, without_proof);
+        let good = proof("c=biws,r=abcSRV");
+        assert!(server().finish(format!("c=biws,r=abcSRV,p={good}").as_bytes()).is_ok());
+        let long = format!("c=biws,r=abcSRV,p={good}{}", "A".repeat(2000));
+        let hostile: Vec<String> = vec![
+            String::new(),
+            ",".into(),
+            ",,".into(),
+            ",,,".into(),
+            "c=biws".into(),
+            "c=biws,r=abcSRV".into(),
+            "c=biws,r=abcSRV,".into(),
+            "c=biws,r=abcSRV,p=".into(),
+            "c=biws,r=abcSRV,p=!!!!".into(),
+            format!("c=biws,r=abcSRV,p={good},"),
+            format!("c=biws,r=abcSRV,p={good} "),
+            format!("r=abcSRV,c=biws,p={good}"),
+            format!("c=biws,p={good},r=abcSRV"),
+            format!("c=biws,p={good}"),
+            format!("r=abcSRV,p={good}"),
+            format!("c=,r=abcSRV,p={good}"),
+            format!("c=eSws,r=abcSRV,p={good}"),
+            format!("c=biws=,r=abcSRV,p={good}"),
+            format!("c=cCx4LA==,r=abcSRV,p={good}"),
+            format!("c=biws,r=abc,p={good}"),
+            format!("c=biws,r=abcSRVX,p={good}"),
+            format!("c=biws,r=,p={good}"),
+            format!("c=biws,c=biws,r=abcSRV,p={good}"),
+            format!("c=biws,r=abcSRV,r=abcSRV,p={good}"),
+            format!("c=biws,r=abcSRV,p={good},p={good}"),
+            format!("c=biws,r=abcSRV,x=y,p={good}"),
+            format!("c=biws,r=abcSRV,m=y,p={good}"),
+            format!("c=biws,r=abcSRV,p={good},x=y"),
+            long,
+        ];
+        for m in &hostile {
+            assert!(server().finish(m.as_bytes()).is_err(), "{m}");
+        }
+        assert!(server().finish(b"c=biws,r=abcSRV,p=\xff").is_err());
+        // proofs made over the extra attributes (which the old parser signed along) do not pass
+        for without_proof in [
+            "c=biws,r=abcSRV,x=y",
+            "c=biws,r=abcSRV,p=AAAA",
+            "c=biws,r=abcSRV,r=abcSRV",
+        ] {
+            let m = format!("{without_proof},p={}", proof(without_proof));
+            assert!(server().finish(m.as_bytes()).is_err(), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_client_refuses_a_server_first_that_would_make_it_do_too_much_or_too_little_work() {
+        let salt = STANDARD.encode(b"0123456789abcdef");
+        let client = || ScramClient::start("ana", "pencil").unwrap().0;
+        let respond = |server_first: &dyn Fn(&str) -> String| {
+            let c = client();
+            let sf = server_first(&c.client_nonce);
+            c.respond(&sf).map(|_| ())
+        };
+        for (what, server_first) in [
+            (
+                "i=1",
+                &(|n: &str| format!("r={n}SRV,s={salt},i=1")) as &dyn Fn(&str) -> String,
+            ),
+            ("i=4095", &|n: &str| format!("r={n}SRV,s={salt},i=4095")),
+            ("i=1000001", &|n: &str| format!("r={n}SRV,s={salt},i=1000001")),
+            ("i=u32::MAX", &|n: &str| format!("r={n}SRV,s={salt},i=4294967295")),
+            ("i=0", &|n: &str| format!("r={n}SRV,s={salt},i=0")),
+            ("i=+4096", &|n: &str| format!("r={n}SRV,s={salt},i=+4096")),
+            ("no i", &|n: &str| format!("r={n}SRV,s={salt}")),
+            ("nonce = client nonce", &|n: &str| format!("r={n},s={salt},i=4096")),
+            ("other nonce", &|_: &str| format!("r=abcdefSRV,s={salt},i=4096")),
+            ("nonce with a space", &|n: &str| format!("r={n}S V,s={salt},i=4096")),
+            ("empty salt", &|n: &str| format!("r={n}SRV,s=,i=4096")),
+            ("salt not base64", &|n: &str| format!("r={n}SRV,s=!!!!,i=4096")),
+            ("no salt", &|n: &str| format!("r={n}SRV,i=4096")),
+            ("out of order", &|n: &str| format!("s={salt},r={n}SRV,i=4096")),
+            ("mandatory extension", &|n: &str| {
+                format!("m=x,r={n}SRV,s={salt},i=4096")
+            }),
+            ("twice", &|n: &str| format!("r={n}SRV,r={n}SRV,s={salt},i=4096")),
+            ("empty", &|_: &str| String::new()),
+            ("long", &|n: &str| format!("r={n}{},s={salt},i=4096", "x".repeat(2000))),
+        ] {
+            assert!(respond(server_first).is_err(), "{what}");
+        }
+        assert!(respond(&|n: &str| format!("r={n}SRV,s={salt},i=4096")).is_ok());
     }
 }
