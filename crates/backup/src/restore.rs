@@ -145,6 +145,18 @@ impl Repository {
         let (namespaces, access, mut table_access) = if opts.table.is_none() {
             let mut access = m.catalog.access.clone();
             access.shredded.extend(shredded.iter().cloned());
+            // Credentials are not restored: a backup holds the passwords and tokens of its day,
+            // and bringing them back would revive a token revoked or a password changed since.
+            // A principal the target already has keeps the target's credentials; any other
+            // comes back without a password or token (set them again after the restore).
+            for (name, entry) in access.principals.iter_mut() {
+                entry.credentials = state
+                    .access
+                    .principals
+                    .get(name)
+                    .map(|p| p.credentials.clone())
+                    .unwrap_or_default();
+            }
             (m.catalog.namespaces.keys().cloned().collect(), Some(access), Vec::new())
         } else {
             let job = &jobs[0];

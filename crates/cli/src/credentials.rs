@@ -12,8 +12,9 @@ use crate::output::{self, made, print_rows, show};
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
-    /// Make an API token for a principal and print it once (only its hash is kept). Use it as
-    /// a bearer token, or as the password of a PostgreSQL or Flight SQL login.
+    /// Make an API token for a principal and print it once (only its hash is kept); lake
+    /// administrators only. It proves the principal wherever a bearer token is accepted
+    /// (`Lake::authenticate_token`); it is not a PostgreSQL password.
     Create {
         /// The principal (yourself, or anyone if you are a lake administrator).
         name: String,

@@ -49,8 +49,9 @@ pub struct TokenInfo {
 
 impl Access<'_> {
     /// Set `principal`'s password: its argon2id hash and its SCRAM-SHA-256 verifier replace the
-    /// old ones in one catalog commit. The principal itself or a lake administrator; audited
-    /// (never the password). Open sessions keep going; the next login needs the new password.
+    /// old ones in one catalog commit. Lake administrators only (a principal changes its own with
+    /// [`Access::change_own_password`], which asks for the current one); audited, never the
+    /// password. Open sessions keep going; the next login needs the new password.
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
@@ -68,38 +69,73 @@ impl Access<'_> {
     /// # Ok(()) }
     /// ```
     pub async fn set_password(&self, principal: &str, password: &str) -> Result<()> {
-        let entry = PasswordEntry {
-            argon2: hash_password(password)?,
-            scram: ScramVerifier::new(password)?.to_string(),
-            set_ms: self.session.lake.now_ms(),
-        };
         self.credential_change(
-            principal,
+            Operation::AdministerLake,
             format!("SET PASSWORD FOR {principal}"),
-            AccessAction::SetPassword {
-                principal: principal.to_string(),
-                password: Some(entry),
-            },
+            self.password_action(principal, password),
         )
         .await
     }
 
+    /// Change this session's own password, proving the current one first (a session left open
+    /// must not be enough to take the account over). A wrong current password fails as a login
+    /// does ([`Error::AuthenticationFailed`]) and is audited as denied.
+    pub async fn change_own_password(&self, current: &str, new: &str) -> Result<()> {
+        let me = self.session.principal.clone();
+        let r = self.session.lake.authenticate_password(&me, current).await.map(|_| ());
+        if r.is_err() {
+            self.session
+                .record("access", format!("CHANGE PASSWORD OF {me}"), vec![], None, &r)
+                .await?;
+            return r;
+        }
+        self.credential_change(
+            Operation::ManageCredentials(&me),
+            format!("CHANGE PASSWORD OF {me}"),
+            self.password_action(&me, new),
+        )
+        .await
+    }
+
+    /// The catalog action setting `principal`'s password (hashed off the async workers).
+    async fn password_action(&self, principal: &str, password: &str) -> Result<AccessAction> {
+        let password = Zeroizing::new(password.to_string());
+        let set_ms = self.session.lake.now_ms();
+        let entry = tokio::task::spawn_blocking(move || -> Result<PasswordEntry> {
+            Ok(PasswordEntry {
+                argon2: hash_password(&password)?,
+                scram: ScramVerifier::new(&password)?.to_string(),
+                set_ms,
+            })
+        })
+        .await
+        .map_err(|e| Error::Table(stratalake_table::Error::Internal(format!("password hashing: {e}"))))??;
+        Ok(AccessAction::SetPassword {
+            principal: principal.to_string(),
+            password: Some(entry),
+        })
+    }
+
     /// Remove `principal`'s password: it can no longer log in with one (tokens still work).
+    /// The principal itself or a lake administrator.
     pub async fn clear_password(&self, principal: &str) -> Result<()> {
         self.credential_change(
-            principal,
+            Operation::ManageCredentials(principal),
             format!("CLEAR PASSWORD FOR {principal}"),
-            AccessAction::SetPassword {
-                principal: principal.to_string(),
-                password: None,
+            async {
+                Ok(AccessAction::SetPassword {
+                    principal: principal.to_string(),
+                    password: None,
+                })
             },
         )
         .await
     }
 
     /// Make an API token for `principal`, valid for `valid_for` (`None`: until revoked). The
-    /// returned secret is the only copy: only its SHA-256 is stored. The principal itself or a
-    /// lake administrator; audited (the token's id, never the secret).
+    /// returned secret is the only copy: only its SHA-256 is stored. Lake administrators only (a
+    /// token is a credential that outlives a session: whoever holds a session must not be able
+    /// to mint one); audited (the token's id, never the secret).
     ///
     /// ```
     /// # #[tokio::main(flavor = "multi_thread")] async fn main() -> stratalake::Result<()> {
@@ -131,21 +167,18 @@ impl Access<'_> {
             token.id,
             valid_for.map_or(String::new(), |d| format!(" VALID FOR {}s", d.as_secs()))
         );
-        self.credential_change(
-            principal,
-            statement,
-            AccessAction::CreateToken {
-                principal: principal.to_string(),
-                id: token.id.clone(),
-                token: TokenEntry {
-                    hash: token.hash.clone(),
-                    label: label.to_string(),
-                    created_ms: now,
-                    expires_ms,
-                },
+        let action = AccessAction::CreateToken {
+            principal: principal.to_string(),
+            id: token.id.clone(),
+            token: TokenEntry {
+                hash: token.hash.clone(),
+                label: label.to_string(),
+                created_ms: now,
+                expires_ms,
             },
-        )
-        .await?;
+        };
+        self.credential_change(Operation::AdministerLake, statement, async { Ok(action) })
+            .await?;
         Ok(NewToken {
             id: token.id,
             secret: token.secret,
@@ -188,22 +221,29 @@ impl Access<'_> {
     /// audited.
     pub async fn revoke_token(&self, principal: &str, id: &str) -> Result<()> {
         self.credential_change(
-            principal,
+            Operation::ManageCredentials(principal),
             format!("REVOKE TOKEN {id} FOR {principal}"),
-            AccessAction::RevokeToken {
-                principal: principal.to_string(),
-                id: id.to_string(),
+            async {
+                Ok(AccessAction::RevokeToken {
+                    principal: principal.to_string(),
+                    id: id.to_string(),
+                })
             },
         )
         .await
     }
 
-    async fn credential_change(&self, principal: &str, statement: String, action: AccessAction) -> Result<()> {
+    /// Check `operation`, then (only if allowed) make the action and commit it; audited either
+    /// way.
+    async fn credential_change(
+        &self,
+        operation: Operation<'_>,
+        statement: String,
+        action: impl std::future::Future<Output = Result<AccessAction>>,
+    ) -> Result<()> {
         let r = async {
-            self.session
-                .subject()
-                .await?
-                .check(&Operation::ManageCredentials(principal))?;
+            self.session.subject().await?.check(&operation)?;
+            let action = action.await?;
             Ok(self
                 .session
                 .lake
@@ -230,18 +270,28 @@ impl Lake {
             .get(user)
             .and_then(|p| p.credentials.password.as_ref())
             .map(|p| p.argon2.clone());
-        // An unknown user costs the same argon2 work as a known one.
-        let hash = match &stored {
-            Some(h) => h.clone(),
-            None => self.mock.argon2()?,
-        };
-        let ok = tokio::task::spawn_blocking({
-            let password = Zeroizing::new(password.to_string());
-            move || verify_password(&hash, &password)
+        // At most one argon2 check per core at a time: a flood of logins waits here instead of
+        // taking every worker and all memory (each check uses 19 MiB for a moment).
+        let _permit = self
+            .mock
+            .checks
+            .acquire()
+            .await
+            .map_err(|_| Error::Table(stratalake_table::Error::Internal("password checks stopped".into())))?;
+        let mock = self.mock.clone();
+        let password = Zeroizing::new(password.to_string());
+        let known = stored.is_some();
+        let ok = tokio::task::spawn_blocking(move || -> Result<bool> {
+            // An unknown user costs the same argon2 work as a known one.
+            let hash = match stored {
+                Some(h) => h,
+                None => mock.argon2()?,
+            };
+            Ok(verify_password(&hash, &password))
         })
         .await
-        .map_err(|e| Error::Table(stratalake_table::Error::Internal(format!("password check: {e}"))))?;
-        if ok && stored.is_some() {
+        .map_err(|e| Error::Table(stratalake_table::Error::Internal(format!("password check: {e}"))))??;
+        if ok && known {
             Ok(user.to_string())
         } else {
             Err(failed())
@@ -265,17 +315,56 @@ impl Lake {
     }
 
     /// The SCRAM-SHA-256 verifier to run a PostgreSQL login of `user` against: the user's own, or
-    /// for a user that does not exist or has no password a mock one (stable for the user within
-    /// this process) that no password matches, so the exchange does not tell who has an account.
+    /// for a user that does not exist, has no password or whose stored verifier is unusable a
+    /// mock one that no password matches. The mock's salt is derived from a secret kept in the
+    /// lake (made on first use), so it is the same for a user across restarts and servers, as a
+    /// real user's is: the exchange does not tell who has an account.
     pub async fn scram_verifier(&self, user: &str) -> Result<ScramVerifier> {
+        // the secret first, whoever asks: a failure to read it must not depend on the user
+        let secret = self.mock.secret(self.catalog.context().tiers.metadata()).await?;
         let state = self.catalog.state().await?.access;
         let stored = state
             .principals
             .get(user)
             .and_then(|p| p.credentials.password.as_ref())
-            .map(|p| ScramVerifier::parse(&p.scram))
-            .transpose()?;
-        Ok(stored.unwrap_or_else(|| ScramVerifier::mock(&self.mock.secret[..], user)))
+            .and_then(|p| match ScramVerifier::parse(&p.scram) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the stored SCRAM verifier of a principal is unusable: its logins fail");
+                    None
+                }
+            });
+        Ok(stored.unwrap_or_else(|| ScramVerifier::mock(&secret[..], user)))
+    }
+
+    /// Get what logins need ready (the lake's mock-verifier secret), so that a server that
+    /// cannot read or write it fails at start rather than at a login.
+    pub async fn prepare_logins(&self) -> Result<()> {
+        self.mock.secret(self.catalog.context().tiers.metadata()).await?;
+        Ok(())
+    }
+
+    /// Record a failed login in the audit log (kind `login`, outcome denied) under the name the
+    /// client claimed: `statement` says how it came (protocol, address, TLS). Never give it a
+    /// password or token.
+    pub async fn record_login_failure(&self, claimed_user: &str, statement: &str) -> Result<()> {
+        let name: String = claimed_user
+            .chars()
+            .take(64)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        self.catalog
+            .audit()
+            .record(
+                &name,
+                "login",
+                statement,
+                Vec::new(),
+                None,
+                Some(("authentication failed".into(), true)),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Whether `principal` may still act as itself right now (it exists in the catalog): a
@@ -293,21 +382,60 @@ impl Lake {
     }
 }
 
-/// What logins of users that do not exist are checked against, made once per process: a random
-/// secret for mock SCRAM verifiers, and (on first use) the argon2id hash of a random password.
+/// Where the secret for mock SCRAM verifiers is kept, in the metadata tier.
+pub(crate) const MOCK_SECRET_OBJECT: &str = "_credentials/mock-verifier-secret";
+
+/// What logins of users that do not exist are checked against: a secret kept in the lake for
+/// mock SCRAM verifiers (read or made on first use), the argon2id hash of a random password
+/// (made on first use), and the permits that bound concurrent argon2 checks.
 pub(crate) struct MockCredentials {
-    secret: Zeroizing<[u8; 32]>,
+    secret: tokio::sync::OnceCell<Zeroizing<[u8; 32]>>,
     argon2: std::sync::OnceLock<String>,
+    pub(crate) checks: tokio::sync::Semaphore,
 }
 
 impl MockCredentials {
     pub(crate) fn new() -> Result<Self> {
-        let mut secret = Zeroizing::new([0u8; 32]);
-        stratalake_crypto::random_bytes(&mut secret[..])?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
-            secret,
+            secret: tokio::sync::OnceCell::new(),
             argon2: std::sync::OnceLock::new(),
+            checks: tokio::sync::Semaphore::new(cores),
         })
+    }
+
+    /// The lake's mock-verifier secret: read, or made with create-if-absent (whoever loses the
+    /// race reads the winner's).
+    async fn secret(&self, store: &stratalake_table::Store) -> Result<&Zeroizing<[u8; 32]>> {
+        self.secret
+            .get_or_try_init(|| async {
+                let parse = |b: &[u8]| -> Result<Zeroizing<[u8; 32]>> {
+                    let mut out = Zeroizing::new([0u8; 32]);
+                    let text = std::str::from_utf8(b).unwrap_or("").trim();
+                    match stratalake_crypto::hex::decode_to_slice(text, &mut out[..]) {
+                        Ok(()) => Ok(out),
+                        Err(_) => Err(Error::Table(stratalake_table::Error::CorruptLog {
+                            path: MOCK_SECRET_OBJECT.into(),
+                            reason: "not 64 hex digits".into(),
+                        })),
+                    }
+                };
+                if let Some(b) = store.get_opt(MOCK_SECRET_OBJECT).await? {
+                    return parse(&b);
+                }
+                let mut fresh = Zeroizing::new([0u8; 32]);
+                stratalake_crypto::random_bytes(&mut fresh[..])?;
+                let text = Zeroizing::new(stratalake_crypto::hex::encode(&fresh[..]));
+                if store
+                    .put_create(MOCK_SECRET_OBJECT, bytes::Bytes::from(text.as_bytes().to_vec()))
+                    .await?
+                {
+                    Ok(fresh)
+                } else {
+                    parse(&store.get(MOCK_SECRET_OBJECT).await?)
+                }
+            })
+            .await
     }
 
     fn argon2(&self) -> Result<String> {

@@ -72,7 +72,7 @@ async fn passwords_log_in_by_both_methods_and_only_hashes_are_kept() {
     // a new password replaces the old one for both methods
     lake.session("ana")
         .access()
-        .set_password("ana", "another one")
+        .change_own_password(password, "another one")
         .await
         .unwrap();
     assert!(lake.authenticate_password("ana", password).await.is_err());
@@ -123,11 +123,31 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_principal_itself_or_an_admin_changes_its_credentials() {
+async fn admins_set_credentials_and_a_principal_changes_its_own_password_with_the_current_one() {
     let (_dir, lake, _) = lake().await;
     let ana = lake.session("ana");
-    ana.access().set_password("ana", "ana's own").await.unwrap();
-    let t = ana.access().create_token("ana", "laptop", None).await.unwrap();
+    // a session is not enough to set a password or mint a token, not even one's own
+    let e = ana.access().set_password("ana", "taken over").await.unwrap_err();
+    assert!(e.is_permission_denied(), "{e}");
+    let e = ana.access().create_token("ana", "x", None).await.unwrap_err();
+    assert!(e.is_permission_denied(), "{e}");
+    let admin = lake.session("admin");
+    admin.access().set_password("ana", "ana's first").await.unwrap();
+    let t = admin.access().create_token("ana", "laptop", None).await.unwrap();
+    // changing one's own password needs the current one
+    let e = ana
+        .access()
+        .change_own_password("not it", "ana's own")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    assert!(lake.authenticate_password("ana", "ana's first").await.is_ok());
+    ana.access()
+        .change_own_password("ana's first", "ana's own")
+        .await
+        .unwrap();
+    assert!(lake.authenticate_password("ana", "ana's first").await.is_err());
+    assert!(scram_login(&lake, "ana", "ana's own").await);
     assert_eq!(ana.access().tokens(Some("ana")).await.unwrap().len(), 1);
     // someone else's credentials: refused and audited as denied
     let e = ana.access().set_password("bob", "taken over").await.unwrap_err();
@@ -261,4 +281,72 @@ async fn bad_credentials_input_is_refused_by_name() {
     let t = access.create_token("ana", "", Some(Duration::MAX)).await.unwrap();
     assert_eq!(t.expires_ms, Some(i64::MAX));
     assert_eq!(lake.authenticate_token(&t.secret).await.unwrap(), "ana");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_revives_no_revoked_token_and_no_old_password() {
+    let (dir, lake, _) = lake().await;
+    let admin = lake.session("admin");
+    admin.access().set_password("ana", "before the backup").await.unwrap();
+    let old = admin.access().create_token("ana", "old", None).await.unwrap();
+    let repo = admin
+        .backups()
+        .init(dir.path().join("repo").to_str().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    let backup = admin.backups().create(&repo).await.unwrap();
+    admin.access().revoke_token("ana", &old.id).await.unwrap();
+
+    // into a new lake: the principals come back without passwords or tokens
+    let twin = admin.backups().empty_twin("memory://logins-restore").await.unwrap();
+    twin.backups().restore(&repo, &backup.id).await.unwrap();
+    let twin_lake = twin.lake().clone();
+    assert!(twin_lake.principal_exists("ana").await.unwrap());
+    assert!(twin_lake.authenticate_token(&old.secret).await.is_err());
+    assert!(
+        twin_lake
+            .authenticate_password("ana", "before the backup")
+            .await
+            .is_err()
+    );
+    assert!(!scram_login(&twin_lake, "ana", "before the backup").await);
+    let twin_admin = twin_lake.session("admin");
+    assert!(twin_admin.access().tokens(None).await.unwrap().is_empty());
+
+    // over a lake that has the principal: its current credentials stay
+    twin_admin
+        .access()
+        .set_password("ana", "set in the twin")
+        .await
+        .unwrap();
+    twin_admin
+        .backups()
+        .restore(&repo, &backup.id)
+        .force(true)
+        .await
+        .unwrap();
+    assert_eq!(
+        twin_lake.authenticate_password("ana", "set in the twin").await.unwrap(),
+        "ana"
+    );
+    assert!(
+        twin_lake
+            .authenticate_password("ana", "before the backup")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_users_mock_salt_is_the_same_after_a_restart() {
+    let (dir, lake, _) = lake().await;
+    let before = lake.scram_verifier("nobody").await.unwrap();
+    let reopened = Lake::builder(dir.path()).open().await.unwrap();
+    assert_eq!(reopened.scram_verifier("nobody").await.unwrap(), before);
+    // and it is kept in the lake, not derived from anything a client knows
+    assert!(
+        walk(dir.path())
+            .iter()
+            .any(|p| p.ends_with("_credentials/mock-verifier-secret"))
+    );
 }
