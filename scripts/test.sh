@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs and starts what the tests need (a real S3-compatible server,
-# moto, on loopback), then runs every test of the workspace.
+# moto, on loopback; azurite; psql for the server), then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
@@ -15,6 +15,17 @@ echo "== cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+# The PostgreSQL client the server's tests connect with (Debian's postgresql-client).
+if ! command -v psql >/dev/null 2>&1; then
+  echo "== installing postgresql-client (psql) from Debian"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq > target/apt.log 2>&1 || { cat target/apt.log; exit 1; }
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-client >> target/apt.log 2>&1 \
+    || { cat target/apt.log; exit 1; }
+fi
+echo "== $(psql --version)"
 
 venv="${STRATALAKE_TEST_VENV:-target/moto-venv}"
 if [ ! -x "$venv/bin/moto_server" ]; then

@@ -78,6 +78,9 @@ pub enum Command {
     Tier(tier::TierCmd),
     /// Capacity per tier, namespace, table, partition and classification; growth and forecast.
     Capacity(tier::CapacityArgs),
+    /// Serve the lake over the PostgreSQL wire protocol: TLS, SCRAM-SHA-256 logins with the
+    /// passwords set by `principal passwd`, one session per authenticated principal.
+    Serve(crate::serve::ServeArgs),
     /// Data quality: report, compare, constraints.
     #[command(subcommand)]
     Quality(quality::QualityCmd),

@@ -17,6 +17,7 @@ mod keys;
 mod lake;
 mod output;
 mod quality;
+mod serve;
 mod shell;
 mod sql;
 mod table;
@@ -78,6 +79,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tier(cmd) => return tier::run(cli, cmd).await,
         Command::Capacity(a) => return tier::capacity(cli, a).await,
         Command::Quality(cmd) => return quality::run(cli, cmd).await,
+        Command::Serve(a) => serve::run(cli, a).await?,
         Command::Demo { rows } => {
             if cli.lake.contains("://") {
                 bail!("demo runs on a local lake folder: pass --lake PATH");

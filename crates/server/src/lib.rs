@@ -1,0 +1,232 @@
+//! # stratalake-server
+//!
+//! `stratalake serve`: the lake behind the PostgreSQL wire protocol. The server is the trust
+//! boundary: it alone holds the key provider, clients prove who they are with SCRAM-SHA-256
+//! (their password never crosses the wire, and the server stores only verifiers), and each
+//! connection gets a [`stratalake::Session`] of the authenticated principal, so its grants, row
+//! filters, masks and clearances apply to every statement, and every statement is audited under
+//! its name with the client's address.
+//!
+//! ```text
+//!   TCP ── TLS (rustls, required unless plaintext is allowed on loopback)
+//!    └── pgwire: startup ── auth::Login (SCRAM-SHA-256 against Lake::scram_verifier)
+//!                 query  ── query::Statements (simple query protocol → SqlSession of the principal)
+//! ```
+//!
+//! What is here today: TLS, SCRAM logins, per-principal sessions, the simple query protocol,
+//! SQLSTATE codes, cancel requests, a connection limit, login, idle and statement timeouts, and a
+//! cap on what an unauthenticated client can send. The extended protocol, `pg_catalog` and Flight
+//! SQL come next (`docs/server.md`).
+
+mod auth;
+mod conn;
+mod query;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use tls::TlsFiles;
+
+/// What can stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TLS certificate or key could not be used (the file and what is wrong; never key bytes).
+    #[error("TLS {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The settings do not fit together.
+    #[error("server configuration: {0}")]
+    Config(String),
+    /// The lake could not give what the server needs (e.g. the secret for logins of unknown users).
+    #[error("the lake: {0}")]
+    Lake(#[from] stratalake::Error),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the server listens and whom it lets in.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where the PostgreSQL protocol listens (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Certificate chain and private key (PEM). Required unless [`ServerConfig::allow_plaintext`].
+    pub tls: Option<TlsFiles>,
+    /// Accept connections without TLS. Only on a loopback address: the SCRAM exchange is safe in
+    /// clear, but the data is not.
+    pub allow_plaintext: bool,
+    /// How much, how long.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5432)),
+            tls: None,
+            allow_plaintext: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The server's limits: past one, the client gets an error naming it and the server goes on.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections at once; more are refused with SQLSTATE 53300. A connection holds its slot
+    /// from the TCP accept, so [`Limits::login_timeout`] bounds how long a silent one keeps it.
+    pub max_connections: usize,
+    /// Time from the TCP accept to a finished login (PostgreSQL's `authentication_timeout`).
+    pub login_timeout: Duration,
+    /// A logged-in connection that sends nothing this long is closed (FATAL 57P05).
+    pub idle_timeout: Option<Duration>,
+    /// A statement running longer is stopped (ERROR 57014); the connection stays.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 100,
+            login_timeout: Duration::from_secs(30),
+            idle_timeout: None,
+            statement_timeout: None,
+        }
+    }
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub lake: stratalake::Lake,
+    pub tls_required: bool,
+    pub limits: Limits,
+    pub connections: AtomicUsize,
+    /// The running connections' cancel keys (pid → secret and the session's cancel token).
+    pub cancels: std::sync::Mutex<HashMap<i32, ([u8; 4], stratalake::query::Cancel)>>,
+}
+
+/// A bound server: [`Server::local_addr`] tells where, [`Server::run`] serves until told to stop.
+pub struct Server {
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    certificate: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.listener.local_addr().ok())
+            .field("tls", &self.acceptor.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Check the configuration, load the certificate and open the listening socket.
+    pub async fn bind(lake: stratalake::Lake, config: ServerConfig) -> Result<Self> {
+        if config.tls.is_none() && !config.allow_plaintext {
+            return Err(Error::Config(
+                "TLS is required: give a certificate and key ([server] tls_cert / tls_key, --cert / --key), or allow plaintext on a loopback address".into(),
+            ));
+        }
+        if config.tls.is_none() && !config.listen.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "plaintext is only allowed on a loopback address, not {}: give a certificate and key",
+                config.listen.ip()
+            )));
+        }
+        if config.limits.max_connections == 0 {
+            return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        for (name, d) in [
+            ("login_timeout", Some(config.limits.login_timeout)),
+            ("idle_timeout", config.limits.idle_timeout),
+            ("statement_timeout", config.limits.statement_timeout),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(Error::Config(format!("{name} must be longer than zero")));
+            }
+        }
+        let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        lake.prepare_logins().await?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            acceptor,
+            certificate: config.tls.as_ref().map(|t| t.cert.clone()),
+            shared: Arc::new(Shared {
+                lake,
+                tls_required: config.tls.is_some() && !config.allow_plaintext,
+                limits: config.limits.clone(),
+                connections: AtomicUsize::new(0),
+                cancels: Default::default(),
+            }),
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The certificate file it presents, if TLS is on.
+    pub fn certificate(&self) -> Option<&std::path::Path> {
+        self.certificate.as_deref()
+    }
+
+    /// Serve connections until `shutdown` completes; then stop accepting (connections already
+    /// open finish their current statement and close when their clients go).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    tracing::info!("server: stopped accepting connections");
+                    return;
+                }
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // e.g. too many open files: keep serving the others
+                            tracing::warn!(error = %e, "server: accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let shared = self.shared.clone();
+                    let acceptor = self.acceptor.clone();
+                    let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+                    tokio::spawn(async move {
+                        conn::serve(socket, peer, acceptor, shared.clone(), open).await;
+                        shared.connections.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+            }
+        }
+    }
+}
