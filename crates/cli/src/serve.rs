@@ -28,8 +28,8 @@ pub struct ServeArgs {
     /// Connections at once.
     #[arg(long, default_value_t = 100)]
     pub max_connections: usize,
-    /// Time a client has from connecting to a finished login (`30s`, `1m`).
-    #[arg(long, default_value = "30s", value_parser = duration)]
+    /// Time a client has from connecting to a finished login (`10s`, `1m`).
+    #[arg(long, default_value = "10s", value_parser = duration)]
     pub login_timeout: Duration,
     /// Close a logged-in connection that sends nothing for this long (`15m`; default: never).
     #[arg(long, value_parser = duration)]

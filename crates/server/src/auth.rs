@@ -252,6 +252,16 @@ impl StartupHandler for Login {
                     .with_cancel(cancel.clone())
                     .with_timeout(self.shared.limits.statement_timeout);
                 tracing::info!(%peer, principal = %printable(&user), tls, "login");
+                let note = format!("LOGIN {} [pgwire {peer} {tls}]", printable(&user));
+                if let Err(e) = self.shared.lake.record_login_success(&user, &note).await {
+                    // as for any statement: what cannot be audited does not happen
+                    tracing::warn!(error = %e, "login: the audit record could not be written");
+                    return Err(error(
+                        "FATAL",
+                        "58030",
+                        "the server cannot record the login in the audit log",
+                    ));
+                }
                 client.session_extensions().insert(Conn {
                     principal: user,
                     sql,

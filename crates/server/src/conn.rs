@@ -132,6 +132,12 @@ async fn session(
     // a direct TLS hello to a server without TLS: nothing to talk about
     let Some(framed) = negotiated else { return Ok(()) };
     let old = framed.into_parts();
+    // Bytes that came in clear behind the SSLRequest must not be taken as sent over TLS (a
+    // man in the middle could append them: PostgreSQL's CVE-2021-23214).
+    if old.codec.client_info.is_secure() && !old.read_buf.is_empty() {
+        tracing::info!(peer = %old.codec.client_info.socket_addr(), "plaintext bytes after the SSLRequest: closing");
+        return Ok(());
+    }
     let mut parts = FramedParts::new(
         Capped {
             io: old.io,
@@ -191,6 +197,20 @@ async fn session(
         if matches!(msg, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());
         }
+        // a cancel request is the whole of its connection
+        let cancel_request = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
+        // The extended protocol is not served yet: refuse its statements at Parse (pgwire's
+        // default handler would accept and keep them, each up to 1 GiB, without running them).
+        // The client's next messages up to its Sync are skipped, as after any error there.
+        if !logging_in && matches!(msg, PgWireFrontendMessage::Parse(_)) {
+            let e = crate::auth::error(
+                "ERROR",
+                "0A000",
+                "the extended query protocol (prepared statements, parameters) is not served yet: send statements with the simple query protocol, as psql does",
+            );
+            process_error(&mut socket, e, true).await?;
+            continue;
+        }
         let extended_query = match socket.state() {
             PgWireConnectionState::CopyInProgress(e) => e,
             _ => msg.is_extended_query(),
@@ -213,6 +233,9 @@ async fn session(
             if fatal || logging_in {
                 return Ok(());
             }
+        }
+        if cancel_request {
+            return Ok(());
         }
     }
 }

@@ -72,8 +72,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Certificate chain and private key (PEM). Required unless [`ServerConfig::allow_plaintext`].
     pub tls: Option<TlsFiles>,
-    /// Accept connections without TLS. Only on a loopback address: the SCRAM exchange is safe in
-    /// clear, but the data is not.
+    /// Accept connections without TLS (with or without a certificate). Only on a loopback
+    /// address: in clear, results can be read and the SCRAM exchange relayed or used for
+    /// offline guessing of the password.
     pub allow_plaintext: bool,
     /// How much, how long.
     pub limits: Limits,
@@ -108,7 +109,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 100,
-            login_timeout: Duration::from_secs(30),
+            login_timeout: Duration::from_secs(10),
             idle_timeout: None,
             statement_timeout: None,
         }
@@ -123,6 +124,15 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     /// The running connections' cancel keys (pid → secret and the session's cancel token).
     pub cancels: std::sync::Mutex<HashMap<i32, ([u8; 4], stratalake::query::Cancel)>>,
+}
+
+/// One connection's place in [`Limits::max_connections`].
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A bound server: [`Server::local_addr`] tells where, [`Server::run`] serves until told to stop.
@@ -147,12 +157,12 @@ impl Server {
     pub async fn bind(lake: stratalake::Lake, config: ServerConfig) -> Result<Self> {
         if config.tls.is_none() && !config.allow_plaintext {
             return Err(Error::Config(
-                "TLS is required: give a certificate and key ([server] tls_cert / tls_key, --cert / --key), or allow plaintext on a loopback address".into(),
+                "TLS is required: give a certificate and key (--cert / --key), or allow plaintext on a loopback address".into(),
             ));
         }
-        if config.tls.is_none() && !config.listen.ip().is_loopback() {
+        if config.allow_plaintext && !config.listen.ip().is_loopback() {
             return Err(Error::Config(format!(
-                "plaintext is only allowed on a loopback address, not {}: give a certificate and key",
+                "plaintext is only allowed on a loopback address, not {}: serve it with TLS alone (drop allow_plaintext / --allow-plaintext)",
                 config.listen.ip()
             )));
         }
@@ -221,9 +231,11 @@ impl Server {
                     let shared = self.shared.clone();
                     let acceptor = self.acceptor.clone();
                     let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
+                    // the slot is given back however the task ends (a panic included)
+                    let slot = Slot(shared.clone());
                     tokio::spawn(async move {
-                        conn::serve(socket, peer, acceptor, shared.clone(), open).await;
-                        shared.connections.fetch_sub(1, Ordering::AcqRel);
+                        conn::serve(socket, peer, acceptor, shared, open).await;
+                        drop(slot);
                     });
                 }
             }

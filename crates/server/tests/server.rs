@@ -212,6 +212,14 @@ async fn each_login_gets_its_own_principals_rows_over_verified_tls() {
         "{ana:?}"
     );
     assert_eq!(ana.event.rows, Some(2));
+    // so is the login itself
+    assert!(
+        records.iter().any(|rec| rec.event.kind == "login"
+            && rec.event.principal == "ana"
+            && rec.event.outcome.to_string() == "ok"
+            && rec.event.statement.contains(" tls]")),
+        "no login record for ana"
+    );
     r.stop().await;
 }
 
@@ -298,6 +306,23 @@ async fn plaintext_needs_loopback_and_a_connection_limit_holds() {
         ServerConfig {
             listen: "0.0.0.0:0".parse().unwrap(),
             allow_plaintext: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("only allowed on a loopback"), "{e}");
+    // ... also next to a certificate: a client answered "no TLS" by someone in the path would
+    // otherwise log in in clear
+    let e = Server::bind(
+        lake.clone(),
+        ServerConfig {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            allow_plaintext: true,
+            tls: Some(TlsFiles {
+                cert: dir.path().join("any.pem"),
+                key: dir.path().join("any.key"),
+            }),
             ..Default::default()
         },
     )
@@ -544,5 +569,106 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("57P05") || err.contains("idle"), "{err}");
+    r.stop().await;
+}
+
+/// One backend message: its type and body.
+fn read_message(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len - 4];
+    s.read_exact(&mut body).unwrap();
+    (head[0], body)
+}
+
+fn send_message(s: &mut TcpStream, kind: u8, body: &[u8]) {
+    let mut msg = vec![kind];
+    msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(body);
+    s.write_all(&msg).unwrap();
+}
+
+/// A plaintext connection logged in as `user` by a SCRAM exchange written out by hand, read up
+/// to the first ReadyForQuery.
+fn raw_login(addr: SocketAddr, user: &str, password: &str) -> TcpStream {
+    use stratalake::crypto::password::ScramClient;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&startup_packet(user)).unwrap();
+    let (kind, body) = read_message(&mut s);
+    assert_eq!((kind, &body[..4]), (b'R', &10u32.to_be_bytes()[..]), "SASL expected");
+    let (client, first) = ScramClient::start(user, password).unwrap();
+    let mut initial = b"SCRAM-SHA-256\0".to_vec();
+    initial.extend_from_slice(&(first.len() as u32).to_be_bytes());
+    initial.extend_from_slice(first.as_bytes());
+    send_message(&mut s, b'p', &initial);
+    let (kind, body) = read_message(&mut s);
+    assert_eq!(
+        (kind, &body[..4]),
+        (b'R', &11u32.to_be_bytes()[..]),
+        "SASLContinue expected"
+    );
+    let (client, fin) = client.respond(std::str::from_utf8(&body[4..]).unwrap()).unwrap();
+    send_message(&mut s, b'p', fin.as_bytes());
+    let (kind, body) = read_message(&mut s);
+    assert_eq!(
+        (kind, &body[..4]),
+        (b'R', &12u32.to_be_bytes()[..]),
+        "SASLFinal expected"
+    );
+    assert!(client.verify(std::str::from_utf8(&body[4..]).unwrap()));
+    loop {
+        if read_message(&mut s).0 == b'Z' {
+            return s;
+        }
+    }
+}
+
+/// The messages up to and including the next ReadyForQuery.
+fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let m = read_message(s);
+        let ready = m.0 == b'Z';
+        out.push(m);
+        if ready {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_extended_protocol_is_refused_by_name_and_the_connection_goes_on() {
+    let r = start(|c| ServerConfig {
+        allow_plaintext: true,
+        ..c
+    })
+    .await;
+    let addr = r.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut s = raw_login(addr, "ana", "ana's passphrase");
+        // Parse, Bind, Execute, Sync: one error (0A000), the rest skipped up to the Sync
+        send_message(&mut s, b'P', b"\0SELECT count(*) FROM permits\0\0\0");
+        send_message(&mut s, b'B', b"\0\0\0\0\0\0\0\0");
+        send_message(&mut s, b'E', b"\0\0\0\0\0");
+        send_message(&mut s, b'S', b"");
+        let answer = until_ready(&mut s);
+        let kinds: Vec<u8> = answer.iter().map(|m| m.0).collect();
+        assert_eq!(kinds, b"EZ", "{answer:?}");
+        let text = String::from_utf8_lossy(&answer[0].1);
+        assert!(
+            text.contains("0A000") && text.contains("simple query protocol"),
+            "{text}"
+        );
+        // the simple protocol still works on the same connection
+        send_message(&mut s, b'Q', b"SELECT count(*) FROM permits\0");
+        let answer = until_ready(&mut s);
+        let kinds: Vec<u8> = answer.iter().map(|m| m.0).collect();
+        assert_eq!(kinds, b"TDCZ", "{answer:?}");
+        assert!(answer[1].1.ends_with(b"2"), "{answer:?}");
+    })
+    .await
+    .unwrap();
     r.stop().await;
 }

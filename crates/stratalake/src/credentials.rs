@@ -348,21 +348,25 @@ impl Lake {
     /// client claimed: `statement` says how it came (protocol, address, TLS). Never give it a
     /// password or token.
     pub async fn record_login_failure(&self, claimed_user: &str, statement: &str) -> Result<()> {
-        let name: String = claimed_user
+        self.record_login(claimed_user, statement, Some(("authentication failed".into(), true)))
+            .await
+    }
+
+    /// Record a successful login in the audit log (kind `login`, outcome ok), so that a session
+    /// that runs no statement is on record too.
+    pub async fn record_login_success(&self, principal: &str, statement: &str) -> Result<()> {
+        self.record_login(principal, statement, None).await
+    }
+
+    async fn record_login(&self, user: &str, statement: &str, outcome: Option<(String, bool)>) -> Result<()> {
+        let name: String = user
             .chars()
             .take(64)
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
         self.catalog
             .audit()
-            .record(
-                &name,
-                "login",
-                statement,
-                Vec::new(),
-                None,
-                Some(("authentication failed".into(), true)),
-            )
+            .record(&name, "login", statement, Vec::new(), None, outcome)
             .await?;
         Ok(())
     }
