@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs and starts what the tests need (a real S3-compatible server,
-# moto, on loopback; azurite; psql for the server), then runs every test of the workspace.
+# moto, on loopback; azurite; psql and psycopg for the server), then runs every test of the
+# workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target
@@ -33,6 +34,17 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]>=5.1,<6"
 fi
+
+# The Python clients the server's tests connect with (psycopg 3, with its own libpq).
+clients="${STRATALAKE_TEST_CLIENT_VENV:-target/client-venv}"
+if ! { [ -x "$clients/bin/python" ] && "$clients/bin/python" -c "import psycopg" 2>/dev/null; }; then
+  echo "== installing psycopg 3 (PostgreSQL client for the server's tests) into $clients"
+  python3 -m venv "$clients"
+  "$clients/bin/pip" install --quiet --disable-pip-version-check "psycopg[binary]>=3.2,<3.4"
+fi
+STRATALAKE_TEST_CLIENT_PYTHON="$(cd "$clients" && pwd)/bin/python"
+export STRATALAKE_TEST_CLIENT_PYTHON
+echo "== psycopg $("$STRATALAKE_TEST_CLIENT_PYTHON" -c 'import psycopg; print(psycopg.__version__)')"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &

@@ -37,6 +37,13 @@ pub struct ServeArgs {
     /// Stop a statement that runs longer (`5m`; default: no limit).
     #[arg(long, value_parser = duration)]
     pub statement_timeout: Option<Duration>,
+    /// Connections from one address (IPv4, or IPv6 /64) that may be logging in at once.
+    #[arg(long, default_value_t = 10)]
+    pub max_pending_per_address: usize,
+    /// Failed logins from one address, within a minute, after which its logins are refused for
+    /// the rest of that minute.
+    #[arg(long, default_value_t = 10)]
+    pub max_failed_logins: u32,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -67,6 +74,9 @@ pub async fn run(cli: &Cli, a: &ServeArgs) -> Result<()> {
             login_timeout: a.login_timeout,
             idle_timeout: a.idle_timeout,
             statement_timeout: a.statement_timeout,
+            max_pending_per_address: a.max_pending_per_address,
+            max_failed_logins: a.max_failed_logins,
+            ..Limits::default()
         },
     };
     let server = Server::bind(lake, config).await?;

@@ -141,7 +141,7 @@ impl SqlSession {
             _ => return Err(Error::Sql("MERGE USING takes a table or a (subquery) AS alias".into())),
         };
         let mut stmts = split_statements(&source_sql)?;
-        let df = self.plan(stmts.pop().unwrap_or_default(), touched).await?;
+        let df = self.plan(stmts.pop().unwrap_or_default(), touched, None).await?;
         let src_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let src_batches = df.collect().await?;
         let target_alias = target_alias.unwrap_or_else(|| ident.name.clone());

@@ -129,14 +129,17 @@ pub(crate) struct Login {
     state: Mutex<State>,
     /// Set once the client has proved who it is (lifts the connection's pre-login byte cap).
     logged_in: Arc<AtomicBool>,
+    /// This connection's place among its address's pending logins, given back at the login.
+    pending: std::sync::Mutex<Option<crate::door::Pending>>,
 }
 
 impl Login {
-    pub fn new(shared: Arc<Shared>, logged_in: Arc<AtomicBool>) -> Self {
+    pub fn new(shared: Arc<Shared>, logged_in: Arc<AtomicBool>, pending: crate::door::Pending) -> Self {
         Self {
             shared,
             state: Mutex::new(State::Start),
             logged_in,
+            pending: std::sync::Mutex::new(Some(pending)),
         }
     }
 }
@@ -191,6 +194,17 @@ impl StartupHandler for Login {
                 if user.is_empty() {
                     return Err(error("FATAL", "28000", "no user name in the startup packet"));
                 }
+                if let Some(left) = self.shared.door.locked_out(&self.shared.limits, peer) {
+                    tracing::info!(%peer, "login refused: too many failed logins from this address");
+                    return Err(error(
+                        "FATAL",
+                        "28000",
+                        format!(
+                            "too many failed logins from this address: try again in {} s",
+                            left.as_secs().max(1)
+                        ),
+                    ));
+                }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 client
                     .send(PgWireBackendMessage::Authentication(Authentication::SASL(vec![
@@ -224,11 +238,32 @@ impl StartupHandler for Login {
             }
             (State::AwaitFinal { user, scram }, PgWireFrontendMessage::PasswordMessageFamily(msg)) => {
                 let fin = msg.into_sasl_response()?;
+                // an address locked out while this login was under way gets no answer to its proof
+                if self.shared.door.locked_out(&self.shared.limits, peer).is_some() {
+                    return Err(error("FATAL", "28000", "too many failed logins from this address"));
+                }
                 let server_final = match scram.finish(&fin.data) {
                     Ok(f) => f,
                     Err(e) => {
                         self.audit_failure(&user, peer, client.is_secure(), &e.to_string())
                             .await;
+                        if matches!(e, ScramError::WrongProof) {
+                            let limits = &self.shared.limits;
+                            if self.shared.door.failed(limits, peer) {
+                                let note = format!(
+                                    "LOGIN {} [pgwire {peer}] -- {} failed logins from {}: its logins are refused for {} s",
+                                    printable(&user),
+                                    limits.max_failed_logins,
+                                    crate::door::Source::of(peer),
+                                    limits.failed_login_window.as_secs()
+                                );
+                                tracing::warn!(%peer, "too many failed logins: the address is locked out");
+                                if let Err(e) = self.shared.lake.record_login_failure(&user, &note).await {
+                                    tracing::warn!(error = %e, "login: the lockout could not be audited");
+                                }
+                            }
+                            tokio::time::sleep(limits.failed_login_delay).await;
+                        }
                         return Err(match e {
                             ScramError::WrongProof => failed(&user),
                             other => scram_error(other),
@@ -270,6 +305,9 @@ impl StartupHandler for Login {
                     _key: key,
                 });
                 self.logged_in.store(true, Ordering::Release);
+                if let Ok(mut p) = self.pending.lock() {
+                    p.take();
+                }
                 let mut params = DefaultServerParameterProvider::default();
                 params.server_version = SERVER_VERSION.to_string();
                 params.is_superuser = false;

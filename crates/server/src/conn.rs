@@ -44,6 +44,10 @@ impl PgWireServerHandlers for Handlers {
         self.statements.clone()
     }
 
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        self.statements.clone()
+    }
+
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
         self.login.clone()
     }
@@ -99,14 +103,27 @@ pub(crate) async fn serve(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     open: usize,
+    pending: Result<crate::door::Pending, String>,
 ) {
     if open > shared.limits.max_connections {
         tracing::warn!(%peer, open, limit = shared.limits.max_connections, "server: connection refused, too many connections");
         // An ErrorResponse in the clear, as PostgreSQL sends before TLS: a message, no data.
-        let _ = socket.write_all(&too_many(shared.limits.max_connections)).await;
+        let message = format!(
+            "sorry, too many clients already (the server's limit is {})",
+            shared.limits.max_connections
+        );
+        let _ = socket.write_all(&refusal(&message)).await;
         return;
     }
-    match session(socket, acceptor, shared).await {
+    let pending = match pending {
+        Ok(p) => p,
+        Err(message) => {
+            tracing::warn!(%peer, "server: connection refused: {message}");
+            let _ = socket.write_all(&refusal(&message)).await;
+            return;
+        }
+    };
+    match session(socket, acceptor, shared, pending).await {
         Ok(()) => tracing::debug!(%peer, "server: connection closed"),
         Err(e) => tracing::info!(%peer, error = %e, "server: connection ended with an error"),
     }
@@ -116,12 +133,13 @@ async fn session(
     socket: TcpStream,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
+    pending: crate::door::Pending,
 ) -> io::Result<()> {
     let startup = tokio::time::sleep(shared.limits.login_timeout);
     tokio::pin!(startup);
     let logged_in = Arc::new(AtomicBool::new(false));
     let handlers = Handlers {
-        login: Arc::new(Login::new(shared.clone(), logged_in.clone())),
+        login: Arc::new(Login::new(shared.clone(), logged_in.clone(), pending)),
         statements: Arc::new(Statements::new(shared.clone())),
         cancels: Arc::new(Cancels { shared: shared.clone() }),
     };
@@ -199,18 +217,6 @@ async fn session(
         }
         // a cancel request is the whole of its connection
         let cancel_request = matches!(msg, PgWireFrontendMessage::CancelRequest(_));
-        // The extended protocol is not served yet: refuse its statements at Parse (pgwire's
-        // default handler would accept and keep them, each up to 1 GiB, without running them).
-        // The client's next messages up to its Sync are skipped, as after any error there.
-        if !logging_in && matches!(msg, PgWireFrontendMessage::Parse(_)) {
-            let e = crate::auth::error(
-                "ERROR",
-                "0A000",
-                "the extended query protocol (prepared statements, parameters) is not served yet: send statements with the simple query protocol, as psql does",
-            );
-            process_error(&mut socket, e, true).await?;
-            continue;
-        }
         let extended_query = match socket.state() {
             PgWireConnectionState::CopyInProgress(e) => e,
             _ => msg.is_extended_query(),
@@ -258,17 +264,9 @@ fn humantime(d: Duration) -> String {
 }
 
 /// A protocol-level ErrorResponse (FATAL 53300) for a client turned away before startup.
-fn too_many(limit: usize) -> Vec<u8> {
+fn refusal(message: &str) -> Vec<u8> {
     let mut body = Vec::new();
-    for (field, value) in [
-        (b'S', "FATAL".to_string()),
-        (b'V', "FATAL".to_string()),
-        (b'C', "53300".to_string()),
-        (
-            b'M',
-            format!("sorry, too many clients already (the server's limit is {limit})"),
-        ),
-    ] {
+    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "53300"), (b'M', message)] {
         body.push(field);
         body.extend_from_slice(value.as_bytes());
         body.push(0);

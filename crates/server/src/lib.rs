@@ -11,17 +11,21 @@
 //!   TCP ── TLS (rustls, required unless plaintext is allowed on loopback)
 //!    └── pgwire: startup ── auth::Login (SCRAM-SHA-256 against Lake::scram_verifier)
 //!                 query  ── query::Statements (simple query protocol → SqlSession of the principal)
+//!                 extended ─ Parse/Bind/Execute (described at Parse, parameters read by values)
 //! ```
 //!
-//! What is here today: TLS, SCRAM logins, per-principal sessions, the simple query protocol,
-//! SQLSTATE codes, cancel requests, a connection limit, login, idle and statement timeouts, and a
-//! cap on what an unauthenticated client can send. The extended protocol, `pg_catalog` and Flight
-//! SQL come next (`docs/server.md`).
+//! What is here today: TLS, SCRAM logins, per-principal sessions, the simple and extended query
+//! protocols (parameters, text and binary results), transaction blocks for reads, SQLSTATE codes,
+//! cancel requests, a connection limit, login, idle and statement timeouts, and a cap on what an
+//! unauthenticated client can send. `pg_catalog` and Flight SQL come next (`docs/server.md`).
 
 mod auth;
 mod conn;
+mod door;
+mod extended;
 mod query;
 mod tls;
+mod values;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,6 +107,16 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// A statement running longer is stopped (ERROR 57014); the connection stays.
     pub statement_timeout: Option<Duration>,
+    /// Connections from one address (an IPv4 address, an IPv6 /64) that have not finished their
+    /// login yet; more are refused with SQLSTATE 53300, so one host cannot hold every slot.
+    pub max_pending_per_address: usize,
+    /// Failed logins from one address within [`Limits::failed_login_window`] after which its
+    /// logins are refused (FATAL 28000) until the window has passed, right password or not.
+    pub max_failed_logins: u32,
+    /// See [`Limits::max_failed_logins`]; the window starts at an address's first failure.
+    pub failed_login_window: Duration,
+    /// How long a failed login waits before it is answered (PostgreSQL's `auth_delay`).
+    pub failed_login_delay: Duration,
 }
 
 impl Default for Limits {
@@ -112,6 +126,10 @@ impl Default for Limits {
             login_timeout: Duration::from_secs(10),
             idle_timeout: None,
             statement_timeout: None,
+            max_pending_per_address: 10,
+            max_failed_logins: 10,
+            failed_login_window: Duration::from_secs(60),
+            failed_login_delay: Duration::from_millis(200),
         }
     }
 }
@@ -124,6 +142,8 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     /// The running connections' cancel keys (pid → secret and the session's cancel token).
     pub cancels: std::sync::Mutex<HashMap<i32, ([u8; 4], stratalake::query::Cancel)>>,
+    /// Connections not logged in yet and failed logins, per address.
+    pub door: door::Door,
 }
 
 /// One connection's place in [`Limits::max_connections`].
@@ -166,11 +186,18 @@ impl Server {
                 config.listen.ip()
             )));
         }
-        if config.limits.max_connections == 0 {
-            return Err(Error::Config("max_connections must be at least 1".into()));
+        for (name, n) in [
+            ("max_connections", config.limits.max_connections),
+            ("max_pending_per_address", config.limits.max_pending_per_address),
+            ("max_failed_logins", config.limits.max_failed_logins as usize),
+        ] {
+            if n == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
         }
         for (name, d) in [
             ("login_timeout", Some(config.limits.login_timeout)),
+            ("failed_login_window", Some(config.limits.failed_login_window)),
             ("idle_timeout", config.limits.idle_timeout),
             ("statement_timeout", config.limits.statement_timeout),
         ] {
@@ -194,6 +221,7 @@ impl Server {
                 limits: config.limits.clone(),
                 connections: AtomicUsize::new(0),
                 cancels: Default::default(),
+                door: Default::default(),
             }),
         })
     }
@@ -233,8 +261,9 @@ impl Server {
                     let open = shared.connections.fetch_add(1, Ordering::AcqRel) + 1;
                     // the slot is given back however the task ends (a panic included)
                     let slot = Slot(shared.clone());
+                    let pending = door::Door::admit(&shared, peer);
                     tokio::spawn(async move {
-                        conn::serve(socket, peer, acceptor, shared, open).await;
+                        conn::serve(socket, peer, acceptor, shared, open, pending).await;
                         drop(slot);
                     });
                 }

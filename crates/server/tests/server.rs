@@ -1,4 +1,4 @@
-//! `stratalake serve` with a real client: psql (Debian's postgresql-client, installed by
+//! `stratalake serve` with real clients: psql (Debian's postgresql-client) and psycopg 3 (installed by
 //! `scripts/test.sh`) over TLS with a test CA made here, SCRAM-SHA-256 logins, one session per
 //! principal; refused logins and hostile bytes on the port.
 
@@ -360,8 +360,23 @@ async fn plaintext_needs_loopback_and_a_connection_limit_holds() {
     assert!(ok, "{err}");
     assert_eq!(out, "2");
     let addr = r.addr;
-    let held = TcpStream::connect(addr).unwrap(); // holds the one slot (no startup yet)
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // a connection that holds the one slot (no startup yet); until the first psql's connection
+    // has given its slot back, a new one is turned away at once: try again then
+    let held = tokio::task::spawn_blocking(move || {
+        for _ in 0..50 {
+            let mut held = TcpStream::connect(addr).unwrap();
+            held.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            match held.read(&mut [0u8; 64]) {
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return held;
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        panic!("the server never let one connection in");
+    })
+    .await
+    .unwrap();
     let (ok, _, _) = psql(&r, "ana", "ana's passphrase", "disable", "SELECT 1").await;
     assert!(!ok, "a second connection over the limit must be refused");
     drop(held);
@@ -572,8 +587,11 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     r.stop().await;
 }
 
-/// One backend message: its type and body.
-fn read_message(s: &mut TcpStream) -> (u8, Vec<u8>) {
+/// A protocol message: its type byte and body.
+type Message = (u8, Vec<u8>);
+
+/// One backend message.
+fn read_message(s: &mut TcpStream) -> Message {
     let mut head = [0u8; 5];
     s.read_exact(&mut head).unwrap();
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
@@ -592,8 +610,12 @@ fn send_message(s: &mut TcpStream, kind: u8, body: &[u8]) {
 /// A plaintext connection logged in as `user` by a SCRAM exchange written out by hand, read up
 /// to the first ReadyForQuery.
 fn raw_login(addr: SocketAddr, user: &str, password: &str) -> TcpStream {
+    raw_login_on(TcpStream::connect(addr).unwrap(), user, password)
+}
+
+/// [`raw_login`] on a connection already open.
+fn raw_login_on(mut s: TcpStream, user: &str, password: &str) -> TcpStream {
     use stratalake::crypto::password::ScramClient;
-    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&startup_packet(user)).unwrap();
     let (kind, body) = read_message(&mut s);
@@ -626,7 +648,7 @@ fn raw_login(addr: SocketAddr, user: &str, password: &str) -> TcpStream {
 }
 
 /// The messages up to and including the next ReadyForQuery.
-fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+fn until_ready(s: &mut TcpStream) -> Vec<Message> {
     let mut out = Vec::new();
     loop {
         let m = read_message(s);
@@ -638,8 +660,102 @@ fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
     }
 }
 
+/// A C string (the protocol's strings end with a zero byte).
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// Parse: statement `name`, `sql`, the declared parameter type OIDs.
+fn parse_msg(s: &mut TcpStream, name: &str, sql: &str, oids: &[u32]) {
+    let mut b = cstr(name);
+    b.extend(cstr(sql));
+    b.extend((oids.len() as i16).to_be_bytes());
+    for o in oids {
+        b.extend(o.to_be_bytes());
+    }
+    send_message(s, b'P', &b);
+}
+
+/// Bind: portal, statement, parameter format codes, parameters (`None`: NULL), result formats.
+fn bind_msg(s: &mut TcpStream, portal: &str, stmt: &str, formats: &[i16], params: &[Option<&[u8]>], results: &[i16]) {
+    let mut b = cstr(portal);
+    b.extend(cstr(stmt));
+    b.extend((formats.len() as i16).to_be_bytes());
+    for f in formats {
+        b.extend(f.to_be_bytes());
+    }
+    b.extend((params.len() as i16).to_be_bytes());
+    for p in params {
+        match p {
+            Some(v) => {
+                b.extend((v.len() as i32).to_be_bytes());
+                b.extend_from_slice(v);
+            }
+            None => b.extend((-1i32).to_be_bytes()),
+        }
+    }
+    b.extend((results.len() as i16).to_be_bytes());
+    for f in results {
+        b.extend(f.to_be_bytes());
+    }
+    send_message(s, b'B', &b);
+}
+
+fn describe_msg(s: &mut TcpStream, what: u8, name: &str) {
+    let mut b = vec![what];
+    b.extend(cstr(name));
+    send_message(s, b'D', &b);
+}
+
+fn execute_msg(s: &mut TcpStream, portal: &str) {
+    let mut b = cstr(portal);
+    b.extend(0i32.to_be_bytes());
+    send_message(s, b'E', &b);
+}
+
+/// What came back up to the next ReadyForQuery: message kinds, the SQLSTATE of each error, and
+/// the transaction status the ReadyForQuery reports.
+fn answer(s: &mut TcpStream) -> (String, Vec<String>, u8, Vec<Message>) {
+    send_message(s, b'S', b"");
+    let msgs = until_ready(s);
+    let kinds = msgs.iter().map(|m| m.0 as char).collect();
+    let codes = msgs
+        .iter()
+        .filter(|m| m.0 == b'E')
+        .map(|m| {
+            let fields = m.1.split(|b| *b == 0).map(|f| String::from_utf8_lossy(f).to_string());
+            fields
+                .filter_map(|f| f.strip_prefix('C').map(str::to_string))
+                .next()
+                .unwrap_or_default()
+        })
+        .collect();
+    let status = msgs.last().unwrap().1[0];
+    (kinds, codes, status, msgs)
+}
+
+/// The fields of a DataRow.
+fn row_fields(body: &[u8]) -> Vec<Option<Vec<u8>>> {
+    let n = i16::from_be_bytes([body[0], body[1]]) as usize;
+    let mut at = 2;
+    (0..n)
+        .map(|_| {
+            let len = i32::from_be_bytes(body[at..at + 4].try_into().unwrap());
+            at += 4;
+            if len < 0 {
+                return None;
+            }
+            let v = body[at..at + len as usize].to_vec();
+            at += len as usize;
+            Some(v)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_extended_protocol_is_refused_by_name_and_the_connection_goes_on() {
+async fn the_extended_protocol_binds_parameters_sends_binary_rows_and_refuses_what_does_not_fit() {
     let r = start(|c| ServerConfig {
         allow_plaintext: true,
         ..c
@@ -648,20 +764,128 @@ async fn the_extended_protocol_is_refused_by_name_and_the_connection_goes_on() {
     let addr = r.addr;
     tokio::task::spawn_blocking(move || {
         let mut s = raw_login(addr, "ana", "ana's passphrase");
-        // Parse, Bind, Execute, Sync: one error (0A000), the rest skipped up to the Sync
-        send_message(&mut s, b'P', b"\0SELECT count(*) FROM permits\0\0\0");
-        send_message(&mut s, b'B', b"\0\0\0\0\0\0\0\0");
-        send_message(&mut s, b'E', b"\0\0\0\0\0");
-        send_message(&mut s, b'S', b"");
-        let answer = until_ready(&mut s);
-        let kinds: Vec<u8> = answer.iter().map(|m| m.0).collect();
-        assert_eq!(kinds, b"EZ", "{answer:?}");
-        let text = String::from_utf8_lossy(&answer[0].1);
-        assert!(
-            text.contains("0A000") && text.contains("simple query protocol"),
-            "{text}"
+        // Parse, then Describe the statement: one int8 parameter (inferred from `id`), two columns
+        parse_msg(
+            &mut s,
+            "by_id",
+            "SELECT id, owner FROM permits WHERE id >= $1 ORDER BY id",
+            &[],
         );
-        // the simple protocol still works on the same connection
+        describe_msg(&mut s, b'S', "by_id");
+        let (kinds, codes, _, msgs) = answer(&mut s);
+        assert_eq!(kinds, "1tTZ", "{codes:?}");
+        assert_eq!(msgs[1].1, [&1i16.to_be_bytes()[..], &20u32.to_be_bytes()[..]].concat());
+        // Bind 2 in binary, ask for binary results: ana's row filter leaves row 3 (north)
+        bind_msg(&mut s, "", "by_id", &[1], &[Some(&2i64.to_be_bytes())], &[1]);
+        describe_msg(&mut s, b'P', "");
+        execute_msg(&mut s, "");
+        let (kinds, codes, _, msgs) = answer(&mut s);
+        assert_eq!(kinds, "2TDCZ", "{codes:?}");
+        let row = row_fields(&msgs[2].1);
+        assert_eq!(row, vec![Some(3i64.to_be_bytes().to_vec()), Some(b"Alan".to_vec())]);
+        assert!(msgs[3].1.starts_with(b"SELECT 1\0"), "{:?}", msgs[3]);
+        // the same statement again with a text parameter and text results
+        bind_msg(&mut s, "", "by_id", &[], &[Some(b"1")], &[]);
+        execute_msg(&mut s, "");
+        let (kinds, _, _, msgs) = answer(&mut s);
+        assert_eq!(kinds, "2DDCZ");
+        assert_eq!(row_fields(&msgs[1].1), vec![Some(b"1".to_vec()), Some(b"Ada".to_vec())]);
+
+        // what does not fit is refused by name, and the connection goes on after each Sync
+        let refused = |s: &mut TcpStream, what: &str, code: &str| {
+            let (kinds, codes, _, _) = answer(s);
+            assert!(kinds.ends_with("EZ") && codes == [code], "{what}: {kinds} {codes:?}");
+        };
+        bind_msg(&mut s, "", "by_id", &[], &[Some(b"1"), Some(b"2")], &[]);
+        refused(&mut s, "two parameters for one", "08P01");
+        bind_msg(&mut s, "", "by_id", &[1, 1], &[Some(&2i64.to_be_bytes())], &[]);
+        refused(&mut s, "two format codes for one parameter", "08P01");
+        bind_msg(&mut s, "", "by_id", &[7], &[Some(b"1")], &[]);
+        refused(&mut s, "format code 7", "22023");
+        bind_msg(&mut s, "", "by_id", &[], &[Some(b"1")], &[1, 1, 1]);
+        refused(&mut s, "three result formats for two columns", "08P01");
+        bind_msg(&mut s, "", "by_id", &[1], &[Some(&[1, 2, 3])], &[]);
+        execute_msg(&mut s, "");
+        refused(&mut s, "a 3-byte int8", "22P03");
+        bind_msg(&mut s, "", "by_id", &[], &[Some(b"one")], &[]);
+        execute_msg(&mut s, "");
+        refused(&mut s, "text that is no number", "22P02");
+        bind_msg(&mut s, "", "nope", &[], &[], &[]);
+        refused(&mut s, "an unknown statement", "26000");
+        describe_msg(&mut s, b'P', "nope");
+        refused(&mut s, "an unknown portal", "34000");
+        parse_msg(&mut s, "by_id", "SELECT 1", &[]);
+        refused(&mut s, "a statement name taken", "42P05");
+        parse_msg(&mut s, "", "SELECT * FROM nowhere WHERE x = $1", &[]);
+        refused(&mut s, "an unknown table, at Parse", "42P01");
+        parse_msg(&mut s, "", "SELECT 1; SELECT 2", &[]);
+        refused(&mut s, "two statements", "42601");
+        parse_msg(&mut s, "", "CREATE PRINCIPAL $1", &[]);
+        refused(&mut s, "a parameter in Stratalake's own statement", "0A000");
+        // a binary NUMERIC of a few bytes claiming a huge weight is refused, not expanded
+        parse_msg(&mut s, "", "SELECT $1", &[1700]);
+        let mut huge = 1i16.to_be_bytes().to_vec();
+        huge.extend(30_000i16.to_be_bytes()); // weight: 10000^30000
+        huge.extend([0, 0, 0, 0, 0, 1]);
+        bind_msg(&mut s, "", "", &[1], &[Some(&huge)], &[]);
+        execute_msg(&mut s, "");
+        refused(&mut s, "a numeric with weight 30000", "22P03");
+        // a parameter without a type comes back as text
+        parse_msg(&mut s, "", "SELECT $1 AS echo", &[]);
+        bind_msg(&mut s, "", "", &[], &[Some(b"hello")], &[]);
+        execute_msg(&mut s, "");
+        let (kinds, _, _, msgs) = answer(&mut s);
+        assert_eq!(kinds, "12DCZ");
+        assert_eq!(row_fields(&msgs[2].1), vec![Some(b"hello".to_vec())]);
+        // after a failed Execute the rest of the pipeline, up to Sync, does not run
+        bind_msg(&mut s, "", "by_id", &[], &[Some(b"one")], &[]);
+        execute_msg(&mut s, "");
+        bind_msg(&mut s, "", "by_id", &[], &[Some(b"1")], &[]);
+        execute_msg(&mut s, "");
+        let (kinds, codes, _, _) = answer(&mut s);
+        assert_eq!((kinds.as_str(), codes), ("2EZ", vec!["22P02".to_string()]));
+        // SQL NULL is sent as NULL
+        send_message(&mut s, b'Q', &cstr("SELECT NULL AS nothing"));
+        let msgs = until_ready(&mut s);
+        assert_eq!(row_fields(&msgs[1].1), vec![None], "{msgs:?}");
+        // named statements are bounded per connection (empty ones are cheap to make)
+        for i in 0..1000 {
+            parse_msg(&mut s, &format!("e{i}"), "", &[]);
+        }
+        parse_msg(&mut s, "one_too_many", "", &[]);
+        let (kinds, codes, _, _) = answer(&mut s);
+        assert!(kinds.ends_with("1EZ") && codes == ["54000"], "{codes:?}");
+        // closing one makes room
+        send_message(&mut s, b'C', &[b"S".to_vec(), cstr("e0")].concat());
+        parse_msg(&mut s, "one_too_many", "", &[]);
+        let (kinds, _, _, _) = answer(&mut s);
+        assert_eq!(kinds, "31Z");
+
+        // transaction blocks: reads run, a write is refused before it runs, the block fails
+        // until ROLLBACK
+        send_message(&mut s, b'Q', &cstr("BEGIN"));
+        let msgs = until_ready(&mut s);
+        assert_eq!(msgs.last().unwrap().1, b"T");
+        parse_msg(&mut s, "", "SELECT count(*) FROM permits", &[]);
+        bind_msg(&mut s, "", "", &[], &[], &[]);
+        execute_msg(&mut s, "");
+        let (kinds, _, status, _) = answer(&mut s);
+        assert_eq!((kinds.as_str(), status), ("12DCZ", b'T'));
+        // (a nested comment does not make a write look like a read)
+        parse_msg(&mut s, "", "/* /* */ SELECT */ DELETE FROM permits WHERE id = $1", &[]);
+        bind_msg(&mut s, "", "", &[], &[Some(b"1")], &[]);
+        execute_msg(&mut s, "");
+        let (_, codes, status, _) = answer(&mut s);
+        assert_eq!((codes, status), (vec!["25006".to_string()], b'E'));
+        parse_msg(&mut s, "", "SELECT 1", &[]);
+        refused(&mut s, "Parse in a failed block", "25P02");
+        send_message(&mut s, b'Q', &cstr("SELECT 1"));
+        let msgs = until_ready(&mut s);
+        assert!(String::from_utf8_lossy(&msgs[0].1).contains("25P02"), "{msgs:?}");
+        send_message(&mut s, b'Q', &cstr("ROLLBACK"));
+        let msgs = until_ready(&mut s);
+        assert_eq!(msgs.last().unwrap().1, b"I");
+        // and the simple protocol still works on the same connection
         send_message(&mut s, b'Q', b"SELECT count(*) FROM permits\0");
         let answer = until_ready(&mut s);
         let kinds: Vec<u8> = answer.iter().map(|m| m.0).collect();
@@ -670,5 +894,148 @@ async fn the_extended_protocol_is_refused_by_name_and_the_connection_goes_on() {
     })
     .await
     .unwrap();
+    // the statement is audited with its parameter, under ana
+    assert_audited(&r, "ana", "WHERE id >= $1", "-- parameters: $1 = 2").await;
+    r.stop().await;
+}
+
+/// Some audit record of `principal` has `statement` and `params` in its text.
+async fn assert_audited(r: &Running, principal: &str, statement: &str, params: &str) {
+    let records = r.lake.session("admin").audit().records().await.unwrap();
+    assert!(
+        records.iter().any(|rec| rec.event.principal == principal
+            && rec.event.statement.contains(statement)
+            && rec.event.statement.contains(params)),
+        "no record of {principal}: {statement} {params} in {:?}",
+        records.iter().map(|r| &r.event.statement).collect::<Vec<_>>()
+    );
+}
+
+/// The Python of the venv with the PostgreSQL client libraries that `scripts/test.sh` makes.
+fn client_python() -> PathBuf {
+    let python = std::env::var_os("STRATALAKE_TEST_CLIENT_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/client-venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} not found: run the tests through scripts/test.sh, which makes a venv with psycopg",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psycopg_binds_parameters_reads_text_and_binary_results_and_keeps_policies() {
+    let r = start(|c| c).await;
+    r.lake
+        .session("admin")
+        .sql(
+            "CREATE TABLE measures (id BIGINT NOT NULL CLASSIFICATION public, amount DECIMAL(38,4) CLASSIFICATION public, \
+             day DATE CLASSIFICATION public, at TIMESTAMP CLASSIFICATION public, note VARCHAR CLASSIFICATION public)",
+        )
+        .await
+        .unwrap();
+    let conninfo = |user: &str, password: &str| {
+        format!(
+            "host=localhost port={} user={user} password='{}' dbname=lake sslmode=verify-full sslrootcert={} connect_timeout=10",
+            r.addr.port(),
+            password.replace('\'', "\\'"),
+            r.ca.display()
+        )
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/psycopg_client.py");
+    let args = [
+        script.display().to_string(),
+        conninfo("admin", "admin pass"),
+        conninfo("ana", "ana's passphrase"),
+        conninfo("bob", "bob pass"),
+    ];
+    let python = client_python();
+    let o = tokio::task::spawn_blocking(move || Command::new(python).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && out.trim() == "ok", "stdout: {out}\nstderr: {err}");
+    // the writes are audited with their parameters, under admin
+    assert_audited(
+        &r,
+        "admin",
+        "DELETE FROM measures WHERE id = $1",
+        "-- parameters: $1 = 2",
+    )
+    .await;
+    r.stop().await;
+}
+
+/// A blocking connection to `addr` from the loopback address `from` (Linux routes 127.0.0.0/8
+/// to the loopback interface, so each is another client address).
+async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let s = sock.connect(addr).await.unwrap().into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_can_neither_hold_the_login_slots_nor_guess_passwords_for_long() {
+    let r = start(|c| ServerConfig {
+        allow_plaintext: true,
+        limits: Limits {
+            max_pending_per_address: 2,
+            max_failed_logins: 3,
+            failed_login_delay: Duration::from_millis(10),
+            ..c.limits
+        },
+        ..c
+    })
+    .await;
+    let addr = r.addr;
+    // two silent connections hold 127.0.0.1's logins; a third from there is refused at once
+    // (53300), one from 127.0.0.2 is served
+    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(addr).unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut refusal = Vec::new();
+    let _ = third.read_to_end(&mut refusal);
+    let refusal = String::from_utf8_lossy(&refusal);
+    assert!(
+        refusal.contains("53300") && refusal.contains("have not logged in yet"),
+        "{refusal}"
+    );
+    let other = connect_from("127.0.0.2", addr).await;
+    let mut s = tokio::task::spawn_blocking(move || raw_login_on(other, "ana", "ana's passphrase"))
+        .await
+        .unwrap();
+    send_message(&mut s, b'Q', b"SELECT count(*) FROM permits\0");
+    assert!(until_ready(&mut s)[1].1.ends_with(b"2"));
+    drop(held);
+
+    // three wrong passwords from 127.0.0.1: its logins are refused, even with the right one;
+    // 127.0.0.2 still logs in
+    for _ in 0..3 {
+        let (ok, _, err) = psql(&r, "ana", "wrong", "disable", "SELECT 1").await;
+        assert!(!ok && err.contains("password authentication failed"), "{err}");
+    }
+    let (ok, _, err) = psql(&r, "ana", "ana's passphrase", "disable", "SELECT 1").await;
+    assert!(!ok && err.contains("too many failed logins"), "{err}");
+    let other = connect_from("127.0.0.2", addr).await;
+    tokio::task::spawn_blocking(move || raw_login_on(other, "ana", "ana's passphrase"))
+        .await
+        .unwrap();
+    // the lockout is audited once, the refused attempts after it are not each recorded
+    let records = r.lake.session("admin").audit().records().await.unwrap();
+    let logins: Vec<_> = records
+        .iter()
+        .filter(|rec| rec.event.kind == "login" && rec.event.outcome.to_string() != "ok")
+        .collect();
+    assert!(
+        logins
+            .iter()
+            .any(|rec| rec.event.statement.contains("its logins are refused")),
+        "{logins:?}"
+    );
+    assert_eq!(logins.len(), 4, "{logins:?}");
     r.stop().await;
 }

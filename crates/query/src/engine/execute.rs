@@ -6,13 +6,16 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::audit::Touched;
-use super::statements::{is_read_only, split_statements, statements_with_lines, tokens_first_word};
+use super::statements::{first_word, only_reads, split_statements, statements_with_lines};
 use super::{Cancel, SqlSession, guarded, merge};
 use crate::ddl;
 use crate::{Error, Result};
@@ -61,6 +64,97 @@ pub enum Piece<'a> {
 /// The receiver of a streamed result: an error from it stops the statement.
 pub type Sink<'s> = dyn FnMut(Piece<'_>) -> Result<()> + Send + 's;
 
+/// What a statement takes and returns ([`SqlSession::describe`]).
+#[derive(Debug, Clone, Default)]
+pub struct Described {
+    /// The type of each parameter, `$1` first (`None`: the statement leaves it open).
+    pub params: Vec<Option<DataType>>,
+    /// The columns of its rows; `None` for a statement that returns none.
+    pub columns: Option<SchemaRef>,
+}
+
+/// Statements a client sees as a command with a row count, not as rows (PostgreSQL's).
+const ROW_COUNT_STATEMENTS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
+
+/// Exactly one statement of `sql`, with its line.
+fn one_statement(sql: &str) -> Result<(u64, Vec<Token>)> {
+    let mut stmts = statements_with_lines(sql)?;
+    if stmts.len() != 1 {
+        return Err(Error::Sql(format!(
+            "expected one statement, found {} (a prepared statement holds one)",
+            stmts.len()
+        )));
+    }
+    Ok(stmts.pop().expect("one"))
+}
+
+/// The types of a plan's placeholders, `$1` first. Placeholders must be numbered from `$1`
+/// without gaps; other spellings (`?`, `$name`) are refused.
+fn placeholder_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let found = plan.get_parameter_types()?;
+    let mut out = vec![None; found.len()];
+    for (id, t) in found {
+        let n = id
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=out.len()).contains(n))
+            .ok_or_else(|| {
+                Error::Sql(format!(
+                    "parameter {id}: parameters are written $1, $2, … numbered from $1 without gaps"
+                ))
+            })?;
+        out[n - 1] = t;
+    }
+    Ok(out)
+}
+
+/// How a statement's parameters appear in its audit record, after its text: each as an SQL
+/// literal (`'O''Brien'`, `42`, `NULL`), cut at 200 characters, control and invisible
+/// formatting characters (bidi overrides, zero-width) shown as `?`.
+fn audit_params(values: &[datafusion::common::metadata::ScalarAndMetadata]) -> String {
+    const MAX: usize = 200;
+    let shown: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let literal = match &v.value {
+                v if v.is_null() => "NULL".to_string(),
+                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                    let mut out: String = s.chars().take(MAX).map(visible).collect();
+                    out = out.replace('\'', "''");
+                    let more = if s.chars().nth(MAX).is_some() { "…" } else { "" };
+                    format!("'{out}'{more}")
+                }
+                other => {
+                    let text = other.to_string();
+                    let out: String = text.chars().take(MAX).map(visible).collect();
+                    let more = if text.chars().nth(MAX).is_some() { "…" } else { "" };
+                    if matches!(
+                        other.data_type(),
+                        DataType::Utf8 | DataType::Binary | DataType::Date32 | DataType::Timestamp(..)
+                    ) {
+                        format!("'{}'{more}", out.replace('\'', "''"))
+                    } else {
+                        format!("{out}{more}")
+                    }
+                }
+            };
+            format!("${} = {literal}", i + 1)
+        })
+        .collect();
+    format!(" -- parameters: {}", shown.join(", "))
+}
+
+/// A character as an audit record shows it: control and invisible formatting characters
+/// (which could hide or reorder what a reader sees) as `?`.
+fn visible(c: char) -> char {
+    let invisible = matches!(
+        c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    );
+    if c.is_control() || invisible { '?' } else { c }
+}
+
 impl SqlSession {
     /// Run every statement of `sql` in order, collecting each one's output.
     pub async fn execute(&self, sql: &str) -> Result<Vec<Output>> {
@@ -97,19 +191,89 @@ impl SqlSession {
             }
             // boxed: a statement's future is large (planning, execution, audit) and would
             // otherwise sit on the caller's stack
-            Box::pin(self.run_streaming(stmt, line, sink)).await?;
+            Box::pin(self.run_streaming(stmt, line, None, sink)).await?;
         }
         Ok(())
     }
 
-    async fn run_streaming(&self, tokens: Vec<Token>, line: u64, sink: &mut Sink<'_>) -> Result<()> {
+    /// Run one statement whose placeholders (`$1`, `$2`, …) take `params`, in order, handing
+    /// its result to `sink` as [`SqlSession::execute_streaming`] does. The values must have the
+    /// types [`SqlSession::describe`] gave (cast them first); the audit record shows them after
+    /// the statement's text. Stratalake's own statements (DDL, grants, MERGE) take no parameters.
+    pub async fn execute_with_params(&self, sql: &str, params: Vec<ScalarValue>, sink: &mut Sink<'_>) -> Result<()> {
+        let (line, tokens) = one_statement(sql)?;
+        if self.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            return Err(Error::Cancelled);
+        }
+        Box::pin(self.run_streaming(
+            tokens,
+            line,
+            Some(ParamValues::List(params.into_iter().map(Into::into).collect())),
+            sink,
+        ))
+        .await
+    }
+
+    /// What one statement would return, without running it: the types of its parameters
+    /// (`$1` first; `None` where the statement does not fix one) and its columns (`None` for a
+    /// statement without rows: DDL, INSERT, UPDATE, DELETE, MERGE). Planned as the session's
+    /// principal, so a table it may not read fails here as it would when run; such a failure is
+    /// audited, a description that succeeds is not (nothing was read).
+    pub async fn describe(&self, sql: &str) -> Result<Described> {
+        let (_, tokens) = one_statement(sql)?;
         let text: String = tokens.iter().map(|t| t.to_string()).collect();
+        let touched = Touched::default();
+        let word = first_word(&text);
+        let r = guarded(async {
+            if ddl::parse(&tokens)?.is_some() || merge::is_merge(&tokens) {
+                if let Some(p) = tokens.iter().find(|t| matches!(t, Token::Placeholder(_))) {
+                    return Err(Error::Unsupported(format!(
+                        "{word} statements take no parameters (found {p}); write the values into the statement"
+                    )));
+                }
+                return Ok(Described::default());
+            }
+            let (_, plan) = self.logical_plan(tokens, &touched).await?;
+            let params = placeholder_types(&plan)?;
+            let columns = if ROW_COUNT_STATEMENTS.contains(&word.as_str()) || plan.schema().fields().is_empty() {
+                None
+            } else {
+                Some(Arc::new(plan.schema().as_arrow().clone()))
+            };
+            Ok(Described { params, columns })
+        })
+        .await
+        .and_then(|r| r);
+        if r.is_err() {
+            self.audit(&text, &touched, &r, None, !only_reads(&text)).await?;
+        }
+        r
+    }
+
+    async fn run_streaming(
+        &self,
+        tokens: Vec<Token>,
+        line: u64,
+        params: Option<ParamValues>,
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        let mut text: String = tokens.iter().map(|t| t.to_string()).collect();
+        if let Some(ParamValues::List(values)) = &params {
+            text.push_str(&audit_params(values));
+        }
         let touched = Touched::default();
         let mut rows: Option<u64> = None;
         let r = self
             .limited(async {
                 guarded(async {
-                    if let Some(d) = ddl::parse(&tokens)? {
+                    let stratalake_own = ddl::parse(&tokens)?;
+                    if params.is_some() && (stratalake_own.is_some() || merge::is_merge(&tokens)) {
+                        return Err(Error::Unsupported(format!(
+                            "{} statements take no parameters; write the values into the statement",
+                            first_word(&text)
+                        )));
+                    }
+                    if let Some(d) = stratalake_own {
                         let message = self.run_ddl(d, &touched).await?;
                         return sink(Piece::Done {
                             message: &message,
@@ -133,7 +297,7 @@ impl SqlSession {
                         sink(Piece::Batch(&batch))?;
                         return sink(Piece::End { rows: 1 });
                     }
-                    let df = self.plan(tokens, &touched).await?;
+                    let df = self.plan(tokens, &touched, params.as_ref()).await?;
                     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                     let mut stream = df.execute_stream().await?;
                     sink(Piece::Start { schema: &schema, line })?;
@@ -151,7 +315,7 @@ impl SqlSession {
                 .and_then(|r| r)
             })
             .await;
-        let writes = !is_read_only(&tokens_first_word(&text));
+        let writes = !only_reads(&text);
         self.audit(&text, &touched, &r, rows, writes).await?;
         r
     }
@@ -177,13 +341,35 @@ impl SqlSession {
                     .sql(&format!("SELECT CAST({n} AS BIGINT UNSIGNED) AS count"))
                     .await?);
             }
-            self.plan(tokens, &touched).await
+            self.plan(tokens, &touched, None).await
         })
         .await
         .and_then(|r| r);
         // A frame is audited when planned: its rows are not known yet.
-        let writes = !is_read_only(&tokens_first_word(&text));
+        let writes = !only_reads(&text);
         self.audit(&text, &touched, &r, None, writes).await?;
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_in_audit_records_are_literals_that_hide_nothing() {
+        let v = |s: ScalarValue| datafusion::common::metadata::ScalarAndMetadata::from(s);
+        let shown = audit_params(&[
+            v(ScalarValue::Int64(Some(42))),
+            v(ScalarValue::Utf8(Some("O'Brien\u{202E}, $2 = 1\n".into()))),
+            v(ScalarValue::Utf8(None)),
+            v(ScalarValue::Utf8(Some("x".repeat(300)))),
+        ]);
+        assert!(
+            shown.starts_with(" -- parameters: $1 = 42, $2 = 'O''Brien?, $2 = 1?', $3 = NULL, $4 = 'xxx"),
+            "{shown}"
+        );
+        assert!(shown.ends_with(&format!("{}'…", "x".repeat(10))), "{shown}");
+        assert_eq!(shown.matches('x').count(), 200);
     }
 }

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -30,8 +32,31 @@ impl SqlSession {
         Ok(SessionContext::new_with_config_rt(config, self.runtime.env()))
     }
 
-    /// Plan one statement (not Stratalake DDL or MERGE) as the session's principal.
-    pub(super) async fn plan(&self, tokens: Vec<Token>, touched: &Touched) -> Result<DataFrame> {
+    /// Plan one statement (not Stratalake DDL or MERGE) as the session's principal, its
+    /// placeholders (`$1`, …) bound to `params`. The frame runs nothing until executed, except
+    /// statements DataFusion runs when planned (`SET`, `CREATE VIEW`).
+    pub(super) async fn plan(
+        &self,
+        tokens: Vec<Token>,
+        touched: &Touched,
+        params: Option<&ParamValues>,
+    ) -> Result<DataFrame> {
+        let (ctx, plan) = self.logical_plan(tokens, touched).await?;
+        let plan = match params {
+            Some(p) => plan.with_param_values(p.clone())?,
+            None => plan,
+        };
+        Ok(ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// The logical plan of one statement (not Stratalake DDL or MERGE) as the session's
+    /// principal, and the context it was planned in. Nothing runs: this is also how a
+    /// statement is described (its columns, its parameters' types) before it is executed.
+    pub(super) async fn logical_plan(
+        &self,
+        tokens: Vec<Token>,
+        touched: &Touched,
+    ) -> Result<(SessionContext, LogicalPlan)> {
         let state = self.catalog.state().await?;
         let ctx = self.session()?;
         let (tokens, travels) = rewrite_time_travel(tokens)?;
@@ -75,7 +100,7 @@ impl SqlSession {
             }));
         }
         let plan = ctx.state().statement_to_plan(stmt).await?;
-        Ok(ctx.execute_logical_plan(plan).await?)
+        Ok((ctx, plan))
     }
 }
 

@@ -7,39 +7,66 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::{Error, Result};
 
-/// The first word of a statement, upper-cased (after leading comments and parentheses).
-pub(super) fn tokens_first_word(text: &str) -> String {
-    let mut t = text.trim_start();
-    loop {
-        if let Some(rest) = t.strip_prefix("--") {
-            t = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        } else if let Some(rest) = t.strip_prefix("/*") {
-            t = rest.split_once("*/").map_or("", |(_, r)| r).trim_start();
-        } else if let Some(rest) = t.strip_prefix('(') {
-            t = rest.trim_start();
-        } else {
-            break;
-        }
-    }
-    t.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase()
+/// The words of a statement, upper-cased, in order: comments (nested ones too), strings,
+/// numbers and punctuation left out. Empty when the text does not tokenize.
+fn words(text: &str) -> Vec<String> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).with_unescape(false).tokenize() else {
+        return Vec::new();
+    };
+    tokens
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first word of a statement, upper-cased (comments, nested or not, and parentheses
+/// before it skipped): what kind of statement it is. Empty when the text does not tokenize.
+pub fn first_word(text: &str) -> String {
+    words(text).into_iter().next().unwrap_or_default()
 }
 
 /// Whether a statement starting with `word` only reads.
-pub(super) fn is_read_only(word: &str) -> bool {
+fn is_read_only(word: &str) -> bool {
     matches!(
         word,
         "SELECT" | "WITH" | "VALUES" | "EXPLAIN" | "SHOW" | "DESCRIBE" | "TABLE"
     )
 }
 
+/// Whether the statement `text` only reads: a query, `SHOW`, `DESCRIBE`, or an `EXPLAIN` that
+/// does not run a write (`EXPLAIN ANALYZE INSERT …` runs the insert). Anything else, and text
+/// that does not tokenize, may write.
+pub fn only_reads(text: &str) -> bool {
+    let words = words(text);
+    let Some(first) = words.first() else { return false };
+    if first != "EXPLAIN" {
+        return is_read_only(first);
+    }
+    // EXPLAIN [ANALYZE] [VERBOSE] [FORMAT name] statement
+    let mut rest = words[1..].iter().map(String::as_str).peekable();
+    let mut analyze = false;
+    while let Some(w) = rest.peek().copied() {
+        match w {
+            "ANALYZE" => analyze = true,
+            "VERBOSE" => {}
+            "FORMAT" => {
+                rest.next();
+            }
+            _ => break,
+        }
+        rest.next();
+    }
+    !analyze || matches!(rest.next(), Some("SELECT" | "WITH" | "VALUES" | "TABLE"))
+}
+
 /// Whether `sql` is one query that only reads (`SELECT`, `WITH`, `VALUES`, `TABLE`): what a client
 /// may export.
 pub fn is_query(sql: &str) -> bool {
     matches!(split_statements(sql).map(|s| s.len()), Ok(1))
-        && matches!(tokens_first_word(sql).as_str(), "SELECT" | "WITH" | "VALUES" | "TABLE")
+        && matches!(first_word(sql).as_str(), "SELECT" | "WITH" | "VALUES" | "TABLE")
 }
 
 /// The statements of `sql` (split at top-level semicolons, strings and comments respected) with
@@ -105,4 +132,25 @@ pub fn split_statements(sql: &str) -> Result<Vec<Vec<Token>>> {
         return Err(Error::Sql("no statement given".into()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_of_a_statement_is_its_first_word_outside_comments() {
+        assert_eq!(first_word("  -- note\n (SELECT 1)"), "SELECT");
+        // a nested comment hides the SELECT: this is a DROP
+        assert_eq!(first_word("/* /* */ SELECT */ DROP TABLE t"), "DROP");
+        assert!(!only_reads("/* /* */ SELECT */ INSERT INTO t VALUES (1)"));
+        assert!(only_reads("with x as (select 1) select * from x"));
+        assert!(only_reads("EXPLAIN INSERT INTO t VALUES (1)"));
+        assert!(only_reads("EXPLAIN ANALYZE VERBOSE SELECT 1"));
+        assert!(!only_reads("EXPLAIN ANALYZE INSERT INTO t VALUES (1)"));
+        assert!(!only_reads("explain analyze format indent delete from t"));
+        assert!(!only_reads("GRANT SELECT ON TABLE t TO a"));
+        assert!(!only_reads("'unterminated"));
+        assert!(!only_reads(""));
+    }
 }
