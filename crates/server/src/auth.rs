@@ -36,6 +36,8 @@ pub(crate) struct Conn {
     pub principal: String,
     pub sql: stratalake::SqlSession,
     pub peer: SocketAddr,
+    /// What the audit records of this connection's statements end with: `[pgwire ADDRESS tls]`.
+    pub note: String,
     /// Stops this connection's running statement (a cancel request, the statement timeout).
     pub cancel: Cancel,
     _key: CancelKey,
@@ -281,14 +283,15 @@ impl StartupHandler for Login {
                     .ok_or_else(|| error("FATAL", "XX000", "the server cannot start a session now"))?;
                 client.set_pid_and_secret_key(pid, SecretKey::I32(i32::from_be_bytes(secret)));
                 let session = self.shared.lake.session(&user);
+                let note = format!("[pgwire {peer} {tls}]");
                 let sql = session
                     .sql_session()
-                    .with_audit_as("sql", &format!("[pgwire {peer} {tls}]"))
+                    .with_audit_as("sql", &note)
                     .with_cancel(cancel.clone())
                     .with_timeout(self.shared.limits.statement_timeout);
                 tracing::info!(%peer, principal = %printable(&user), tls, "login");
-                let note = format!("LOGIN {} [pgwire {peer} {tls}]", printable(&user));
-                if let Err(e) = self.shared.lake.record_login_success(&user, &note).await {
+                let login = format!("LOGIN {} {note}", printable(&user));
+                if let Err(e) = self.shared.lake.record_login_success(&user, &login).await {
                     // as for any statement: what cannot be audited does not happen
                     tracing::warn!(error = %e, "login: the audit record could not be written");
                     return Err(error(
@@ -301,6 +304,7 @@ impl StartupHandler for Login {
                     principal: user,
                     sql,
                     peer,
+                    note,
                     cancel,
                     _key: key,
                 });

@@ -120,6 +120,13 @@ impl QueryParser for Parser {
             .session_extensions()
             .get::<Conn>()
             .ok_or_else(|| error("FATAL", "28000", "not logged in"))?;
+        if crate::copy::parse(sql).is_some() {
+            return Err(error(
+                "ERROR",
+                "0A000",
+                "COPY ... TO STDOUT is served by the simple query protocol (as psql and libpq send it)",
+            ));
+        }
         let described = if control(sql).is_some() {
             if stratalake::query::split_statements(sql).map_or(0, |s| s.len()) > 1 {
                 return Err(error(

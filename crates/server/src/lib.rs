@@ -21,6 +21,7 @@
 
 mod auth;
 mod conn;
+mod copy;
 mod door;
 mod extended;
 mod query;

@@ -86,9 +86,18 @@ impl SimpleQueryHandler for Statements {
         };
         let mut status = client.transaction_status();
         let mut out = Vec::new();
+        let count = statements.len();
         for tokens in statements {
             let text: String = tokens.iter().map(|t| t.to_string()).collect();
-            let r = run(&conn, &mut status, &text, Run::default()).await;
+            let r = match crate::copy::parse(&text) {
+                None => run(&conn, &mut status, &text, Run::default()).await,
+                Some(Err((code, message))) => fail(code, message),
+                Some(Ok(_)) if count > 1 => fail("0A000", "COPY ... TO STDOUT must be sent as a query of its own"),
+                Some(Ok(copy)) => crate::copy::run(&conn, status, client, copy).await?,
+            };
+            if matches!(r, Response::Error(_)) {
+                status = status.to_error_state();
+            }
             let failed = matches!(r, Response::Error(_));
             out.push(r);
             if failed {

@@ -84,6 +84,11 @@ with psycopg.connect(admin, autocommit=True) as conn:
     cur.execute("SELECT NULL, %s, INTERVAL '1 day 2 hours'", (5,))
     row = cur.fetchone()
     check(row == (None, "5", datetime.timedelta(days=1, hours=2)), f"{row!r}")
+    # COPY ... TO STDOUT in binary, as bulk readers (ADBC) use it
+    with cur.copy("COPY (SELECT id, amount FROM measures ORDER BY id) TO STDOUT (FORMAT BINARY)") as cp:
+        cp.set_types(["int8", "numeric"])
+        got = list(cp.rows())
+    check(got == [(1, big), (3, Decimal("7"))], f"binary COPY: {got!r}")
     # unknown table: 42P01 at Parse
     check(sqlstate_of(admin, "SELECT * FROM nowhere WHERE x = %s", (1,)) == "42P01", "unknown table")
 

@@ -1039,3 +1039,44 @@ async fn one_address_can_neither_hold_the_login_slots_nor_guess_passwords_for_lo
     assert_eq!(logins.len(), 4, "{logins:?}");
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_to_stdout_exports_under_the_principals_policies_and_is_audited() {
+    let r = start(|c| c).await;
+    let ana = |sql: &'static str| psql(&r, "ana", "ana's passphrase", "require", sql);
+    // ana's row filter applies to what she copies, in CSV and in text
+    let (ok, out, err) =
+        ana("COPY (SELECT id, owner FROM permits ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)").await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "id,owner\n1,Ada\n3,Alan");
+    let (ok, out, err) = ana("COPY permits TO STDOUT").await;
+    assert!(ok, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["1\tAda\tnorth\tt", "3\tAlan\tnorth\t\\N"]);
+    // no grant, no copy; no COPY FROM, no files on the server
+    let (ok, _, err) = psql(&r, "bob", "bob pass", "require", "COPY permits TO STDOUT").await;
+    assert!(!ok && err.contains("42501"), "{err}");
+    for (sql, says) in [
+        ("COPY permits FROM STDIN", "COPY FROM is not served"),
+        ("COPY permits TO '/tmp/stolen.csv'", "refused"),
+        ("SELECT 1; COPY permits TO STDOUT", "of its own"),
+    ] {
+        let (ok, _, err) = ana(sql).await;
+        assert!(!ok && err.contains("0A000") && err.contains(says), "{sql}: {err}");
+    }
+    // the copy is audited as an export, with its format, under ana
+    let records = r.lake.session("admin").audit().records().await.unwrap();
+    assert!(
+        records.iter().any(|rec| rec.event.principal == "ana"
+            && rec.event.kind == "export"
+            && rec.event.statement.contains("-- COPY TO STDOUT (csv)")
+            && rec.event.rows == Some(2)),
+        "{:?}",
+        records
+            .iter()
+            .map(|r| (&r.event.kind, &r.event.statement))
+            .collect::<Vec<_>>()
+    );
+    r.stop().await;
+}
