@@ -11,11 +11,13 @@ use stratalake_server::{Limits, Server, ServerConfig, TlsFiles};
 
 use crate::args::Cli;
 
+/// Flags override the lake's `[server]` section of `stratalake.toml`, setting by setting; the
+/// defaults named here apply when neither gives one.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address of the PostgreSQL protocol.
-    #[arg(long, default_value = "127.0.0.1:5432")]
-    pub listen: SocketAddr,
+    /// Address of the PostgreSQL protocol [default: 127.0.0.1:5432].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// TLS certificate chain (PEM).
     #[arg(long, requires = "key")]
     pub cert: Option<PathBuf>,
@@ -25,25 +27,32 @@ pub struct ServeArgs {
     /// Accept connections without TLS (only on a loopback --listen address).
     #[arg(long)]
     pub allow_plaintext: bool,
-    /// Connections at once.
-    #[arg(long, default_value_t = 100)]
-    pub max_connections: usize,
-    /// Time a client has from connecting to a finished login (`10s`, `1m`).
-    #[arg(long, default_value = "10s", value_parser = duration)]
-    pub login_timeout: Duration,
-    /// Close a logged-in connection that sends nothing for this long (`15m`; default: never).
+    /// Connections at once [default: 100].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Statements one principal may have running at once, over all its connections [default: no limit].
+    #[arg(long)]
+    pub max_queries_per_principal: Option<usize>,
+    /// Time a client has from connecting to a finished login (`10s`, `1m`) [default: 10s].
+    #[arg(long, value_parser = duration)]
+    pub login_timeout: Option<Duration>,
+    /// Close a logged-in connection that sends nothing for this long (`15m`) [default: never].
     #[arg(long, value_parser = duration)]
     pub idle_timeout: Option<Duration>,
-    /// Stop a statement that runs longer (`5m`; default: no limit).
+    /// Stop a statement that runs longer (`5m`) [default: no limit].
     #[arg(long, value_parser = duration)]
     pub statement_timeout: Option<Duration>,
-    /// Connections from one address (IPv4, or IPv6 /64) that may be logging in at once.
-    #[arg(long, default_value_t = 10)]
-    pub max_pending_per_address: usize,
+    /// Connections from one address (IPv4, or IPv6 /64) that may be logging in at once [default: 10].
+    #[arg(long)]
+    pub max_pending_per_address: Option<usize>,
     /// Failed logins from one address, within a minute, after which its logins are refused for
-    /// the rest of that minute.
-    #[arg(long, default_value_t = 10)]
-    pub max_failed_logins: u32,
+    /// the rest of that minute [default: 10].
+    #[arg(long)]
+    pub max_failed_logins: Option<u32>,
+    /// On Ctrl-C or SIGTERM, how long running statements may take to finish before they are
+    /// canceled [default: 30s].
+    #[arg(long, value_parser = duration)]
+    pub shutdown_grace: Option<Duration>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -58,27 +67,13 @@ pub async fn run(cli: &Cli, a: &ServeArgs) -> Result<()> {
         .open()
         .await
         .with_context(|| format!("cannot open the lake at {}", cli.lake))?;
-    let tls = match (&a.cert, &a.key) {
-        (Some(cert), Some(key)) => Some(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        }),
-        _ => None,
+    // relative certificate paths of the section are the lake folder's; a lake at a URL has none
+    let base = if cli.lake.contains("://") && !cli.lake.starts_with("file://") {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(cli.lake.trim_start_matches("file://"))
     };
-    let config = ServerConfig {
-        listen: a.listen,
-        tls,
-        allow_plaintext: a.allow_plaintext,
-        limits: Limits {
-            max_connections: a.max_connections,
-            login_timeout: a.login_timeout,
-            idle_timeout: a.idle_timeout,
-            statement_timeout: a.statement_timeout,
-            max_pending_per_address: a.max_pending_per_address,
-            max_failed_logins: a.max_failed_logins,
-            ..Limits::default()
-        },
-    };
+    let config = overlay(ServerConfig::from_section(&lake.config().server, &base)?, a);
     let server = Server::bind(lake, config).await?;
     match server.certificate() {
         Some(c) => println!(
@@ -98,6 +93,45 @@ pub async fn run(cli: &Cli, a: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The flags given, over the configuration from the lake's `[server]` section.
+fn overlay(mut c: ServerConfig, a: &ServeArgs) -> ServerConfig {
+    if let Some(l) = a.listen {
+        c.listen = l;
+    }
+    if let (Some(cert), Some(key)) = (&a.cert, &a.key) {
+        c.tls = Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    c.allow_plaintext |= a.allow_plaintext;
+    let l: &mut Limits = &mut c.limits;
+    if let Some(n) = a.max_connections {
+        l.max_connections = n;
+    }
+    if a.max_queries_per_principal.is_some() {
+        l.max_queries_per_principal = a.max_queries_per_principal;
+    }
+    if let Some(d) = a.login_timeout {
+        l.login_timeout = d;
+    }
+    if a.idle_timeout.is_some() {
+        l.idle_timeout = a.idle_timeout;
+    }
+    if a.statement_timeout.is_some() {
+        l.statement_timeout = a.statement_timeout;
+    }
+    if let Some(n) = a.max_pending_per_address {
+        l.max_pending_per_address = n;
+    }
+    if let Some(n) = a.max_failed_logins {
+        l.max_failed_logins = n;
+    }
+    if let Some(d) = a.shutdown_grace {
+        l.shutdown_grace = d;
+    }
+    c
+}
 /// Ctrl-C or SIGTERM.
 async fn shutdown() {
     #[cfg(unix)]

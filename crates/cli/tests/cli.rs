@@ -3293,3 +3293,80 @@ fn passwords_and_tokens_are_set_listed_and_revoked_and_never_stored_in_clear() {
         "{audit}"
     );
 }
+
+#[test]
+fn serve_takes_its_settings_from_the_lake_configuration_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let l = new_lake();
+    let p = &l.path;
+    ok(
+        p,
+        &[
+            "sql",
+            "-c",
+            "CREATE PRINCIPAL ana; CREATE TABLE t (id BIGINT CLASSIFICATION public); \
+             INSERT INTO t VALUES (1), (2); GRANT SELECT ON TABLE t TO ana",
+        ],
+    );
+    let o = sql_stdin(p, &["principal", "passwd", "ana", "--password-stdin"], "ana's pw\n");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = p.join("stratalake.toml");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    // a bad setting in [server] is named, and nothing is served
+    std::fs::write(
+        &cfg,
+        format!("{original}\n[server]\nallow_plaintext = true\nidle_timeout = \"soon\"\n"),
+    )
+    .unwrap();
+    let e = fails(p, &["serve"]);
+    assert!(e.contains("[server] idle_timeout"), "{e}");
+    std::fs::write(
+        &cfg,
+        format!("{original}\n[server]\nlisten = \"127.0.0.1:0\"\nallow_plaintext = true\nshutdown_grace = \"2s\"\n"),
+    )
+    .unwrap();
+    let mut child = bin()
+        .arg("--lake")
+        .arg(p)
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    // the address comes from the section (port 0: a free one), plaintext as it allows
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|r| r.strip_suffix(" (PostgreSQL protocol, plaintext on loopback)\n"))
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let port = addr.strip_prefix("127.0.0.1:").unwrap();
+    let psql = Command::new("psql")
+        .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM t"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=ana dbname=lake sslmode=disable connect_timeout=10"
+        ))
+        .env("PGPASSWORD", "ana's pw")
+        .output()
+        .expect("psql (Debian's postgresql-client) is installed by scripts/test.sh");
+    assert!(psql.status.success(), "{}", String::from_utf8_lossy(&psql.stderr));
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "2");
+    // SIGTERM: it stops accepting, closes its (idle) connections and ends with success
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(rest, "stopped\n");
+}

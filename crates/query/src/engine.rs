@@ -39,7 +39,9 @@ use crate::{Error, Result};
 pub(crate) use audit::Touched;
 pub use cancel::{Cancel, guarded};
 pub use execute::{Described, Output, Piece, Sink};
-pub use statements::{first_word, is_complete, is_query, only_reads, split_statements, statements_with_lines};
+pub use statements::{
+    ROW_COUNT_STATEMENTS, first_word, is_complete, is_query, only_reads, split_statements, statements_with_lines,
+};
 
 /// Name of the DataFusion catalog the lake is registered as.
 pub const CATALOG_NAME: &str = "lake";

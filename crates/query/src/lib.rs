@@ -30,8 +30,8 @@ mod stats;
 
 pub use catalog::AsOf;
 pub use engine::{
-    CATALOG_NAME, Cancel, Described, Output, Piece, Sink, SqlSession, first_word, guarded, is_complete, is_query,
-    only_reads, split_statements, statements_with_lines,
+    CATALOG_NAME, Cancel, Described, Output, Piece, ROW_COUNT_STATEMENTS, Sink, SqlSession, first_word, guarded,
+    is_complete, is_query, only_reads, split_statements, statements_with_lines,
 };
 pub use error::{Error, Result};
 pub use policy::{check_mask, check_row_filter};

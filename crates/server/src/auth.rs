@@ -43,6 +43,19 @@ pub(crate) struct Conn {
     _key: CancelKey,
 }
 
+impl Conn {
+    /// A place among the principal's running statements, or the error (53400) to answer.
+    pub(crate) fn start_statement(&self) -> Result<crate::Running, pgwire::api::results::Response> {
+        self._key.shared.start_statement(&self.principal).map_err(|message| {
+            pgwire::api::results::Response::Error(Box::new(pgwire::error::ErrorInfo::new(
+                "ERROR".into(),
+                "53400".into(),
+                message,
+            )))
+        })
+    }
+}
+
 /// This connection's entry in the server's cancel keys, removed when the connection goes.
 struct CancelKey {
     shared: Arc<Shared>,

@@ -178,30 +178,54 @@ async fn session(
             socket.state(),
             PgWireConnectionState::AwaitingStartup | PgWireConnectionState::AuthenticationInProgress
         );
-        let next = if logging_in {
-            tokio::select! {
-                () = &mut startup => {
-                    tracing::info!(peer = %socket.socket_addr(), "login timed out");
-                    return Ok(());
+        let idle = shared.limits.idle_timeout;
+        let next = tokio::select! {
+            biased;
+            () = shared.stopping.cancelled() => Next::Stopping,
+            n = async {
+                if logging_in {
+                    tokio::select! {
+                        () = &mut startup => Next::LoginTimedOut,
+                        m = socket.next() => Next::Message(m),
+                    }
+                } else if let Some(idle) = idle {
+                    match tokio::time::timeout(idle, socket.next()).await {
+                        Ok(m) => Next::Message(m),
+                        Err(_) => Next::Idle(idle),
+                    }
+                } else {
+                    Next::Message(socket.next().await)
                 }
-                m = socket.next() => m,
+            } => n,
+        };
+        let next = match next {
+            Next::Message(m) => m,
+            Next::LoginTimedOut => {
+                tracing::info!(peer = %socket.socket_addr(), "login timed out");
+                return Ok(());
             }
-        } else if let Some(idle) = shared.limits.idle_timeout {
-            match tokio::time::timeout(idle, socket.next()).await {
-                Ok(m) => m,
-                Err(_) => {
+            Next::Idle(idle) => {
+                let info = ErrorInfo::new(
+                    "FATAL".into(),
+                    "57P05".into(),
+                    format!("terminating connection: idle for {}", humantime(idle)),
+                );
+                let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
+                let _ = socket.close().await;
+                return Ok(());
+            }
+            Next::Stopping => {
+                if !logging_in {
                     let info = ErrorInfo::new(
                         "FATAL".into(),
-                        "57P05".into(),
-                        format!("terminating connection: idle for {}", humantime(idle)),
+                        "57P01".into(),
+                        "terminating connection due to administrator command: the server is shutting down".into(),
                     );
                     let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
-                    let _ = socket.close().await;
-                    return Ok(());
                 }
+                let _ = socket.close().await;
+                return Ok(());
             }
-        } else {
-            socket.next().await
         };
         let msg = match next {
             Some(Ok(m)) => m,
@@ -244,6 +268,14 @@ async fn session(
             return Ok(());
         }
     }
+}
+
+/// What ended the wait for a client's next message.
+enum Next<M> {
+    Message(M),
+    LoginTimedOut,
+    Idle(Duration),
+    Stopping,
 }
 
 fn fatal(e: &PgWireError) -> bool {

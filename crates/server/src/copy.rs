@@ -272,6 +272,10 @@ where
             "current transaction is aborted, commands ignored until end of transaction block",
         ));
     }
+    let _running = match conn.start_statement() {
+        Ok(r) => r,
+        Err(refused) => return Ok(refused),
+    };
     conn.cancel.reset();
     let form = match copy.form {
         Form::Text => "text",

@@ -16,8 +16,9 @@
 //!
 //! What is here today: TLS, SCRAM logins, per-principal sessions, the simple and extended query
 //! protocols (parameters, text and binary results), transaction blocks for reads, SQLSTATE codes,
-//! cancel requests, a connection limit, login, idle and statement timeouts, and a cap on what an
-//! unauthenticated client can send. `pg_catalog` and Flight SQL come next (`docs/server.md`).
+//! cancel requests, a connection limit, login, idle and statement timeouts, a cap on what an
+//! unauthenticated client can send, a limit on statements running per principal, settings from
+//! the lake's `[server]` section ([`ServerConfig::from_section`]) and a graceful shutdown. `pg_catalog` and Flight SQL come next (`docs/server.md`).
 
 mod auth;
 mod conn;
@@ -118,6 +119,12 @@ pub struct Limits {
     pub failed_login_window: Duration,
     /// How long a failed login waits before it is answered (PostgreSQL's `auth_delay`).
     pub failed_login_delay: Duration,
+    /// Statements one principal may have running at once over all its connections; one more
+    /// is refused at once with SQLSTATE 53400 (`None`: no limit).
+    pub max_queries_per_principal: Option<usize>,
+    /// On shutdown, how long running statements may take to finish before they are canceled.
+    /// Idle connections are closed at once (FATAL 57P01).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -131,7 +138,66 @@ impl Default for Limits {
             max_failed_logins: 10,
             failed_login_window: Duration::from_secs(60),
             failed_login_delay: Duration::from_millis(200),
+            max_queries_per_principal: None,
+            shutdown_grace: Duration::from_secs(30),
         }
+    }
+}
+
+impl ServerConfig {
+    /// The settings of a lake's `[server]` section over the defaults. Relative certificate
+    /// paths are taken from `base` (the lake folder); an error names the setting.
+    pub fn from_section(section: &stratalake::ServerSection, base: &std::path::Path) -> Result<Self> {
+        let bad = |name: &str, e: &dyn std::fmt::Display| Error::Config(format!("[server] {name}: {e}"));
+        let duration = |name: &str, v: &Option<String>| -> Result<Option<Duration>> {
+            v.as_deref()
+                .map(|t| {
+                    stratalake::table::units::parse_duration_ms(t)
+                        .map(|ms| Duration::from_millis(ms.max(0) as u64))
+                        .map_err(|e| bad(name, &e))
+                })
+                .transpose()
+        };
+        let mut c = Self::default();
+        if let Some(l) = &section.listen {
+            c.listen = l
+                .parse()
+                .map_err(|e| bad("listen", &format!("{l:?} is not an address with a port ({e})")))?;
+        }
+        let path = |p: &String| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        c.tls = match (&section.cert, &section.key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: path(cert),
+                key: path(key),
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(bad("cert", &"given without key")),
+            (None, Some(_)) => return Err(bad("key", &"given without cert")),
+        };
+        c.allow_plaintext = section.allow_plaintext.unwrap_or(false);
+        let l = &mut c.limits;
+        if let Some(n) = section.max_connections {
+            l.max_connections = n;
+        }
+        l.max_queries_per_principal = section.max_queries_per_principal;
+        if let Some(n) = section.max_pending_per_address {
+            l.max_pending_per_address = n;
+        }
+        if let Some(n) = section.max_failed_logins {
+            l.max_failed_logins = n;
+        }
+        if let Some(d) = duration("login_timeout", &section.login_timeout)? {
+            l.login_timeout = d;
+        }
+        l.idle_timeout = duration("idle_timeout", &section.idle_timeout)?;
+        l.statement_timeout = duration("statement_timeout", &section.statement_timeout)?;
+        if let Some(d) = duration("shutdown_grace", &section.shutdown_grace)? {
+            l.shutdown_grace = d;
+        }
+        Ok(c)
     }
 }
 
@@ -145,6 +211,49 @@ pub(crate) struct Shared {
     pub cancels: std::sync::Mutex<HashMap<i32, ([u8; 4], stratalake::query::Cancel)>>,
     /// Connections not logged in yet and failed logins, per address.
     pub door: door::Door,
+    /// Statements running now, per principal ([`Limits::max_queries_per_principal`]).
+    pub running: std::sync::Mutex<HashMap<String, usize>>,
+    /// Cancelled when the server stops: idle connections close, running ones finish first.
+    pub stopping: tokio_util::sync::CancellationToken,
+}
+
+impl Shared {
+    /// A place for one statement of `principal` among its running ones, or the error to send.
+    pub(crate) fn start_statement(self: &Arc<Self>, principal: &str) -> std::result::Result<Running, String> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let n = running.entry(principal.to_string()).or_insert(0);
+        if let Some(limit) = self.limits.max_queries_per_principal
+            && *n >= limit
+        {
+            return Err(format!(
+                "principal \"{}\" already has {limit} statements running, the server's limit per principal (max_queries_per_principal): wait for one to finish",
+                auth::printable(principal)
+            ));
+        }
+        *n += 1;
+        Ok(Running {
+            shared: self.clone(),
+            principal: principal.to_string(),
+        })
+    }
+}
+
+/// One running statement's place in [`Limits::max_queries_per_principal`], given back on drop.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
+    principal: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = self.shared.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = running.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.principal);
+            }
+        }
+    }
 }
 
 /// One connection's place in [`Limits::max_connections`].
@@ -191,6 +300,10 @@ impl Server {
             ("max_connections", config.limits.max_connections),
             ("max_pending_per_address", config.limits.max_pending_per_address),
             ("max_failed_logins", config.limits.max_failed_logins as usize),
+            (
+                "max_queries_per_principal",
+                config.limits.max_queries_per_principal.unwrap_or(1),
+            ),
         ] {
             if n == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1")));
@@ -223,6 +336,8 @@ impl Server {
                 connections: AtomicUsize::new(0),
                 cancels: Default::default(),
                 door: Default::default(),
+                running: Default::default(),
+                stopping: Default::default(),
             }),
         })
     }
@@ -237,16 +352,16 @@ impl Server {
         self.certificate.as_deref()
     }
 
-    /// Serve connections until `shutdown` completes; then stop accepting (connections already
-    /// open finish their current statement and close when their clients go).
+    /// Serve connections until `shutdown` completes, then stop: accept no more connections,
+    /// close idle ones (FATAL 57P01) and those still logging in, let running statements finish
+    /// within [`Limits::shutdown_grace`], then cancel those still running (they end with
+    /// 57014; a commit already under way completes or fails whole, never half), and return
+    /// once every connection has closed.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => {
-                    tracing::info!("server: stopped accepting connections");
-                    return;
-                }
+                () = &mut shutdown => break,
                 accepted = self.listener.accept() => {
                     let (socket, peer) = match accepted {
                         Ok(a) => a,
@@ -270,5 +385,54 @@ impl Server {
                 }
             }
         }
+        let Self { listener, shared, .. } = self;
+        drop(listener);
+        shared.stopping.cancel();
+        let open = || shared.connections.load(Ordering::Acquire);
+        let grace = shared.limits.shutdown_grace;
+        tracing::info!(
+            connections = open(),
+            grace_ms = grace.as_millis() as u64,
+            "server: stopping: no new connections, idle ones closed, running statements may finish"
+        );
+        if !wait_for_no_connections(&open, grace).await {
+            let cancels: Vec<stratalake::query::Cancel> = shared
+                .cancels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|(_, c)| c.clone())
+                .collect();
+            tracing::warn!(
+                connections = open(),
+                "server: the shutdown grace period is over: canceling running statements"
+            );
+            for c in cancels {
+                c.cancel();
+            }
+            if !wait_for_no_connections(&open, AFTER_CANCEL).await {
+                tracing::warn!(
+                    connections = open(),
+                    "server: connections still open after canceling them; leaving them"
+                );
+            }
+        }
+        tracing::info!("server: stopped");
     }
+}
+
+/// How long canceled statements have to end after the grace period (a commit under way
+/// finishes in this time).
+const AFTER_CANCEL: Duration = Duration::from_secs(10);
+
+/// Whether every connection closed within `limit`.
+async fn wait_for_no_connections(open: &impl Fn() -> usize, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while open() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }

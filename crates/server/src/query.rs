@@ -27,7 +27,7 @@ use pgwire::messages::response::TransactionStatus;
 use stratalake::arrow::array::{Array, AsArray};
 use stratalake::arrow::datatypes::{DataType, SchemaRef, UInt64Type};
 use stratalake::datafusion::scalar::ScalarValue;
-use stratalake::query::{Piece, first_word, only_reads};
+use stratalake::query::{Piece, ROW_COUNT_STATEMENTS, first_word, only_reads};
 
 use crate::Shared;
 use crate::auth::{Conn, error};
@@ -155,11 +155,6 @@ pub(crate) fn control(text: &str) -> Option<Control> {
     }
 }
 
-/// Statements a client sees as a command with a row count (`INSERT 0 3`), not as rows.
-fn counted(word: &str) -> bool {
-    matches!(word, "INSERT" | "UPDATE" | "DELETE" | "MERGE")
-}
-
 /// Run one statement as the connection's principal, within the connection's transaction state
 /// (updated as the client will see it), and give its response.
 pub(crate) async fn run(conn: &Conn, status: &mut TransactionStatus, text: &str, how: Run<'_>) -> Response {
@@ -207,6 +202,10 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
         }
         (None, _) => {}
     }
+    let _running = match conn.start_statement() {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     // a cancel request that came between statements stops nothing (as in PostgreSQL)
     conn.cancel.reset();
     let mut out: Option<Response> = None;
@@ -215,7 +214,7 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
     let mut count: Option<u64> = None;
     let mut problem: Option<PgWireError> = None;
     let mut as_text: Vec<bool> = Vec::new();
-    let counted = counted(&word);
+    let counted = ROW_COUNT_STATEMENTS.contains(&word.as_str());
     let mut sink = |piece: Piece<'_>| -> stratalake::query::Result<()> {
         let stop = |e: PgWireError, problem: &mut Option<PgWireError>| {
             *problem = Some(e);
@@ -394,6 +393,5 @@ mod tests {
     fn tags_of_writes_and_commands() {
         assert_eq!(tag_of("table default.t created"), "table default.t created");
         assert_eq!(tag_of(""), "OK");
-        assert!(counted("INSERT") && counted("MERGE") && !counted("SELECT"));
     }
 }

@@ -1080,3 +1080,163 @@ async fn copy_to_stdout_exports_under_the_principals_policies_and_is_audited() {
     );
     r.stop().await;
 }
+
+/// A simple query; the messages up to the next ReadyForQuery and the SQLSTATE of each error.
+fn simple_query(s: &mut TcpStream, sql: &str) -> (Vec<Message>, Vec<String>) {
+    send_message(s, b'Q', &cstr(sql));
+    let msgs = until_ready(s);
+    let codes = error_codes(&msgs);
+    (msgs, codes)
+}
+
+/// The SQLSTATE of each ErrorResponse among `msgs`.
+fn error_codes(msgs: &[Message]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.0 == b'E')
+        .filter_map(|m| {
+            m.1.split(|b| *b == 0)
+                .find_map(|f| f.strip_prefix(b"C").map(|c| String::from_utf8_lossy(c).to_string()))
+        })
+        .collect()
+}
+
+/// Every message until the server closes the connection.
+fn until_closed(s: &mut TcpStream) -> Vec<Message> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        if s.read_exact(&mut head).is_err() {
+            return out;
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        if s.read_exact(&mut body).is_err() {
+            return out;
+        }
+        out.push((head[0], body));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_principal_cannot_run_more_statements_at_once_than_its_limit() {
+    let r = start(|c| ServerConfig {
+        allow_plaintext: true,
+        limits: Limits {
+            max_queries_per_principal: Some(1),
+            statement_timeout: Some(Duration::from_secs(3)),
+            ..c.limits
+        },
+        ..c
+    })
+    .await;
+    let addr = r.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut busy = raw_login(addr, "ana", "ana's passphrase");
+        send_message(&mut busy, b'Q', &cstr(SLOW));
+        std::thread::sleep(Duration::from_millis(700));
+        // ana's second connection is refused while her first statement runs: 53400, and the
+        // message names the setting
+        let mut second = raw_login(addr, "ana", "ana's passphrase");
+        let (msgs, codes) = simple_query(&mut second, "SELECT count(*) FROM permits");
+        assert_eq!(codes, ["53400"], "{msgs:?}");
+        let text = String::from_utf8_lossy(&msgs.iter().find(|m| m.0 == b'E').unwrap().1).to_string();
+        assert!(text.contains("max_queries_per_principal"), "{text}");
+        // another principal is not held up by ana's limit
+        let mut admin = raw_login(addr, "admin", "admin pass");
+        let (_, codes) = simple_query(&mut admin, "SELECT count(*) FROM permits");
+        assert!(codes.is_empty(), "{codes:?}");
+        // once the slow statement has ended (the timeout), ana's place is free again
+        let (_, codes) = {
+            let msgs = until_ready(&mut busy);
+            let codes = error_codes(&msgs);
+            (msgs, codes)
+        };
+        assert_eq!(codes, ["57014"]);
+        let (msgs, codes) = simple_query(&mut second, "SELECT count(*) FROM permits");
+        assert!(codes.is_empty(), "{codes:?}");
+        assert!(msgs.iter().any(|m| m.0 == b'D'));
+    })
+    .await
+    .unwrap();
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_closes_idle_connections_at_once_and_cancels_statements_after_the_grace_period() {
+    let r = start(|c| ServerConfig {
+        allow_plaintext: true,
+        limits: Limits {
+            shutdown_grace: Duration::from_millis(1500),
+            ..c.limits
+        },
+        ..c
+    })
+    .await;
+    let addr = r.addr;
+    let (mut idle, mut busy) = tokio::task::spawn_blocking(move || {
+        let idle = raw_login(addr, "ana", "ana's passphrase");
+        let mut busy = raw_login(addr, "admin", "admin pass");
+        send_message(&mut busy, b'Q', &cstr(SLOW));
+        std::thread::sleep(Duration::from_millis(500));
+        (idle, busy)
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(r.stop());
+    let (idle_msgs, busy_msgs, idle_after) = tokio::task::spawn_blocking(move || {
+        let idle_msgs = until_closed(&mut idle);
+        let idle_after = started.elapsed();
+        (idle_msgs, until_closed(&mut busy), idle_after)
+    })
+    .await
+    .unwrap();
+    // the idle connection is told why and closed without waiting for the grace period
+    assert_eq!(error_codes(&idle_msgs), ["57P01"], "{idle_msgs:?}");
+    assert!(idle_after < Duration::from_millis(1400), "{idle_after:?}");
+    // the running statement had its grace period, was canceled, then its connection closed
+    assert_eq!(error_codes(&busy_msgs), ["57014", "57P01"], "{busy_msgs:?}");
+    tokio::time::timeout(Duration::from_secs(15), stopping)
+        .await
+        .expect("the server stops once its connections have closed")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // nothing listens any more
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn the_lake_configuration_gives_the_server_settings_and_names_a_bad_one() {
+    let section: stratalake::ServerSection = toml_section(
+        r#"listen = "0.0.0.0:6432"
+cert = "tls/server.pem"
+key = "/etc/stratalake/server.key"
+max_queries_per_principal = 4
+idle_timeout = "15m"
+shutdown_grace = "5s""#,
+    );
+    let c = ServerConfig::from_section(&section, Path::new("/lakes/gov")).unwrap();
+    assert_eq!(c.listen, "0.0.0.0:6432".parse().unwrap());
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.cert, Path::new("/lakes/gov/tls/server.pem"));
+    assert_eq!(tls.key, Path::new("/etc/stratalake/server.key"));
+    assert_eq!(c.limits.max_queries_per_principal, Some(4));
+    assert_eq!(c.limits.idle_timeout, Some(Duration::from_secs(900)));
+    assert_eq!(c.limits.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(c.limits.max_connections, Limits::default().max_connections);
+    for (text, named) in [
+        (r#"idle_timeout = "soon""#, "[server] idle_timeout"),
+        (r#"listen = "localhost""#, "[server] listen"),
+        (r#"cert = "a.pem""#, "[server] cert"),
+    ] {
+        let e = ServerConfig::from_section(&toml_section(text), Path::new("/l")).unwrap_err();
+        assert!(e.to_string().contains(named), "{text}: {e}");
+    }
+}
+
+/// A `[server]` section read through the lake's own configuration parser.
+fn toml_section(body: &str) -> stratalake::ServerSection {
+    let text = format!("[[tier]]\nname = \"hot\"\nurl = \"data\"\n\n[server]\n{body}\n");
+    stratalake::LakeConfig::parse(&text).unwrap().server
+}

@@ -37,6 +37,56 @@ pub struct LakeConfig {
     /// The query runtime all sessions share.
     #[serde(default, skip_serializing_if = "is_default")]
     pub query: QuerySection,
+    /// `stratalake serve`: where it listens, its certificate, its limits.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub server: ServerSection,
+}
+
+/// `[server]`: how `stratalake serve` listens and what it allows. Every setting is optional
+/// (the server's defaults apply) and a command-line flag of the same name overrides it. The
+/// server crate reads these (`stratalake_server::ServerConfig::from_section`) and names the
+/// setting in any error.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address of the PostgreSQL protocol, e.g. `"0.0.0.0:5432"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Certificate chain (PEM); a relative path is taken from the lake folder (for a lake at a
+    /// URL, from the server's working directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The certificate's private key (PEM), readable only by the server's user; relative as `cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Accept connections without TLS (only on a loopback `listen` address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_plaintext: Option<bool>,
+    /// Connections at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Statements one principal may have running at once, over all its connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queries_per_principal: Option<usize>,
+    /// Time from connecting to a finished login, e.g. `"10s"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_timeout: Option<String>,
+    /// Close a logged-in connection that sends nothing this long, e.g. `"15m"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// Stop a statement that runs longer, e.g. `"5m"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_timeout: Option<String>,
+    /// Connections from one address that may be logging in at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_per_address: Option<usize>,
+    /// Failed logins from one address within a minute after which its logins are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_failed_logins: Option<u32>,
+    /// On SIGTERM or Ctrl-C: how long running statements may take to finish before they are
+    /// canceled, e.g. `"30s"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<String>,
 }
 
 /// `[query]`: the runtime every session of the lake shares.
@@ -227,6 +277,7 @@ impl LakeConfig {
             pins: Vec::new(),
             quotas: Vec::new(),
             query: QuerySection::default(),
+            server: ServerSection::default(),
         }
     }
 

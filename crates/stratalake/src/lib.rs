@@ -70,7 +70,7 @@ mod error;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use config::{KeysSection, LakeConfig, LakeSection, QuerySection, TierConfig};
+pub use config::{KeysSection, LakeConfig, LakeSection, QuerySection, ServerSection, TierConfig};
 pub use error::{CommitOutcome, Error, ErrorKind, Result};
 pub use stratalake_crypto as crypto;
 pub use stratalake_query::{AsOf, Output, QueryRuntime, RuntimeOptions, SqlSession};

@@ -15,7 +15,7 @@ use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::audit::Touched;
-use super::statements::{first_word, only_reads, split_statements, statements_with_lines};
+use super::statements::{ROW_COUNT_STATEMENTS, first_word, only_reads, split_statements, statements_with_lines};
 use super::{Cancel, SqlSession, guarded, merge};
 use crate::ddl;
 use crate::{Error, Result};
@@ -72,9 +72,6 @@ pub struct Described {
     /// The columns of its rows; `None` for a statement that returns none.
     pub columns: Option<SchemaRef>,
 }
-
-/// Statements a client sees as a command with a row count, not as rows (PostgreSQL's).
-const ROW_COUNT_STATEMENTS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
 
 /// Exactly one statement of `sql`, with its line.
 fn one_statement(sql: &str) -> Result<(u64, Vec<Token>)> {

@@ -22,6 +22,10 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Statements a client sees as a command with a row count (`INSERT 0 3`), not as rows, as in
+/// PostgreSQL: their result is one `UInt64` column with the count.
+pub const ROW_COUNT_STATEMENTS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
+
 /// The first word of a statement, upper-cased (comments, nested or not, and parentheses
 /// before it skipped): what kind of statement it is. Empty when the text does not tokenize.
 pub fn first_word(text: &str) -> String {
