@@ -40,6 +40,8 @@ pub(crate) struct Conn {
     pub note: String,
     /// Stops this connection's running statement (a cancel request, the statement timeout).
     pub cancel: Cancel,
+    /// This connection's `SET` parameters (`settings.rs`).
+    pub settings: crate::settings::Settings,
     _key: CancelKey,
 }
 
@@ -313,12 +315,21 @@ impl StartupHandler for Login {
                         "the server cannot record the login in the audit log",
                     ));
                 }
+                let settings = crate::settings::Settings::default();
+                // the application name a client gave at startup, as `SET application_name` takes it
+                if let Some(name) = client.metadata().get("application_name")
+                    && let Some(Ok(set)) =
+                        crate::settings::parse(&format!("SET application_name = '{}'", name.replace('\'', "''")))
+                {
+                    settings.apply(&set);
+                }
                 client.session_extensions().insert(Conn {
                     principal: user,
                     sql,
                     peer,
                     note,
                     cancel,
+                    settings,
                     _key: key,
                 });
                 self.logged_in.store(true, Ordering::Release);

@@ -127,7 +127,16 @@ impl QueryParser for Parser {
                 "COPY ... TO STDOUT is served by the simple query protocol (as psql and libpq send it)",
             ));
         }
-        let described = if control(sql).is_some() {
+        let described = if let Some(setting) = crate::settings::parse(sql) {
+            match setting {
+                Err((code, message)) => return Err(error("ERROR", code, message)),
+                Ok(crate::settings::Setting::Show(name)) => Described {
+                    params: Vec::new(),
+                    columns: Some(crate::query::show_schema(name)),
+                },
+                Ok(_) => Described::default(),
+            }
+        } else if control(sql).is_some() {
             if stratalake::query::split_statements(sql).map_or(0, |s| s.len()) > 1 {
                 return Err(error(
                     "ERROR",

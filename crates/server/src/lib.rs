@@ -26,6 +26,7 @@ mod copy;
 mod door;
 mod extended;
 mod query;
+mod settings;
 mod tls;
 mod values;
 

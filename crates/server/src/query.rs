@@ -202,6 +202,9 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
         }
         (None, _) => {}
     }
+    if let Some(setting) = crate::settings::parse(text) {
+        return setting_response(conn, setting, how.format);
+    }
     let _running = match conn.start_statement() {
         Ok(r) => r,
         Err(refused) => return refused,
@@ -310,6 +313,51 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
             Response::Error(Box::new(info_of(&e)))
         }
     }
+}
+
+/// The answer to a `SET`, `RESET` or `SHOW` of a connection setting (`settings.rs`).
+fn setting_response(
+    conn: &Conn,
+    setting: Result<crate::settings::Setting, crate::settings::Refusal>,
+    format: Option<&Format>,
+) -> Response {
+    use crate::settings::Setting;
+    use stratalake::arrow::array::StringArray;
+    use stratalake::arrow::record_batch::RecordBatch;
+    match setting {
+        Err((code, message)) => fail(code, message),
+        Ok(Setting::Show(name)) => {
+            let schema = show_schema(name);
+            let value = conn.settings.get(name);
+            let fields = values::fields(&schema, format);
+            let rows = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])
+                .map_err(|e| error("ERROR", "XX000", e.to_string()))
+                .and_then(|b| values::encode(&fields, &b));
+            match rows {
+                Ok(rows) => {
+                    let mut q = QueryResponse::new(fields, futures::stream::iter(rows.into_iter().map(Ok)));
+                    q.command_tag = "SHOW".into();
+                    Response::Query(q)
+                }
+                Err(e) => Response::Error(Box::new(e.into())),
+            }
+        }
+        Ok(s) => {
+            conn.settings.apply(&s);
+            let tag = if matches!(s, Setting::Set(..)) { "SET" } else { "RESET" };
+            Response::Execution(Tag::new(tag))
+        }
+    }
+}
+
+/// The one text column `SHOW name` answers with.
+pub(crate) fn show_schema(name: &str) -> SchemaRef {
+    use stratalake::arrow::datatypes::{Field, Schema};
+    Arc::new(Schema::new(vec![Field::new(
+        crate::settings::display_name(name),
+        DataType::Utf8,
+        false,
+    )]))
 }
 
 fn fail(code: &str, message: impl Into<String>) -> Response {

@@ -1240,3 +1240,72 @@ fn toml_section(body: &str) -> stratalake::ServerSection {
     let text = format!("[[tier]]\nname = \"hot\"\nurl = \"data\"\n\n[server]\n{body}\n");
     stratalake::LakeConfig::parse(&text).unwrap().server
 }
+
+/// The text of the only field of the only DataRow among `msgs`.
+fn only_value(msgs: &[Message]) -> String {
+    let rows: Vec<&Message> = msgs.iter().filter(|m| m.0 == b'D').collect();
+    assert_eq!(rows.len(), 1, "{msgs:?}");
+    String::from_utf8(row_fields(&rows[0].1)[0].clone().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn set_changes_only_harmless_settings_of_its_own_connection_and_current_user_is_the_login() {
+    let r = start(|c| ServerConfig {
+        allow_plaintext: true,
+        ..c
+    })
+    .await;
+    let addr = r.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut ana = raw_login(addr, "ana", "ana's passphrase");
+        let mut admin = raw_login(addr, "admin", "admin pass");
+        // the principal is who logged in, whatever the client claims later
+        let (msgs, codes) = simple_query(&mut ana, "SELECT current_user");
+        assert!(codes.is_empty(), "{codes:?}");
+        assert_eq!(only_value(&msgs), "ana");
+        let (msgs, _) = simple_query(&mut admin, "SELECT session_user");
+        assert_eq!(only_value(&msgs), "admin");
+        // a harmless setting changes on this connection only
+        let (msgs, codes) = simple_query(&mut ana, "SET application_name = 'ana''s report'");
+        assert!(codes.is_empty() && msgs.iter().any(|m| m.0 == b'C'), "{codes:?}");
+        let (msgs, _) = simple_query(&mut ana, "SHOW application_name");
+        assert_eq!(only_value(&msgs), "ana's report");
+        let (msgs, _) = simple_query(&mut admin, "SHOW application_name");
+        assert_eq!(only_value(&msgs), "");
+        let (_, codes) = simple_query(&mut ana, "SET TIME ZONE 'UTC'");
+        assert!(codes.is_empty(), "{codes:?}");
+        // the engine's settings, unknown names and values the server cannot honour are refused
+        for (sql, code) in [
+            ("SET datafusion.explain.show_statistics = true", "42501"),
+            ("SET datafusion.execution.target_partitions = 1", "42501"),
+            ("SET search_path = other", "42704"),
+            ("SET TimeZone = 'Europe/Berlin'", "22023"),
+            ("SET server_version = '9.6'", "55P02"),
+        ] {
+            let (_, codes) = simple_query(&mut ana, sql);
+            assert_eq!(codes, [code], "{sql}");
+        }
+        // nothing of that reached the other connection or the engine
+        let (msgs, _) = simple_query(&mut admin, "SHOW TimeZone");
+        assert_eq!(only_value(&msgs), "UTC");
+        // the extended protocol (psycopg's) takes the same settings: SHOW is described as text
+        parse_msg(&mut ana, "", "SHOW application_name", &[]);
+        bind_msg(&mut ana, "", "", &[], &[], &[]);
+        describe_msg(&mut ana, b'P', "");
+        execute_msg(&mut ana, "");
+        let (kinds, codes, _, msgs) = answer(&mut ana);
+        assert!(codes.is_empty(), "{kinds} {codes:?}");
+        assert!(kinds.contains('T'), "{kinds}");
+        assert_eq!(only_value(&msgs), "ana's report");
+        parse_msg(&mut ana, "", "SET datafusion.explain.show_statistics = true", &[]);
+        let (_, codes, _, _) = answer(&mut ana);
+        assert_eq!(codes, ["42501"]);
+        let (msgs, _) = simple_query(&mut ana, "RESET ALL");
+        assert!(msgs.iter().any(|m| m.0 == b'C'));
+        let (msgs, _) = simple_query(&mut ana, "SHOW application_name");
+        assert_eq!(only_value(&msgs), "");
+    })
+    .await
+    .unwrap();
+    r.stop().await;
+}

@@ -5,11 +5,15 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{
+    ColumnarValue, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -29,7 +33,16 @@ impl SqlSession {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(self.runtime.target_partitions());
-        Ok(SessionContext::new_with_config_rt(config, self.runtime.env()))
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.env());
+        // `current_user` / `session_user` (without parentheses, as in PostgreSQL): the principal
+        for name in ["current_user", "session_user"] {
+            ctx.register_udf(ScalarUDF::new_from_impl(PrincipalName {
+                name,
+                principal: self.principal().to_string(),
+                signature: Signature::nullary(Volatility::Stable),
+            }));
+        }
+        Ok(ctx)
     }
 
     /// Plan one statement (not Stratalake DDL or MERGE) as the session's principal, its
@@ -101,6 +114,34 @@ impl SqlSession {
         }
         let plan = ctx.state().statement_to_plan(stmt).await?;
         Ok((ctx, plan))
+    }
+}
+
+/// `current_user` and `session_user`: the name of the principal the statement runs as (the
+/// server's authenticated login, the library's session principal). There is no `SET ROLE`, so
+/// the two are always the same.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PrincipalName {
+    name: &'static str,
+    principal: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PrincipalName {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(self.principal.clone()))))
     }
 }
 
