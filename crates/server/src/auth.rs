@@ -46,15 +46,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// A place among the principal's running statements, or the error (53400) to answer.
-    pub(crate) fn start_statement(&self) -> Result<crate::Running, pgwire::api::results::Response> {
-        self._key.shared.start_statement(&self.principal).map_err(|message| {
-            pgwire::api::results::Response::Error(Box::new(pgwire::error::ErrorInfo::new(
-                "ERROR".into(),
-                "53400".into(),
-                message,
-            )))
-        })
+    /// A place among the principal's running statements, or the error to answer (53400 over
+    /// the limit, 57P01 while the server stops).
+    pub(crate) fn start_statement(&self) -> Result<crate::Running, Box<ErrorInfo>> {
+        self._key
+            .shared
+            .start_statement(&self.principal)
+            .map_err(|(code, message)| Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)))
     }
 }
 

@@ -272,9 +272,9 @@ where
             "current transaction is aborted, commands ignored until end of transaction block",
         ));
     }
-    let _running = match conn.start_statement() {
+    let running = match conn.start_statement() {
         Ok(r) => r,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(Response::Error(refused)),
     };
     conn.cancel.reset();
     let form = match copy.form {
@@ -336,6 +336,9 @@ where
             Ok(())
         })
         .await;
+    // the statement is over: sending its rows (as slow as the client reads) holds no place
+    // among the principal's running statements
+    drop(running);
     if let Some(p) = problem {
         return Ok(Response::Error(Box::new(p.into())));
     }

@@ -146,6 +146,8 @@ impl QueryParser for Parser {
             }
             Described::default()
         } else {
+            // planning is work too: it counts among the principal's running statements
+            let _running = conn.start_statement().map_err(PgWireError::UserError)?;
             conn.sql
                 .describe(sql)
                 .await

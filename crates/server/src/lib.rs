@@ -219,16 +219,27 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// A place for one statement of `principal` among its running ones, or the error to send.
-    pub(crate) fn start_statement(self: &Arc<Self>, principal: &str) -> std::result::Result<Running, String> {
+    /// A place for one statement of `principal` among its running ones, or the SQLSTATE and
+    /// message to send. Once the server is stopping no statement starts (57P01), so a
+    /// multi-statement query cannot outrun the shutdown.
+    pub(crate) fn start_statement(
+        self: &Arc<Self>,
+        principal: &str,
+    ) -> std::result::Result<Running, (&'static str, String)> {
+        if self.stopping.is_cancelled() {
+            return Err(("57P01", "the server is shutting down: no new statement starts".into()));
+        }
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let n = running.entry(principal.to_string()).or_insert(0);
         if let Some(limit) = self.limits.max_queries_per_principal
             && *n >= limit
         {
-            return Err(format!(
-                "principal \"{}\" already has {limit} statements running, the server's limit per principal (max_queries_per_principal): wait for one to finish",
-                auth::printable(principal)
+            return Err((
+                "53400",
+                format!(
+                    "principal \"{}\" already has {limit} statements running, the server's limit per principal (max_queries_per_principal): wait for one to finish",
+                    auth::printable(principal)
+                ),
             ));
         }
         *n += 1;
@@ -354,10 +365,11 @@ impl Server {
     }
 
     /// Serve connections until `shutdown` completes, then stop: accept no more connections,
-    /// close idle ones (FATAL 57P01) and those still logging in, let running statements finish
-    /// within [`Limits::shutdown_grace`], then cancel those still running (they end with
-    /// 57014; a commit already under way completes or fails whole, never half), and return
-    /// once every connection has closed.
+    /// close idle ones (FATAL 57P01) and those still logging in, start no new statement
+    /// (57P01), let running statements finish within [`Limits::shutdown_grace`], then cancel
+    /// those still running (they end with 57014; a commit already under way completes or fails
+    /// whole, never half), and return once every connection has closed, or 10 s after the
+    /// cancel with a warning naming how many were left (a client that stopped reading).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {

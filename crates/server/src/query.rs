@@ -192,7 +192,8 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
             *status = TransactionStatus::Transaction;
             return Response::TransactionStart(Tag::new("BEGIN"));
         }
-        (None, TransactionStatus::Transaction) if !only_reads(text) => {
+        // a SET of a connection setting changes no data
+        (None, TransactionStatus::Transaction) if !only_reads(text) && crate::settings::parse(text).is_none() => {
             return fail(
                 "25006",
                 format!(
@@ -207,7 +208,7 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
     }
     let _running = match conn.start_statement() {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return Response::Error(refused),
     };
     // a cancel request that came between statements stops nothing (as in PostgreSQL)
     conn.cancel.reset();

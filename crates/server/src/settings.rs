@@ -132,6 +132,9 @@ pub(crate) fn parse(text: &str) -> Option<Result<Setting, Refusal>> {
         used += 1;
     }
     rest = &rest[used..];
+    if first == "show" && name == "time" && rest.len() == 1 && word(rest[0]).as_deref() == Some("zone") {
+        return Some(Ok(Setting::Show("timezone")));
+    }
     if first == "set"
         && name == "time"
         && let Some(w) = rest.first().and_then(|t| word(t))
@@ -185,7 +188,8 @@ fn parameter(name: &str) -> Result<&'static str, Refusal> {
         return Err((
             "42501",
             format!(
-                "{name} is the server's setting: a connection may not change the engine's settings (a connection may set {})",
+                "{} is the server's setting: a connection may not change the engine's settings (a connection may set {})",
+                crate::auth::printable(name),
                 allowed.join(", ")
             ),
         ));
@@ -337,6 +341,7 @@ mod tests {
         assert_eq!(parse("RESET ALL"), Some(Ok(Setting::ResetAll)));
         assert_eq!(parse("SHOW TimeZone"), Some(Ok(Setting::Show("timezone"))));
         assert_eq!(parse("SHOW server_version"), Some(Ok(Setting::Show("server_version"))));
+        assert_eq!(parse("SHOW TIME ZONE"), Some(Ok(Setting::Show("timezone"))));
         // other SHOWs are the engine's; other statements are not settings
         assert_eq!(parse("SHOW ALL"), None);
         assert_eq!(parse("SELECT 1"), None);

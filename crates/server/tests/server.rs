@@ -1300,6 +1300,15 @@ async fn set_changes_only_harmless_settings_of_its_own_connection_and_current_us
         parse_msg(&mut ana, "", "SET datafusion.explain.show_statistics = true", &[]);
         let (_, codes, _, _) = answer(&mut ana);
         assert_eq!(codes, ["42501"]);
+        // in a transaction block (psycopg opens one by default) a SET is no write
+        for sql in ["BEGIN", "SET application_name = 'in a block'"] {
+            let (_, codes) = simple_query(&mut ana, sql);
+            assert!(codes.is_empty(), "{sql}: {codes:?}");
+        }
+        let (msgs, _) = simple_query(&mut ana, "SHOW application_name");
+        assert_eq!(only_value(&msgs), "in a block");
+        let (_, codes) = simple_query(&mut ana, "COMMIT");
+        assert!(codes.is_empty(), "{codes:?}");
         let (msgs, _) = simple_query(&mut ana, "RESET ALL");
         assert!(msgs.iter().any(|m| m.0 == b'C'));
         let (msgs, _) = simple_query(&mut ana, "SHOW application_name");
