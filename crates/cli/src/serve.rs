@@ -73,7 +73,13 @@ pub async fn run(cli: &Cli, a: &ServeArgs) -> Result<()> {
     } else {
         PathBuf::from(cli.lake.trim_start_matches("file://"))
     };
-    let config = overlay(ServerConfig::from_section(&lake.config().server, &base)?, a);
+    let mut section = lake.config().server.clone();
+    if a.cert.is_some() {
+        // --cert and --key (given together) stand for the file's pair, even a half one
+        section.cert = None;
+        section.key = None;
+    }
+    let config = overlay(ServerConfig::from_section(&section, &base)?, a);
     let server = Server::bind(lake, config).await?;
     match server.certificate() {
         Some(c) => println!(

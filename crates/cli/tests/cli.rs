@@ -3320,6 +3320,12 @@ fn serve_takes_its_settings_from_the_lake_configuration_and_stops_cleanly_on_sig
     .unwrap();
     let e = fails(p, &["serve"]);
     assert!(e.contains("[server] idle_timeout"), "{e}");
+    // --cert and --key stand for the file's pair, even half of one
+    std::fs::write(&cfg, format!("{original}\n[server]\ncert = \"half.pem\"\n")).unwrap();
+    let e = fails(p, &["serve"]);
+    assert!(e.contains("[server] cert: given without key"), "{e}");
+    let e = fails(p, &["serve", "--cert", "flag.pem", "--key", "flag.key"]);
+    assert!(e.contains("flag.pem") && !e.contains("[server]"), "{e}");
     std::fs::write(
         &cfg,
         format!("{original}\n[server]\nlisten = \"127.0.0.1:0\"\nallow_plaintext = true\nshutdown_grace = \"2s\"\n"),

@@ -46,6 +46,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// The server's statement timeout.
+    pub(crate) fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self._key.shared.limits.statement_timeout
+    }
+
     /// A place among the principal's running statements, or the error to answer (53400 over
     /// the limit, 57P01 while the server stops).
     pub(crate) fn start_statement(&self) -> Result<crate::Running, Box<ErrorInfo>> {

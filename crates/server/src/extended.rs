@@ -148,10 +148,18 @@ impl QueryParser for Parser {
         } else {
             // planning is work too: it counts among the principal's running statements
             let _running = conn.start_statement().map_err(PgWireError::UserError)?;
-            conn.sql
-                .describe(sql)
-                .await
-                .map_err(|e| to_pg(&stratalake::Error::from(e)))?
+            let describe = conn.sql.describe(sql);
+            let described = match conn.statement_timeout() {
+                Some(limit) => tokio::time::timeout(limit, describe).await.map_err(|_| {
+                    error(
+                        "ERROR",
+                        "57014",
+                        "canceling statement due to statement timeout (while planning it)",
+                    )
+                })?,
+                None => describe.await,
+            };
+            described.map_err(|e| to_pg(&stratalake::Error::from(e)))?
         };
         Ok(Some(Prepared {
             sql: sql.to_string(),
