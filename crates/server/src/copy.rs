@@ -6,7 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Sink, SinkExt};
 use pgwire::api::results::{FieldInfo, Response, Tag};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyOutResponse};
 use pgwire::messages::response::TransactionStatus;
@@ -41,8 +41,7 @@ pub(crate) struct CopyOut {
     escape: char,
 }
 
-/// A COPY that cannot run: its SQLSTATE and why.
-pub(crate) type Refusal = (&'static str, String);
+use crate::Refusal;
 
 /// Whether `text` is a COPY statement, and if so what to copy, or why it is refused.
 pub(crate) fn parse(text: &str) -> Option<Result<CopyOut, Refusal>> {
@@ -249,10 +248,6 @@ fn split_fields(data: &[u8]) -> Vec<Option<&[u8]>> {
     out
 }
 
-fn refusal(code: &str, message: impl Into<String>) -> Response {
-    Response::Error(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message.into())))
-}
-
 /// Run a COPY TO STDOUT: the query runs to its end (an error sends no partial copy), then the
 /// rows go to the client, and the answer is `COPY n`.
 pub(crate) async fn run<C>(
@@ -267,10 +262,7 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     if status == TransactionStatus::Error {
-        return Ok(refusal(
-            "25P02",
-            "current transaction is aborted, commands ignored until end of transaction block",
-        ));
+        return Ok(crate::query::fail("25P02", crate::query::ABORTED));
     }
     let running = match conn.start_statement() {
         Ok(r) => r,

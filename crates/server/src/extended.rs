@@ -190,11 +190,7 @@ fn bind_bytes(b: &Bind) -> usize {
 }
 
 fn aborted() -> PgWireError {
-    error(
-        "ERROR",
-        "25P02",
-        "current transaction is aborted, commands ignored until end of transaction block",
-    )
+    error("ERROR", "25P02", crate::query::ABORTED)
 }
 
 /// A Bind's format codes: none (all text), one for all, or one per item; each 0 or 1.

@@ -202,6 +202,9 @@ impl ServerConfig {
     }
 }
 
+/// A statement the server refuses before it runs: its SQLSTATE and why.
+pub(crate) type Refusal = (&'static str, String);
+
 /// What every connection shares.
 pub(crate) struct Shared {
     pub lake: stratalake::Lake,
@@ -222,10 +225,7 @@ impl Shared {
     /// A place for one statement of `principal` among its running ones, or the SQLSTATE and
     /// message to send. Once the server is stopping no statement starts (57P01), so a
     /// multi-statement query cannot outrun the shutdown.
-    pub(crate) fn start_statement(
-        self: &Arc<Self>,
-        principal: &str,
-    ) -> std::result::Result<Running, (&'static str, String)> {
+    pub(crate) fn start_statement(self: &Arc<Self>, principal: &str) -> std::result::Result<Running, Refusal> {
         if self.stopping.is_cancelled() {
             return Err(("57P01", "the server is shutting down: no new statement starts".into()));
         }

@@ -183,10 +183,7 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
             return Response::TransactionEnd(Tag::new("COMMIT"));
         }
         (_, TransactionStatus::Error) => {
-            return fail(
-                "25P02",
-                "current transaction is aborted, commands ignored until end of transaction block",
-            );
+            return fail("25P02", ABORTED);
         }
         (Some(Control::Begin), _) => {
             *status = TransactionStatus::Transaction;
@@ -319,7 +316,7 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
 /// The answer to a `SET`, `RESET` or `SHOW` of a connection setting (`settings.rs`).
 fn setting_response(
     conn: &Conn,
-    setting: Result<crate::settings::Setting, crate::settings::Refusal>,
+    setting: Result<crate::settings::Setting, crate::Refusal>,
     format: Option<&Format>,
 ) -> Response {
     use crate::settings::Setting;
@@ -361,7 +358,11 @@ pub(crate) fn show_schema(name: &str) -> SchemaRef {
     )]))
 }
 
-fn fail(code: &str, message: impl Into<String>) -> Response {
+/// What a statement in a failed transaction block is told (25P02), as PostgreSQL says it.
+pub(crate) const ABORTED: &str = "current transaction is aborted, commands ignored until end of transaction block";
+
+/// An ERROR response with this SQLSTATE and message.
+pub(crate) fn fail(code: &str, message: impl Into<String>) -> Response {
     Response::Error(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message.into())))
 }
 

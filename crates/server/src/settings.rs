@@ -24,8 +24,7 @@ pub(crate) enum Setting {
     Show(&'static str),
 }
 
-/// A refusal: its SQLSTATE and message.
-pub(crate) type Refusal = (&'static str, String);
+use crate::Refusal;
 
 /// The settings a connection may change: name (lower case), name as shown, default.
 const PARAMETERS: [(&str, &str, &str); 7] = [

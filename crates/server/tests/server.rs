@@ -592,12 +592,17 @@ type Message = (u8, Vec<u8>);
 
 /// One backend message.
 fn read_message(s: &mut TcpStream) -> Message {
+    try_read_message(s).unwrap()
+}
+
+/// One backend message, or the read error (the server closed the connection).
+fn try_read_message(s: &mut TcpStream) -> std::io::Result<Message> {
     let mut head = [0u8; 5];
-    s.read_exact(&mut head).unwrap();
+    s.read_exact(&mut head)?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    let mut body = vec![0u8; len - 4];
-    s.read_exact(&mut body).unwrap();
-    (head[0], body)
+    let mut body = vec![0u8; len.saturating_sub(4)];
+    s.read_exact(&mut body)?;
+    Ok((head[0], body))
 }
 
 fn send_message(s: &mut TcpStream, kind: u8, body: &[u8]) {
@@ -721,17 +726,7 @@ fn answer(s: &mut TcpStream) -> (String, Vec<String>, u8, Vec<Message>) {
     send_message(s, b'S', b"");
     let msgs = until_ready(s);
     let kinds = msgs.iter().map(|m| m.0 as char).collect();
-    let codes = msgs
-        .iter()
-        .filter(|m| m.0 == b'E')
-        .map(|m| {
-            let fields = m.1.split(|b| *b == 0).map(|f| String::from_utf8_lossy(f).to_string());
-            fields
-                .filter_map(|f| f.strip_prefix('C').map(str::to_string))
-                .next()
-                .unwrap_or_default()
-        })
-        .collect();
+    let codes = error_codes(&msgs);
     let status = msgs.last().unwrap().1[0];
     (kinds, codes, status, msgs)
 }
@@ -1103,19 +1098,7 @@ fn error_codes(msgs: &[Message]) -> Vec<String> {
 /// Every message until the server closes the connection.
 fn until_closed(s: &mut TcpStream) -> Vec<Message> {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut out = Vec::new();
-    loop {
-        let mut head = [0u8; 5];
-        if s.read_exact(&mut head).is_err() {
-            return out;
-        }
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        if s.read_exact(&mut body).is_err() {
-            return out;
-        }
-        out.push((head[0], body));
-    }
+    std::iter::from_fn(|| try_read_message(s).ok()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1147,12 +1130,7 @@ async fn one_principal_cannot_run_more_statements_at_once_than_its_limit() {
         let (_, codes) = simple_query(&mut admin, "SELECT count(*) FROM permits");
         assert!(codes.is_empty(), "{codes:?}");
         // once the slow statement has ended (the timeout), ana's place is free again
-        let (_, codes) = {
-            let msgs = until_ready(&mut busy);
-            let codes = error_codes(&msgs);
-            (msgs, codes)
-        };
-        assert_eq!(codes, ["57014"]);
+        assert_eq!(error_codes(&until_ready(&mut busy)), ["57014"]);
         let (msgs, codes) = simple_query(&mut second, "SELECT count(*) FROM permits");
         assert!(codes.is_empty(), "{codes:?}");
         assert!(msgs.iter().any(|m| m.0 == b'D'));
