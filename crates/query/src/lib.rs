@@ -20,6 +20,7 @@ mod dml;
 mod engine;
 mod error;
 mod evolution;
+pub mod pg_catalog;
 mod policy;
 mod policy_exec;
 pub mod provider;

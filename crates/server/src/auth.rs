@@ -46,6 +46,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// The SQL session a statement of this connection runs in: its principal's, resolving
+    /// unqualified names in the connection's `search_path`.
+    pub(crate) fn sql(&self) -> stratalake::SqlSession {
+        self.sql
+            .clone()
+            .with_default_namespace(self.settings.get("search_path"))
+    }
+
     /// The server's statement timeout.
     pub(crate) fn statement_timeout(&self) -> Option<std::time::Duration> {
         self._key.shared.limits.statement_timeout

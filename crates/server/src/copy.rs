@@ -275,8 +275,7 @@ where
         Form::Binary => "binary",
     };
     let sql = conn
-        .sql
-        .clone()
+        .sql()
         .with_audit_as("export", &format!("{} -- COPY TO STDOUT ({form})", conn.note));
     let format = if copy.form == Form::Binary {
         pgwire::api::portal::Format::UnifiedBinary

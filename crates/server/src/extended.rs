@@ -148,7 +148,8 @@ impl QueryParser for Parser {
         } else {
             // planning is work too: it counts among the principal's running statements
             let _running = conn.start_statement().map_err(PgWireError::UserError)?;
-            let describe = conn.sql.describe(sql);
+            let session = conn.sql();
+            let describe = session.describe(sql);
             let described = match conn.statement_timeout() {
                 Some(limit) => tokio::time::timeout(limit, describe).await.map_err(|_| {
                     error(

@@ -296,9 +296,10 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
         }
         Ok(())
     };
+    let sql = conn.sql();
     let r = match how.params {
-        Some(params) => conn.sql.execute_with_params(text, params, &mut sink).await,
-        None => conn.sql.execute_streaming(text, &mut sink).await,
+        Some(params) => sql.execute_with_params(text, params, &mut sink).await,
+        None => sql.execute_streaming(text, &mut sink).await,
     };
     if let Some(p) = problem {
         return Response::Error(Box::new(p.into()));

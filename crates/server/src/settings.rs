@@ -27,8 +27,9 @@ pub(crate) enum Setting {
 use crate::Refusal;
 
 /// The settings a connection may change: name (lower case), name as shown, default.
-const PARAMETERS: [(&str, &str, &str); 7] = [
+const PARAMETERS: [(&str, &str, &str); 8] = [
     ("application_name", "application_name", ""),
+    ("search_path", "search_path", stratalake::DEFAULT_NAMESPACE),
     ("client_encoding", "client_encoding", "UTF8"),
     ("datestyle", "DateStyle", "ISO, MDY"),
     ("intervalstyle", "IntervalStyle", "postgres"),
@@ -252,6 +253,25 @@ fn set(p: &'static str, value: &[&Token]) -> Result<Setting, Refusal> {
             }
             v
         }
+        // The namespace unqualified names resolve in: the first of the list that names one
+        // (`"$user"` and `pg_catalog`, always searched first for the catalog, are skipped).
+        "search_path" => {
+            let first = joined
+                .iter()
+                .flat_map(|s| s.split(','))
+                .map(|s| s.trim().trim_matches('"'))
+                .find(|s| !s.is_empty() && *s != "$user" && *s != "pg_catalog");
+            match first {
+                None => stratalake::DEFAULT_NAMESPACE.to_string(),
+                Some(ns) if stratalake::table::names::validate_ident("namespace", ns).is_ok() => ns.to_string(),
+                Some(ns) => {
+                    return refuse(&format!(
+                        "{} is not a namespace name ([a-z][a-z0-9_]*)",
+                        crate::auth::printable(ns)
+                    ));
+                }
+            }
+        }
         "client_encoding" => match one.to_ascii_uppercase().as_str() {
             "UTF8" | "UTF-8" | "UNICODE" => "UTF8".into(),
             _ => return refuse("the server sends text in UTF8 only"),
@@ -347,7 +367,12 @@ mod tests {
         let code = |sql: &str| parse(sql).unwrap().unwrap_err().0;
         assert_eq!(code("SET datafusion.explain.show_statistics = true"), "42501");
         assert_eq!(code("SET datafusion.execution.target_partitions TO 1"), "42501");
-        assert_eq!(code("SET search_path = x"), "42704");
+        assert_eq!(code("SET work_mem = '1GB'"), "42704");
+        assert_eq!(code("SET search_path = '../x'"), "22023");
+        assert_eq!(
+            parse("SET search_path TO \"$user\", pg_catalog, gov, public"),
+            Some(Ok(Setting::Set("search_path", "gov".into())))
+        );
         assert_eq!(code("SET server_version = '1'"), "55P02");
         assert_eq!(code("SET TimeZone = 'Europe/Berlin'"), "22023");
         assert_eq!(code("SET client_encoding = 'LATIN1'"), "22023");

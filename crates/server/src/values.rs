@@ -34,31 +34,11 @@ const PG_EPOCH_DAYS: i64 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
 
-/// The PostgreSQL type a column of `t` is announced as. Types without a PostgreSQL counterpart
-/// (lists, structs, maps) are sent as `text`, in Arrow's spelling.
+/// The PostgreSQL type a column of `t` is announced as: the one `pg_catalog.pg_attribute`
+/// names for it ([`stratalake::query::pg_catalog::pg_type_oid`]), so a client that describes a
+/// table and one that reads it agree.
 pub(crate) fn pg_type(t: &DataType) -> Type {
-    match t {
-        DataType::Boolean => Type::BOOL,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
-        DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
-        DataType::UInt64
-        | DataType::Decimal32(..)
-        | DataType::Decimal64(..)
-        | DataType::Decimal128(..)
-        | DataType::Decimal256(..) => Type::NUMERIC,
-        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 => Type::FLOAT8,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::VARCHAR,
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
-        DataType::Date32 | DataType::Date64 => Type::DATE,
-        DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
-        DataType::Dictionary(_, v) => pg_type(v),
-        _ => Type::TEXT,
-    }
+    Type::from_oid(stratalake::query::pg_catalog::pg_type_oid(t)).unwrap_or(Type::TEXT)
 }
 
 /// The columns of `schema` as announced to the client, each in the format it asked for

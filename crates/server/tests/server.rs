@@ -1256,7 +1256,8 @@ async fn set_changes_only_harmless_settings_of_its_own_connection_and_current_us
         for (sql, code) in [
             ("SET datafusion.explain.show_statistics = true", "42501"),
             ("SET datafusion.execution.target_partitions = 1", "42501"),
-            ("SET search_path = other", "42704"),
+            ("SET work_mem = '1GB'", "42704"),
+            ("SET search_path = 'no/such name'", "22023"),
             ("SET TimeZone = 'Europe/Berlin'", "22023"),
             ("SET server_version = '9.6'", "55P02"),
         ] {
@@ -1266,6 +1267,23 @@ async fn set_changes_only_harmless_settings_of_its_own_connection_and_current_us
         // nothing of that reached the other connection or the engine
         let (msgs, _) = simple_query(&mut admin, "SHOW TimeZone");
         assert_eq!(only_value(&msgs), "UTC");
+        // search_path: where this connection's unqualified names resolve
+        let (_, codes) = simple_query(&mut ana, "SET search_path TO elsewhere");
+        assert!(codes.is_empty(), "{codes:?}");
+        let (_, codes) = simple_query(&mut ana, "SELECT count(*) FROM permits");
+        assert_eq!(codes, ["42P01"]);
+        let (msgs, _) = simple_query(&mut admin, "SELECT count(*) FROM permits");
+        assert_eq!(
+            only_value(&msgs),
+            "4",
+            "another connection's search_path changed nothing here"
+        );
+        let (_, codes) = simple_query(&mut ana, "SET search_path = \"$user\", default");
+        assert!(codes.is_empty(), "{codes:?}");
+        let (msgs, _) = simple_query(&mut ana, "SHOW search_path");
+        assert_eq!(only_value(&msgs), "default");
+        let (msgs, _) = simple_query(&mut ana, "SELECT count(*) FROM permits");
+        assert_eq!(only_value(&msgs), "2");
         // the extended protocol (psycopg's) takes the same settings: SHOW is described as text
         parse_msg(&mut ana, "", "SHOW application_name", &[]);
         bind_msg(&mut ana, "", "", &[], &[], &[]);
@@ -1294,5 +1312,90 @@ async fn set_changes_only_harmless_settings_of_its_own_connection_and_current_us
     })
     .await
     .unwrap();
+    r.stop().await;
+}
+
+/// The first field of each line of psql's unaligned output.
+fn first_fields(out: &str) -> Vec<&str> {
+    out.lines().map(|l| l.split('|').next().unwrap_or("")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psqls_describe_commands_show_each_principal_only_what_it_may_see() {
+    let r = start(|c| c).await;
+    r.lake
+        .session("admin")
+        .sql(
+            "CREATE NAMESPACE hr; \
+             CREATE TABLE hr.salaries (name VARCHAR CLASSIFICATION confidential, amount DECIMAL(10,2) CLASSIFICATION secret)",
+        )
+        .await
+        .unwrap();
+    let ana = |sql: &'static str| psql(&r, "ana", "ana's passphrase", "require", sql);
+    let admin = |sql: &'static str| psql(&r, "admin", "admin pass", "require", sql);
+
+    // \dt: the tables of the default namespace (the search path); \dt *.* every namespace.
+    let (ok, out, err) = ana("\\dt").await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "default|permits|table|stratalake");
+    let (ok, out, err) = ana("\\dt *.*").await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "default|permits|table|stratalake", "ana must not see hr.salaries");
+    let (ok, out, err) = admin("\\dt *.*").await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "default|permits|table|stratalake\nhr|salaries|table|stratalake");
+    let (ok, out, err) = admin("\\dt+ permits").await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("|permanent||") && (out.contains(" bytes|") || out.contains(" kB|")),
+        "{out}"
+    );
+
+    // \d table: columns with PostgreSQL's type names, nullability.
+    let (ok, out, err) = ana("\\d permits").await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "id|bigint||not null|\nowner|character varying|||\nregion|character varying|||\npaid|boolean|||"
+    );
+    // A table ana may not know is not found, as if it did not exist.
+    let (_, out, err) = ana("\\d hr.salaries").await;
+    assert!(
+        out.is_empty() && err.contains("Did not find any relation named \"hr.salaries\""),
+        "{out} {err}"
+    );
+    // \d+: a decimal's precision and scale, the classification as the column's description.
+    let (ok, out, err) = admin("\\d+ hr.salaries").await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("amount|numeric(10,2)|") && out.contains("|classification: secret"),
+        "{out}"
+    );
+
+    // \du: administrators see every principal and role; anyone else only itself and its roles.
+    let (ok, out, err) = ana("\\du").await;
+    assert!(ok, "{err}");
+    assert_eq!(first_fields(&out), ["ana"], "{out}");
+    let (ok, out, err) = admin("\\du").await;
+    assert!(ok, "{err}");
+    assert_eq!(first_fields(&out), ["admin", "ana", "bob", "lake_admins"], "{out}");
+    assert!(out.lines().next().unwrap().contains("Superuser"), "{out}");
+
+    // \dn, \l, \conninfo
+    let (ok, out, err) = ana("\\dn").await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "default|stratalake\nhr|stratalake");
+    let (ok, out, err) = ana("\\l").await;
+    assert!(ok, "{err}");
+    assert_eq!(first_fields(&out), ["lake"], "{out}");
+    let (ok, out, err) = ana("\\conninfo").await;
+    assert!(ok, "{err}");
+    assert!(out.contains("as user \"ana\""), "{out}");
+
+    // The catalog is read-only, and what a client writes to it is refused.
+    let (ok, _, err) = admin("INSERT INTO pg_catalog.pg_roles (rolname, rolsuper) VALUES ('mallory', true)").await;
+    assert!(!ok && err.contains("ERROR"), "{err}");
+    let (ok, out, err) = ana("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = 'mallory'").await;
+    assert!(ok && out == "0", "{out} {err}");
     r.stop().await;
 }

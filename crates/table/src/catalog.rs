@@ -334,6 +334,7 @@ impl Catalog {
     /// Create a namespace. `if_not_exists` turns an existing one into success.
     pub async fn create_namespace(&self, name: &str, if_not_exists: bool, principal: &str) -> Result<()> {
         validate_ident("namespace", name)?;
+        crate::names::refuse_system_schema(name)?;
         let exists = self.state().await?.namespaces.contains_key(name);
         if exists {
             return if if_not_exists {

@@ -40,6 +40,19 @@ pub fn validate_ident(kind: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a new namespace whose name SQL clients read as a system schema: `information_schema`
+/// and PostgreSQL's `pg_*` (`pg_catalog` is what psql and JDBC tools describe a lake with).
+pub fn refuse_system_schema(name: &str) -> Result<()> {
+    if name == "information_schema" || name.starts_with("pg_") {
+        return Err(Error::InvalidName {
+            kind: "namespace",
+            name: name.to_string(),
+            reason: "is reserved for the system catalog (information_schema, pg_*)".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Validate a column name: 1 to 255 bytes of UTF-8 without control characters.
 pub fn validate_column(name: &str) -> Result<()> {
     let err = |reason: &str| Error::InvalidName {

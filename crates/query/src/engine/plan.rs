@@ -22,6 +22,7 @@ use super::audit::{SYSTEM_SCHEMA, Touched};
 use super::time_travel::{ASOF_SCHEMA, rewrite_time_travel};
 use super::{CATALOG_NAME, SqlSession};
 use crate::catalog::LakeCatalogProvider;
+use crate::pg_catalog::{self, PG_CATALOG, PgCatalogSchema, PgSnapshot};
 use crate::{Error, Result};
 
 impl SqlSession {
@@ -86,11 +87,30 @@ impl SqlSession {
             let p = c.provider(&ident, Some(as_of)).await?;
             asof.register_table(temp, Arc::new(p))?;
         }
+        let words = || {
+            tokens.iter().filter_map(|t| match t {
+                Token::Word(w) => Some(w.value.to_ascii_lowercase()),
+                _ => None,
+            })
+        };
+        // psql's and JDBC tools' catalog queries: `pg_catalog` as this principal may see it.
+        let pg = if pg_catalog::mentioned(words()) {
+            let mut snapshot = PgSnapshot::new(&state, &c.subject, &self.default_namespace);
+            if words().any(|w| pg_catalog::READS_TABLES.contains(&w.as_str())) {
+                snapshot.load_tables(&self.catalog).await?;
+            }
+            let snapshot = Arc::new(snapshot);
+            pg_catalog::register_functions(&ctx, &snapshot);
+            Some(snapshot)
+        } else {
+            None
+        };
+        let pg_statement = pg.is_some();
         let mut lake_catalog = LakeCatalogProvider::new(c.clone(), state).with_schema(ASOF_SCHEMA, asof);
-        let mentions_system = tokens
-            .iter()
-            .any(|t| matches!(t, Token::Word(w) if w.value.eq_ignore_ascii_case(SYSTEM_SCHEMA)));
-        if mentions_system {
+        if let Some(snapshot) = pg {
+            lake_catalog = lake_catalog.with_schema(PG_CATALOG, Arc::new(PgCatalogSchema::new(snapshot)));
+        }
+        if words().any(|w| w == SYSTEM_SCHEMA) {
             lake_catalog = lake_catalog.with_schema(SYSTEM_SCHEMA, self.system_schema(&c.subject).await?);
         }
         ctx.register_catalog(CATALOG_NAME, Arc::new(lake_catalog));
@@ -99,8 +119,9 @@ impl SqlSession {
         if stmts.len() != 1 {
             return Err(Error::Sql(format!("expected one statement, found {}", stmts.len())));
         }
-        let stmt = stmts.pop_front().expect("one");
+        let mut stmt = stmts.pop_front().expect("one");
         refuse_unsafe(&stmt)?;
+        pg_catalog::rewrite(&mut stmt, pg_statement);
         let level_masked = c.subject.level_masks.keys().any(|l| !c.subject.cleared.contains(l));
         if matches!(stmt, DFStatement::Explain(_))
             && (!c.subject.row_filters.is_empty() || !c.subject.masks.is_empty() || level_masked)
