@@ -139,6 +139,9 @@ struct Relation {
     oid: i64,
     namespace_oid: i64,
     ident: TableIdent,
+    /// Whether the principal may know its row and byte counts ([`Subject::table_sight`]):
+    /// not under a row filter, whose hidden rows they would count.
+    counts: bool,
     /// Its columns, rows and bytes, when the statement reads them ([`PgSnapshot::load_tables`]).
     columns: Vec<ColumnDef>,
     rows: Option<u64>,
@@ -159,6 +162,7 @@ struct Role {
 /// What one statement's principal may see of the catalog, with object ids.
 #[derive(Debug)]
 pub(crate) struct PgSnapshot {
+    subject: Subject,
     default_namespace: String,
     namespaces: Vec<(i64, String)>,
     relations: Vec<Relation>,
@@ -177,11 +181,13 @@ impl PgSnapshot {
             namespaces.push((namespace_oid, ns.clone()));
             for name in tables.keys() {
                 let ident = TableIdent::new(ns, name);
-                if subject.may(&Operation::KnowTable(&ident)) {
+                let sight = subject.table_sight(ns, name);
+                if sight.known {
                     relations.push(Relation {
                         oid: oid_of("table", &ident.to_string()),
                         namespace_oid,
                         ident,
+                        counts: sight.counts,
                         columns: Vec::new(),
                         rows: None,
                         bytes: None,
@@ -242,6 +248,7 @@ impl PgSnapshot {
             });
         }
         Self {
+            subject: subject.clone(),
             default_namespace: default_namespace.to_string(),
             namespaces,
             relations,
@@ -254,10 +261,26 @@ impl PgSnapshot {
         for r in &mut self.relations {
             let snap = catalog.table(&r.ident).await?.snapshot().await?;
             r.columns = snap.metadata.schema.columns.clone();
-            r.rows = Some(snap.rows());
-            r.bytes = Some(snap.bytes());
+            if r.counts {
+                r.rows = Some(snap.rows());
+                r.bytes = Some(snap.bytes());
+            }
         }
         Ok(())
+    }
+
+    /// Whether the session holds any of `privileges` (PostgreSQL's comma-separated list) on
+    /// a table.
+    fn has_privilege(&self, ident: &TableIdent, privileges: &str) -> bool {
+        privileges.split(',').any(|p| {
+            let p = p.trim().to_ascii_uppercase();
+            let p = p.trim_end_matches(" WITH GRANT OPTION");
+            match p {
+                "SELECT" => self.subject.may(&Operation::ReadRows(ident)),
+                "INSERT" | "UPDATE" | "DELETE" | "TRUNCATE" => self.subject.may(&Operation::WriteRows(ident)),
+                _ => false,
+            }
+        })
     }
 
     fn relation(&self, oid: i64) -> Option<&Relation> {
@@ -291,11 +314,16 @@ impl PgSnapshot {
 #[derive(Debug)]
 pub(crate) struct PgCatalogSchema {
     snapshot: Arc<PgSnapshot>,
+    /// Each table built once per statement, however often the statement names it.
+    built: std::sync::Mutex<std::collections::HashMap<&'static str, Arc<dyn TableProvider>>>,
 }
 
 impl PgCatalogSchema {
     pub(crate) fn new(snapshot: Arc<PgSnapshot>) -> Self {
-        Self { snapshot }
+        Self {
+            snapshot,
+            built: Default::default(),
+        }
     }
 }
 
@@ -922,14 +950,15 @@ impl PgCatalogSchema {
 
 /// `pg_size_pretty`: bytes in PostgreSQL's units (kB, MB, ... from 10 240 of the smaller).
 fn size_pretty(bytes: i64) -> String {
-    let mut v = bytes;
+    let sign = if bytes < 0 { "-" } else { "" };
+    let mut v = bytes.unsigned_abs();
     for unit in ["bytes", "kB", "MB", "GB", "TB"] {
-        if v.abs() < 10 * 1024 || unit == "TB" {
-            return format!("{v} {unit}");
+        if v < 10 * 1024 || unit == "TB" {
+            return format!("{sign}{v} {unit}");
         }
-        v = (v + 512) / 1024;
+        v = v.saturating_add(512) / 1024;
     }
-    unreachable!("the last unit returns")
+    format!("{sign}{v} TB")
 }
 
 /// `pg_class`'s own oid (the `classoid` of table descriptions).
@@ -961,12 +990,18 @@ impl SchemaProvider for PgCatalogSchema {
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
-        let Some((_, columns)) = TABLES.iter().find(|(n, _)| *n == name) else {
+        let Some((name, columns)) = TABLES.iter().find(|(n, _)| *n == name) else {
             return Ok(None);
         };
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = built.get(name) {
+            return Ok(Some(t.clone()));
+        }
         let rows = self.rows(name);
         let b = batch(columns, &rows)?;
-        Ok(Some(Arc::new(ReadOnly(MemTable::try_new(b.schema(), vec![vec![b]])?))))
+        let table: Arc<dyn TableProvider> = Arc::new(ReadOnly(MemTable::try_new(b.schema(), vec![vec![b]])?));
+        built.insert(name, table.clone());
+        Ok(Some(table))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -1192,9 +1227,49 @@ impl ScalarUDFImpl for PgFunction {
             "pg_encoding_to_char" => per_oid_text(&|e| Some(if e == 6 { "UTF8" } else { "" }.to_string()))?,
             "current_database" => Arc::new(StringArray::from(vec![crate::engine::CATALOG_NAME; rows])),
             "current_schema" => Arc::new(StringArray::from(vec![s.default_namespace.as_str(); rows])),
-            "has_table_privilege" | "has_schema_privilege" | "has_database_privilege" => {
-                // The catalog shows only what the principal may know; what it may do with it
-                // is checked when it does it.
+            "has_table_privilege" => {
+                // (table, privilege) or (user, table, privilege): the session's own privileges
+                // only; another principal's are not told.
+                let n = arrays.len();
+                if n < 2 {
+                    return Err(DataFusionError::Plan(
+                        "has_table_privilege needs a table and a privilege".into(),
+                    ));
+                }
+                let tables = &arrays[n - 2];
+                let by_name = matches!(
+                    tables.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                );
+                let (names, oids) = (texts(n - 2)?, if by_name { None } else { Some(ints(n - 2)?) });
+                let privileges = texts(n - 1)?;
+                let users = if n == 3 { Some(texts(0)?) } else { None };
+                Arc::new(
+                    (0..rows.max(privileges.len()))
+                        .map(|i| {
+                            let i = i.min(privileges.len().saturating_sub(1));
+                            if privileges.is_null(i) {
+                                return None;
+                            }
+                            if let Some(u) = &users
+                                && (u.is_null(i) || u.value(i) != s.subject.principal)
+                            {
+                                return Some(false);
+                            }
+                            let oid = match &oids {
+                                Some(o) => (!o.is_null(i)).then(|| o.value(i)),
+                                None => (!names.is_null(i)).then(|| s.regclass(names.value(i))).flatten(),
+                            };
+                            let Some(r) = oid.and_then(|o| s.relation(o)) else {
+                                return Some(false);
+                            };
+                            Some(s.has_privilege(&r.ident, privileges.value(i)))
+                        })
+                        .collect::<BooleanArray>(),
+                )
+            }
+            "has_schema_privilege" | "has_database_privilege" => {
+                // every namespace and the one database are listed to every principal
                 Arc::new(BooleanArray::from(vec![true; rows]))
             }
             REGCLASS_OID => {
@@ -1283,8 +1358,11 @@ pub(crate) fn rewrite(stmt: &mut DFStatement, catalog: bool) {
     match stmt {
         DFStatement::Statement(s) => {
             let _ = visit_expressions_mut(s.as_mut(), |e| {
-                rewrite_expr(e);
-                if catalog && let Expr::Subquery(q) = e {
+                rewrite_expr(e, catalog);
+                if catalog
+                    && let Expr::Subquery(q) = e
+                    && reads_catalog(q)
+                {
                     if correlated_by_inequality(q) || reads_table_function(q) {
                         // DataFusion cannot plan it; in the catalog such a subquery asks for
                         // what does not exist here (collations other than the type's).
@@ -1360,6 +1438,35 @@ fn correlated_by_inequality(q: &ast::Query) -> bool {
                     ..
                 }
             )
+    })
+}
+
+/// Whether a subquery reads a table or table function of `pg_catalog`: the subquery rewrites
+/// are for the catalog's queries only, and leave every other subquery as written.
+fn reads_catalog(q: &ast::Query) -> bool {
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return false;
+    };
+    select.from.iter().any(|t| {
+        std::iter::once(&t.relation)
+            .chain(t.joins.iter().map(|j| &j.relation))
+            .any(|f| match f {
+                TableFactor::Table { name, args, .. } => {
+                    let parts: Vec<String> = name
+                        .0
+                        .iter()
+                        .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+                        .collect();
+                    match parts.as_slice() {
+                        [t] => TABLES.iter().any(|(n, _)| n == t),
+                        // a catalog table, or a table function named as the catalog's
+                        // (psql's `pg_catalog.unnest(reloptions)`)
+                        [schema, t] if schema == PG_CATALOG => args.is_some() || TABLES.iter().any(|(n, _)| n == t),
+                        _ => false,
+                    }
+                }
+                _ => false,
+            })
     })
 }
 
@@ -1590,7 +1697,7 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
     })
 }
 
-fn rewrite_expr(e: &mut Expr) {
+fn rewrite_expr(e: &mut Expr, catalog: bool) {
     match e {
         Expr::Collate { expr, collation } => {
             // The byte order DataFusion compares in is PostgreSQL's `C` collation, and the
@@ -1626,7 +1733,10 @@ fn rewrite_expr(e: &mut Expr) {
             let array_of_subquery =
                 last_part(&f.name).as_deref() == Some("array") && matches!(f.args, FunctionArguments::Subquery(_));
             if array_of_subquery {
-                if let FunctionArguments::Subquery(q) = &f.args {
+                if catalog
+                    && let FunctionArguments::Subquery(q) = &f.args
+                    && reads_catalog(q)
+                {
                     *e = array_subquery(q);
                 }
                 return;
@@ -1701,6 +1811,7 @@ fn array_subquery(q: &ast::Query) -> Expr {
     let mut q = q.clone();
     if !correlated_by_inequality(&q)
         && !reads_table_function(&q)
+        && q.limit_clause.is_none()
         && let SetExpr::Select(select) = q.body.as_mut()
         && select.projection.len() == 1
     {
@@ -1710,9 +1821,16 @@ fn array_subquery(q: &ast::Query) -> Expr {
             _ => None,
         };
         if let Some(expr) = expr {
-            select.projection = vec![SelectItem::UnnamedExpr(call("array_agg", vec![expr]))];
-            // The order the list is built in cannot be asked of a scalar subquery.
-            q.order_by = None;
+            let mut agg = call("array_agg", vec![expr]);
+            // the order of the list: the subquery's ORDER BY, inside the aggregate
+            if let Some(order) = q.order_by.take()
+                && let ast::OrderByKind::Expressions(keys) = order.kind
+                && let Expr::Function(f) = &mut agg
+                && let FunctionArguments::List(list) = &mut f.args
+            {
+                list.clauses.push(ast::FunctionArgumentClause::OrderBy(keys));
+            }
+            select.projection = vec![SelectItem::UnnamedExpr(agg)];
             return Expr::Subquery(Box::new(q));
         }
     }
