@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Statements one principal may have running at once, over all its connections [default: no limit].
     #[arg(long)]
     pub max_queries_per_principal: Option<usize>,
+    /// Largest result of one statement the server holds before sending it (`256MiB`, `2GiB`);
+    /// a larger one stops the statement with ERROR 54000 [default: 1GiB].
+    #[arg(long, value_parser = size)]
+    pub max_result_size: Option<u64>,
     /// Time a client has from connecting to a finished login (`10s`, `1m`) [default: 10s].
     #[arg(long, value_parser = duration)]
     pub login_timeout: Option<Duration>,
@@ -53,6 +57,10 @@ pub struct ServeArgs {
     /// canceled [default: 30s].
     #[arg(long, value_parser = duration)]
     pub shutdown_grace: Option<Duration>,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    stratalake::tiering::units::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -117,6 +125,9 @@ fn overlay(mut c: ServerConfig, a: &ServeArgs) -> ServerConfig {
     }
     if a.max_queries_per_principal.is_some() {
         l.max_queries_per_principal = a.max_queries_per_principal;
+    }
+    if let Some(s) = a.max_result_size {
+        l.max_result_size = s;
     }
     if let Some(d) = a.login_timeout {
         l.login_timeout = d;

@@ -54,6 +54,11 @@ impl Conn {
             .with_default_namespace(self.settings.get("search_path"))
     }
 
+    /// The server's limits.
+    pub(crate) fn limits(&self) -> &crate::Limits {
+        &self._key.shared.limits
+    }
+
     /// The server's statement timeout.
     pub(crate) fn statement_timeout(&self) -> Option<std::time::Duration> {
         self._key.shared.limits.statement_timeout

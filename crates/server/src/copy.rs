@@ -287,6 +287,8 @@ where
     let mut rows = 0usize;
     let mut problem: Option<PgWireError> = None;
     let mut buf = BytesMut::new();
+    let limit = conn.limits().max_result_size;
+    let mut held = 0u64;
     let r = sql
         .execute_streaming(&copy.query, &mut |piece: Piece<'_>| {
             match piece {
@@ -311,7 +313,14 @@ where
                             for row in encoded {
                                 copy.row(&split_fields(&row.data), &mut buf);
                                 rows += 1;
+                                held += buf.len() as u64;
                                 chunks.push(buf.split().freeze());
+                            }
+                            if held > limit {
+                                problem = Some(crate::result_too_large(limit));
+                                return Err(stratalake::query::Error::Unsupported(
+                                    "the copy is larger than the server's max_result_size".into(),
+                                ));
                             }
                         }
                         Err(e) => {

@@ -126,6 +126,25 @@ pub struct Limits {
     /// On shutdown, how long running statements may take to finish before they are canceled.
     /// Idle connections are closed at once (FATAL 57P01).
     pub shutdown_grace: Duration,
+    /// Bytes of one statement's result (as sent: rows in the wire format, or COPY data) the
+    /// server holds before sending it; a larger result stops the statement (ERROR 54000).
+    /// Results are collected before they are sent, so this bounds the memory one statement's
+    /// rows take outside the query memory pool.
+    pub max_result_size: u64,
+}
+
+/// [`Limits::max_result_size`]'s default: 1 GiB.
+pub const DEFAULT_MAX_RESULT_SIZE: u64 = 1 << 30;
+
+/// The error of a result over [`Limits::max_result_size`].
+pub(crate) fn result_too_large(limit: u64) -> pgwire::error::PgWireError {
+    crate::auth::error(
+        "ERROR",
+        "54000",
+        format!(
+            "the result is larger than the server's max_result_size ({limit} bytes): ask for fewer rows or columns (LIMIT, WHERE, aggregates), or in parts"
+        ),
+    )
 }
 
 impl Default for Limits {
@@ -141,6 +160,7 @@ impl Default for Limits {
             failed_login_delay: Duration::from_millis(200),
             max_queries_per_principal: None,
             shutdown_grace: Duration::from_secs(30),
+            max_result_size: DEFAULT_MAX_RESULT_SIZE,
         }
     }
 }
@@ -184,6 +204,10 @@ impl ServerConfig {
             l.max_connections = n;
         }
         l.max_queries_per_principal = section.max_queries_per_principal;
+        if let Some(s) = &section.max_result_size {
+            l.max_result_size =
+                stratalake::tiering::units::parse_size(s).map_err(|e| bad("max_result_size", &e.to_string()))?;
+        }
         if let Some(n) = section.max_pending_per_address {
             l.max_pending_per_address = n;
         }
@@ -316,6 +340,7 @@ impl Server {
                 "max_queries_per_principal",
                 config.limits.max_queries_per_principal.unwrap_or(1),
             ),
+            ("max_result_size", config.limits.max_result_size.min(1) as usize),
         ] {
             if n == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1")));

@@ -212,6 +212,8 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
     let mut out: Option<Response> = None;
     let mut fields = None;
     let mut rows: Vec<PgWireResult<DataRow>> = Vec::new();
+    let limit = conn.limits().max_result_size;
+    let mut held = 0u64;
     let mut count: Option<u64> = None;
     let mut problem: Option<PgWireError> = None;
     let mut as_text: Vec<bool> = Vec::new();
@@ -264,7 +266,13 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
                     let f = fields.as_ref().expect("a result starts before its rows");
                     values::encode(f, &b)
                 }) {
-                    Ok(r) => rows.extend(r.into_iter().map(Ok)),
+                    Ok(r) => {
+                        held += r.iter().map(|row| row.data.len() as u64 + 7).sum::<u64>();
+                        if held > limit {
+                            return stop(crate::result_too_large(limit), &mut problem);
+                        }
+                        rows.extend(r.into_iter().map(Ok));
+                    }
                     Err(e) => return stop(e, &mut problem),
                 }
             }
@@ -276,7 +284,13 @@ async fn run_inner(conn: &Conn, status: &mut TransactionStatus, text: &str, how:
                     }
                 } else if let Some(f) = &fields {
                     match values::encode(f, batch) {
-                        Ok(r) => rows.extend(r.into_iter().map(Ok)),
+                        Ok(r) => {
+                            held += r.iter().map(|row| row.data.len() as u64 + 7).sum::<u64>();
+                            if held > limit {
+                                return stop(crate::result_too_large(limit), &mut problem);
+                            }
+                            rows.extend(r.into_iter().map(Ok));
+                        }
                         Err(e) => return stop(e, &mut problem),
                     }
                 }

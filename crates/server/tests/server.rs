@@ -1191,6 +1191,7 @@ fn the_lake_configuration_gives_the_server_settings_and_names_a_bad_one() {
 cert = "tls/server.pem"
 key = "/etc/stratalake/server.key"
 max_queries_per_principal = 4
+max_result_size = "2MiB"
 idle_timeout = "15m"
 shutdown_grace = "5s""#,
     );
@@ -1202,11 +1203,13 @@ shutdown_grace = "5s""#,
     assert_eq!(c.limits.max_queries_per_principal, Some(4));
     assert_eq!(c.limits.idle_timeout, Some(Duration::from_secs(900)));
     assert_eq!(c.limits.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(c.limits.max_result_size, 2 << 20);
     assert_eq!(c.limits.max_connections, Limits::default().max_connections);
     for (text, named) in [
         (r#"idle_timeout = "soon""#, "[server] idle_timeout"),
         (r#"listen = "localhost""#, "[server] listen"),
         (r#"cert = "a.pem""#, "[server] cert"),
+        (r#"max_result_size = "lots""#, "[server] max_result_size"),
     ] {
         let e = ServerConfig::from_section(&toml_section(text), Path::new("/l")).unwrap_err();
         assert!(e.to_string().contains(named), "{text}: {e}");
@@ -1397,5 +1400,70 @@ async fn psqls_describe_commands_show_each_principal_only_what_it_may_see() {
     assert!(!ok && err.contains("ERROR"), "{err}");
     let (ok, out, err) = ana("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = 'mallory'").await;
     assert!(ok && out == "0", "{out} {err}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_over_the_size_limit_stops_with_54000_and_the_connection_goes_on() {
+    let r = start_limited(|l| Limits {
+        max_result_size: 100,
+        ..l
+    })
+    .await;
+    // ana's two rows fit in 100 bytes; the administrator's four do not
+    let (ok, out, err) = psql(
+        &r,
+        "ana",
+        "ana's passphrase",
+        "require",
+        "SELECT * FROM permits ORDER BY id",
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2);
+    let (ok, _, err) = psql(&r, "admin", "admin pass", "require", "SELECT * FROM permits").await;
+    assert!(!ok && err.contains("54000") && err.contains("max_result_size"), "{err}");
+    let (ok, _, err) = psql(
+        &r,
+        "admin",
+        "admin pass",
+        "require",
+        "COPY (SELECT id, repeat(owner, 10) AS owner FROM permits) TO STDOUT",
+    )
+    .await;
+    assert!(!ok && err.contains("54000"), "{err}");
+    // the same connection serves the next statement
+    let addr = r.addr;
+    let ca = r.ca.clone();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        let o = Command::new(psql_binary())
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                "SELECT * FROM permits",
+                "-c",
+                "SELECT count(*) FROM permits",
+            ])
+            .arg(format!(
+                "host=127.0.0.1 port={} user=admin dbname=lake sslmode=require sslrootcert={} connect_timeout=10",
+                addr.port(),
+                ca.display()
+            ))
+            .env("PGPASSWORD", "admin pass")
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(err.contains("max_result_size"), "{err}");
+    let _ = ok;
+    ana_is_served(&r, "require").await;
     r.stop().await;
 }

@@ -68,6 +68,9 @@ pub struct ServerSection {
     /// Statements one principal may have running at once, over all its connections.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_queries_per_principal: Option<usize>,
+    /// Largest result of one statement the server holds before sending it, e.g. `"1GiB"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_result_size: Option<String>,
     /// Time from connecting to a finished login, e.g. `"10s"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_timeout: Option<String>,
