@@ -9,9 +9,10 @@
 //! exist (clients join them) and are empty. Object ids are stable hashes of names, so the ids a
 //! client reads in one statement find the same objects in the next.
 //!
-//! [`rewrite`] turns the PostgreSQL spellings these clients send into what DataFusion plans:
-//! `OPERATOR(pg_catalog.~)`, `COLLATE pg_catalog.default` (and `"C"`), casts to `regclass`, `regtype`, `oid` and
-//! `pg_catalog.text`, function names qualified with `pg_catalog.`, and `ARRAY(subquery)`.
+//! Before planning, every statement's PostgreSQL spellings are turned into what DataFusion
+//! plans: `OPERATOR(pg_catalog.~)`, `COLLATE pg_catalog.default` (and `"C"`), casts to
+//! `regclass`, `regtype`, `oid` and `pg_catalog.text`, function names qualified with
+//! `pg_catalog.`, and in statements on the catalog `ARRAY(subquery)` and scalar subqueries.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
