@@ -1467,3 +1467,71 @@ async fn a_result_over_the_size_limit_stops_with_54000_and_the_connection_goes_o
     ana_is_served(&r, "require").await;
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_clients_query_while_a_writer_ingests_and_every_answer_is_whole() {
+    // seventeen clients on one address log in at once: more than the default 10 pending
+    let r = start_limited(|l| Limits {
+        max_pending_per_address: 32,
+        ..l
+    })
+    .await;
+    let admin = r.lake.session("admin");
+    admin
+        .sql(
+            "CREATE TABLE orders (id BIGINT NOT NULL CLASSIFICATION public, region VARCHAR CLASSIFICATION public, \
+             qty BIGINT CLASSIFICATION public, price DECIMAL(12,2) CLASSIFICATION public); \
+             CREATE TABLE regions (region VARCHAR CLASSIFICATION public, name VARCHAR CLASSIFICATION public); \
+             INSERT INTO regions VALUES ('north', 'North'), ('south', 'South'), ('east', 'East'), ('west', 'West'); \
+             GRANT SELECT ON TABLE orders TO ana; \
+             CREATE ROW FILTER north_orders ON orders FOR ana WHERE region = 'north'",
+        )
+        .await
+        .unwrap();
+    // 1 000 orders to start from, in one commit
+    let seed: Vec<String> = (1..=1000)
+        .map(|i| {
+            format!(
+                "({i}, '{}', 1, {}.25)",
+                ["north", "south", "east", "west"][i % 4],
+                i % 97
+            )
+        })
+        .collect();
+    admin
+        .sql(&format!("INSERT INTO orders VALUES {}", seed.join(", ")))
+        .await
+        .unwrap();
+    let conninfo = |user: &str, password: &str| {
+        format!(
+            "host=localhost port={} user={user} password='{}' dbname=lake sslmode=verify-full sslrootcert={} connect_timeout=10",
+            r.addr.port(),
+            password.replace('\'', "\\'"),
+            r.ca.display()
+        )
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/load_client.py");
+    let args = [
+        script.display().to_string(),
+        conninfo("admin", "admin pass"),
+        conninfo("admin", "admin pass"),
+        conninfo("ana", "ana's passphrase"),
+        "1000".into(),
+        "20".into(),
+        "100".into(),
+        "4".into(),
+    ];
+    let python = client_python();
+    let o = tokio::task::spawn_blocking(move || Command::new(python).args(args).output().unwrap())
+        .await
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success() && out.starts_with("ok "),
+        "stdout: {out}\nstderr: {err}"
+    );
+    // every batch is one commit: the table's log holds the seed and the writer's 20 batches
+    let history = admin.history("orders", None).await.unwrap();
+    assert!(history.len() >= 22, "{} commits", history.len());
+    r.stop().await;
+}
