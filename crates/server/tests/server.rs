@@ -137,26 +137,36 @@ fn psql_binary() -> &'static str {
 
 /// psql's result (`ok`, stdout, stderr) for `sql` as `user` with `password`.
 async fn psql(r: &Running, user: &str, password: &str, sslmode: &str, sql: &str) -> (bool, String, String) {
+    psql_commands(r, user, password, sslmode, true, &[sql]).await
+}
+
+/// psql's result for `commands`, one `-c` each, on one connection; with `on_error_stop` the
+/// first failure ends the run, without it psql goes on to the next command.
+async fn psql_commands(
+    r: &Running,
+    user: &str,
+    password: &str,
+    sslmode: &str,
+    on_error_stop: bool,
+    commands: &[&str],
+) -> (bool, String, String) {
     let conninfo = format!(
         "host=127.0.0.1 port={} user={user} dbname=lake sslmode={sslmode} sslrootcert={} connect_timeout=10",
         r.addr.port(),
         r.ca.display()
     );
-    let (password, sql) = (password.to_string(), sql.to_string());
+    let mut args: Vec<String> = ["-X", "-A", "-t", "-v", "VERBOSITY=verbose"].map(String::from).into();
+    if on_error_stop {
+        args.extend(["-v".to_string(), "ON_ERROR_STOP=1".to_string()]);
+    }
+    for c in commands {
+        args.extend(["-c".to_string(), c.to_string()]);
+    }
+    args.push(conninfo);
+    let password = password.to_string();
     tokio::task::spawn_blocking(move || {
         let o = Command::new(psql_binary())
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-v",
-                "VERBOSITY=verbose",
-                "-c",
-                &sql,
-                &conninfo,
-            ])
+            .args(&args)
             .env("PGPASSWORD", password)
             .env_remove("PGSERVICE")
             .output()
@@ -907,6 +917,17 @@ async fn assert_audited(r: &Running, principal: &str, statement: &str, params: &
 }
 
 /// The Python of the venv with the PostgreSQL client libraries that `scripts/test.sh` makes.
+/// A libpq connection string for `user` (TLS verified against the test CA), as the Python
+/// clients take it.
+fn libpq_conninfo(r: &Running, user: &str, password: &str) -> String {
+    format!(
+        "host=localhost port={} user={user} password='{}' dbname=lake sslmode=verify-full sslrootcert={} connect_timeout=10",
+        r.addr.port(),
+        password.replace('\'', "\\'"),
+        r.ca.display()
+    )
+}
+
 fn client_python() -> PathBuf {
     let python = std::env::var_os("STRATALAKE_TEST_CLIENT_PYTHON")
         .map(PathBuf::from)
@@ -930,14 +951,7 @@ async fn psycopg_binds_parameters_reads_text_and_binary_results_and_keeps_polici
         )
         .await
         .unwrap();
-    let conninfo = |user: &str, password: &str| {
-        format!(
-            "host=localhost port={} user={user} password='{}' dbname=lake sslmode=verify-full sslrootcert={} connect_timeout=10",
-            r.addr.port(),
-            password.replace('\'', "\\'"),
-            r.ca.display()
-        )
-    };
+    let conninfo = |user: &str, password: &str| libpq_conninfo(&r, user, password);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/psycopg_client.py");
     let args = [
         script.display().to_string(),
@@ -1433,37 +1447,17 @@ async fn a_result_over_the_size_limit_stops_with_54000_and_the_connection_goes_o
     .await;
     assert!(!ok && err.contains("54000"), "{err}");
     // the same connection serves the next statement
-    let addr = r.addr;
-    let ca = r.ca.clone();
-    let (ok, _, err) = tokio::task::spawn_blocking(move || {
-        let o = Command::new(psql_binary())
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-c",
-                "SELECT * FROM permits",
-                "-c",
-                "SELECT count(*) FROM permits",
-            ])
-            .arg(format!(
-                "host=127.0.0.1 port={} user=admin dbname=lake sslmode=require sslrootcert={} connect_timeout=10",
-                addr.port(),
-                ca.display()
-            ))
-            .env("PGPASSWORD", "admin pass")
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).to_string(),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    })
-    .await
-    .unwrap();
+    let (_, out, err) = psql_commands(
+        &r,
+        "admin",
+        "admin pass",
+        "require",
+        false,
+        &["SELECT * FROM permits", "SELECT count(*) FROM permits"],
+    )
+    .await;
     assert!(err.contains("max_result_size"), "{err}");
-    let _ = ok;
+    assert_eq!(out, "4", "{err}");
     ana_is_served(&r, "require").await;
     r.stop().await;
 }
@@ -1502,14 +1496,7 @@ async fn sixteen_clients_query_while_a_writer_ingests_and_every_answer_is_whole(
         .sql(&format!("INSERT INTO orders VALUES {}", seed.join(", ")))
         .await
         .unwrap();
-    let conninfo = |user: &str, password: &str| {
-        format!(
-            "host=localhost port={} user={user} password='{}' dbname=lake sslmode=verify-full sslrootcert={} connect_timeout=10",
-            r.addr.port(),
-            password.replace('\'', "\\'"),
-            r.ca.display()
-        )
-    };
+    let conninfo = |user: &str, password: &str| libpq_conninfo(&r, user, password);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/load_client.py");
     let args = [
         script.display().to_string(),
